@@ -1,0 +1,119 @@
+"""Read a HuggingFace ``config.json`` (GPT-2, GPT-NeoX/Pythia, Llama/Mistral) into a ModelSpec.
+
+No hub access: the user passes the file. Keys that do not bear on cost are ignored (HF configs
+carry many); the keys we need are required, and errors point at the HF key and its line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from picost.errors import UserError
+from picost.spec import ModelSpec, Origins, validate_spec
+from picost.yamlsrc import load_located
+
+_GPT2_ACT = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
+_NEOX_ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "relu": "relu"}
+_LLAMA_ACT = {"silu": "swiglu", "gelu": "geglu", "gelu_pytorch_tanh": "geglu"}
+
+
+class _Reader:
+    """Reads HF keys and remembers which HF key (and line) each spec field came from."""
+
+    def __init__(self, raw: dict[str, Any], lines: dict[tuple, int], file: str) -> None:
+        self.raw, self.lines, self.file = raw, lines, file
+        self.origins: Origins = {}
+
+    def take(self, field: str, *keys: str, default: Any = ..., convert: Callable[[Any], Any] | None = None) -> Any:
+        for key in keys:
+            if key in self.raw and self.raw[key] is not None:
+                self.origins[field] = (self.file, self.lines.get((key,)))
+                value = self.raw[key]
+                if convert is None:
+                    return value
+                try:
+                    return convert(value)
+                except KeyError:
+                    raise UserError(f"unsupported value {value!r}", file=self.file,
+                                    line=self.lines.get((key,)), field=key) from None
+        if default is ...:
+            raise UserError(f"required key missing (one of: {', '.join(keys)})", file=self.file,
+                            field=keys[0])
+        return default
+
+
+def load_hf_config(path: Path) -> ModelSpec:
+    raw, lines = load_located(path)
+    file = str(path)
+    if not isinstance(raw, dict):
+        raise UserError("a HuggingFace config must be a JSON object", file=file, line=1)
+    model_type = raw.get("model_type")
+    builders = {"gpt2": _gpt2, "gpt_neox": _neox, "llama": _llama, "mistral": _llama}
+    if model_type not in builders:
+        raise UserError(
+            f"unsupported model_type {model_type!r}; supported: {', '.join(builders)}",
+            file=file, line=lines.get(("model_type",)), field="model_type",
+        )
+    r = _Reader(raw, lines, file)
+    data = builders[model_type](r)
+    data["name"] = str(raw.get("_name_or_path") or path.stem).rsplit("/", 1)[-1] or path.stem
+    data["description"] = f"imported from HuggingFace config {path.name} (model_type {model_type})"
+    return validate_spec(data, r.origins, default_file=file)
+
+
+def _gpt2(r: _Reader) -> dict[str, Any]:
+    d_model = r.take("d_model", "n_embd")
+    inner = r.take("d_ff", "n_inner", default=None)
+    return {
+        "n_layers": r.take("n_layers", "n_layer"),
+        "d_model": d_model,
+        "n_heads": r.take("n_heads", "n_head"),
+        "d_ff": inner if inner is not None else 4 * d_model,
+        "vocab_size": r.take("vocab_size", "vocab_size"),
+        "context_length": r.take("context_length", "n_positions", "n_ctx"),
+        "activation": r.take("activation", "activation_function", default="gelu_tanh", convert=_GPT2_ACT.__getitem__),
+        "norm": {"kind": "layernorm", "placement": "pre", "final": True},
+        "positional": "learned",
+        "tied_embeddings": r.take("tied_embeddings", "tie_word_embeddings", default=True),
+        "bias": True,
+    }
+
+
+def _neox(r: _Reader) -> dict[str, Any]:
+    return {
+        "n_layers": r.take("n_layers", "num_hidden_layers"),
+        "d_model": r.take("d_model", "hidden_size"),
+        "n_heads": r.take("n_heads", "num_attention_heads"),
+        "d_ff": r.take("d_ff", "intermediate_size"),
+        "vocab_size": r.take("vocab_size", "vocab_size"),
+        "context_length": r.take("context_length", "max_position_embeddings"),
+        "activation": r.take("activation", "hidden_act", default="gelu", convert=_NEOX_ACT.__getitem__),
+        "norm": {"kind": "layernorm", "placement": "pre", "final": True},
+        "positional": "rope",
+        "rope_fraction": float(r.take("rope_fraction", "rotary_pct", default=1.0)),
+        "tied_embeddings": r.take("tied_embeddings", "tie_word_embeddings", default=False),
+        "parallel_residual": r.take("parallel_residual", "use_parallel_residual", default=True),
+        "bias": True,
+    }
+
+
+def _llama(r: _Reader) -> dict[str, Any]:
+    data = {
+        "n_layers": r.take("n_layers", "num_hidden_layers"),
+        "d_model": r.take("d_model", "hidden_size"),
+        "n_heads": r.take("n_heads", "num_attention_heads"),
+        "n_kv_heads": r.take("n_kv_heads", "num_key_value_heads", default=None),
+        "d_ff": r.take("d_ff", "intermediate_size"),
+        "vocab_size": r.take("vocab_size", "vocab_size"),
+        "context_length": r.take("context_length", "max_position_embeddings"),
+        "activation": r.take("activation", "hidden_act", default="silu", convert=_LLAMA_ACT.__getitem__),
+        "norm": {"kind": "rmsnorm", "placement": "pre", "final": True},
+        "positional": "rope",
+        "tied_embeddings": r.take("tied_embeddings", "tie_word_embeddings", default=False),
+        "bias": r.take("bias", "attention_bias", default=False),
+    }
+    head_dim = r.take("head_dim", "head_dim", default=None)
+    if head_dim is not None:
+        data["head_dim"] = head_dim
+    return data

@@ -1,0 +1,169 @@
+"""Lower a :class:`~picost.spec.ModelSpec` to the op IR: an ordered list of :class:`Op`.
+
+This is the only module that knows transformer structure. ``context`` (T) may be an int or a
+sympy symbol: lowering uses only arithmetic on sizes, so the same code yields symbolic shapes
+for closed forms and vectorized sweeps.
+
+Phases: ``prefill`` runs T tokens through the model; ``decode`` runs one new token against a KV
+cache of T tokens, so each new query attends to T + 1 keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from picost.errors import UserError
+from picost.ops import Block, Holder, Op
+from picost.spec import GATED_ACTIVATIONS, ModelSpec
+
+S, W, C, P = Holder.SHARED, Holder.SERVER, Holder.CLIENT, Holder.PUBLIC
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """A lowered model: the spec, the context T it was lowered at, and its ops in order."""
+
+    spec: ModelSpec
+    context: Any
+    ops: tuple[Op, ...]
+
+    def by_kind(self, kind: str) -> list[Op]:
+        return [op for op in self.ops if op.kind == kind]
+
+
+def lower(spec: ModelSpec, context: Any = None) -> Lowered:
+    """Lower ``spec`` at ``context`` tokens (default: ``spec.context_length``)."""
+    T = spec.context_length if context is None else context
+    if isinstance(T, bool) or (isinstance(T, int) and T < 1):
+        raise UserError(f"context must be a positive number of tokens (got {T!r})", field="context")
+    return Lowered(spec, T, tuple(_Lowerer(spec, T).ops()))
+
+
+class _Lowerer:
+    def __init__(self, spec: ModelSpec, T: Any) -> None:
+        self.s = spec
+        B = spec.batch_size
+        decode = spec.phase == "decode"
+        self.rows = B if decode else B * T  # token rows pushed through the linears
+        self.q_len = 1 if decode else T  # queries per head
+        self.kv_len = T + 1 if decode else T  # keys per query
+        self.B = B
+        self.out: list[Op] = []
+
+    def emit(self, name: str, kind: str, block: Block, layer: int | None, operands: tuple[Holder, ...],
+             instances: Any = 1, causal: bool = False, notes: tuple[str, ...] = (), **dims: Any) -> None:
+        self.out.append(Op(name, kind, block, layer, dims, operands, instances, causal, notes))
+
+    def ops(self) -> list[Op]:
+        s = self.s
+        self.emit("embed.tok", "embedding", Block.EMBEDDING, None, (C, W),
+                  tokens=self.rows, vocab=s.vocab_size, width=s.d_model)
+        if s.positional == "learned":
+            self.emit("embed.pos", "add", Block.EMBEDDING, None, (S, W), n=self.rows * s.d_model)
+        pruned = s.pruned_ffn_layers
+        for layer in range(s.n_layers):
+            self.layer(layer, has_ffn=layer not in pruned)
+        if s.has_norm and s.norm.final:
+            self.norm("final_norm", None, notes=("final norm, outside the blocks",))
+        self.head()
+        return self.out
+
+    # -- pieces ---------------------------------------------------------------------------
+    def norm(self, name: str, layer: int | None, notes: tuple[str, ...] = ()) -> None:
+        self.emit(name, self.s.norm.kind, Block.NORM, layer, (S, W), notes=notes,
+                  rows=self.rows, cols=self.s.d_model)
+
+    def residual(self, name: str, layer: int) -> None:
+        self.emit(name, "add", Block.ATTENTION if ".attn." in name else Block.FFN, layer, (S, S),
+                  n=self.rows * self.s.d_model)
+
+    def layer(self, layer: int, has_ffn: bool) -> None:
+        s, L = self.s, f"L{layer}"
+        pre = s.has_norm and s.norm.placement == "pre"
+        post = s.has_norm and s.norm.placement == "post"
+        if s.parallel_residual:
+            if pre:
+                self.norm(f"{L}.ln_attn", layer)
+            self.attention(layer)
+            if has_ffn:
+                if pre:
+                    self.norm(f"{L}.ln_ffn", layer)
+                self.ffn(layer)
+                self.residual(f"{L}.ffn.residual", layer)
+            self.residual(f"{L}.attn.residual", layer)
+            if post:
+                self.norm(f"{L}.ln_out", layer)
+            return
+        if pre:
+            self.norm(f"{L}.ln_attn", layer)
+        self.attention(layer)
+        self.residual(f"{L}.attn.residual", layer)
+        if post:
+            self.norm(f"{L}.ln_attn", layer)
+        if not has_ffn:
+            return
+        if pre:
+            self.norm(f"{L}.ln_ffn", layer)
+        self.ffn(layer)
+        self.residual(f"{L}.ffn.residual", layer)
+        if post:
+            self.norm(f"{L}.ln_ffn", layer)
+
+    def attention(self, layer: int) -> None:
+        s, L, A = self.s, f"L{layer}.attn", Block.ATTENTION
+        H, Hkv, dh = s.n_heads, s.kv_heads, s.dim_head
+        group = H // Hkv
+        heads = self.B * H
+        self.emit(f"{L}.qkv", "linear", A, layer, (S, W), m=self.rows, k=s.d_model, n=(H + 2 * Hkv) * dh)
+        if s.positional == "rope":
+            rotated = round(s.rope_fraction * dh)
+            self.emit(f"{L}.rope", "rope", A, layer, (S, P), n=self.rows * (H + Hkv) * rotated)
+        scores = heads * self.q_len * self.kv_len
+        self.emit(f"{L}.qk", "matmul", A, layer, (S, S), instances=heads,
+                  b=self.B * Hkv, m=group * self.q_len, k=dh, n=self.kv_len)
+        if s.attention.learnable_temperature:
+            self.emit(f"{L}.temperature", "weight_mul", A, layer, (S, W), n=scores)
+        else:
+            self.emit(f"{L}.scale", "scale", A, layer, (S, P), n=scores)
+        causal = s.attention.causal and s.phase == "prefill"
+        valid = heads * _half(self.q_len * (self.q_len + 1)) if causal else scores
+        self.emit(f"{L}.softmax", "softmax", A, layer, (S,), instances=heads, causal=causal,
+                  rows=heads * self.q_len, cols=self.kv_len, valid=valid)
+        self.emit(f"{L}.av", "matmul", A, layer, (S, S), instances=heads,
+                  b=self.B * Hkv, m=group * self.q_len, k=self.kv_len, n=dh)
+        self.emit(f"{L}.out", "linear", A, layer, (S, W), m=self.rows, k=H * dh, n=s.d_model)
+
+    def ffn(self, layer: int) -> None:
+        s, L, F = self.s, f"L{layer}.ffn", Block.FFN
+        d, dff, act = s.d_model, s.ffn_width, s.activation
+        n_hidden = self.rows * dff
+        if s.ffn.fused:
+            self.emit(f"{L}.fused", "linear", F, layer, (S, W), m=self.rows, k=d, n=d)
+        elif act in GATED_ACTIVATIONS:
+            self.emit(f"{L}.gate_up", "linear", F, layer, (S, W), m=self.rows, k=d, n=2 * dff)
+            self.emit(f"{L}.act", "silu" if act == "swiglu" else "gelu", F, layer, (S,), n=n_hidden)
+            self.emit(f"{L}.gate_mul", "mul", F, layer, (S, S), n=n_hidden)
+            self.emit(f"{L}.down", "linear", F, layer, (S, W), m=self.rows, k=dff, n=d)
+        else:
+            self.emit(f"{L}.up", "linear", F, layer, (S, W), m=self.rows, k=d, n=dff)
+            if act != "identity":
+                self.emit(f"{L}.act", act, F, layer, (S,), n=n_hidden)
+            self.emit(f"{L}.down", "linear", F, layer, (S, W), m=self.rows, k=dff, n=d)
+        if s.ffn.learnable_output_scale:
+            self.emit(f"{L}.out_scale", "weight_mul", F, layer, (S, W), n=self.rows * d)
+
+    def head(self) -> None:
+        s = self.s
+        if s.head == "none":
+            return
+        rows = self.B if s.head == "last" else self.rows
+        self.emit("head.proj", "linear", Block.HEAD, None, (S, W), m=rows, k=s.d_model, n=s.vocab_size,
+                  notes=("tied to the token embedding",) if s.tied_embeddings else ())
+        if s.argmax:
+            self.emit("head.argmax", "argmax", Block.HEAD, None, (S,), rows=self.B, cols=s.vocab_size)
+
+
+def _half(even: Any) -> Any:
+    """Exactly half of an even count: integer division for numbers and arrays, /2 for sympy."""
+    return even / 2 if hasattr(even, "free_symbols") else even // 2

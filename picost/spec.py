@@ -1,0 +1,345 @@
+"""Model specs: what a decoder-only transformer *is*, declared as data.
+
+A spec is a YAML file (or a HuggingFace ``config.json``) validated into :class:`ModelSpec`.
+Unknown keys are errors; every error names the file, the line and the field. A spec may say
+``extends: gpt2.yaml`` (a path relative to itself, or a shipped spec name) and override a few
+fields; mappings merge key by key, lists and scalars replace.
+
+This module knows no costs. Sizes are plain counts (elements, tokens, layers); layers are
+numbered from 0.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+from picost.errors import UserError
+from picost.yamlsrc import KeyPath, line_of, load_located
+
+Activation = Literal["gelu", "gelu_tanh", "relu", "silu", "swiglu", "geglu", "identity"]
+GATED_ACTIVATIONS = ("swiglu", "geglu")
+
+
+class SpecRuleError(Exception):
+    """A cross-field rule broken by a spec; ``field`` is the dotted path to blame.
+
+    Deliberately not a ``ValueError`` so that pydantic lets it through unchanged and the
+    loader can point at the exact field and line.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=False)
+
+
+class NormSpec(_Strict):
+    """Normalization layers."""
+
+    kind: Literal["layernorm", "rmsnorm", "none"] = "layernorm"
+    """Which normalization; ``none`` removes every norm (AERO's LayerNorm-free models)."""
+    placement: Literal["pre", "post"] = "pre"
+    """``pre``: norm before each sublayer (GPT-2, Llama); ``post``: after each residual add."""
+    final: bool = True
+    """Whether a norm follows the last block (ignored when ``kind`` is ``none``)."""
+
+
+class AttentionSpec(_Strict):
+    """Self-attention."""
+
+    kind: Literal["softmax"] = "softmax"
+    causal: bool = True
+    """Decoder masking; recorded on the softmax ops (the masked scores still exist)."""
+    learnable_temperature: bool = False
+    """Scores scaled by a learned per-head temperature (server-held), as in AERO's entropy
+    regularization, instead of the public 1/sqrt(head_dim)."""
+
+
+class FFNSpec(_Strict):
+    """Feed-forward network options."""
+
+    fused: bool = False
+    """The two FFN linears merged into one d_model x d_model linear (identity activation only)."""
+    learnable_output_scale: bool = False
+    """FFN output multiplied by learned (server-held) scales (AERO's scaled FFN)."""
+    pruned_layers: list[int] = Field(default_factory=list)
+    """Layers (0-based) whose FFN sublayer is removed."""
+    pruned_from_layer: int | None = None
+    """Remove the FFN from this layer (0-based) to the last; exclusive with ``pruned_layers``."""
+
+
+class ModelSpec(_Strict):
+    """A decoder-only transformer. Sizes count elements; ``context_length`` counts tokens."""
+
+    name: str
+    description: str = ""
+    n_layers: PositiveInt
+    d_model: PositiveInt
+    n_heads: PositiveInt
+    n_kv_heads: PositiveInt | None = None
+    """Key/value heads (GQA/MQA); defaults to ``n_heads``."""
+    head_dim: PositiveInt | None = None
+    """Per-head width; defaults to ``d_model / n_heads``."""
+    d_ff: PositiveInt | None = None
+    """FFN hidden width; give this or ``d_ff_multiplier``."""
+    d_ff_multiplier: float | None = Field(default=None, gt=0)
+    """FFN hidden width as a multiple of ``d_model``."""
+    vocab_size: PositiveInt
+    context_length: PositiveInt
+    """Default number of tokens T: the prompt length (prefill) or the KV-cache length (decode)."""
+    activation: Activation = "gelu"
+    norm: NormSpec = Field(default_factory=NormSpec)
+    attention: AttentionSpec = Field(default_factory=AttentionSpec)
+    positional: Literal["learned", "rope", "none"] = "learned"
+    rope_fraction: float = Field(default=1.0, gt=0, le=1)
+    """Fraction of each head's dimensions that RoPE rotates (Pythia: 0.25)."""
+    tied_embeddings: bool = True
+    bias: bool = True
+    """Whether linears carry biases (GPT-2: yes; Llama: no). Biases add no FLOPs here."""
+    parallel_residual: bool = False
+    """Attention and FFN read the same input and are added together (GPT-NeoX/Pythia)."""
+    ffn: FFNSpec = Field(default_factory=FFNSpec)
+    head: Literal["full", "last", "none"] = "last"
+    """Vocabulary projection for every position (``full``), the last one (``last``), or none."""
+    argmax: bool = True
+    """Whether the head ends in an argmax choosing the next token."""
+    phase: Literal["prefill", "decode"] = "prefill"
+    batch_size: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _rules(self) -> "ModelSpec":
+        check_rules(self)
+        return self
+
+    # Resolved sizes -------------------------------------------------------------------------
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads if self.n_kv_heads is not None else self.n_heads
+
+    @property
+    def dim_head(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.d_model // self.n_heads
+
+    @property
+    def ffn_width(self) -> int:
+        if self.d_ff is not None:
+            return self.d_ff
+        assert self.d_ff_multiplier is not None
+        return round(self.d_ff_multiplier * self.d_model)
+
+    @property
+    def pruned_ffn_layers(self) -> frozenset[int]:
+        """0-based indices of layers without an FFN sublayer."""
+        if self.ffn.pruned_from_layer is not None:
+            return frozenset(range(self.ffn.pruned_from_layer, self.n_layers))
+        return frozenset(self.ffn.pruned_layers)
+
+    @property
+    def has_norm(self) -> bool:
+        return self.norm.kind != "none"
+
+
+def check_rules(spec: ModelSpec) -> None:
+    """Raise :class:`SpecRuleError` for the first cross-field rule ``spec`` breaks."""
+    if spec.head_dim is None and spec.d_model % spec.n_heads != 0:
+        raise SpecRuleError(
+            "n_heads",
+            f"d_model={spec.d_model} is not divisible by n_heads={spec.n_heads} "
+            "(give head_dim explicitly if that is intended)",
+        )
+    if spec.n_kv_heads is not None:
+        if spec.n_kv_heads > spec.n_heads or spec.n_heads % spec.n_kv_heads != 0:
+            raise SpecRuleError(
+                "n_kv_heads",
+                f"n_heads={spec.n_heads} must be a multiple of n_kv_heads={spec.n_kv_heads}",
+            )
+    if spec.d_ff is not None and spec.d_ff_multiplier is not None:
+        raise SpecRuleError("d_ff_multiplier", "give d_ff or d_ff_multiplier, not both")
+    if spec.d_ff is None and spec.d_ff_multiplier is None:
+        raise SpecRuleError("d_ff", "missing: give d_ff or d_ff_multiplier")
+    if spec.d_ff_multiplier is not None:
+        width = spec.d_ff_multiplier * spec.d_model
+        if abs(width - round(width)) > 1e-9:
+            raise SpecRuleError(
+                "d_ff_multiplier",
+                f"d_ff_multiplier={spec.d_ff_multiplier} x d_model={spec.d_model} = {width} "
+                "is not a whole number of units",
+            )
+    if spec.ffn.fused and spec.activation != "identity":
+        raise SpecRuleError(
+            "ffn.fused",
+            f"fusing the FFN linears needs activation 'identity' (got '{spec.activation}'): "
+            "a nonlinearity between them cannot be fused",
+        )
+    if spec.ffn.pruned_layers and spec.ffn.pruned_from_layer is not None:
+        raise SpecRuleError("ffn.pruned_from_layer", "give pruned_layers or pruned_from_layer, not both")
+    seen: set[int] = set()
+    for i, layer in enumerate(spec.ffn.pruned_layers):
+        if not 0 <= layer < spec.n_layers:
+            raise SpecRuleError(
+                f"ffn.pruned_layers.{i}",
+                f"layer {layer} is out of range: layers are numbered 0..{spec.n_layers - 1}",
+            )
+        if layer in seen:
+            raise SpecRuleError(f"ffn.pruned_layers.{i}", f"layer {layer} is listed twice")
+        seen.add(layer)
+    if spec.ffn.pruned_from_layer is not None and not 0 <= spec.ffn.pruned_from_layer < spec.n_layers:
+        raise SpecRuleError(
+            "ffn.pruned_from_layer",
+            f"layer {spec.ffn.pruned_from_layer} is out of range: layers are numbered "
+            f"0..{spec.n_layers - 1}",
+        )
+    if spec.positional == "rope":
+        rotated = spec.rope_fraction * spec.dim_head
+        if abs(rotated - round(rotated)) > 1e-9 or round(rotated) % 2 != 0:
+            raise SpecRuleError(
+                "rope_fraction",
+                f"RoPE rotates pairs of dimensions: rope_fraction x head_dim = {rotated} "
+                "must be an even whole number",
+            )
+    if spec.head == "none" and spec.argmax:
+        raise SpecRuleError("argmax", "argmax needs a head: set argmax: false when head is 'none'")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading with located errors
+# ---------------------------------------------------------------------------------------------
+
+#: Where each field of the resolved spec was written: dotted field -> (file, line).
+Origins = dict[str, tuple[str, int | None]]
+
+
+def shipped_specs_dir() -> Path:
+    """The directory of shipped model specs (inside an installed wheel, or the source tree)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_data" / "model_specs"
+    return packaged if packaged.is_dir() else here.parent / "model_specs"
+
+
+def shipped_spec_names() -> list[str]:
+    """Names of the shipped specs (file stems), sorted."""
+    return sorted(p.stem for p in shipped_specs_dir().glob("*.yaml"))
+
+
+def resolve_spec_path(ref: str | Path, relative_to: Path | None = None) -> Path:
+    """A spec reference -> a path: an existing path, else a shipped spec name (``gpt2``)."""
+    candidate = Path(ref)
+    if relative_to is not None and not candidate.is_absolute():
+        rel = relative_to / candidate
+        if rel.is_file():
+            return rel
+    if candidate.is_file():
+        return candidate
+    name = candidate.name[: -len(".yaml")] if candidate.name.endswith(".yaml") else candidate.name
+    shipped = shipped_specs_dir() / f"{name}.yaml"
+    if shipped.is_file() and len(candidate.parts) == 1:
+        return shipped
+    names = shipped_spec_names()
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; shipped specs: {', '.join(names)}"
+    raise UserError(f"no such spec file or shipped spec '{ref}'{hint}")
+
+
+def load_spec(ref: str | Path) -> ModelSpec:
+    """Load a spec by path or shipped name; a ``.json`` file is read as a HuggingFace config."""
+    path = resolve_spec_path(ref)
+    if path.suffix == ".json":
+        from picost.hf_config import load_hf_config
+
+        return load_hf_config(path)
+    data, origins = _load_with_overlays(path, chain=())
+    data.setdefault("name", path.stem)
+    return validate_spec(data, origins, default_file=str(path))
+
+
+def _load_with_overlays(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Origins]:
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in chain + (resolved,))
+        raise UserError(f"'extends' forms a cycle: {cycle}", file=str(path), field="extends")
+    raw, lines = load_located(path)
+    file = str(path)
+    if raw is None:
+        raise UserError("the spec is empty", file=file, line=1)
+    if not isinstance(raw, dict):
+        raise UserError("a spec must be a mapping of field: value", file=file, line=1)
+    origins: Origins = {_dotted(k): (file, v) for k, v in lines.items()}
+    base_ref = raw.pop("extends", None)
+    if base_ref is None:
+        return raw, origins
+    if not isinstance(base_ref, str):
+        raise UserError("'extends' must be a file name or a shipped spec name", file=file,
+                        line=lines.get(("extends",)), field="extends")
+    try:
+        base_path = resolve_spec_path(base_ref, relative_to=path.parent)
+    except UserError as exc:
+        raise UserError(exc.message, file=file, line=lines.get(("extends",)), field="extends") from None
+    base, base_origins = _load_with_overlays(base_path, chain + (resolved,))
+    base.pop("name", None)  # a variant is never named after its base
+    base_origins = {k: v for k, v in base_origins.items() if k != "name"}
+    return _merge(base, raw), {**base_origins, **origins}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _dotted(path: KeyPath) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _locate(origins: Origins, field: str, default_file: str) -> tuple[str, int | None]:
+    parts = field.split(".")
+    while parts:
+        hit = origins.get(".".join(parts))
+        if hit is not None:
+            return hit
+        parts.pop()
+    return default_file, None
+
+
+def validate_spec(data: dict[str, Any], origins: Origins, default_file: str) -> ModelSpec:
+    """Validate merged spec data; raise a located :class:`UserError` on the first problem."""
+    try:
+        return ModelSpec.model_validate(data)
+    except SpecRuleError as exc:
+        file, line = _locate(origins, exc.field, default_file)
+        raise UserError(exc.message, file=file, line=line, field=exc.field) from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        file, line = _locate(origins, field, default_file)
+        raise UserError(_describe(err), file=file, line=line, field=field or None) from None
+
+
+def _describe(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    loc = err["loc"]
+    if kind == "extra_forbidden":
+        model: type[BaseModel] = ModelSpec
+        for part in loc[:-1]:
+            annotation = model.model_fields[str(part)].annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                model = annotation
+        allowed = sorted(model.model_fields)
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"unknown key '{loc[-1]}'; {hint}allowed keys: {', '.join(allowed)}"
+    if kind == "missing":
+        return "required field is missing"
+    value = err.get("input")
+    return f"{err['msg']} (got {value!r})"

@@ -1,0 +1,16 @@
+"""picost: what a transformer costs under private inference.
+
+Python API (same functions as the CLI)::
+
+    from picost import load_spec, lower, count_flops
+    spec = load_spec("gpt2")
+    report = count_flops(spec, context=128)
+"""
+
+from picost.errors import UserError
+from picost.flops import count_flops, symbolic_flops
+from picost.lower import lower
+from picost.spec import ModelSpec, load_spec
+
+__all__ = ["ModelSpec", "UserError", "count_flops", "load_spec", "lower", "symbolic_flops"]
+__version__ = "0.1.0"

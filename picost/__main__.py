@@ -1,0 +1,3 @@
+from picost.cli import main
+
+main()

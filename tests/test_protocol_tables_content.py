@@ -281,3 +281,14 @@ def test_bumblebee_he_matmul_formula_against_spu():
         assert 0.98 * run["total_bytes"] <= predicted <= run["total_bytes"], run
     # 2 ciphertexts' worth of log_q-bit coefficients per packed element: 27.25 B at log_q = 109
     assert _cost(t, "linear", "comm_bytes", m=4096, k=1, n=1) == 2 * 2 * 2 * 4096 * 109 / 8
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_rounds_are_integers_at_any_shape(name):
+    """Rounds count messages: whole numbers even at row lengths that are not powers of two."""
+    table = load_protocol(name)
+    for kind, entry in table.entries.items():
+        dims = KINDS[kind].dims if kind != TRUNCATION else ("n",)
+        for size in (1, 3, 100, 50257):
+            rounds = _cost(table, kind, "rounds", **{d: size for d in dims})
+            assert float(rounds).is_integer(), f"{name}.{kind}: {rounds} rounds at {size}"

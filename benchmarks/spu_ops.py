@@ -152,6 +152,7 @@ def _child(protocol: str, op: str, rows: int, cols: int, out_cols: int) -> None:
     shares = [io.make_shares(a, v, o) for a, v, o in zip(args, vis, owners)]
 
     desc = libspu.link.Desc()
+    desc.recv_timeout_ms = 3600 * 1000  # large HE matmuls take minutes on 2 cores
     for rank in range(nparties):
         desc.add_party(f"id_{rank}", f"thread_{rank}")
     errors: list[BaseException] = []

@@ -56,6 +56,7 @@ OPS = {
     "rmsnorm_row": "x * rsqrt(mean(x^2) + 1e-5) * gamma over the last axis (gamma secret)",
     "puma_gelu": "PUMA's GeLU (PUMA §4.2 eq. 2-3): piecewise 0 / degree-3 / degree-6 polynomial / x",
     "puma_softmax_row": "PUMA's softmax (PUMA §4.3 Alg. 2): clipped (1 + x/2^5)^(2^5) exp of x - max, one reciprocal per row",
+    "embedding": "one_hot(ids, COLS) @ table: ROWS secret int token ids, a secret COLSxOUT table (PUMA §4.4)",
     "matmul_sxs": "x @ W, x ROWSxCOLS and W COLSxOUT both secret (SPU 0.9.5's CHEETAH I/O has no private type)",
 }
 
@@ -120,6 +121,8 @@ def _op_function(op: str, cols: int, out_cols: int):
         "rmsnorm_row": (rmsnorm, [(cols,)]),
         "puma_gelu": (puma_gelu, []),
         "puma_softmax_row": (puma_softmax, []),
+        "embedding": (lambda ids, table: (ids[:, None] == jnp.arange(cols)[None, :]).astype(table.dtype) @ table,
+                      [(cols, out_cols)]),
         "matmul_sxs": (lambda x, w: x @ w, [(cols, out_cols)]),
     }
     return table[op]
@@ -142,7 +145,10 @@ def _child(protocol: str, op: str, rows: int, cols: int, out_cols: int) -> None:
 
     fun, extra_shapes = _op_function(op, cols, out_cols)
     rng = np.random.default_rng(0)
-    args = [rng.standard_normal((rows, cols)).astype(np.float32)]
+    if op == "embedding":  # token ids, not activations
+        args = [rng.integers(0, cols, size=(rows,)).astype(np.int32)]
+    else:
+        args = [rng.standard_normal((rows, cols)).astype(np.float32)]
     args += [rng.standard_normal(s).astype(np.float32) for s in extra_shapes]
     names = [f"in{i}" for i in range(len(args))]
     vis = [libspu.Visibility.VIS_SECRET] * len(args)

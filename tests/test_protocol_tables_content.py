@@ -218,6 +218,7 @@ SPU_OPS = {
     "rmsnorm_row": ("rmsnorm", lambda r, c, o: {"rows": r, "cols": c}),
     "argmax_row": ("argmax", lambda r, c, o: {"rows": r, "cols": c}),
     "matmul_sxs": ("linear", lambda r, c, o: {"m": r, "k": c, "n": o}),
+    "embedding": ("embedding", lambda r, c, o: {"tokens": r, "vocab": c, "width": o}),
 }
 
 
@@ -250,11 +251,11 @@ def test_bumblebee_lines_pass_through_both_measured_sizes():
     assert set(by_op) >= set(SPU_OPS) - {"matmul_sxs"}
     for op, op_runs in by_op.items():
         kind, dims = SPU_OPS[op]
-        cols = [r["cols"] for r in op_runs]
-        fit_cols = max(set(cols), key=cols.count)  # the row length measured at two sizes
-        fitted = [r for r in op_runs if r["cols"] == fit_cols]
+        row_shapes = [(r["cols"], r["out_cols"]) for r in op_runs]
+        fit_shape = max(set(row_shapes), key=row_shapes.count)  # the row shape measured at two sizes
+        fitted = [r for r in op_runs if (r["cols"], r["out_cols"]) == fit_shape]
         assert len(fitted) == 2, op
-        for run in fitted:  # a third shape at another row length: see the entry's notes
+        for run in fitted:  # other shapes: see the entry's notes
             d = dims(run["rows"], run["cols"], run["out_cols"])
             assert _cost(t, kind, "comm_bytes", **d) == pytest.approx(run["total_bytes"], abs=1), run
 

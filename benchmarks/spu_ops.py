@@ -21,6 +21,21 @@ sent bytes = all bytes on the wire), ``party_send_bytes`` (sorted), ``max_send_a
 messages any party sent: an upper bound on sequential rounds), the input ``elements`` (``rows`` x
 ``cols``; W is ``cols`` x ``out_cols`` for matmuls) and the wall time of the warm run in seconds
 (``warm_s``, not a meaningful latency: all parties share one machine).
+
+The committed results (``benchmarks/results/spu_*.jsonl``; about 15 minutes on 2 cores) come from::
+
+    P="benchmarks/spu_ops.py --protocol CHEETAH ABY3"
+    python $P --op less equal relu gelu gelu_tanh silu exp reciprocal rsqrt tanh mul scale add puma_gelu \
+        --shape 4x1024 16x1024 > benchmarks/results/spu_elementwise.jsonl
+    python $P --op max_row argmax_row softmax_row puma_softmax_row --shape 32x128 128x128 32x256 \
+        > benchmarks/results/spu_rows.jsonl
+    python $P --op layernorm_row rmsnorm_row --shape 32x768 128x768 32x384 >> benchmarks/results/spu_rows.jsonl
+    python $P --op matmul_sxs --shape 128x768x768 32x768x768 32x768x3072 32x3072x768 128x64x128 128x128x64 \
+        > benchmarks/results/spu_matmul.jsonl
+    python $P --op embedding --shape 16x1024x64 64x1024x64 16x2048x64 16x1024x256 \
+        > benchmarks/results/spu_embedding.jsonl
+
+CHEETAH figures vary by a few hundred bytes between runs (ciphertext serialization); ABY3's are exact.
 """
 
 from __future__ import annotations
@@ -33,7 +48,7 @@ import sys
 
 PROTOCOLS = {"SEMI2K": 2, "CHEETAH": 2, "ABY3": 3}
 
-#: op name -> (description, number of secret inputs). Shapes are ROWSxCOLS of the (first) input.
+#: op name -> what it computes. Shapes are ROWSxCOLS of the (first) input.
 OPS = {
     "less": "x < 0.5",
     "equal": "x == 0.5 (secret vs public: one entry of a one-hot encoding)",

@@ -91,6 +91,8 @@ class Entry:
     source: str
     notes: str | None
     line: int | None
+    field_lines: Mapping[str, int | None] = field(default_factory=dict)
+    """Line of each formula field, for located evaluation errors."""
 
     @property
     def per_direction(self) -> bool:
@@ -210,7 +212,8 @@ class ProtocolTable:
     def _checked(self, entry: Entry, field_name: str, value: Any, row: str) -> Any:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
             raise UserError(f"{field_name} of op {row} evaluates to {value!r}; costs must be finite and >= 0",
-                            file=self.path, line=entry.line, field=f"ops.{entry.kind}.{field_name}")
+                            file=self.path, line=entry.field_lines.get(field_name, entry.line),
+                            field=f"ops.{entry.kind}.{field_name}")
         return value
 
 
@@ -385,7 +388,8 @@ class _Validator:
                              f"includes_truncation applies only to kinds with fixed-point products "
                              f"({', '.join(k for k, v in KINDS.items() if v.fixed_point_product)})")
         notes = self.text(e["notes"], path + ("notes",)) if "notes" in e else None
-        return Entry(kind, formulas, includes, source, notes, line_of(self.lines, path))
+        return Entry(kind, formulas, includes, source, notes, line_of(self.lines, path),
+                     {f: line_of(self.lines, path + (f,)) for f in formulas})
 
     def check_directions(self, kind: str, formulas: Mapping[str, formula.Formula], params: Mapping[str, Param],
                          path: KeyPath) -> None:

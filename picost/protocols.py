@@ -162,12 +162,10 @@ class ProtocolTable:
         out = []
         for name, kind, entry, dims, is_trunc in self.rows_for(op):
             if entry is None:
-                reason = self._uncosted_reason(op, kind, is_trunc)
                 if not allow_uncosted:
-                    raise UserError(f"protocol table '{self.name}' cannot cost op {name} (kind {op.kind}): "
-                                    f"{reason}; pass --allow-uncosted (allow_uncosted=True) to list it "
-                                    f"as an uncosted row", file=self.path)
-                out.append(OpCost(name, kind, op, is_trunc, False, uncosted_reason=reason))
+                    raise self.uncosted_error(op, name, is_trunc)
+                out.append(OpCost(name, kind, op, is_trunc, False,
+                                  uncosted_reason=self._uncosted_reason(op, kind, is_trunc)))
                 continue
             env = {**params, **dims}
             values = {f: self._checked(entry, f, form.value(env), name) for f, form in entry.formulas.items()}
@@ -180,17 +178,20 @@ class ProtocolTable:
                               formulas={f: form.text for f, form in entry.formulas.items()}))
         return out
 
-    def cost_exprs(self, op: Op) -> list[tuple[str, str, dict[str, Any] | None]]:
+    def cost_exprs(self, op: Op, allow_uncosted: bool = False) -> list[tuple[str, str, dict[str, Any] | None]]:
         """Sympy costs of ``op`` after substituting its dims (which may contain a symbol ``T``).
 
         Returns ``(row name, entry kind, {field: expr} or None if uncosted)`` per row, fields as
-        in :data:`FORMULA_FIELDS` (present ones only). Sum these over ops and lambdify the sums
-        once (:func:`picost.formula.lambdify_numpy`) for vectorized sweeps.
+        in :data:`FORMULA_FIELDS` (present ones only); uncosted rows raise as in :meth:`cost`
+        unless ``allow_uncosted``. Sum these over ops and lambdify the sums once
+        (:func:`picost.formula.lambdify_numpy`) for vectorized sweeps.
         """
         params = self._sympy_params()
         out = []
-        for name, kind, entry, dims, _ in self.rows_for(op):
+        for name, kind, entry, dims, is_trunc in self.rows_for(op):
             if entry is None:
+                if not allow_uncosted:
+                    raise self.uncosted_error(op, name, is_trunc)
                 out.append((name, kind, None))
                 continue
             env = {**params, **dims}
@@ -202,6 +203,12 @@ class ProtocolTable:
 
         return {n: sympy.Integer(p.value) if isinstance(p.value, int) else sympy.Rational(repr(p.value))
                 for n, p in self.params.items()}
+
+    def uncosted_error(self, op: Op, row: str, is_trunc: bool) -> UserError:
+        """The error for a row this table cannot cost: names the row, the op kind and the table."""
+        reason = self._uncosted_reason(op, TRUNCATION if is_trunc else op.kind, is_trunc)
+        return UserError(f"protocol table '{self.name}' cannot cost op {row} (kind {op.kind}): {reason}; pass "
+                         f"--allow-uncosted (allow_uncosted=True) to list it as an uncosted row", file=self.path)
 
     def _uncosted_reason(self, op: Op, kind: str, is_trunc: bool) -> str:
         if is_trunc:

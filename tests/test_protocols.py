@@ -148,3 +148,15 @@ def test_unknown_protocol_names_close_matches():
 def test_fixture_tables_cover_their_kinds():
     table = load_protocol(FIXTURES / "fixture2pc.yaml")
     assert set(table.entries) == set(KINDS) | {TRUNCATION}
+
+
+@pytest.mark.parametrize("name", shipped_protocol_names())
+def test_shipped_tables_cost_the_truncation_of_the_kinds_they_cost(name):
+    """A fixed-point kind with an entry but neither includes_truncation nor a truncation entry
+    would be uncosted at every use: almost surely a mistake in a shipped table."""
+    table = load_protocol(name)
+    if TRUNCATION in table.entries:
+        return
+    missing = [k for k, e in table.entries.items()
+               if k != TRUNCATION and KINDS[k].fixed_point_product and not e.includes_truncation]
+    assert not missing, f"{name}: {missing} need includes_truncation: true or a truncation entry"

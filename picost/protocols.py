@@ -136,10 +136,22 @@ class ProtocolTable:
     params: Mapping[str, Param]
     entries: Mapping[str, Entry]
     path: str
+    _values: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+    """Evaluated formulas per (kind, dims): the layers of a model repeat the same shapes."""
 
     @property
     def param_values(self) -> dict[str, Any]:
         return {p.name: p.value for p in self.params.values()}
+
+    def values(self, entry: Entry, dims: Mapping[str, Any], row: str) -> dict[str, Any]:
+        """``{field: number}`` of ``entry`` at integer ``dims`` (checked finite and >= 0; cached)."""
+        key = (entry.kind, *dims.items())
+        out = self._values.get(key)
+        if out is None:
+            env = {**self.param_values, **dims}
+            out = {f: self._checked(entry, f, form.value(env), row) for f, form in entry.formulas.items()}
+            self._values[key] = out
+        return out
 
     def rows_for(self, op: Op) -> list[tuple[str, str, Entry | None, dict[str, Any], bool]]:
         """The estimate rows an op makes: itself, then its truncation when one is needed.
@@ -158,7 +170,6 @@ class ProtocolTable:
         An op the table cannot cost raises :class:`UserError` naming the op and the table,
         unless ``allow_uncosted`` (then the row says ``costed=False`` and why).
         """
-        params = self.param_values
         out = []
         for name, kind, entry, dims, is_trunc in self.rows_for(op):
             if entry is None:
@@ -167,8 +178,7 @@ class ProtocolTable:
                 out.append(OpCost(name, kind, op, is_trunc, False,
                                   uncosted_reason=self._uncosted_reason(op, kind, is_trunc)))
                 continue
-            env = {**params, **dims}
-            values = {f: self._checked(entry, f, form.value(env), name) for f, form in entry.formulas.items()}
+            values = self.values(entry, dims, name)
             out.append(OpCost(name, kind, op, is_trunc, True,
                               comm_bytes=values["comm_bytes"],
                               bytes_client_to_server=values.get("bytes_client_to_server"),

@@ -188,20 +188,18 @@ class ProtocolTable:
                               formulas={f: form.text for f, form in entry.formulas.items()}))
         return out
 
-    def cost_exprs(self, op: Op, allow_uncosted: bool = False) -> list[tuple[str, str, dict[str, Any] | None]]:
+    def cost_exprs(self, op: Op) -> list[tuple[str, str, dict[str, Any] | None]]:
         """Sympy costs of ``op`` after substituting its dims (which may contain a symbol ``T``).
 
         Returns ``(row name, entry kind, {field: expr} or None if uncosted)`` per row, fields as
-        in :data:`FORMULA_FIELDS` (present ones only); uncosted rows raise as in :meth:`cost`
-        unless ``allow_uncosted``. Sum these over ops and lambdify the sums once
-        (:func:`picost.formula.lambdify_numpy`) for vectorized sweeps.
+        in :data:`FORMULA_FIELDS` (present ones only); for a ``None`` row, raise
+        :meth:`uncosted_error` unless the caller allows uncosted rows. Sum these over ops and
+        lambdify the sums once (:func:`picost.formula.lambdify_numpy`) for vectorized sweeps.
         """
         params = self._sympy_params()
         out = []
-        for name, kind, entry, dims, is_trunc in self.rows_for(op):
+        for name, kind, entry, dims, _ in self.rows_for(op):
             if entry is None:
-                if not allow_uncosted:
-                    raise self.uncosted_error(op, name, is_trunc)
                 out.append((name, kind, None))
                 continue
             env = {**params, **dims}

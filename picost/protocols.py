@@ -290,7 +290,7 @@ class _Validator:
                          field=".".join(str(p) for p in path) or None)
 
     def mapping(self, value: Any, path: KeyPath, allowed: tuple[str, ...] | None,
-                required: tuple[str, ...] = ()) -> dict[str, Any]:
+                required: tuple[str, ...] = (), what: str = "key") -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.error(path, f"expected a mapping, got {type(value).__name__}")
         if allowed is not None:
@@ -298,7 +298,7 @@ class _Validator:
                 if key not in allowed:
                     close = difflib.get_close_matches(str(key), allowed, n=1)
                     hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(allowed)}"
-                    raise self.error(path + (key,), f"unknown key '{key}'{hint}")
+                    raise self.error(path + (key,), f"unknown {what} '{key}'{hint}")
         for key in required:
             if key not in value:
                 raise self.error(path, f"missing required key '{key}'")
@@ -317,7 +317,7 @@ class _Validator:
         citations = {str(k): self.text(v, ("citations", k))
                      for k, v in self.mapping(top.get("citations", {}), ("citations",), None).items()}
         params = self.params(top.get("params", {}), citations)
-        ops = self.mapping(top["ops"], ("ops",), tuple(ENTRY_SYMBOLS))
+        ops = self.mapping(top["ops"], ("ops",), tuple(ENTRY_SYMBOLS), what="op kind")
         if not ops:
             raise self.error(("ops",), "a table needs at least one op entry")
         entries = {kind: self.entry(kind, raw, params, citations) for kind, raw in ops.items()}

@@ -82,7 +82,7 @@ def _error(tmp_path: Path, text: str, name: str = "t") -> UserError:
 
 @pytest.mark.parametrize("old, new, line, field, needle", [
     ("  relu:\n", "  relu:\n    flavour: x\n", 14, "ops.relu.flavour", "unknown key 'flavour'"),
-    ("  relu:\n", "  reluu:\n", 13, "ops.reluu", "unknown key 'reluu'; did you mean 'relu'"),
+    ("  relu:\n", "  reluu:\n", 13, "ops.reluu", "unknown op kind 'reluu'; did you mean 'relu'"),
     ('    source: "fx Table 2"\n', "", 13, "ops.relu", "missing source"),
     ('    source: "fx Table 2"\n', '    source: ""\n', 16, "ops.relu.source", "missing source"),
     ('    source: "fx Table 2"\n', '    source: "paper 3"\n', 16, "ops.relu.source", "citation key"),

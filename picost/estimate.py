@@ -77,8 +77,10 @@ _SUMMED = ("flops", "comm_bytes", "rounds", "compute_s", "comm_s", "latency_s", 
 
 @dataclass(frozen=True)
 class Totals:
-    """Sums over rows. Per-direction bytes are summed only if every costed row has them
-    (else ``None``); ``compute_rows``/``offline_rows`` count the rows that model them."""
+    """Sums over rows (uncosted rows add nothing; ``uncosted`` counts them). When no row is
+    costed, the cost sums are ``None``, not zero. Per-direction bytes are summed only if every
+    costed row has them (else ``None``); ``compute_rows``/``offline_rows`` count the rows that
+    model them."""
 
     rows: int
     costed: int
@@ -86,9 +88,9 @@ class Totals:
     flops: int
     comm_bytes: Any
     rounds: Any
-    compute_s: float
-    comm_s: float
-    latency_s: float
+    compute_s: float | None
+    comm_s: float | None
+    latency_s: float | None
     offline_bytes: Any
     bytes_client_to_server: Any
     bytes_server_to_client: Any
@@ -100,6 +102,8 @@ class Totals:
         rows = list(rows)
         costed = [r for r in rows if r.costed]
         sums = {name: sum((getattr(r, name) or 0 for r in rows), 0) for name in _SUMMED}
+        if rows and not costed:
+            sums.update({name: None for name in _SUMMED if name != "flops"})
         directions = all(r.bytes_client_to_server is not None for r in costed)
         return cls(
             rows=len(rows), costed=len(costed), uncosted=len(rows) - len(costed), **sums,
@@ -140,14 +144,14 @@ class Estimate:
 
     @property
     def dominant_class(self) -> str | None:
-        """The class with the largest latency."""
-        by_class = self.by("class")
-        return max(by_class, key=lambda c: by_class[c].latency_s) if by_class else None
+        """The class with the largest latency (None if nothing has any latency)."""
+        by_class = {c: t.latency_s for c, t in self.by("class").items() if t.latency_s}
+        return max(by_class, key=by_class.__getitem__) if by_class else None
 
     @property
     def bytes_bound_s(self) -> float:
         """Lower bound on latency from the online bytes alone: total bytes / bandwidth."""
-        return self.network.transfer_s(self.totals.comm_bytes)
+        return self.network.transfer_s(self.totals.comm_bytes or 0)
 
     def to_frame(self) -> Any:
         """A pandas DataFrame with one row per estimate row (pandas imported here)."""

@@ -100,15 +100,22 @@ def _human_rows(est: Estimate, by: str) -> tuple[tuple[str, ...], list[tuple[Any
     rows = []
     for group, t in est.by(by).items():
         count = f"{t.rows}" + (f" ({t.uncosted} {UNCOSTED})" if t.uncosted else "")
+        if not t.costed:
+            rows.append((group, count) + (UNCOSTED,) * 5 + ("",))
+            continue
+        at_least = ">= " if t.uncosted else ""  # a partly uncosted group: the sums are lower bounds
         compute = human_seconds(t.compute_s) if t.compute_rows else "-"
-        rows.append((group, count, human_bytes(t.comm_bytes), human_count(t.rounds), compute,
-                     human_seconds(t.comm_s), human_seconds(t.latency_s), _pct(est.share(t.latency_s))))
+        rows.append((group, count, at_least + human_bytes(t.comm_bytes), at_least + human_count(t.rounds), compute,
+                     at_least + human_seconds(t.comm_s), at_least + human_seconds(t.latency_s),
+                     _pct(est.share(t.latency_s))))
     return (by,) + _GROUP_HEADER, rows
 
 
 def summary_lines(est: Estimate) -> list[str]:
     """The closing summary: totals, dominant class, bytes-only bound, caveats."""
     t = est.totals
+    if not t.costed:
+        return [f"WARNING: all {t.rows} rows are {UNCOSTED}: the table cannot cost this model; no totals"]
     lines = [
         f"total online communication: {t.comm_bytes / 1e9:.4g} GB ({t.comm_bytes:,.0f} bytes)"
         + (f"; client->server {human_bytes(t.bytes_client_to_server)}, server->client "
@@ -116,7 +123,7 @@ def summary_lines(est: Estimate) -> list[str]:
         f"rounds: {t.rounds:,.0f}   latency: {human_seconds(t.latency_s)} (compute {human_seconds(t.compute_s)}, "
         f"transfer {human_seconds(t.comm_s)}, round delays {human_seconds(t.latency_s - t.compute_s - t.comm_s)})",
         f"dominant class: {est.dominant_class} ({_pct(est.share(est.by('class')[est.dominant_class].latency_s))} "
-        f"of latency)" if est.dominant_class else "dominant class: none",
+        f"of latency)" if est.dominant_class else "dominant class: none (the latency is zero)",
         f"lower bound on latency from bytes alone: {human_seconds(est.bytes_bound_s)} "
         f"({est.network.summary()})",
     ]
@@ -127,7 +134,8 @@ def summary_lines(est: Estimate) -> list[str]:
         lines.append(f"compute time given by the table for {t.compute_rows} of {t.costed} rows; the others count "
                      f"communication and rounds only")
     if t.uncosted:
-        lines.append(f"WARNING: {t.uncosted} {UNCOSTED} rows (the table cannot cost them); all totals leave them out")
+        lines.append(f"WARNING: {t.uncosted} {UNCOSTED} rows (the table cannot cost them); all totals leave them "
+                     f"out, so they are lower bounds")
     return lines
 
 

@@ -74,6 +74,9 @@ def test_allow_uncosted_rows_say_so_in_every_format():
     act = next(r for r in data["rows"] if r["name"] == "L0.ffn.act")
     assert act["costed"] is False and act["comm_bytes"] is None and act["uncosted_reason"]
     assert data["totals"]["uncosted"] > 0
+    groups = run_cli(*base[:-2], "--by", "class", "--format", "md").stdout
+    assert "| activation | 2 (2 UNCOSTED) | UNCOSTED | UNCOSTED |" in groups
+    assert "| head | 2 (1 UNCOSTED) | >= 256 B | >= 1 |" in groups
     rich = run_cli(*base[:-2])
     assert "UNCOSTED" in rich.stdout and "WARNING" in rich.stdout
 

@@ -145,6 +145,16 @@ def protocols_show(
     _echo(protocol_docs.markdown(table)) if fmt == "md" else _print(protocol_docs.rich_view(table))
 
 
+@app.command()
+def networks() -> None:
+    """List the network presets (bandwidth, RTT, source); a round costs RTT/2 (docs/latency-model.md)."""
+    from picost.network import presets
+    from picost.render import rich_table
+
+    rows = [(n.name, n.summary(), n.description, n.source) for n in presets().values()]
+    _print(rich_table("Network presets (picost/networks.yaml)", ("name", "link", "what", "source"), rows))
+
+
 def main() -> None:
     """Console entry point: run the app, turning user errors into one message and exit code 2.
 

@@ -130,3 +130,10 @@ def test_protocols_list_and_show():
     assert md.stdout == docs.read_text(encoding="utf-8")
     missing = run_cli("protocols", "show", "bumblebe")
     assert missing.returncode == 2 and "no such protocol" in missing.stderr
+
+
+def test_networks_lists_presets_with_sources():
+    res = run_cli("networks")
+    assert res.returncode == 0
+    for needle in ("wan400", "400 Mbit/s, RTT 40 ms", "OpenCheetah", "lan-sirnn", "3.016 Gbit/s"):
+        assert needle in res.stdout, res.stdout

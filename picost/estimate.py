@@ -56,6 +56,8 @@ class Row:
     source: str | None = None
     formulas: Mapping[str, str] = field(default_factory=dict)
     uncosted_reason: str | None = None
+    dims: Mapping[str, Any] = field(default_factory=dict)
+    """The formulas' inputs: the op's dims (``{"n": outputs}`` for a truncation row)."""
 
     @property
     def layer_label(self) -> str:
@@ -178,16 +180,17 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
         for cost in table.cost(op, allow_uncosted):
             flops = 0 if cost.is_truncation else op.flops
             op_class = "truncation" if cost.is_truncation else op.op_class
+            dims = {"n": op.outputs} if cost.is_truncation else op.dims
             if not cost.costed:
                 rows.append(Row(cost.name, cost.kind, op_class, op.layer, op.block.value, flops, False,
-                                uncosted_reason=cost.uncosted_reason))
+                                uncosted_reason=cost.uncosted_reason, dims=dims))
                 continue
             comm_s = network.transfer_s(cost.comm_bytes)
             latency_s = (cost.compute_s or 0) + comm_s + cost.rounds * round_s
             rows.append(Row(cost.name, cost.kind, op_class, op.layer, op.block.value, flops, True,
                             cost.comm_bytes, cost.bytes_client_to_server, cost.bytes_server_to_client,
                             cost.rounds, cost.compute_s, comm_s, latency_s, cost.offline_bytes,
-                            cost.source, cost.formulas))
+                            cost.source, cost.formulas, dims=dims))
     spec = lowered.spec
     return Estimate(spec.name, lowered.context, spec.phase, spec.batch_size, table, network, tuple(rows),
                     Totals.of(rows))

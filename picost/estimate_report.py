@@ -7,7 +7,8 @@ table, or the row is uncosted)::
       "schema": "picost.estimate/1",
       "spec": str, "context": int, "phase": "prefill" | "decode", "batch_size": int,
       "protocol": {"name", "description", "setting": {"parties", "threat_model",
-                   "correlated_randomness", "ring_bits", "fractional_bits", "he"}, "confidence"},
+                   "correlated_randomness", "ring_bits", "fractional_bits", "he"}, "confidence",
+                   "params": {name: number}},
       "network": {"name", "bandwidth_bps", "rtt_s", "round_s", "source"},
       "latency_model": str,
       "totals": TOTALS + {"bytes_bound_s": float, "dominant_class": str | null},
@@ -15,14 +16,15 @@ table, or the row is uncosted)::
       "rows": [{"name", "kind", "class", "layer", "block", "flops", "costed", "comm_bytes",
                 "bytes_client_to_server", "bytes_server_to_client", "rounds", "compute_s",
                 "comm_s", "latency_s", "offline_bytes", "share", "source", "formulas": {field: str},
-                "uncosted_reason"}]
+                "dims": {symbol: int}, "uncosted_reason"}]
     }
 
     TOTALS = {"rows", "costed", "uncosted", "flops", "comm_bytes", "bytes_client_to_server",
               "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s",
               "offline_bytes", "compute_rows", "offline_rows", "share"}
 
-``rows[].layer`` is ``L<i>`` inside the blocks and the block name outside them. ``share`` is the
+``rows[].layer`` is ``L<i>`` inside the blocks and the block name outside them. A row explains
+itself: ``formulas`` evaluated at ``dims`` and the protocol's ``params`` give its numbers. ``share`` is the
 fraction of the total latency. Totals are the sums of the rows in order.
 """
 
@@ -52,7 +54,8 @@ def as_dict(est: Estimate) -> dict[str, Any]:
         "schema": SCHEMA,
         "spec": est.spec_name, "context": est.context, "phase": est.phase, "batch_size": est.batch_size,
         "protocol": {"name": p.name, "description": p.description,
-                     "setting": {**asdict(p.setting), "he": dict(p.setting.he)}, "confidence": p.confidence},
+                     "setting": {**asdict(p.setting), "he": dict(p.setting.he)}, "confidence": p.confidence,
+                     "params": p.param_values},
         "network": est.network.as_dict(),
         "latency_model": LATENCY_MODEL,
         "totals": totals,
@@ -67,7 +70,7 @@ def _row_dict(est: Estimate, r: Row) -> dict[str, Any]:
             "bytes_client_to_server": r.bytes_client_to_server, "bytes_server_to_client": r.bytes_server_to_client,
             "rounds": r.rounds, "compute_s": r.compute_s, "comm_s": r.comm_s, "latency_s": r.latency_s,
             "offline_bytes": r.offline_bytes, "share": est.share(r.latency_s), "source": r.source,
-            "formulas": dict(r.formulas), "uncosted_reason": r.uncosted_reason}
+            "formulas": dict(r.formulas), "dims": dict(r.dims), "uncosted_reason": r.uncosted_reason}
 
 
 # -- tables -----------------------------------------------------------------------------------

@@ -38,10 +38,8 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "max": (2, None),
 }
 
-_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
-_UNARY = {ast.USub: "-", ast.UAdd: "+"}
-
-Number = Any  # int, float, or a numpy array / sympy expression in the other evaluators
+_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
+_UNARY = (ast.USub, ast.UAdd)
 
 
 @dataclass(frozen=True)
@@ -114,11 +112,11 @@ def _check(node: ast.AST, allowed: frozenset[str], names: set[str], fail: Callab
             raise fail(f"unknown symbol '{node.id}' (allowed here: {hint})")
         names.add(node.id)
         return
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, _BINOPS):
         _check(node.left, allowed, names, fail)
         _check(node.right, allowed, names, fail)
         return
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, _UNARY):
         _check(node.operand, allowed, names, fail)
         return
     if isinstance(node, ast.Call):

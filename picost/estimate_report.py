@@ -165,8 +165,15 @@ def render(est: Estimate, by: str, fmt: str) -> Any:
 
     from picost.render import rich_table
 
+    if by == "op":  # the terminal view keeps sources short; md, csv and json give them in full
+        rows = [row[:-1] + (_shorten(row[-1]),) for row in rows]
     table = rich_table(_title(est), header, rows, align)
     return Group(table, Text("\n".join(summary_lines(est))))
+
+
+def _shorten(text: str | None, limit: int = 60) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _csv(est: Estimate, by: str) -> str:

@@ -4,8 +4,9 @@
 
 Targets (issue 3): in-process estimate of GPT-2 after first load <= 10 ms; cold CLI
 `picost estimate gpt2 --protocol bumblebee --network wan` median <= 1.0 s. Prints the medians,
-and the import-time breakdown of the CLI (``python -X importtime``), largest first.
-Uses ``bumblebee`` when shipped, else the first shipped table (says which).
+and the import-time breakdown of the CLI (``python -X importtime``, in import order).
+Uses ``bumblebee`` when shipped, else the first shipped table (says which); if the table leaves
+ops of GPT-2 uncosted, every run passes ``--allow-uncosted`` (and says so).
 """
 
 from __future__ import annotations

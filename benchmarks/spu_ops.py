@@ -34,6 +34,7 @@ The committed results (``benchmarks/results/spu_*.jsonl``; about 15 minutes on 2
     python $P --op layernorm_row rmsnorm_row --shape 32x768 128x768 32x384 >> benchmarks/results/spu_rows.jsonl
     python $P --op matmul_sxs --shape 128x768x768 32x768x768 32x768x3072 32x3072x768 128x64x128 128x128x64 \
         > benchmarks/results/spu_matmul.jsonl
+    python $P --op bmatmul4_sxs --shape 128x64x128 128x128x64 >> benchmarks/results/spu_matmul.jsonl
     python $P --op embedding --shape 16x1024x64 64x1024x64 16x2048x64 16x1024x256 \
         > benchmarks/results/spu_embedding.jsonl
 
@@ -49,6 +50,7 @@ import subprocess
 import sys
 
 PROTOCOLS = {"SEMI2K": 2, "CHEETAH": 2, "ABY3": 3}
+BATCH = 4  # products in bmatmul4_sxs
 
 #: op name -> what it computes. Shapes are ROWSxCOLS of the (first) input.
 OPS = {
@@ -75,6 +77,7 @@ OPS = {
     "puma_softmax_row": "PUMA's softmax (PUMA §4.3 Alg. 2): clipped (1 + x/2^5)^(2^5) exp of x - max, one reciprocal per row",
     "embedding": "one_hot(ids, COLS) @ table: ROWS secret int token ids, a secret COLSxOUT table (PUMA §4.4)",
     "matmul_sxs": "x @ W, x ROWSxCOLS and W COLSxOUT both secret (SPU 0.9.5's CHEETAH I/O has no private type)",
+    "bmatmul4_sxs": "4 independent products at once (jnp.matmul of 4xROWSxCOLS and 4xCOLSxOUT, both secret: attention heads)",
 }
 
 _LINK = re.compile(r"Link details: total send bytes (\d+), recv bytes (\d+), "
@@ -142,6 +145,7 @@ def _op_function(op: str, cols: int, out_cols: int):
         "embedding": (lambda ids, table: (ids[:, None] == jnp.arange(cols)[None, :]).astype(table.dtype) @ table,
                       [(cols, out_cols)]),
         "matmul_sxs": (lambda x, w: x @ w, [(cols, out_cols)]),
+        "bmatmul4_sxs": (jnp.matmul, [(BATCH, cols, out_cols)]),
     }
     return table[op]
 
@@ -165,6 +169,8 @@ def _child(protocol: str, op: str, rows: int, cols: int, out_cols: int) -> None:
     rng = np.random.default_rng(0)
     if op == "embedding":  # token ids, not activations
         args = [rng.integers(0, cols, size=(rows,)).astype(np.int32)]
+    elif op == "bmatmul4_sxs":
+        args = [rng.standard_normal((BATCH, rows, cols)).astype(np.float32)]
     else:
         args = [rng.standard_normal((rows, cols)).astype(np.float32)]
     args += [rng.standard_normal(s).astype(np.float32) for s in extra_shapes]

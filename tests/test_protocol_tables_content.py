@@ -219,6 +219,7 @@ SPU_OPS = {
     "argmax_row": ("argmax", lambda r, c, o: {"rows": r, "cols": c}),
     "matmul_sxs": ("linear", lambda r, c, o: {"m": r, "k": c, "n": o}),
     "embedding": ("embedding", lambda r, c, o: {"tokens": r, "vocab": c, "width": o}),
+    "bmatmul4_sxs": ("matmul", lambda r, c, o: {"b": 4, "m": r, "k": c, "n": o}),
 }
 
 
@@ -244,11 +245,11 @@ def test_puma_reproduces_every_aby3_measurement():
 def test_bumblebee_lines_pass_through_both_measured_sizes():
     """CHEETAH entries are a line through two measured sizes (same cols): exact at both."""
     t = load_protocol("bumblebee")
-    runs = [r for r in _spu_runs("CHEETAH") if r["op"] != "matmul_sxs"]
+    runs = [r for r in _spu_runs("CHEETAH") if r["op"] not in ("matmul_sxs", "bmatmul4_sxs")]
     by_op: dict[str, list[dict]] = {}
     for run in runs:
         by_op.setdefault(run["op"], []).append(run)
-    assert set(by_op) >= set(SPU_OPS) - {"matmul_sxs"}
+    assert set(by_op) >= set(SPU_OPS) - {"matmul_sxs", "bmatmul4_sxs"}
     for op, op_runs in by_op.items():
         kind, dims = SPU_OPS[op]
         row_shapes = [(r["cols"], r["out_cols"]) for r in op_runs]
@@ -284,6 +285,11 @@ def test_bumblebee_he_matmul_against_every_measured_shape():
         rescale = _cost(t, "truncation", "comm_bytes", n=d["m"] * d["n"])
         assert _cost(t, "linear", "comm_bytes", **d) + rescale == pytest.approx(run["total_bytes"], rel=1e-4), run
         assert _cost(t, "matmul", "comm_bytes", b=3, **d) == 3 * _cost(t, "linear", "comm_bytes", **d)
+    for run in [r for r in _spu_runs("CHEETAH") if r["op"] == "bmatmul4_sxs"]:  # 4 heads at once
+        d = {"b": 4, "m": run["rows"], "k": run["cols"], "n": run["out_cols"]}
+        rescale = _cost(t, "truncation", "comm_bytes", n=4 * d["m"] * d["n"])
+        assert _cost(t, "matmul", "comm_bytes", **d) + rescale == pytest.approx(run["total_bytes"], rel=1e-4), run
+        assert _cost(t, "matmul", "rounds", **d) == 8
     # the smaller operand is encrypted: 128x128 @ 128x64 sends 1 query and 1 response ciphertext per cross product
     one_each = 2 * (t.param_values["ct_in_bytes"] + t.param_values["ct_out_bytes"])
     assert _cost(t, "linear", "comm_bytes", m=128, k=128, n=64) == one_each

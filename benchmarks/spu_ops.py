@@ -32,6 +32,8 @@ The committed results (``benchmarks/results/spu_*.jsonl``; about 15 minutes on 2
     python $P --op max_row argmax_row softmax_row puma_softmax_row --shape 32x128 128x128 32x256 \
         > benchmarks/results/spu_rows.jsonl
     python $P --op layernorm_row rmsnorm_row --shape 32x768 128x768 32x384 >> benchmarks/results/spu_rows.jsonl
+    python benchmarks/spu_ops.py --protocol CHEETAH --op puma_softmax_row layernorm_row --shape 16x512 16x1024 \
+        >> benchmarks/results/spu_rows.jsonl
     python $P --op matmul_sxs --shape 128x768x768 32x768x768 32x768x3072 32x3072x768 128x64x128 128x128x64 \
         > benchmarks/results/spu_matmul.jsonl
     python $P --op bmatmul4_sxs --shape 128x64x128 128x128x64 >> benchmarks/results/spu_matmul.jsonl

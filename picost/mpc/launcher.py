@@ -41,27 +41,39 @@ class RunResult:
     results: dict[str, dict[str, Any]]
     """role -> what the party returned (client: outputs; server: its weights in op jobs)."""
     wall_s: float
+    """Wall time of the whole launch (process start to finish)."""
     stderr: dict[str, str] = field(default_factory=dict)
+    views: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
+    """role -> online messages it received (op, tensor), when the job set ``record_views``."""
 
 
 def run_local(job: dict[str, Any], host: str = "127.0.0.1", port: int | None = None, timeout_s: float = 60.0,
               kill: str | None = None, kill_after_s: float = 0.0) -> RunResult:
     """Run ``job`` with three local processes. ``kill`` (a role) is for tests: that party is
     killed ``kill_after_s`` seconds after the start, to check the others fail cleanly."""
+    return run_batch([job], host, port, timeout_s, kill, kill_after_s, extra=job)[0]
+
+
+def run_batch(jobs: list[dict[str, Any]], host: str = "127.0.0.1", port: int | None = None,
+              timeout_s: float = 60.0, kill: str | None = None, kill_after_s: float = 0.0,
+              extra: dict[str, Any] | None = None) -> list[RunResult]:
+    """Run several jobs one after the other in one launch of the three parties."""
     port = port or free_port(host)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(_REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    options = {k: v for k, v in (extra or {}).items() if k in ("record_views", "debug_stall", "frac_bits")}
     procs: dict[str, subprocess.Popen] = {}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="picost-mpc-") as tmp:
         out = {}
         try:
             for role in ROLE_ORDER:
-                mine = dict(job)
+                mine = [dict(j) for j in jobs]
                 if role != "client":
-                    mine.pop("client_input", None)
+                    for j in mine:
+                        j.pop("client_input", None)
                 job_file = Path(tmp) / f"{role}.json"
-                job_file.write_text(json.dumps(mine))
+                job_file.write_text(json.dumps({**options, "kind": "batch", "jobs": mine}))
                 out[role] = Path(tmp) / f"{role}.pt"
                 procs[role] = subprocess.Popen(
                     [sys.executable, "-m", "picost.mpc.party", "--role", role, "--host", host, "--port",
@@ -83,9 +95,12 @@ def run_local(job: dict[str, Any], host: str = "127.0.0.1", port: int | None = N
             raise MpcRunError("MPC run failed: " + "; ".join(lines))
         import torch
 
-        loaded = {r: torch.load(out[r], weights_only=False) for r in ROLE_ORDER}
-    return RunResult({r: loaded[r]["stats"] for r in ROLE_ORDER}, {r: loaded[r]["results"] for r in ROLE_ORDER},
-                     time.perf_counter() - start, stderr)
+        loaded = {r: torch.load(out[r], weights_only=False)["runs"] for r in ROLE_ORDER}
+    wall = time.perf_counter() - start
+    return [RunResult({r: loaded[r][i]["stats"] for r in ROLE_ORDER},
+                      {r: loaded[r][i]["results"] for r in ROLE_ORDER}, wall, stderr,
+                      {r: loaded[r][i]["views"] for r in ROLE_ORDER})
+            for i in range(len(jobs))]
 
 
 def _wait_all(procs: dict[str, subprocess.Popen], deadline: float) -> dict[str, str]:

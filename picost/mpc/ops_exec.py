@@ -34,7 +34,7 @@ def truncated(ctx: Ctx, name: str, x: torch.Tensor, shift: int | None = None) ->
 
 def server_add(ctx: Ctx, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     """Add a server-held tensor (bias, positions, norm shift): local."""
-    return x + w if ctx.role == SERVER else x
+    return x + w if ctx.role == SERVER and w is not None else x
 
 
 # -- linear algebra --------------------------------------------------------------------------

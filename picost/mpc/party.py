@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -24,38 +25,49 @@ ROLES = {"client": transport.CLIENT, "server": transport.SERVER, "dealer": trans
 
 
 def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Join the parties, run ``job`` and return this party's measurements and results."""
+    """Join the parties, run ``job`` (or each job of a ``batch``) and return this party's
+    measurements and results: ``{"runs": [{"stats", "results", "views"}, ...]}``."""
     from picost.mpc.dealer import Correlations
     from picost.mpc.protocols import Ctx
 
     torch.set_num_threads(1)
     tx = transport.init(rank, host, port, timeout_s)
     try:
+        stall = job.get("debug_stall")
+        if stall and ROLES[stall["role"]] == rank:  # tests: a party that stops answering
+            time.sleep(float(stall["seconds"]))
+        tx.record_views = bool(job.get("record_views", False))
         ctx = Ctx(tx, Correlations(tx), int(job.get("frac_bits", 16)))
-        results: dict[str, Any] = {}
-        if job["kind"] == "ops":
-            from picost.mpc.oplab import run_op
-
-            for i, op in enumerate(job["ops"]):
-                results[op["name"]] = run_op(ctx, op["name"], op["kind"], op["dims"], int(job["seed"]) * 1000 + i)
-        elif job["kind"] == "model":
-            from picost.mpc.model import run_model
-            from picost.spec import load_spec
-
-            spec = load_spec(job["spec"])
-            ids = job.get("client_input", {}).get("ids") if rank == transport.CLIENT else None
-            if rank == transport.CLIENT and (ids is None or len(ids) != job["context"]):
-                raise ValueError("the client's job needs client_input.ids with `context` token ids")
-            results = run_model(ctx, spec, int(job["seed"]), ids if ids is not None else [0] * job["context"])
-        else:
-            raise ValueError(f"unknown job kind {job['kind']!r}")
-        # a last barrier so that no party tears the group down while a peer still receives
+        runs = []
+        for sub in job["jobs"] if job["kind"] == "batch" else [job]:
+            tx.stats, tx.views = {}, []
+            results = _run_one(ctx, sub, rank)
+            runs.append({"stats": {name: vars(s) for name, s in tx.stats.items()}, "results": results,
+                         "views": tx.views})
+        # a last step so that no party tears the group down while a peer still receives
         tx.current = "_done"
         tx.exchange(torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64))
-        stats = {name: vars(s) for name, s in tx.stats.items()}
-        return {"role": rank, "stats": stats, "results": results}
+        return {"role": rank, "runs": runs}
     finally:
         transport.close()
+
+
+def _run_one(ctx: Any, job: dict[str, Any], rank: int) -> dict[str, Any]:
+    if job["kind"] == "ops":
+        from picost.mpc.oplab import run_op
+
+        return {op["name"]: run_op(ctx, op["name"], op["kind"], op["dims"], int(job["seed"]) * 1000 + i)
+                for i, op in enumerate(job["ops"])}
+    if job["kind"] == "model":
+        from picost.mpc.model import run_model
+        from picost.spec import load_spec
+
+        spec = load_spec(job["spec"])
+        ids = job.get("client_input", {}).get("ids") if rank == transport.CLIENT else None
+        if rank == transport.CLIENT and (ids is None or len(ids) != job["context"]):
+            raise ValueError("the client's job needs client_input.ids with `context` token ids")
+        return run_model(ctx, spec, int(job["seed"]), ids if ids is not None else [0] * job["context"])
+    raise ValueError(f"unknown job kind {job['kind']!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

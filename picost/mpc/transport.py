@@ -54,6 +54,9 @@ class Transport:
         self.timeout_s = timeout_s
         self.stats: dict[str, OpStats] = {}
         self.current = SETUP_OP
+        self.record_views = False
+        self.views: list[tuple[str, torch.Tensor]] = []
+        """With ``record_views``: every online message received, with its op (privacy tests)."""
 
     @property
     def name(self) -> str:
@@ -92,6 +95,8 @@ class Transport:
         if recv_like is not None:
             received = torch.empty_like(recv_like)
             self._wait(dist.irecv(received, peer), peer, "receive")
+            if self.record_views:
+                self.views.append((self.current, received.clone()))
         if pending is not None:
             self._wait(pending, peer, "send")
         return received

@@ -11,10 +11,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from picost.errors import UserError
 
@@ -56,13 +57,20 @@ def run_local(job: dict[str, Any], host: str = "127.0.0.1", port: int | None = N
 
 def run_batch(jobs: list[dict[str, Any]], host: str = "127.0.0.1", port: int | None = None,
               timeout_s: float = 60.0, kill: str | None = None, kill_after_s: float = 0.0,
-              extra: dict[str, Any] | None = None) -> list[RunResult]:
-    """Run several jobs one after the other in one launch of the three parties."""
+              extra: dict[str, Any] | None = None, run_limit_s: float = 1800.0,
+              on_progress: Callable[[int, int], None] | None = None) -> list[RunResult]:
+    """Run several jobs one after the other in one launch of the three parties.
+
+    ``timeout_s`` bounds every wait for a message (a silent party fails the run after it);
+    ``run_limit_s`` bounds the whole launch. ``on_progress(done, total)`` is called as the
+    client finishes each job."""
     port = port or free_port(host)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(_REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    options = {k: v for k, v in (extra or {}).items() if k in ("record_views", "debug_stall", "frac_bits")}
+    options = {k: v for k, v in (extra or {}).items() if k in ("record_views", "debug_stall", "debug_crash", "frac_bits")}
     procs: dict[str, subprocess.Popen] = {}
+    errors: dict[str, list[str]] = {}
+    readers: list[threading.Thread] = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="picost-mpc-") as tmp:
         out = {}
@@ -78,16 +86,23 @@ def run_batch(jobs: list[dict[str, Any]], host: str = "127.0.0.1", port: int | N
                 procs[role] = subprocess.Popen(
                     [sys.executable, "-m", "picost.mpc.party", "--role", role, "--host", host, "--port",
                      str(port), "--job", str(job_file), "--out", str(out[role]), "--timeout", str(timeout_s)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+                    stdout=subprocess.PIPE if role == "client" else subprocess.DEVNULL, stderr=subprocess.PIPE,
+                    text=True, env=env)
+                readers.append(_drain(procs[role].stderr, errors.setdefault(role, [])))
+                if role == "client":
+                    readers.append(_follow(procs[role], len(jobs), on_progress))
             if kill is not None:
                 time.sleep(kill_after_s)
                 procs[kill].kill()
-            stderr = _wait_all(procs, deadline=time.monotonic() + 4 * timeout_s + 30)
+            notes = _wait_all(procs, deadline=time.monotonic() + run_limit_s, grace_s=timeout_s + 2)
         finally:
             for p in procs.values():
                 if p.poll() is None:
                     p.kill()
                     p.wait()
+            for t in readers:
+                t.join(timeout=5)
+        stderr = {r: "".join(errors.get(r, [])) + notes.get(r, "") for r in procs}
         failed = {r: stderr[r] for r, p in procs.items() if p.returncode != 0}
         if failed:
             lines = [f"{role} (exit {procs[role].returncode}): {(msg.strip().splitlines() or ['killed'])[-1]}"
@@ -103,18 +118,41 @@ def run_batch(jobs: list[dict[str, Any]], host: str = "127.0.0.1", port: int | N
             for i in range(len(jobs))]
 
 
-def _wait_all(procs: dict[str, subprocess.Popen], deadline: float) -> dict[str, str]:
-    stderr = {}
+def _follow(proc: subprocess.Popen, total: int, on_progress: Callable[[int, int], None] | None
+            ) -> threading.Thread:
+    """Read the client's ``progress <done>`` lines in a thread and report them."""
+
+    def read() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith("progress ") and on_progress is not None:
+                on_progress(int(line.split()[1]), total)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def _drain(stream: Any, into: list[str]) -> threading.Thread:
+    """Collect a party's stderr in a thread (so a chatty party never blocks on a full pipe)."""
+    thread = threading.Thread(target=lambda: into.extend(stream), daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_all(procs: dict[str, subprocess.Popen], deadline: float, grace_s: float) -> dict[str, str]:
+    """Wait for every party; once one has failed, give the others ``grace_s`` to report their
+    own error, then stop them. Nothing runs past ``deadline``. Returns notes per stopped party."""
+    while time.monotonic() < deadline and any(p.poll() is None for p in procs.values()):
+        if any(p.poll() not in (None, 0) for p in procs.values()):
+            deadline = min(deadline, time.monotonic() + grace_s)
+        time.sleep(0.05)
+    notes = {}
     for role, p in procs.items():
-        remaining = max(0.1, deadline - time.monotonic())
-        try:
-            _, err = p.communicate(timeout=remaining)
-        except subprocess.TimeoutExpired:
+        if p.poll() is None:
             p.kill()
-            _, err = p.communicate()
-            err = (err or "") + f"\nerror: {role} did not finish in time and was stopped"
-        stderr[role] = err or ""
-    return stderr
+            p.wait()
+            notes[role] = f"error: {role} was stopped by the launcher (still running after the others ended)\n"
+    return notes
 
 
 def model_job(spec_ref: str, ids: list[int], seed: int = 0, frac_bits: int = 16) -> dict[str, Any]:

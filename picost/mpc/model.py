@@ -180,4 +180,5 @@ def run_model(ctx: Ctx, spec: ModelSpec, seed: int, ids: list[int] | None) -> di
     if revealed is not None:
         out["logits"] = revealed
         out["next_token"] = None if token is None else int(token[0])
+        out["frac_bits"] = ctx.frac_bits
     return out

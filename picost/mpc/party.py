@@ -36,6 +36,9 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
         stall = job.get("debug_stall")
         if stall and ROLES[stall["role"]] == rank:  # tests: a party that stops answering
             time.sleep(float(stall["seconds"]))
+        crash = job.get("debug_crash")
+        if crash and ROLES[crash["role"]] == rank:  # tests: a party that dies mid-run
+            tx.crash_at = crash["op"]
         tx.record_views = bool(job.get("record_views", False))
         ctx = Ctx(tx, Correlations(tx), int(job.get("frac_bits", 16)))
         runs = []
@@ -44,6 +47,8 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
             results = _run_one(ctx, sub, rank)
             runs.append({"stats": {name: vars(s) for name, s in tx.stats.items()}, "results": results,
                          "views": tx.views})
+            if rank == transport.CLIENT:
+                print(f"progress {len(runs)}", flush=True)
         # a last step so that no party tears the group down while a peer still receives
         tx.current = "_done"
         tx.exchange(torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64))

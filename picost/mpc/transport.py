@@ -15,6 +15,8 @@ naming the peer and the op, never a hang.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +56,8 @@ class Transport:
         self.timeout_s = timeout_s
         self.stats: dict[str, OpStats] = {}
         self.current = SETUP_OP
+        self.crash_at: str | None = None
+        """Tests: the op at which this party kills itself (a real crash, SIGKILL)."""
         self.record_views = False
         self.views: list[tuple[str, torch.Tensor]] = []
         """With ``record_views``: every online message received, with its op (privacy tests)."""
@@ -68,6 +72,8 @@ class Transport:
     @contextmanager
     def op(self, name: str) -> Iterator[None]:
         """Attribute everything sent inside the block to op ``name`` (nesting restores)."""
+        if name == self.crash_at:
+            os.kill(os.getpid(), signal.SIGKILL)
         previous, self.current = self.current, name
         self._stats()
         start = time.perf_counter()

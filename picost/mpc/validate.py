@@ -111,3 +111,101 @@ def suite_ops(kinds: Iterable[str] | None = None) -> list[Op]:
 def ops_job(ops: Iterable[Op], seed: int = 0, frac_bits: int = 16) -> dict[str, Any]:
     return {"kind": "ops", "seed": seed, "frac_bits": frac_bits,
             "ops": [{"name": op.name, "kind": op.kind, "dims": dict(op.dims)} for op in ops]}
+
+
+# -- whole models ----------------------------------------------------------------------------
+
+DEFAULT_SPECS = ("tiny", "tiny-relu", "tiny-smonly-fused", "tiny-llama")
+"""The variants `picost validate` runs: GELU + LayerNorm, ReLU, Softmax-only with a fused FFN,
+and a Llama-style SwiGLU + RMSNorm + RoPE + GQA model."""
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """A private forward pass of a spec: per-row cost checks and the error vs plaintext."""
+
+    spec: str
+    ids: tuple[int, ...]
+    rows: list[RowCheck]
+    max_abs_error: float
+    """Max |secure - plaintext| over the logits (float64 reference on the same weights)."""
+    max_abs_logit: float
+    next_token: int | None
+    reference_token: int | None
+    top2_margin: float | None
+    """Plaintext gap between the two largest last-position logits (how safe the argmax is)."""
+    wall_s: float
+    op_order_ok: bool
+    """The engine ran exactly the lowering's ops, in its order."""
+
+    @property
+    def ok(self) -> bool:
+        return self.op_order_ok and all(r.ok for r in self.rows)
+
+
+def token_ids(vocab: int, context: int) -> list[int]:
+    """Deterministic, spread-out token ids for validation runs."""
+    return [(37 * i + 11) % vocab for i in range(context)]
+
+
+def check_model(spec_ref: str, ids: list[int], seed: int, run: Any) -> ModelCheck:
+    """Compare a model run (:class:`~picost.mpc.launcher.RunResult`) with the table and with
+    :func:`picost.reference.build_reference` on the same seed."""
+    import torch
+
+    from picost.lower import lower
+    from picost.mpc.ring import decode
+    from picost.reference import build_reference
+    from picost.spec import load_spec
+
+    spec = load_spec(spec_ref)
+    ops = lower(spec, len(ids)).ops
+    executed = [k for k in run.stats["client"] if not k.startswith("_") and not k.endswith(".trunc")]
+    ref = build_reference(spec, seed, dtype=torch.float64).predict(torch.tensor([ids]))
+    ref_logits = ref.logits[0]
+    client = run.results["client"]
+    secure = decode(client["logits"], run_frac_bits(run))
+    margin = None
+    if spec.head != "none":
+        top2 = ref_logits[-1].topk(2).values if ref_logits.shape[-1] > 1 else None
+        margin = float(top2[0] - top2[1]) if top2 is not None else None
+    walls = [v["wall_s"] for k, v in run.stats["client"].items() if not k.startswith("_")]
+    return ModelCheck(spec.name, tuple(ids), compare(ops, run.stats), float((secure - ref_logits).abs().max()),
+                      float(ref_logits.abs().max()), client.get("next_token"),
+                      None if ref.next_token is None else int(ref.next_token[0]), margin, sum(walls),
+                      executed == [op.name for op in ops])
+
+
+def run_frac_bits(run: Any) -> int:
+    return int(run.results["client"].get("frac_bits", 16))
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Everything `picost validate` checked."""
+
+    op_rows: list[RowCheck]
+    models: list[ModelCheck]
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.op_rows) and all(m.ok for m in self.models)
+
+
+def run_validation(specs: Iterable[str] = DEFAULT_SPECS, context: int = 4, include_ops: bool = True,
+                   seed: int = 0, timeout_s: float = 60.0, on_progress: Any = None) -> Validation:
+    """Run the op suite and each spec (prefill of ``context`` tokens) in one launch of the
+    three parties and check every row against ``picost-2pc``."""
+    from picost.mpc.launcher import model_job, run_batch
+    from picost.spec import load_spec
+
+    specs = list(specs)
+    ops = suite_ops() if include_ops else []
+    jobs = [ops_job(ops, seed)] if include_ops else []
+    ids = {s: token_ids(load_spec(s).vocab_size, context) for s in specs}
+    jobs += [model_job(s, ids[s], seed) for s in specs]
+    runs = run_batch(jobs, timeout_s=timeout_s, on_progress=on_progress)
+    op_rows = compare(ops, runs[0].stats) if include_ops else []
+    models = [check_model(s, ids[s], seed, run) for s, run in zip(specs, runs[len(jobs) - len(specs):])]
+    return Validation(op_rows, models, runs[0].wall_s if runs else 0.0)

@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -96,11 +96,10 @@ class Transport:
         if send is not None:
             send = send.contiguous()
             stats.bytes_sent += send.numel() * send.element_size()
-            pending = dist.isend(send, peer)
+            pending = self._send(send, peer)
         received = None
         if recv_like is not None:
-            received = torch.empty_like(recv_like)
-            self._wait(dist.irecv(received, peer), peer, "receive")
+            received = self._recv(recv_like, peer)
             if self.record_views:
                 self.views.append((self.current, received.clone()))
         if pending is not None:
@@ -111,14 +110,21 @@ class Transport:
     def offline_send(self, tensor: torch.Tensor, dst: int) -> None:
         tensor = tensor.contiguous()
         self._stats().offline_bytes += tensor.numel() * tensor.element_size()
-        self._wait(dist.isend(tensor, dst), dst, "send")
+        self._wait(self._send(tensor, dst), dst, "send")
 
     def offline_recv(self, like: torch.Tensor) -> torch.Tensor:
+        return self._recv(like, DEALER)
+
+    # -- the wire (gloo); tests substitute in-process queues -----------------------------------
+    def _send(self, tensor: torch.Tensor, peer: int) -> Any:
+        return dist.isend(tensor, peer)
+
+    def _recv(self, like: torch.Tensor, peer: int) -> torch.Tensor:
         buf = torch.empty_like(like)
-        self._wait(dist.irecv(buf, DEALER), DEALER, "receive")
+        self._wait(dist.irecv(buf, peer), peer, "receive")
         return buf
 
-    def _wait(self, work: "dist.Work", peer: int, what: str) -> None:
+    def _wait(self, work: Any, peer: int, what: str) -> None:
         try:
             work.wait(timeout=self.timeout)
         except RuntimeError as exc:

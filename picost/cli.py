@@ -164,6 +164,7 @@ def validate(
     context: int = typer.Option(4, "--context", "-T", min=1, help="Prompt tokens per model run."),
     ops: bool = typer.Option(True, "--ops/--no-ops", help="Also run every op kind at three shapes."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for any message before failing."),
+    protocol: str = typer.Option("picost-2pc", "--protocol", "-p", help="Table to check the measurements against."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
 ) -> None:
     """Run the two-party engine and check measured bytes and rounds against picost-2pc (exit 1 on a mismatch)."""
@@ -174,8 +175,10 @@ def validate(
     from picost.mpc import report
     from picost.mpc.launcher import MpcRunError
     from picost.mpc.validate import DEFAULT_SPECS, run_validation
+    from picost.protocols import load_protocol
     from picost.spec import load_spec
 
+    table = load_protocol(protocol)
     chosen = list(specs) if specs else list(DEFAULT_SPECS)
     for ref in chosen:
         load_spec(ref)  # bad specs fail fast with a located error
@@ -183,7 +186,7 @@ def validate(
     with Progress(transient=True) as progress:
         task = progress.add_task("two-party runs (client, server, dealer)", total=total)
         try:
-            result = run_validation(chosen, context, ops, timeout_s=timeout,
+            result = run_validation(chosen, context, ops, timeout_s=timeout, table=table,
                                     on_progress=lambda done, _: progress.update(task, completed=done))
         except MpcRunError as exc:
             _mpc_failed(exc)

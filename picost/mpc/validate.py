@@ -148,7 +148,7 @@ def token_ids(vocab: int, context: int) -> list[int]:
     return [(37 * i + 11) % vocab for i in range(context)]
 
 
-def check_model(spec_ref: str, ids: list[int], seed: int, run: Any) -> ModelCheck:
+def check_model(spec_ref: str, ids: list[int], seed: int, run: Any, table: Any = None) -> ModelCheck:
     """Compare a model run (:class:`~picost.mpc.launcher.RunResult`) with the table and with
     :func:`picost.reference.build_reference` on the same seed."""
     import torch
@@ -161,7 +161,8 @@ def check_model(spec_ref: str, ids: list[int], seed: int, run: Any) -> ModelChec
     spec = load_spec(spec_ref)
     ops = lower(spec, len(ids)).ops
     executed = [k for k in run.stats["client"] if not k.startswith("_") and not k.endswith(".trunc")]
-    ref = build_reference(spec, seed, dtype=torch.float64).predict(torch.tensor([ids]))
+    with torch.no_grad():
+        ref = build_reference(spec, seed, dtype=torch.float64).predict(torch.tensor([ids]))
     ref_logits = ref.logits[0]
     client = run.results["client"]
     secure = decode(client["logits"], run_frac_bits(run))
@@ -170,7 +171,7 @@ def check_model(spec_ref: str, ids: list[int], seed: int, run: Any) -> ModelChec
         top2 = ref_logits[-1].topk(2).values if ref_logits.shape[-1] > 1 else None
         margin = float(top2[0] - top2[1]) if top2 is not None else None
     walls = [v["wall_s"] for k, v in run.stats["client"].items() if not k.startswith("_")]
-    return ModelCheck(spec.name, tuple(ids), compare(ops, run.stats), float((secure - ref_logits).abs().max()),
+    return ModelCheck(spec.name, tuple(ids), compare(ops, run.stats, table), float((secure - ref_logits).abs().max()),
                       float(ref_logits.abs().max()), client.get("next_token"),
                       None if ref.next_token is None else int(ref.next_token[0]), margin, sum(walls),
                       executed == [op.name for op in ops])
@@ -194,9 +195,13 @@ class Validation:
 
 
 def run_validation(specs: Iterable[str] = DEFAULT_SPECS, context: int = 4, include_ops: bool = True,
-                   seed: int = 0, timeout_s: float = 60.0, on_progress: Any = None) -> Validation:
+                   seed: int = 0, timeout_s: float = 60.0, on_progress: Any = None,
+                   table: Any = None) -> Validation:
     """Run the op suite and each spec (prefill of ``context`` tokens) in one launch of the
-    three parties and check every row against ``picost-2pc``."""
+    three parties and check every row against ``table`` (default ``picost-2pc``)."""
+    from picost.protocols import load_protocol
+
+    table = load_protocol(table or PROTOCOL)  # a bad table fails before any launch
     from picost.mpc.launcher import model_job, run_batch
     from picost.spec import load_spec
 
@@ -206,6 +211,6 @@ def run_validation(specs: Iterable[str] = DEFAULT_SPECS, context: int = 4, inclu
     ids = {s: token_ids(load_spec(s).vocab_size, context) for s in specs}
     jobs += [model_job(s, ids[s], seed) for s in specs]
     runs = run_batch(jobs, timeout_s=timeout_s, on_progress=on_progress)
-    op_rows = compare(ops, runs[0].stats) if include_ops else []
-    models = [check_model(s, ids[s], seed, run) for s, run in zip(specs, runs[len(jobs) - len(specs):])]
+    op_rows = compare(ops, runs[0].stats, table) if include_ops else []
+    models = [check_model(s, ids[s], seed, run, table) for s, run in zip(specs, runs[len(jobs) - len(specs):])]
     return Validation(op_rows, models, runs[0].wall_s if runs else 0.0)

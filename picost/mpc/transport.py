@@ -117,7 +117,11 @@ class Transport:
 
     # -- the wire (gloo); tests substitute in-process queues -----------------------------------
     def _send(self, tensor: torch.Tensor, peer: int) -> Any:
-        return dist.isend(tensor, peer)
+        try:
+            return dist.isend(tensor, peer)
+        except RuntimeError:  # the pair was closed by an earlier failure or by the peer
+            raise PartyError(f"{self.name}: the {ROLE_NAMES[peer]} closed the connection (it died or failed) "
+                             f"(send during op {self.current})") from None
 
     def _recv(self, like: torch.Tensor, peer: int) -> torch.Tensor:
         buf = torch.empty_like(like)
@@ -137,15 +141,16 @@ class Transport:
                              f"({what} during op {self.current})") from None
 
 
-def init(rank: int, host: str, port: int, timeout_s: float) -> Transport:
+def init(rank: int, host: str, port: int, timeout_s: float, connect_timeout_s: float = 120.0) -> Transport:
     """Join the three-party gloo group at ``host:port`` (rank 0's address) and return the
-    transport. Joining waits at most ``timeout_s`` for the other parties."""
+    transport. Joining waits at most ``connect_timeout_s`` for the other parties to start;
+    afterwards every message wait is bounded by ``timeout_s``."""
     try:
         dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank, world_size=3,
-                                timeout=timedelta(seconds=timeout_s))
+                                timeout=timedelta(seconds=max(timeout_s, connect_timeout_s)))
     except RuntimeError as exc:
         raise PartyError(f"{ROLE_NAMES[rank]}: could not reach the other parties at {host}:{port} "
-                         f"within {timeout_s:g} s ({str(exc).splitlines()[0]})") from None
+                         f"within {connect_timeout_s:g} s ({str(exc).splitlines()[0]})") from None
     return Transport(rank, timeout_s)
 
 

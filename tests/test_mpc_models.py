@@ -55,3 +55,17 @@ def test_client_gets_only_logits_and_token(checked, spec):
     assert set(run.results["client"]) == {"logits", "next_token", "frac_bits"}
     assert run.results["server"] == {} and run.results["dealer"] == {}
     assert run.stats["server"]["_output"]["bytes_sent"] > 0 and run.stats["client"]["_output"]["bytes_sent"] == 0
+
+
+@pytest.mark.parametrize("spec", DEFAULT_SPECS)
+def test_estimate_totals_equal_the_measured_run(checked, spec):
+    from picost.estimate import estimate
+
+    check, _ = checked[spec]
+    totals = estimate(spec, "picost-2pc", "lan", context=CONTEXT).totals
+    measured = {f: sum(r.measured[f] for r in check.rows) for f in
+                ("bytes_client_to_server", "bytes_server_to_client", "rounds", "offline_bytes")}
+    assert totals.bytes_client_to_server == measured["bytes_client_to_server"]
+    assert totals.bytes_server_to_client == measured["bytes_server_to_client"]
+    assert totals.comm_bytes == measured["bytes_client_to_server"] + measured["bytes_server_to_client"]
+    assert totals.rounds == measured["rounds"] and totals.offline_bytes == measured["offline_bytes"]

@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.out.with_suffix(".tmp")
     torch.save(result, tmp)
     tmp.replace(args.out)
+    for run in result["runs"]:
+        if "next_token" in run["results"]:
+            print(f"next_token {run['results']['next_token']}", flush=True)
     return 0
 
 

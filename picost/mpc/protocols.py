@@ -229,8 +229,8 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
 
     def digit_tables() -> torch.Tensor:
         values = torch.arange(1 << DIGIT_BITS, dtype=torch.int64)
-        trits = _trits(values, _digits(r).unsqueeze(-1))  # (n, DIGITS, 256)
-        return ((trits.unsqueeze(1) + masks.unsqueeze(-1)) % 3).to(torch.uint8)  # (n, J, DIGITS, 256)
+        trits = _trits(values, _digits(r).unsqueeze(-1)).to(torch.uint8)  # (n, DIGITS, 256)
+        return (trits.unsqueeze(1) + masks.unsqueeze(-1)) % 3  # (n, J, DIGITS, 256), uint8
 
     def final_tables() -> torch.Tensor:
         combos = torch.arange(TRIT_COMBOS, dtype=torch.int64)

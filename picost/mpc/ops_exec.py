@@ -8,7 +8,6 @@ runs inside ``ctx.tx.op(name)``; the closing rescale of a fixed-point product is
 
 from __future__ import annotations
 
-import math
 
 import torch
 

@@ -50,9 +50,7 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
                          "views": tx.views})
             if rank == transport.CLIENT:
                 print(f"progress {len(runs)}", flush=True)
-        # a last step so that no party tears the group down while a peer still receives
-        tx.current = "_done"
-        tx.exchange(torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64))
+        tx.finish()
         return {"role": rank, "runs": runs}
     finally:
         transport.close()

@@ -29,6 +29,7 @@ import torch.distributed as dist
 CLIENT, SERVER, DEALER = 0, 1, 2
 ROLE_NAMES = {CLIENT: "client", SERVER: "server", DEALER: "dealer"}
 SETUP_OP = "_setup"
+DONE_OP = "_done"
 
 
 class PartyError(RuntimeError):
@@ -105,6 +106,17 @@ class Transport:
         if pending is not None:
             self._wait(pending, peer, "send")
         return received
+
+    def finish(self) -> None:
+        """A last step (op ``_done``) so that no party tears the group down while a peer still
+        receives: client and server exchange a word, then the server tells the dealer."""
+        self.current = DONE_OP
+        word = torch.zeros(1, dtype=torch.int64)
+        self.exchange(word, word)
+        if self.rank == SERVER:
+            self._wait(self._send(word, DEALER), DEALER, "send")
+        elif self.rank == DEALER:
+            self._recv(word, SERVER)
 
     # -- offline: dealer -> parties ----------------------------------------------------------
     def offline_send(self, tensor: torch.Tensor, dst: int) -> None:

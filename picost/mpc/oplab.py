@@ -73,13 +73,13 @@ def server_inputs(kind: str, dims: dict[str, int], gen: torch.Generator) -> dict
 
 def share_input(ctx: Ctx, x: torch.Tensor | None, shape: tuple[int, ...], gen: torch.Generator | None
                 ) -> torch.Tensor:
-    """The client shares its encoded input: it keeps ``x - m`` and sends ``m`` (one round)."""
+    """The client shares its encoded input: it keeps ``x - m`` and sends a uniform ``m``
+    (one round; the dealer gets zeros)."""
     if ctx.role == CLIENT:
-        mask = ring.uniform(shape, gen)
-        ctx.tx.exchange(mask, None)
-        return x - mask
-    got = ctx.tx.exchange(None, torch.zeros(shape, dtype=torch.int64))
-    return got
+        mine, theirs = ring.share(x, gen)
+        ctx.tx.exchange(theirs, None)
+        return mine
+    return ctx.tx.exchange(None, torch.zeros(shape, dtype=torch.int64))
 
 
 def input_shapes(kind: str, dims: dict[str, int]) -> dict[str, tuple[int, ...]]:

@@ -77,7 +77,7 @@ class Ctx:
 
     def open(self, x: torch.Tensor) -> torch.Tensor:
         """Reveal shared ``x`` to both parties (one round)."""
-        return x + self.tx.exchange(x, x)
+        return ring.reconstruct(x, self.tx.exchange(x, x))
 
     def reveal_to_client(self, x: torch.Tensor) -> torch.Tensor | None:
         """The server sends its share; the client gets ``x``, the server None (one round)."""

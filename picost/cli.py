@@ -214,6 +214,7 @@ def mpc_run(
     spec: str = typer.Argument(..., help="Spec file or shipped spec name."),
     tokens: str = typer.Option(..., "--tokens", help="Comma-separated token ids (the client's private prompt)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the server's random weights (as the torch reference)."),
+    frac_bits: int = typer.Option(16, "--frac-bits", min=8, max=18, help="Fixed-point fractional bits (costs do not depend on it)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for any message before failing."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address the parties rendezvous at."),
     port: Optional[int] = typer.Option(None, "--port", help="Rendezvous port (default: a free one)."),
@@ -230,7 +231,7 @@ def mpc_run(
     from picost.mpc.launcher import MpcRunError, model_job, run_local
     from picost.mpc.validate import check_model
 
-    job = model_job(spec, ids, seed)
+    job = model_job(spec, ids, seed, frac_bits)
     try:
         run = run_local(job, host=host, port=port, timeout_s=timeout)
     except MpcRunError as exc:

@@ -31,7 +31,7 @@ def test_validate_checks_every_row_and_exits_1_on_a_wrong_table(tmp_path):
 
 
 def test_mpc_run_prints_token_error_and_costs():
-    res = run_cli("mpc", "run", "tiny-llama", "--tokens", "5,17,3", "--format", "json")
+    res = run_cli("mpc", "run", "tiny-llama", "--tokens", "5,17,3", "--frac-bits", "14", "--format", "json")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert data["schema"] == "picost.mpc.run/1" and data["ok"]

@@ -184,7 +184,7 @@ def test_offline_rehearsal_then_online_replay():
             P.mul(ctx, xs, xs)
             ctx.tx.rehearsal = False
             ctx.pre.replay()
-        rounds_before = ctx.tx.stats["_setup"].rounds
+        rounds_before = ctx.tx._stats().rounds
         out = P.mul(ctx, xs, xs)
         ctx.pre.live()
         return out, ctx.tx.stats["_setup"].rounds - rounds_before

@@ -32,8 +32,19 @@ def check_supported(spec: ModelSpec) -> None:
                         field="batch_size")
 
 
+_WEIGHTS: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}
+
+
 def server_weights(spec: ModelSpec, seed: int, frac_bits: int) -> dict[str, torch.Tensor]:
-    """The reference model's parameters, ring-encoded; linear weights transposed to (in, out)."""
+    """The reference model's parameters, ring-encoded; linear weights transposed to (in, out).
+    Built once per process (the offline rehearsal and the online run share them)."""
+    key = (spec.model_dump_json(), seed, frac_bits)
+    if key not in _WEIGHTS:
+        _WEIGHTS[key] = _encoded_weights(spec, seed, frac_bits)
+    return _WEIGHTS[key]
+
+
+def _encoded_weights(spec: ModelSpec, seed: int, frac_bits: int) -> dict[str, torch.Tensor]:
     from picost.reference import build_reference
 
     model = build_reference(spec, seed, dtype=torch.float64)

@@ -55,6 +55,7 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
                 tx.rehearsal = False
                 ctx.pre.replay()
                 preprocess_s = time.perf_counter() - start
+                tx.sync()  # both ready: the online clock starts together
             tx.stats, tx.views = {}, []
             results = _run_one(ctx, sub, rank)  # online (the dealer: its only pass)
             ctx.pre.live()

@@ -30,6 +30,7 @@ CLIENT, SERVER, DEALER = 0, 1, 2
 ROLE_NAMES = {CLIENT: "client", SERVER: "server", DEALER: "dealer"}
 SETUP_OP = "_setup"
 DONE_OP = "_done"
+READY_OP = "_ready"
 
 
 class PartyError(RuntimeError):
@@ -108,6 +109,13 @@ class Transport:
         if pending is not None:
             self._wait(pending, peer, "send")
         return received
+
+    def sync(self) -> None:
+        """Client and server wait for each other (one uncounted word each way, op ``_ready``)."""
+        previous, self.current = self.current, READY_OP
+        word = torch.zeros(1, dtype=torch.int64)
+        self.exchange(word, word)
+        self.current = previous
 
     def finish(self) -> None:
         """A last step (op ``_done``) so that no party tears the group down while a peer still

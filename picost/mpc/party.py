@@ -47,6 +47,7 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
         runs = []
         for sub in job["jobs"] if job["kind"] == "batch" else [job]:
             preprocess_s = 0.0
+            tx.views = []  # a fresh list: the previous job's views stay as they were
             if rank != transport.DEALER:  # offline: rehearse the program, taping the dealer's values
                 start = time.perf_counter()
                 tx.rehearsal = True

@@ -165,7 +165,7 @@ def check_model(spec_ref: str, ids: list[int], seed: int, run: Any, table: Any =
         ref = build_reference(spec, seed, dtype=torch.float64).predict(torch.tensor([ids]))
     ref_logits = ref.logits[0]
     client = run.results["client"]
-    secure = decode(client["logits"], run_frac_bits(run))
+    secure = decode(client["logits"], int(client["frac_bits"]))
     margin = None
     if spec.head != "none":
         top2 = ref_logits[-1].topk(2).values if ref_logits.shape[-1] > 1 else None
@@ -175,10 +175,6 @@ def check_model(spec_ref: str, ids: list[int], seed: int, run: Any, table: Any =
                       float(ref_logits.abs().max()), client.get("next_token"),
                       None if ref.next_token is None else int(ref.next_token[0]), margin, sum(walls),
                       executed == [op.name for op in ops])
-
-
-def run_frac_bits(run: Any) -> int:
-    return int(run.results["client"].get("frac_bits", 16))
 
 
 @dataclass(frozen=True)

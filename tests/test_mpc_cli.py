@@ -44,6 +44,8 @@ def test_user_mistakes_exit_2_without_a_launch():
     for args, needle in [(("mpc", "run", "tiny", "--tokens", "1,x"), "--tokens"),
                          (("mpc", "run", "tiny", "--tokens", "1,999"), "0..255"),
                          (("mpc", "run", "nosuchspec", "--tokens", "1"), "no such spec"),
+                         (("mpc", "run", "tests/data/mpc_specs/decode-gpt.yaml", "--tokens", "1,2"), "one id"),
+                         (("mpc", "run", "tiny", "--tokens", ",".join(["1"] * 17)), "learned"),
                          (("validate", "nosuchspec"), "no such spec"),
                          (("validate", "--protocol", "nosuchtable"), "no such protocol")]:
         res = run_cli(*args, timeout=60)

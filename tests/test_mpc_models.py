@@ -1,4 +1,5 @@
-"""Whole tiny models end to end through the real engine (one launch for all variants):
+"""Whole tiny models end to end through the real engine (one launch for all variants, prefill
+and decode):
 every row predicted == measured, the lowering's ops in its order, logits vs the plaintext
 reference on the same weights, next-token agreement, and only outputs revealed to the client."""
 
@@ -16,7 +17,7 @@ from tests.mpc_views import looks_uniform, trits_look_uniform, view
 CONTEXT = 3
 STRUCTURES = tuple(str(p) for p in sorted((Path(__file__).parent / "data" / "mpc_specs").glob("*.yaml")))
 """Extra specs for structure coverage: parallel residual, post-norm, GEGLU, pruned FFN, partial
-RoPE, MQA, no causal mask, head full / none, no argmax."""
+RoPE, MQA, no causal mask, head full / none, no argmax, decode against a KV cache."""
 SPECS = DEFAULT_SPECS + STRUCTURES
 LOGIT_TOLERANCE = 0.02
 """Max |secure - plaintext| logit error, relative to the largest |logit| (measured: 1e-3 or less
@@ -25,10 +26,11 @@ for these variants; spline approximations and fixed point with f = 16)."""
 
 @pytest.fixture(scope="module")
 def checked():
-    ids = {s: token_ids(load_spec(s).vocab_size, CONTEXT) for s in SPECS}
-    runs = run_batch([model_job(s, ids[s], seed=2) for s in SPECS], timeout_s=60,
+    specs = {s: load_spec(s) for s in SPECS}
+    ids = {s: token_ids(m.vocab_size, 1 if m.phase == "decode" else CONTEXT) for s, m in specs.items()}
+    runs = run_batch([model_job(s, ids[s], seed=2, cached=CONTEXT) for s in SPECS], timeout_s=60,
                      extra={"record_views": True})
-    return {s: (check_model(s, ids[s], 2, run), run) for s, run in zip(SPECS, runs)}
+    return {s: (check_model(s, ids[s], 2, run, context=CONTEXT), run) for s, run in zip(SPECS, runs)}
 
 
 def test_variants_cover_the_issue():

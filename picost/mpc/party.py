@@ -81,10 +81,11 @@ def _run_one(ctx: Any, job: dict[str, Any], rank: int) -> dict[str, Any]:
         from picost.spec import load_spec
 
         spec = load_spec(job["spec"])
-        ids = job.get("client_input", {}).get("ids") if rank == transport.CLIENT else None
-        if rank == transport.CLIENT and (ids is None or len(ids) != job["context"]):
-            raise ValueError("the client's job needs client_input.ids with `context` token ids")
-        return run_model(ctx, spec, int(job["seed"]), ids if ids is not None else [0] * job["context"])
+        tokens = 1 if spec.phase == "decode" else job["context"]
+        ids = job.get("client_input", {}).get("ids") if rank == transport.CLIENT else [0] * tokens
+        if ids is None or len(ids) != tokens:
+            raise ValueError(f"the client's job needs client_input.ids with {tokens} token ids")
+        return run_model(ctx, spec, int(job["seed"]), ids, int(job["context"]))
     raise ValueError(f"unknown job kind {job['kind']!r}")
 
 

@@ -112,9 +112,9 @@ def prune_deep_ffns(spec: ModelSpec, count: int | None = None) -> ModelSpec:
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= n:
         raise UserError(f"{spec.name}: the number of FFNs to prune must be 0..{n} (got {count!r})",
                         field="prune")
-    if count == 0:
-        return spec
     start = n - count
+    if frozenset(range(start, n)) <= spec.pruned_ffn_layers:
+        return spec
     kept_pruned = sorted(i for i in spec.pruned_ffn_layers if i < start)
     if kept_pruned:
         ffn: dict[str, Any] = {"pruned_layers": kept_pruned + list(range(start, n)), "pruned_from_layer": None}

@@ -89,6 +89,11 @@ def flops(
         flops_report.render(report, by=by, fmt=fmt))
 
 
+from picost.cli_whatif import register as _register_whatif  # noqa: E402  (commands need `app`)
+
+_register_whatif(app)
+
+
 def main() -> None:
     """Console entry point: run the app, turning user errors into one message and exit code 2.
 

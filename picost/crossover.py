@@ -74,6 +74,9 @@ def _exact_root(diff: Any, T: Any) -> Any:
     """The largest positive real root of ``diff`` in ``T`` after which ``diff`` is positive."""
     import sympy
 
+    real_t = sympy.Symbol("T", positive=True)  # an integer T would hide non-integer roots
+    diff = diff.subs(T, real_t)
+    T = real_t
     try:
         roots = sympy.solve(sympy.Eq(diff, 0), T)
     except (NotImplementedError, TypeError, ValueError):

@@ -132,6 +132,155 @@ def symbolic(
     _out(f"\nAERO's 'FFN FLOPs dominate when T < 8/3 d': {aero_claim_condition()}.")
 
 
+def _split_list(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def _networks(names: str | None, bandwidth: str | None, rtt: str | None, default: str = "lan,wan") -> list[Any]:
+    """Networks from ``--network a,b`` (default ``default``), each with ``--bandwidth``/``--rtt``
+    overrides; with no ``--network`` but both overrides, one custom network."""
+    from picost.network import get_network
+
+    if names is None and bandwidth is not None and rtt is not None:
+        return [get_network(None, bandwidth=bandwidth, rtt=rtt)]
+    chosen = _split_list(names if names is not None else default)
+    if not chosen:
+        raise UserError("give at least one network", field="--network")
+    return [get_network(n, bandwidth=bandwidth, rtt=rtt) for n in chosen]
+
+
+def _tables(protocols: str) -> list[Any]:
+    from picost.protocols import load_protocol
+
+    names = _split_list(protocols)
+    if not names:
+        raise UserError("give at least one protocol", field="--protocol")
+    return [load_protocol(n) for n in names]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def sweep(
+    spec: str = typer.Argument(..., help="Spec file or shipped spec name."),
+    context: str = typer.Option("64,128,...,32768", "--context", "-T",
+                                help="Contexts: 64,128,...,32768 (doubling), 64,128,256, or 64:32768:64."),
+    protocol: str = typer.Option(..., "--protocol", "-p", help="Protocol table(s), comma-separated."),
+    network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset(s), comma-separated "
+                                          "(default lan,wan)."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    share: str = typer.Option("latency", "--share", help="Class shares of: latency | comm."),
+    allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="Leave out ops the table cannot cost."),
+    fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
+) -> None:
+    """Costs over many contexts (and protocols, networks): one row per point with totals and each
+    op class's share. Vectorized: lowered once per protocol with a symbolic T."""
+    from picost import sweep as sweeps
+    from picost.render import human_bytes, human_count, human_seconds
+    from picost.spec import load_spec
+
+    _check_format(fmt)
+    if share not in ("latency", "comm"):
+        raise UserError(f"unknown value '{share}' for --share; choose from latency, comm", field="--share")
+    contexts = sweeps.parse_contexts(context)
+    result = sweeps.sweep(load_spec(spec), contexts, _tables(protocol), _networks(network, bandwidth, rtt),
+                          allow_uncosted)
+    field = "latency_s" if share == "latency" else "comm_bytes"
+    shares = {c: result.share(c, field) for c in result.classes}
+    if fmt == "json":
+        points = [{"protocol": result.protocol[i], "network": result.network[i], "context": int(result.context[i]),
+                   **{f: float(result.total[f][i]) for f in result.total},
+                   "classes": {c: {**{f: float(result.by_class[c][f][i]) for f in result.total},
+                                   "share": float(shares[c][i])} for c in result.classes}}
+                  for i in range(len(result))]
+        emit_table(fmt, "", (), (), {"schema": "picost.sweep/1", "spec": result.spec_name, "share_of": field,
+                                     "networks": {n: v.as_dict() for n, v in result.networks.items()},
+                                     "uncosted": result.uncosted, "points": points})
+        return
+    header = ("protocol", "network", "T", "comm", "rounds", "latency") + tuple(f"{c} %" for c in result.classes)
+    human = fmt in ("table", "md")
+    rows = []
+    for i in range(len(result)):
+        totals = result.total
+        if human:
+            head = (human_bytes(totals["comm_bytes"][i]), human_count(totals["rounds"][i]),
+                    human_seconds(totals["latency_s"][i]))
+            tail = tuple(_pct(shares[c][i]) for c in result.classes)
+        else:
+            head = (float(totals["comm_bytes"][i]), float(totals["rounds"][i]), float(totals["latency_s"][i]))
+            tail = tuple(float(shares[c][i]) for c in result.classes)
+        rows.append((result.protocol[i], result.network[i], int(result.context[i])) + head + tail)
+    emit_table(fmt, f"{result.spec_name}: sweep over T (class shares of {share})", header, rows, None,
+               [False, False] + [True] * (len(header) - 2))
+    for proto, names in result.uncosted.items():
+        _out(f"uncosted under {proto} (left out of the totals): {', '.join(names)}")
+
+
+def compare(
+    specs: list[str] = typer.Argument(..., help="Two or more specs; savings are against the first."),
+    protocol: str = typer.Option(..., "--protocol", "-p", help="Protocol table."),
+    network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset (default wan)."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    context: Optional[int] = typer.Option(None, "--context", "-T", help="Tokens T (default: each spec's own)."),
+    allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="List ops the table cannot cost."),
+    fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
+) -> None:
+    """Specs side by side under one protocol and network: communication and latency per op class
+    and in total, with savings (x) against the first spec."""
+    from picost.compare import compare as compare_estimates
+    from picost.estimate import estimate_lowered
+    from picost.lower import lower
+    from picost.render import human_bytes, human_seconds
+    from picost.spec import load_spec
+
+    _check_format(fmt)
+    if len(specs) < 2:
+        raise UserError("give at least two specs to compare", field="SPECS")
+    table = _tables(protocol)
+    if len(table) != 1:
+        raise UserError("compare takes one protocol", field="--protocol")
+    (link,) = _networks(network if network is not None or bandwidth is None or rtt is None else None,
+                        bandwidth, rtt, default="wan")[:1]
+    estimates = [estimate_lowered(lower(load_spec(s), context), table[0], link, allow_uncosted) for s in specs]
+    cmp = compare_estimates(estimates)
+    names = [e.spec_name for e in estimates]
+    if fmt == "json":
+        emit_table(fmt, "", (), (), {
+            "schema": "picost.compare/1", "protocol": table[0].name, "network": link.as_dict(),
+            "specs": [{"spec": e.spec_name, "context": e.context,
+                       "classes": {c: {**cmp.values[i][c],
+                                       "savings": {m: cmp.savings(i, c, m) for m in cmp.values[i][c]}}
+                                   for c in cmp.classes}} for i, e in enumerate(estimates)]})
+        return
+    human = fmt in ("table", "md")
+    ctx = ", ".join(f"{e.spec_name} T={e.context}" for e in estimates)
+    title = f"{table[0].name} over {link.name} ({link.summary()}): {ctx}"
+    if not human:
+        header = ["class"] + [f"{n} {m}" for n in names for m in ("comm_bytes", "latency_s")]
+        header += [f"{n} {m} savings" for n in names[1:] for m in ("comm_bytes", "latency_s")]
+        rows = [tuple([c] + [cmp.values[i][c][m] for i in range(len(names)) for m in ("comm_bytes", "latency_s")]
+                      + [cmp.savings(i, c, m) for i in range(1, len(names)) for m in ("comm_bytes", "latency_s")])
+                for c in cmp.classes]
+        emit_table(fmt, title, header, rows, None)
+        return
+    for metric, label, show in (("comm_bytes", "communication", human_bytes), ("latency_s", "latency", human_seconds)):
+        rows = []
+        for c in cmp.classes:
+            cells = [show(cmp.values[0][c][metric])]
+            for i in range(1, len(names)):
+                cells.append(f"{show(cmp.values[i][c][metric])} ({_times(cmp.savings(i, c, metric))})")
+            rows.append(tuple([c] + cells))
+        emit_table(fmt, f"{label}: {title}", ["class"] + names, rows, None, [False] + [True] * len(names))
+
+
+def _times(x: float | None) -> str:
+    """A savings factor: ``2.31x``, ``inf`` (the class is gone), ``-`` (neither model has it)."""
+    return "-" if x is None else ("inf" if x == float("inf") else f"{x:.2f}x")
+
+
 def _at_width(expr: Any, d_model: int) -> Any:
     """``expr`` (in the symbol ``d``) at ``d = d_model``; None stays None."""
     if expr is None:
@@ -143,3 +292,5 @@ def register(app: typer.Typer) -> None:
     """Add the what-if commands to ``app``."""
     app.command()(aero)
     app.command()(symbolic)
+    app.command()(sweep)
+    app.command()(compare)

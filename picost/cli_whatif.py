@@ -38,7 +38,7 @@ def emit_table(fmt: str, title: str, header: Sequence[str], rows: Sequence[Seque
     elif fmt == "csv":
         _out(render.dump_csv(header, rows))
     elif fmt == "md":
-        _out(f"**{title}**\n\n" + render.dump_markdown(header, rows, align_right))
+        _out(f"**{title}**\n\n" + render.dump_markdown(header, rows, align_right) + "\n")
     else:
         from rich.console import Console
 
@@ -281,6 +281,53 @@ def _times(x: float | None) -> str:
     return "-" if x is None else ("inf" if x == float("inf") else f"{x:.2f}x")
 
 
+def check(
+    comm: str = typer.Option(..., "--comm", help="Reported communication, e.g. 25.3GB, 1.5GiB, 800Mb."),
+    latency: str = typer.Option(..., "--latency", help="Reported latency, e.g. 8.2min, 95s, 800ms."),
+    network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset (default wan)."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="Reported rounds, if known."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
+) -> None:
+    """Are a published communication and latency consistent with a network? Prints the
+    bandwidth they imply and the lower bound on latency from the bytes alone."""
+    from picost.check import check_published
+    from picost.render import dump_json, human_bytes, human_seconds
+    from picost.units import parse_bytes, parse_seconds
+
+    if fmt not in ("table", "json"):
+        raise UserError(f"unknown value '{fmt}' for --format; choose from table, json", field="--format")
+    (link,) = _networks(network, bandwidth, rtt, default="wan")[:1]
+    r = check_published(parse_bytes(comm, "--comm"), parse_seconds(latency, "--latency"),
+                        link.bandwidth_bps / 8, link.round_s, rounds)
+    if fmt == "json":
+        _out(dump_json({"schema": "picost.check/1", "network": link.as_dict(), "comm_bytes": r.comm_bytes,
+                        "latency_s": r.latency_s, "rounds": r.rounds, "verdict": r.verdict,
+                        "implied_bandwidth_bps": 8 * r.implied_bandwidth_bytes_per_s,
+                        "transfer_floor_s": r.transfer_floor_s, "duplex_floor_s": r.duplex_floor_s,
+                        "latency_floor_s": r.latency_floor_s, "transfer_share": r.transfer_share,
+                        "round_budget": r.round_budget}))
+        return
+    implied = 8 * r.implied_bandwidth_bytes_per_s
+    _out(f"network {link.name}: {link.summary()} (a round costs RTT/2 = {human_seconds(link.round_s)})")
+    _out(f"reported: {human_bytes(r.comm_bytes)} in {human_seconds(r.latency_s)}"
+         + (f", {r.rounds} rounds" if r.rounds is not None else ""))
+    _out(f"implied bandwidth (all latency spent moving bytes): {implied / 1e6:.4g} Mbit/s "
+         f"= {implied / link.bandwidth_bps:.3g} x the network's")
+    _out(f"latency floor from bytes alone: {human_seconds(r.transfer_floor_s)} "
+         f"(full duplex, perfectly balanced: {human_seconds(r.duplex_floor_s)})")
+    if r.rounds is not None:
+        _out(f"plus {r.rounds} rounds x {human_seconds(link.round_s)} = {human_seconds(r.rounds_floor_s)}; "
+             f"floor {human_seconds(r.latency_floor_s)}")
+    _out(f"the transfer floor is {100 * r.transfer_share:.1f}% of the reported latency; "
+         f"room left for {r.round_budget:.0f} round delays (compute taken as 0)")
+    verdicts = {"consistent": "consistent: the reported latency is at or above the floor",
+                "needs-duplex": "consistent only if both directions ran at full rate at once, perfectly balanced",
+                "impossible": "INCONSISTENT: the reported latency is below what the bytes alone need on this network"}
+    _out(f"verdict: {verdicts[r.verdict]}")
+
+
 def _at_width(expr: Any, d_model: int) -> Any:
     """``expr`` (in the symbol ``d``) at ``d = d_model``; None stays None."""
     if expr is None:
@@ -294,3 +341,4 @@ def register(app: typer.Typer) -> None:
     app.command()(symbolic)
     app.command()(sweep)
     app.command()(compare)
+    app.command()(check)

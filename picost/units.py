@@ -1,4 +1,6 @@
-"""Parse quantities with units written by people: ``25.3GB``, ``8.2min``, ``100Mbps``, ``80ms``.
+"""Parse sizes and durations written by people, as papers print them: ``25.3GB``, ``8.2min``.
+
+(Bandwidths and round-trip times are parsed by :mod:`picost.network`.)
 
 Decimal prefixes (k, M, G, T) are powers of 1000; binary ones (KiB, MiB, GiB, TiB) powers of
 1024. A lowercase ``b`` means bits, an uppercase ``B`` bytes. A bad value is a
@@ -55,12 +57,3 @@ def parse_seconds(text: str, option: str = "--latency") -> float:
         raise UserError(f"unknown time unit '{unit}' in '{text}'; use {', '.join(_SECONDS)}", field=option)
     return value * _SECONDS[unit]
 
-
-def parse_bandwidth(text: str, option: str = "--bandwidth") -> float:
-    """A bandwidth in bytes per second: ``100Mbps`` -> 1.25e7; ``1GB/s`` -> 1e9; ``3Gbit/s``."""
-    value, unit = _split(text, option, "a bandwidth (e.g. 100Mbps, 1GB/s)")
-    factor = _prefixed(unit, {"bps": 1 / 8, "bit/s": 1 / 8, "b/s": 1 / 8, "Bps": 1.0, "B/s": 1.0})
-    if factor is None:
-        raise UserError(f"unknown bandwidth unit '{unit}' in '{text}'; use bps, Mbps, Gbps (bits) or "
-                        "B/s, MB/s, GB/s (bytes)", field=option)
-    return value * factor

@@ -6,7 +6,7 @@ import pytest
 
 from picost.check import check_published
 from picost.errors import UserError
-from picost.units import parse_bandwidth, parse_bytes, parse_seconds
+from picost.units import parse_bytes, parse_seconds
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -22,15 +22,8 @@ def test_parse_seconds(text, expected):
     assert parse_seconds(text) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("100Mbps", 12.5e6), ("1GB/s", 1e9), ("3Gbit/s", 3e9 / 8), ("377MBps", 377e6), ("10kbps", 1250.0)])
-def test_parse_bandwidth(text, expected):
-    assert parse_bandwidth(text) == pytest.approx(expected)
-
-
 @pytest.mark.parametrize("fn,text", [(parse_bytes, "25.3GX"), (parse_bytes, "-1GB"), (parse_bytes, "GB"),
-                                     (parse_seconds, "8 fortnights"), (parse_seconds, "0s"),
-                                     (parse_bandwidth, "100MB"), (parse_bandwidth, "fast")])
+                                     (parse_seconds, "8 fortnights"), (parse_seconds, "0s")])
 def test_bad_units_are_user_errors(fn, text):
     with pytest.raises(UserError):
         fn(text)

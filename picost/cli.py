@@ -89,6 +89,62 @@ def flops(
         flops_report.render(report, by=by, fmt=fmt))
 
 
+@app.command()
+def estimate(
+    spec: str = typer.Argument(..., help="Spec file (YAML or HF config.json) or shipped spec name."),
+    protocol: str = typer.Option(..., "--protocol", "-p", help="Protocol table: shipped name (see `picost protocols`) or path."),
+    network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset: lan, wan, wan400, ... (see docs/latency-model.md)."),
+    context: Optional[int] = typer.Option(None, "--context", "-T", help="Tokens T (default: the spec's context_length)."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Override bandwidth, e.g. 100Mbps, 1Gbps, 400MB/s."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Override round-trip time, e.g. 80ms, 0.5ms."),
+    by: str = typer.Option("class", "--by", help="Breakdown: op | layer | block | class."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json | csv | md."),
+    allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="List ops the table cannot cost as UNCOSTED rows instead of failing."),
+) -> None:
+    """Communication, rounds and latency of one private forward pass, per op and per group."""
+    from picost import estimate_report
+    from picost.estimate import estimate as run_estimate
+
+    _choice(by, ("op", "layer", "block", "class"), "--by")
+    _choice(fmt, ("table", "json", "csv", "md"), "--format")
+    result = run_estimate(spec, protocol, network, context, bandwidth=bandwidth, rtt=rtt,
+                          allow_uncosted=allow_uncosted)
+    out = estimate_report.render(result, by=by, fmt=fmt)
+    _print(out) if fmt == "table" else _echo(out)
+
+
+protocols_app = typer.Typer(help="Protocol cost tables: list them, or show one's formulas and sources.",
+                            invoke_without_command=True, no_args_is_help=False)
+app.add_typer(protocols_app, name="protocols")
+
+
+@protocols_app.callback()
+def protocols(ctx: typer.Context) -> None:
+    """List the shipped protocol tables with their setting and confidence."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from picost.protocol_docs import listing
+    from picost.protocols import shipped_protocols_dir
+    from picost.render import rich_table
+
+    _print(rich_table(f"Protocol tables ({shipped_protocols_dir()})", ("name", "setting", "op kinds", "confidence"),
+                      listing(), [False, False, True, False]))
+
+
+@protocols_app.command("show")
+def protocols_show(
+    protocol: str = typer.Argument(..., help="Shipped table name or path."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output: table | md (the generated docs page)."),
+) -> None:
+    """Each op kind's formulas (bytes, rounds, compute, offline) and sources."""
+    from picost import protocol_docs
+    from picost.protocols import load_protocol
+
+    _choice(fmt, ("table", "md"), "--format")
+    table = load_protocol(protocol)
+    _echo(protocol_docs.markdown(table)) if fmt == "md" else _print(protocol_docs.rich_view(table))
+
+
 from picost.cli_whatif import register as _register_whatif  # noqa: E402  (commands need `app`)
 
 _register_whatif(app)

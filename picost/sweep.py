@@ -132,7 +132,8 @@ def _evaluate(expr: Any, T: Any, contexts: "np.ndarray") -> "np.ndarray":
     if not expr.free_symbols:
         return np.full(contexts.shape, float(expr))
     fn = lambdify_numpy(_exact_log2(expr), [T])
-    return np.broadcast_to(np.asarray(fn(contexts), dtype=float), contexts.shape).copy()
+    with np.errstate(all="ignore"):
+        return np.broadcast_to(np.asarray(fn(contexts), dtype=float), contexts.shape).copy()
 
 
 def _exact_log2(expr: Any) -> Any:
@@ -168,6 +169,7 @@ def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["Protocol
     for cf in per_table:
         values = {c: {f: _evaluate(cf.forms[c][f], cf.T, T_values) if c in cf.forms else np.zeros(n_pts)
                       for f in COST_FIELDS} for c in classes}
+        _check_finite(cf, values, T_values)
         for net in networks:
             for c in classes:
                 v = values[c]
@@ -183,6 +185,20 @@ def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["Protocol
     return SweepResult(spec.name, np.concatenate(proto_col), np.concatenate(net_col), np.concatenate(ctx_col),
                        classes, by_class, total, {n.name: n for n in networks},
                        {cf.protocol: cf.uncosted for cf in per_table if cf.uncosted})
+
+
+def _check_finite(cf: ClassForms, values: dict[str, dict[str, "np.ndarray"]], T_values: "np.ndarray") -> None:
+    """A formula outside its domain at some T (e.g. log2(0)) is an error, never a silent NaN."""
+    import numpy as np
+
+    for c, fields in values.items():
+        for f, arr in fields.items():
+            bad = ~np.isfinite(arr) | (arr < 0)
+            if bad.any():
+                shown = ", ".join(str(int(t)) for t in T_values[bad][:5])
+                raise UserError(f"protocol table '{cf.protocol}': {f} of class {c} is not a finite, non-negative "
+                                f"number at T = {shown} (a formula outside its domain there)",
+                                field="--context")
 
 
 def parse_contexts(text: str, option: str = "--context") -> list[int]:
@@ -214,9 +230,11 @@ def parse_contexts(text: str, option: str = "--context") -> list[int]:
 
 
 def _extend(head: list[int], stop: int) -> list[int]:
-    """Continue ``head`` to ``stop``: geometric when its first steps multiply, else arithmetic."""
+    """Continue ``head`` to ``stop``: geometric when it doubles (or 3+ terms share a ratio),
+    else arithmetic (``1,3,...,9`` is 1, 3, 5, 7, 9)."""
     a, b = head[0], head[1]
-    geometric = b % a == 0 and all(y == x * (b // a) for x, y in zip(head, head[1:]))
+    ratio_ok = b % a == 0 and all(y == x * (b // a) for x, y in zip(head, head[1:]))
+    geometric = ratio_ok and (b == 2 * a or len(head) > 2)  # "64,128,..." doubles; else say 3 terms
     arithmetic = all(y - x == b - a for x, y in zip(head, head[1:]))
     if not (geometric or arithmetic):
         raise ValueError

@@ -97,11 +97,22 @@ def aero(
 def symbolic(
     spec: str = typer.Argument(..., help="Spec file or shipped spec name."),
     symbols: str = typer.Option("T", "--symbols", help="Comma-separated symbols among T, L, d."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Protocol table: adds communication "
+                                           "and latency per class, and their crossovers."),
+    network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset (default wan)."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="Leave out ops the table cannot cost."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
 ) -> None:
-    """Closed forms in T (and L, d) and crossover points: where attention FLOPs overtake FFN FLOPs
-    under several counting conventions (AERO's T < 8/3 d among them)."""
-    from picost.crossover import aero_claim_condition, flop_conventions
+    """Closed forms (sympy) of FLOPs and, with --protocol, of communication, rounds and latency
+    per op class, in T (and L, d); and crossover points: attention vs FFN FLOPs (under several
+    counting conventions, AERO's T < 8/3 d among them), softmax communication vs everything else,
+    and the T where latency turns from round-bound to bandwidth-bound."""
+    import sympy
+
+    from picost.costforms import class_forms
+    from picost.crossover import aero_claim_condition, cost_crossovers, flop_conventions
     from picost.flops import symbolic_flops
     from picost.render import dump_json
     from picost.spec import load_spec
@@ -113,23 +124,60 @@ def symbolic(
     forms = symbolic_flops(model, chosen)
     conventions = flop_conventions(model, symbolic_width=True)
     at_d = {c.name: _at_width(c.crossover, model.d_model) for c in conventions}
+    obj: dict[str, Any] = {
+        "schema": "picost.symbolic/1", "spec": model.name, "symbols": chosen,
+        "flops": {k: str(v) for k, v in forms.items()},
+        "attention_vs_ffn": [{"convention": c.name, "description": c.description, "attention": str(c.attention),
+                              "ffn": str(c.ffn), "crossover": str(c.crossover),
+                              "crossover_at_spec_d": at_d[c.name]} for c in conventions],
+        "aero_claim": aero_claim_condition()}
+    lines = [f"FLOPs of {model.name} ({', '.join(chosen)} symbolic):"]
+    lines += [f"  {group:>20} = {expr}" for group, expr in forms.items()]
+    lines.append("\nAttention FLOPs overtake FFN FLOPs at (d symbolic; value at the spec's d):")
+    lines += [f"  {c.name:>12}: T* = {c.crossover}  (= {at_d[c.name]} at d = {model.d_model})  [{c.description}]"
+              for c in conventions]
+    lines.append(f"\nAERO's 'FFN FLOPs dominate when T < 8/3 d': {aero_claim_condition()}.")
+    if protocol is not None:
+        (link,) = _networks(network, bandwidth, rtt, default="wan")[:1]
+        (table,) = _tables(protocol)[:1]
+        cf = class_forms(model, table, allow_uncosted, chosen)
+        per_class = {c: {"comm_bytes": f["comm_bytes"], "rounds": f["rounds"],
+                         "latency_s": sympy.N(cf.latency(link, [c]), 6)} for c, f in cf.forms.items()}
+        totals = {"comm_bytes": cf.total("comm_bytes"), "rounds": cf.total("rounds"),
+                  "latency_s": sympy.N(cf.latency(link), 6)}
+        obj.update({"protocol": table.name, "network": link.as_dict(), "uncosted": list(cf.uncosted),
+                    "classes": {c: {k: str(v) for k, v in f.items()} for c, f in per_class.items()},
+                    "total": {k: str(v) for k, v in totals.items()}})
+        lines.append(f"\nUnder {table.name} over {link.name} ({link.summary()}); bytes, rounds, seconds:")
+        for c, f in list(per_class.items()) + [("total", totals)]:
+            lines += [f"  {c:>16} comm_bytes = {f['comm_bytes']}", f"  {'':>16} rounds     = {f['rounds']}",
+                      f"  {'':>16} latency_s  = {f['latency_s']}"]
+        if cf.uncosted:
+            lines.append(f"  uncosted (left out): {', '.join(cf.uncosted)}")
+        if "T" in chosen:
+            t_only = cf if chosen == ["T"] else class_forms(model, table, allow_uncosted, ["T"])
+            labels = {"softmax_comm_vs_rest": "softmax communication overtakes all other classes together",
+                      "bandwidth_vs_rounds": "latency turns from round-bound to bandwidth-bound"}
+            found = cost_crossovers(t_only, link)
+            obj["cost_crossovers"] = {k: {"exact": None if x.exact is None else str(x.exact),
+                                          "first_T": x.first_t, "always": x.always} for k, x in found.items()}
+            lines.append("")
+            for k, x in found.items():
+                lines.append(f"  {labels[k]}: {_describe_crossover(x)}")
     if fmt == "json":
-        _out(dump_json({
-            "schema": "picost.symbolic/1", "spec": model.name, "symbols": chosen,
-            "flops": {k: str(v) for k, v in forms.items()},
-            "attention_vs_ffn": [{"convention": c.name, "description": c.description,
-                                  "attention": str(c.attention), "ffn": str(c.ffn),
-                                  "crossover": str(c.crossover), "crossover_at_spec_d": at_d[c.name]}
-                                 for c in conventions],
-            "aero_claim": aero_claim_condition()}))
-        return
-    _out(f"FLOPs of {model.name} ({', '.join(chosen)} symbolic):")
-    for group, expr in forms.items():
-        _out(f"  {group:>20} = {expr}")
-    _out("\nAttention FLOPs overtake FFN FLOPs at (T, with d symbolic; value at the spec's d):")
-    for c in conventions:
-        _out(f"  {c.name:>12}: T* = {c.crossover}  (= {at_d[c.name]} at d = {model.d_model})  [{c.description}]")
-    _out(f"\nAERO's 'FFN FLOPs dominate when T < 8/3 d': {aero_claim_condition()}.")
+        _out(dump_json(obj))
+    else:
+        _out("\n".join(lines))
+
+
+def _describe_crossover(x: Any) -> str:
+    if x.always == "a":
+        return f"already at T = {x.first_t}"
+    if x.always == "b":
+        return "never (up to T = 2^40)"
+    exact = "" if x.exact is None else f" (exact root T = {x.exact})"
+    first = "" if x.first_t is None else f"first at T = {x.first_t}"
+    return (first + exact).strip() or "not found"
 
 
 def _split_list(text: str | None) -> list[str]:

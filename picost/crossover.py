@@ -12,9 +12,11 @@ convention gives.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from picost.errors import UserError
 from picost.ops import Block
 
 T_MAX = 2**40
@@ -29,7 +31,8 @@ class Crossover:
     in other symbols such as ``d``), or None when sympy cannot solve it or it does not exist.
     ``first_t``: the smallest integer T >= 1 with ``a(T) > b(T)`` (None if ``a <= b`` for every
     T up to :data:`T_MAX`, or when the expressions have other free symbols).
-    ``always``: ``"a"`` when a > b already at T = 1, ``"b"`` when a never overtakes b, else None.
+    ``always``: ``"a"`` when a > b already at the smallest T where both are defined (T = 1 for
+    most formulas), ``"b"`` when a never overtakes b, else None.
     """
 
     exact: Any
@@ -41,14 +44,17 @@ def crossover(a: Any, b: Any, T: Any) -> Crossover:
     """The T at which ``a`` overtakes ``b`` (see :class:`Crossover`)."""
     import sympy
 
-    diff = sympy.simplify(sympy.sympify(a) - sympy.sympify(b))
-    exact = _exact_root(diff, T)
+    diff = sympy.sympify(a) - sympy.sympify(b)
+    exact = _exact_root(diff, T) if _solvable(diff, T) else None
     if diff.free_symbols - {T}:
         return Crossover(exact, None, None)
     f = _integer_fn(diff, T)
-    if f(1) > 0:
-        return Crossover(exact, 1, "a")
-    hi = 2
+    start = next((t for t in range(1, 17) if math.isfinite(f(t))), None)
+    if start is None:
+        raise UserError("a cost formula is undefined for every T in 1..16 (outside its domain)", field="T")
+    if f(start) > 0:
+        return Crossover(exact, start, "a")
+    hi = 2 * start
     while hi <= T_MAX and f(hi) <= 0:
         hi *= 2
     if hi > T_MAX:
@@ -60,12 +66,26 @@ def crossover(a: Any, b: Any, T: Any) -> Crossover:
     return Crossover(exact, hi, None)
 
 
-def _integer_fn(diff: Any, T: Any) -> Callable[[int], float]:
+def _solvable(diff: Any, T: Any) -> bool:
+    """Whether to ask sympy for an exact root: polynomials and ratios of them only (sympy's
+    solver can take very long on the ceil/floor/log terms of some protocol formulas)."""
     import sympy
 
+    num, den = sympy.fraction(sympy.together(diff))
+    return num.is_polynomial(T) and den.is_polynomial(T)
+
+
+def _integer_fn(diff: Any, T: Any) -> Callable[[int], float]:
+    """``diff`` as a function of an integer T: numpy-evaluated (exact log2), for speed."""
+    import numpy as np
+
+    from picost.costforms import to_numpy
+
+    fn = to_numpy(diff, [T])
+
     def f(t: int) -> float:
-        value = diff.subs(T, t)
-        return float(value) if not value.is_Rational else float(sympy.Rational(value))
+        with np.errstate(all="ignore"):
+            return float(np.asarray(fn(np.array([float(t)])), dtype=float).ravel()[0])
 
     return f
 
@@ -128,14 +148,17 @@ def flop_conventions(spec: Any, symbolic_width: bool = True) -> list[FlopConvent
     * ``kaplan``: Kaplan et al. 2020 per-token forward count, whose attention term
       ``2 n_ctx d_attn`` counts QK^T once (AV not counted apart), plus the projections.
 
-    Counting a multiply-add as 1 FLOP halves both sides and moves no crossover.
+    Counting a multiply-add as 1 FLOP halves both sides and moves no crossover. Specs with RoPE
+    are kept at their numeric width (the rotated dimensions must be a whole number).
     """
     import sympy
 
     from picost.flops import symbolic_flops
 
-    symbols = ("T", "d") if symbolic_width else ("T",)
-    groups = symbolic_flops(spec, symbols)
+    try:
+        groups = symbolic_flops(spec, ("T", "d") if symbolic_width else ("T",))
+    except TypeError:  # RoPE rotates a whole number of dimensions: no symbolic width there
+        groups = symbolic_flops(spec, ("T",))
     T = sympy.Symbol("T", positive=True, integer=True)
     proj, sv, ffn = groups["attn_proj"], groups["attn_scores_values"], groups["ffn"]
     causal_sv = sympy.expand(sv * _unmasked_fraction(spec, T))
@@ -171,3 +194,26 @@ def aero_claim_condition() -> str:
     return ("T* = (f - a)/b * d for FFN = f*T*d^2 and attention = a*T*d^2 + b*T^2*d; AERO's 8/3*d "
             "needs (f - a)/b = 8/3, e.g. FFN 16*T*d^2 against an attention term 6*T^2*d with no "
             "projections, or projections 8*T*d^2 with 3*T^2*d")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost crossovers under a protocol and a network
+# ---------------------------------------------------------------------------------------------
+
+def cost_crossovers(forms: Any, network: Any) -> dict[str, Crossover]:
+    """Crossovers of :class:`~picost.costforms.ClassForms` in ``T`` over ``network``:
+
+    * ``softmax_comm_vs_rest``: the T at which softmax communication exceeds that of all other
+      classes together;
+    * ``bandwidth_vs_rounds``: the T at which the time moving bytes (comm_bytes * 8 / bandwidth)
+      exceeds the time waiting on rounds (rounds * RTT/2): below it latency is round-bound,
+      above it bandwidth-bound.
+    """
+    T = forms.T
+    out = {}
+    if "softmax" in forms.forms:
+        others = [c for c in forms.forms if c != "softmax"]
+        out["softmax_comm_vs_rest"] = crossover(forms.total("comm_bytes", ["softmax"]),
+                                                forms.total("comm_bytes", others), T)
+    out["bandwidth_vs_rounds"] = crossover(forms.transfer_s(network), forms.round_delay_s(network), T)
+    return out

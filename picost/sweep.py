@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
+from picost.costforms import COST_FIELDS, ClassForms, class_forms, to_numpy
 from picost.errors import UserError
 from picost.network import Network
 
@@ -25,74 +26,6 @@ if TYPE_CHECKING:
 
     from picost.protocols import ProtocolTable
     from picost.spec import ModelSpec
-
-COST_FIELDS = ("comm_bytes", "rounds", "compute_s")
-
-
-def context_symbol() -> Any:
-    """The symbol ``T`` (positive integer) in which sweeps and closed forms are written."""
-    import sympy
-
-    return sympy.Symbol("T", positive=True, integer=True)
-
-
-@dataclass(frozen=True)
-class ClassForms:
-    """Closed forms of one model under one protocol: per op class, per cost field, a sympy
-    expression in ``T`` (bytes, rounds, seconds). ``uncosted``: rows the table cannot cost
-    (only with ``allow_uncosted``; they are left out of the forms)."""
-
-    spec_name: str
-    protocol: str
-    T: Any
-    forms: dict[str, dict[str, Any]]
-    uncosted: tuple[str, ...] = ()
-
-    def total(self, field_name: str) -> Any:
-        import sympy
-
-        return sympy.Add(*(f[field_name] for f in self.forms.values()))
-
-    def latency(self, network: Network, op_class: str | None = None) -> Any:
-        """Latency in seconds (a sympy expression in T) of one class, or of all."""
-        import sympy
-
-        pick = self.forms.values() if op_class is None else [self.forms[op_class]]
-        comm = sympy.Add(*(f["comm_bytes"] for f in pick))
-        rounds = sympy.Add(*(f["rounds"] for f in pick))
-        compute = sympy.Add(*(f["compute_s"] for f in pick))
-        return (compute + comm * 8 / sympy.nsimplify(network.bandwidth_bps)
-                + rounds * sympy.nsimplify(network.round_s))
-
-
-def class_forms(spec: "ModelSpec", table: "ProtocolTable", allow_uncosted: bool = False,
-                T: Any = None) -> ClassForms:
-    """Lower ``spec`` at a symbolic ``T`` and sum its rows' cost expressions per op class."""
-    import sympy
-
-    from picost.lower import lower
-    from picost.protocols import TRUNCATION
-
-    T = context_symbol() if T is None else T
-    terms: dict[str, dict[str, list[Any]]] = {}
-    uncosted: list[str] = []
-    for op in lower(spec, T).ops:
-        for name, kind, exprs in table.cost_exprs(op):
-            if exprs is None:
-                if not allow_uncosted:
-                    raise UserError(f"protocol table '{table.name}' cannot cost op {name} (kind {kind}); pass "
-                                    "--allow-uncosted (allow_uncosted=True) to leave it out and list it",
-                                    file=table.path)
-                uncosted.append(name)
-                continue
-            op_class = "truncation" if kind == TRUNCATION else op.op_class
-            per_field = terms.setdefault(op_class, {f: [] for f in COST_FIELDS})
-            for f in COST_FIELDS:
-                if f in exprs:
-                    per_field[f].append(exprs[f])
-    forms = {c: {f: sympy.Add(*ts) for f, ts in per_field.items()} for c, per_field in terms.items()}
-    return ClassForms(spec.name, table.name, T, forms, tuple(uncosted))
-
 
 @dataclass
 class SweepResult:
@@ -127,21 +60,11 @@ class SweepResult:
 def _evaluate(expr: Any, T: Any, contexts: "np.ndarray") -> "np.ndarray":
     import numpy as np
 
-    from picost.formula import lambdify_numpy
-
     if not expr.free_symbols:
         return np.full(contexts.shape, float(expr))
-    fn = lambdify_numpy(_exact_log2(expr), [T])
+    fn = to_numpy(expr, [T])
     with np.errstate(all="ignore"):
         return np.broadcast_to(np.asarray(fn(contexts), dtype=float), contexts.shape).copy()
-
-
-def _exact_log2(expr: Any) -> Any:
-    """Rewrite ``log(x)/log(2)`` as ``log2(x)`` so numpy computes it exactly at powers of two
-    (``ceil(log(2**29)/log(2))`` would be 30 in floating point)."""
-    from sympy.codegen.rewriting import log2_opt, optimize
-
-    return optimize(expr, [log2_opt])
 
 
 def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["ProtocolTable"],

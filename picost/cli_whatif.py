@@ -7,6 +7,7 @@ Registered on the main typer app by :func:`register` (called from :mod:`picost.c
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import typer
@@ -45,13 +46,6 @@ def emit_table(fmt: str, title: str, header: Sequence[str], rows: Sequence[Seque
         Console().print(render.rich_table(title, header, rows, align_right))
 
 
-def _savings(row: Any, name: str) -> str:
-    value = row.savings.get(name)
-    if value is None:
-        return ""
-    return "inf" if value == float("inf") else f"{value:.2f}x"
-
-
 def aero(
     spec: str = typer.Argument(..., help="Baseline spec (file or shipped name), e.g. gpt2."),
     context: Optional[int] = typer.Option(None, "--context", "-T", help="Tokens T (default: the spec's)."),
@@ -59,6 +53,11 @@ def aero(
                                         "(default: half of the layers)."),
     temperature: bool = typer.Option(False, "--temperature", help="Keep entropy regularization's learnable "
                                      "temperature at inference and cost it."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Protocol table: adds communication "
+                                           "and latency columns."),
+    network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset (default wan)."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
     fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
 ) -> None:
     """AERO's steps applied to SPEC as spec transforms: the ablation table of a PI paper.
@@ -68,30 +67,56 @@ def aero(
     """
     from picost.ablation import ablation, format_counts
     from picost.aero import ENTROPY_REG_NOTE, aero_steps
-    from picost.render import human_count
+    from picost.render import human_bytes, human_count, human_seconds
     from picost.spec import load_spec
 
     _check_format(fmt)
     steps = aero_steps(load_spec(spec), prune=prune, keep_temperature=temperature)
-    rows = ablation(steps, context)
-    header = ("step", "nonlinear ops", "FFN FLOPs", "attn FLOPs", "total FLOPs", "FLOPs savings")
+    cost, where = None, ""
+    if protocol is not None:
+        cost, where = _cost_fn(protocol, network, bandwidth, rtt)
+    rows = ablation(steps, context, cost)
+    ctx = context or steps[0].spec.context_length
     human = fmt in ("table", "md")
     sep = "\n" if fmt == "table" else "; "
-    cells = [(r.label, format_counts(r.nonlinear, sep=sep),
-              human_count(r.ffn_flops) if human else r.ffn_flops,
-              human_count(r.attention_flops) if human else r.attention_flops,
-              human_count(r.total_flops) if human else r.total_flops,
-              _savings(r, "total_flops")) for r in rows]
-    ctx = context or steps[0].spec.context_length
+    header = ["step", "nonlinear ops", "FFN FLOPs", "attn FLOPs", "total FLOPs", "FLOPs x"]
+    if cost is not None:
+        header += ["comm", "comm x", "latency", "latency x"]
+    cells = []
+    for r in rows:
+        cell = [r.label, format_counts(r.nonlinear, sep=sep)]
+        cell += [human_count(v) if human else v for v in (r.ffn_flops, r.attention_flops, r.total_flops)]
+        cell.append(_times(r.savings["total_flops"]) if human else r.savings["total_flops"])
+        if cost is not None:
+            cell += [human_bytes(r.comm_bytes) if human else r.comm_bytes,
+                     _times(r.savings["comm_bytes"]) if human else r.savings["comm_bytes"],
+                     human_seconds(r.latency_s) if human else r.latency_s,
+                     _times(r.savings["latency_s"]) if human else r.savings["latency_s"]]
+        cells.append(tuple(cell))
     obj = {"schema": "picost.aero/1", "spec": steps[0].spec.name, "context": ctx, "note": ENTROPY_REG_NOTE,
+           "costed_under": where or None,
            "steps": [{"label": r.label, "action": r.action, "spec": r.spec_name,
                       "nonlinear": {k: [{"instances": n, "shape": s} for n, s in v] for k, v in r.nonlinear.items()},
-                      "ffn_flops": r.ffn_flops, "attention_flops": r.attention_flops,
-                      "total_flops": r.total_flops, "savings": r.savings} for r in rows]}
-    emit_table(fmt, f"AERO ablation of {steps[0].spec.name} at T={ctx}", header, cells, obj,
-               [False, False, True, True, True, True])
-    if fmt in ("table", "md"):
+                      "ffn_flops": r.ffn_flops, "attention_flops": r.attention_flops, "total_flops": r.total_flops,
+                      "comm_bytes": r.comm_bytes, "latency_s": r.latency_s, "savings": r.savings} for r in rows]}
+    emit_table(fmt, f"AERO ablation of {steps[0].spec.name} at T={ctx}{where}", header, cells, obj,
+               [False, False] + [True] * (len(header) - 2))
+    if human:
         _out(f"note: {ENTROPY_REG_NOTE}.")
+
+
+def _cost_fn(protocol: str, network: str | None, bandwidth: str | None, rtt: str | None) -> tuple[Any, str]:
+    """A cost function (lowered model -> (comm bytes, latency s)) and a phrase saying where."""
+    from picost.estimate import estimate_lowered
+
+    (link,) = _networks(network, bandwidth, rtt, default="wan")[:1]
+    (table,) = _tables(protocol)[:1]
+
+    def cost(lowered: Any) -> tuple[float, float]:
+        est = estimate_lowered(lowered, table, link)
+        return est.totals.comm_bytes, est.totals.latency_s
+
+    return cost, f" under {table.name} over {link.name} ({link.summary()})"
 
 
 def symbolic(
@@ -376,6 +401,48 @@ def check(
     _out(f"verdict: {verdicts[r.verdict]}")
 
 
+def report(
+    specs: Optional[list[str]] = typer.Argument(None, help="Spec(s); with --aero, the baseline whose AERO steps "
+                                                "are reported."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Protocol table(s), comma-separated."),
+    network: str = typer.Option("lan,wan", "--network", "-n", help="Network preset(s), comma-separated."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    context: Optional[int] = typer.Option(None, "--context", "-T", help="Tokens T of the tables (default: the "
+                                          "spec's)."),
+    sweep_contexts: str = typer.Option("64,128,...,8192", "--sweep", help="Contexts of the sweep and plots."),
+    aero_steps: bool = typer.Option(False, "--aero", help="Report AERO's steps applied to the (first) spec."),
+    prune: Optional[int] = typer.Option(None, "--prune", help="With --aero: deepest FFNs pruned (default half)."),
+    title: Optional[str] = typer.Option(None, "--title", help="Report title."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Markdown file to write, e.g. "
+                                         "reports/NAME.md; plots go to reports/NAME/."),
+    all_examples: bool = typer.Option(False, "--all", help="Regenerate every example of reports/examples.yaml "
+                                      "(run from the repository root)."),
+) -> None:
+    """Write a markdown cost report (setting, summary, breakdowns, sweep with PNG plots, formulas and
+    sources, uncosted ops). Files are written atomically; on error nothing is written."""
+    from picost.report import ReportConfig, build_report, load_examples, write_report
+
+    if all_examples:
+        if specs or output:
+            raise UserError("--all regenerates reports/examples.yaml; give no specs and no --output", field="--all")
+        configs = [(c, f"reports/{c.name}.md") for c in load_examples()]
+    else:
+        if not specs or protocol is None or output is None:
+            raise UserError("give SPEC(s), --protocol and --output (or --all)", field="--output")
+        configs = [(ReportConfig(name=Path(output).stem, specs=tuple(specs), protocols=tuple(_split_list(protocol)),
+                                 networks=tuple(_split_list(network)), context=context, sweep=sweep_contexts,
+                                 aero=aero_steps, prune=prune, title=title, bandwidth=bandwidth, rtt=rtt,
+                                 output=output), output)]
+    built = [build_report(c, out) for c, out in configs]  # everything computed before anything is written
+    for r in built:
+        if not r.markdown_path.parent.is_dir():
+            raise UserError(f"directory '{r.markdown_path.parent}' does not exist", field="--output")
+    for r in built:
+        write_report(r)
+        _out(f"wrote {r.markdown_path} and {len(r.files) - 1} files in {r.markdown_path.with_suffix('')}/")
+
+
 def _at_width(expr: Any, d_model: int) -> Any:
     """``expr`` (in the symbol ``d``) at ``d = d_model``; None stays None."""
     if expr is None:
@@ -390,3 +457,4 @@ def register(app: typer.Typer) -> None:
     app.command()(sweep)
     app.command()(compare)
     app.command()(check)
+    app.command()(report)

@@ -59,6 +59,9 @@ def load_hf_config(path: Path) -> ModelSpec:
     data = builders[model_type](r)
     data["name"] = str(raw.get("_name_or_path") or path.stem).rsplit("/", 1)[-1] or path.stem
     data["description"] = f"imported from HuggingFace config {path.name} (model_type {model_type})"
+    if raw.get("sliding_window"):
+        data["description"] += (f"; sliding_window={raw['sliding_window']} is not modelled: attention is "
+                                "costed over the full context")
     return validate_spec(data, r.origins, default_file=file)
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from picost.lower import Lowered, lower
 from picost.network import Network, get_network
 from picost.ops import CLASSES, Op
-from picost.protocols import ProtocolTable, load_protocol
+from picost.protocols import TRUNCATION, ProtocolTable, load_protocol
 
 if TYPE_CHECKING:
     from picost.spec import ModelSpec
@@ -219,9 +219,9 @@ def cost_expressions(spec: Any, protocol: str | Path | ProtocolTable, context: A
     table = load_protocol(protocol)
     out = []
     for op in lower(_spec(spec), context).ops:
-        for name, _kind, exprs in table.cost_exprs(op):
+        for name, kind, exprs in table.cost_exprs(op):
             if exprs is None:
-                table.cost(op)  # raises the located uncosted-op error
+                raise table.uncosted_error(op, name, kind == TRUNCATION)
             out.append((op, name, exprs))
     return out
 

@@ -127,13 +127,13 @@ def _check(node: ast.AST, allowed: frozenset[str], names: set[str], fail: Callab
             raise fail(f"unknown function '{what}' (allowed: {', '.join(FUNCTIONS)})")
         if node.keywords:
             raise fail(f"{node.func.id}() takes no keyword arguments")
+        if any(isinstance(arg, ast.Starred) for arg in node.args):
+            raise fail("argument unpacking is not allowed")
         lo, hi = FUNCTIONS[node.func.id]
         if len(node.args) < lo or (hi is not None and len(node.args) > hi):
             want = str(lo) if hi == lo else f"at least {lo}"
             raise fail(f"{node.func.id}() takes {want} argument(s), got {len(node.args)}")
         for arg in node.args:
-            if isinstance(arg, ast.Starred):
-                raise fail("argument unpacking is not allowed")
             _check(arg, allowed, names, fail)
         return
     raise fail(f"'{ast.unparse(node)}' is outside the formula grammar "

@@ -116,12 +116,7 @@ def _weighted_ops(spec: "ModelSpec", T: Any, chosen: set[str]) -> list[tuple["Op
     from picost.lower import lower
 
     if "d" in chosen:
-        view = _WidthView(spec, sympy.Symbol("d", positive=True, integer=True))
-        try:
-            ops = _lower_view(view, T)
-        except TypeError:
-            raise UserError(f"{spec.name}: a symbolic width d is not supported for this spec (RoPE rotates a "
-                            "whole number of dimensions); use T and L only", field="--symbols") from None
+        ops = _lower_view(_WidthView(spec, sympy.Symbol("d", positive=True, integer=True)), T)
     else:
         ops = list(lower(spec, T).ops)
     if "L" not in chosen:

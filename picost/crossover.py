@@ -148,17 +148,13 @@ def flop_conventions(spec: Any, symbolic_width: bool = True) -> list[FlopConvent
     * ``kaplan``: Kaplan et al. 2020 per-token forward count, whose attention term
       ``2 n_ctx d_attn`` counts QK^T once (AV not counted apart), plus the projections.
 
-    Counting a multiply-add as 1 FLOP halves both sides and moves no crossover. Specs with RoPE
-    are kept at their numeric width (the rotated dimensions must be a whole number).
+    Counting a multiply-add as 1 FLOP halves both sides and moves no crossover.
     """
     import sympy
 
     from picost.flops import symbolic_flops
 
-    try:
-        groups = symbolic_flops(spec, ("T", "d") if symbolic_width else ("T",))
-    except TypeError:  # RoPE rotates a whole number of dimensions: no symbolic width there
-        groups = symbolic_flops(spec, ("T",))
+    groups = symbolic_flops(spec, ("T", "d") if symbolic_width else ("T",))
     T = sympy.Symbol("T", positive=True, integer=True)
     proj, sv, ffn = groups["attn_proj"], groups["attn_scores_values"], groups["ffn"]
     causal_sv = sympy.expand(sv * _unmasked_fraction(spec, T))

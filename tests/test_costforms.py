@@ -63,9 +63,12 @@ def test_forms_in_L_and_d_equal_estimates_of_resized_models():
     assert float(at(cf.latency(net), T=37, L=16, d=384)) == pytest.approx(est.totals.latency_s, rel=1e-12)
 
 
-def test_symbolic_width_is_refused_for_rope_models():
-    with pytest.raises(UserError, match="symbolic width"):
-        class_forms(load_spec("llama3-8b"), load_protocol("crypten"), symbols=("T", "d"))
+def test_forms_in_d_for_a_rope_gqa_model():
+    base, table, net = load_spec("llama3-8b"), load_protocol("crypten"), get_network("lan")
+    cf = class_forms(base, table, symbols=("T", "d"))
+    resized = variant(base, d_model=2048, d_ff=7168)  # same heads and FFN ratio, head_dim 64
+    est = estimate_lowered(lower(resized, 16), table, net)
+    assert at(cf.total("comm_bytes"), T=16, d=2048) == est.totals.comm_bytes
 
 
 def estimate_at(spec, table, net, T):

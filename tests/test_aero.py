@@ -146,3 +146,26 @@ def test_aero_cli_and_its_bad_options(cli):
         assert bad.returncode == 2, (args, bad.stderr)
         assert "Traceback" not in bad.stderr
     assert cli("aero", "llama3-8b").returncode == 2
+
+
+def test_aero_ablation_costs_equal_estimates(cli):
+    import json
+    from pathlib import Path
+
+    from picost.estimate import estimate_lowered
+    from picost.network import get_network
+    from picost.protocols import load_protocol
+
+    fixture = str(Path(__file__).parent / "data" / "protocols" / "sweepfix.yaml")
+    r = cli("aero", "gpt2", "-T", "64", "-p", fixture, "-n", "wan", "--prune", "3", "-f", "json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    steps = aero_steps(load_spec("gpt2"), prune=3)
+    base = None
+    for step, row in zip(steps, data["steps"]):
+        est = estimate_lowered(lower(step.spec, 64), load_protocol(fixture), get_network("wan"))
+        assert row["comm_bytes"] == est.totals.comm_bytes
+        assert row["latency_s"] == pytest.approx(est.totals.latency_s)
+        base = base or est
+        assert row["savings"]["latency_s"] == pytest.approx(base.totals.latency_s / est.totals.latency_s)
+    assert data["steps"][-1]["label"] == "SM-only + fusion + 3 FFNs pruned"

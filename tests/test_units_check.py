@@ -46,3 +46,21 @@ def test_check_arithmetic_and_verdicts():
     assert r.latency_floor_s == pytest.approx(161.0) and r.verdict == "impossible"
     with pytest.raises(UserError):
         check_published(0, 1, 1)
+
+
+def test_check_cli(cli):
+    import json
+
+    r = cli("check", "--comm", "25.3GB", "--latency", "8.2min", "--network", "wan", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["verdict"] == "impossible"
+    assert data["implied_bandwidth_bps"] == pytest.approx(25.3e9 * 8 / 492)
+    assert data["transfer_floor_s"] == pytest.approx(25.3e9 * 8 / 100e6)
+    ok = cli("check", "--comm", "25.3GB", "--latency", "8.2min", "--bandwidth", "1Gbps", "--rtt", "1ms")
+    assert ok.returncode == 0 and "verdict: consistent" in ok.stdout
+    for args in (("--comm", "25.3GQ", "--latency", "1s"), ("--comm", "1GB", "--latency", "soon"),
+                 ("--comm", "1GB", "--latency", "1s", "-n", "moon"), ("--comm", "1GB"),
+                 ("--comm", "1GB", "--latency", "1s", "--rounds", "-3")):
+        bad = cli("check", *args)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, (args, bad.stderr)

@@ -253,7 +253,10 @@ def _breakdowns(models: list[_Model], tables: list[Any], network: Any, estimates
 
 
 def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text).strip("-")
+    """``SM + LN + GELU-crypten`` -> ``SM-LN-GELU-crypten`` (file-name safe)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-")
 
 
 def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -346,16 +349,22 @@ def _formulas(models: list[_Model], tables: list[Any], estimates: dict) -> list[
 
 
 def _uncosted(estimates: dict) -> list[str]:
+    """Uncosted rows grouped by model, protocol and op kind (counts and the first op names)."""
     out = ["## Uncosted ops", ""]
-    rows = []
+    first_network = next(iter(estimates))[2]
+    groups: dict[tuple[str, str, str, str], list[str]] = {}
     for (model, protocol, network), e in estimates.items():
-        if network != next(iter(estimates))[2]:
+        if network != first_network:
             continue
-        rows += [[model, protocol, r.name, r.kind, r.uncosted_reason or ""] for r in e.rows if not r.costed]
-    if not rows:
+        for r in e.rows:
+            if not r.costed:
+                groups.setdefault((model, protocol, r.kind, r.uncosted_reason or ""), []).append(r.name)
+    if not groups:
         return out + ["None: every op of every model is costed by every protocol table.", ""]
-    return out + ["These rows are left out of every total above.", ""] + _md_table(
-        ["model", "protocol", "op", "kind", "why"], rows, [False] * 5)
+    rows = [[model, protocol, kind, len(names), ", ".join(names[:3]) + (", ..." if len(names) > 3 else ""), why]
+            for (model, protocol, kind, why), names in groups.items()]
+    return out + ["These rows are left out of every total above (the tables have no entry for them).", ""] + _md_table(
+        ["model", "protocol", "kind", "rows", "ops", "why"], rows, [False, False, False, True, False, False])
 
 
 # -- the committed examples -------------------------------------------------------------------

@@ -73,7 +73,11 @@ def test_plotted_data_equals_the_sweep(tmp_path):
 def test_uncosted_ops_are_listed(tmp_path):
     r = build_report(config(protocols=("sigma",)), tmp_path / "r.md", plots=False)
     section = r.markdown.split("## Uncosted ops")[1]
-    assert "| tiny | sigma | embed.tok | embedding |" in section
+    assert "| tiny | sigma | embedding | 1 | embed.tok |" in section
+    est = estimate_lowered(lower(load_spec("tiny"), 16), load_protocol("sigma"), get_network("lan"),
+                           allow_uncosted=True)
+    kinds = {r.kind for r in est.rows if not r.costed}
+    assert all(f"| tiny | sigma | {k} |" in section for k in kinds)
 
 
 def test_aero_report_has_the_ablation(tmp_path):

@@ -109,8 +109,8 @@ def _cost_fn(protocol: str, network: str | None, bandwidth: str | None, rtt: str
     """A cost function (lowered model -> (comm bytes, latency s)) and a phrase saying where."""
     from picost.estimate import estimate_lowered
 
-    (link,) = _networks(network, bandwidth, rtt, default="wan")[:1]
-    (table,) = _tables(protocol)[:1]
+    link = _one_network(network, bandwidth, rtt)
+    table = _one_table(protocol)
 
     def cost(lowered: Any) -> tuple[float, float]:
         est = estimate_lowered(lowered, table, link)
@@ -163,8 +163,8 @@ def symbolic(
               for c in conventions]
     lines.append(f"\nAERO's 'FFN FLOPs dominate when T < 8/3 d': {aero_claim_condition()}.")
     if protocol is not None:
-        (link,) = _networks(network, bandwidth, rtt, default="wan")[:1]
-        (table,) = _tables(protocol)[:1]
+        link = _one_network(network, bandwidth, rtt)
+        table = _one_table(protocol)
         cf = class_forms(model, table, allow_uncosted, chosen)
         per_class = {c: {"comm_bytes": f["comm_bytes"], "rounds": f["rounds"],
                          "latency_s": sympy.N(cf.latency(link, [c]), 6)} for c, f in cf.forms.items()}
@@ -229,6 +229,22 @@ def _tables(protocols: str) -> list[Any]:
     if not names:
         raise UserError("give at least one protocol", field="--protocol")
     return [load_protocol(n) for n in names]
+
+
+def _one_network(names: str | None, bandwidth: str | None, rtt: str | None) -> Any:
+    """The single network of a command that takes one (default wan)."""
+    found = _networks(names, bandwidth, rtt, default="wan")
+    if len(found) != 1:
+        raise UserError(f"this command takes one network (got {len(found)})", field="--network")
+    return found[0]
+
+
+def _one_table(protocols: str) -> Any:
+    """The single protocol table of a command that takes one."""
+    found = _tables(protocols)
+    if len(found) != 1:
+        raise UserError(f"this command takes one protocol (got {len(found)})", field="--protocol")
+    return found[0]
 
 
 def _pct(x: float) -> str:
@@ -312,17 +328,14 @@ def compare(
     _check_format(fmt)
     if len(specs) < 2:
         raise UserError("give at least two specs to compare", field="SPECS")
-    table = _tables(protocol)
-    if len(table) != 1:
-        raise UserError("compare takes one protocol", field="--protocol")
-    (link,) = _networks(network if network is not None or bandwidth is None or rtt is None else None,
-                        bandwidth, rtt, default="wan")[:1]
-    estimates = [estimate_lowered(lower(load_spec(s), context), table[0], link, allow_uncosted) for s in specs]
+    table = _one_table(protocol)
+    link = _one_network(network, bandwidth, rtt)
+    estimates = [estimate_lowered(lower(load_spec(s), context), table, link, allow_uncosted) for s in specs]
     cmp = compare_estimates(estimates)
     names = [e.spec_name for e in estimates]
     if fmt == "json":
         emit_table(fmt, "", (), (), {
-            "schema": "picost.compare/1", "protocol": table[0].name, "network": link.as_dict(),
+            "schema": "picost.compare/1", "protocol": table.name, "network": link.as_dict(),
             "specs": [{"spec": e.spec_name, "context": e.context,
                        "classes": {c: {**cmp.values[i][c],
                                        "savings": {m: cmp.savings(i, c, m) for m in cmp.values[i][c]}}
@@ -330,7 +343,7 @@ def compare(
         return
     human = fmt in ("table", "md")
     ctx = ", ".join(f"{e.spec_name} T={e.context}" for e in estimates)
-    title = f"{table[0].name} over {link.name} ({link.summary()}): {ctx}"
+    title = f"{table.name} over {link.name} ({link.summary()}): {ctx}"
     if not human:
         header = ["class"] + [f"{n} {m}" for n in names for m in ("comm_bytes", "latency_s")]
         header += [f"{n} {m} savings" for n in names[1:] for m in ("comm_bytes", "latency_s")]
@@ -371,7 +384,7 @@ def check(
 
     if fmt not in ("table", "json"):
         raise UserError(f"unknown value '{fmt}' for --format; choose from table, json", field="--format")
-    (link,) = _networks(network, bandwidth, rtt, default="wan")[:1]
+    link = _one_network(network, bandwidth, rtt)
     r = check_published(parse_bytes(comm, "--comm"), parse_seconds(latency, "--latency"),
                         link.bandwidth_bps / 8, link.round_s, rounds)
     if fmt == "json":

@@ -165,7 +165,8 @@ def _setting(models: list[_Model], tables: list[Any], networks: list[Any], confi
     out = ["## Setting and assumptions", "",
            f"- **Workload:** {first.phase} of T = {T} tokens, batch {first.batch_size} "
            "(one forward pass over the prompt, as PI papers report).", "- **Models:**"]
-    out += [f"  - `{m.label}` ({m.spec.name}): {_one_line(m.spec.description) or 'no description'}; "
+    out += [f"  - `{m.label}`{f' ({m.spec.name})' if m.label != m.spec.name else ''}: "
+            f"{_one_line(m.spec.description) or 'no description'}; "
             f"L={m.spec.n_layers}, d={m.spec.d_model}, H={m.spec.n_heads}, d_ff={m.spec.ffn_width}" for m in models]
     out.append("- **Protocols:**")
     for t in tables:

@@ -145,9 +145,14 @@ def protocols_show(
     _echo(protocol_docs.markdown(table)) if fmt == "md" else _print(protocol_docs.rich_view(table))
 
 
-from picost.cli_whatif import register as _register_whatif  # noqa: E402  (commands need `app`)
+@app.command()
+def networks() -> None:
+    """List the network presets (bandwidth, RTT, source); a round costs RTT/2 (docs/latency-model.md)."""
+    from picost.network import presets
+    from picost.render import rich_table
 
-_register_whatif(app)
+    rows = [(n.name, n.summary(), n.description, n.source) for n in presets().values()]
+    _print(rich_table("Network presets (picost/networks.yaml)", ("name", "link", "what", "source"), rows))
 
 
 def main() -> None:
@@ -160,3 +165,10 @@ def main() -> None:
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(2)
+
+
+# The what-if commands (aero, symbolic, sweep, compare, check, report) live in their own module;
+# registered last so that they follow the core commands in `picost --help`.
+from picost.cli_whatif import register as _register_whatif  # noqa: E402
+
+_register_whatif(app)

@@ -105,6 +105,10 @@ def test_allow_uncosted_makes_explicit_rows_never_zeros():
     assert {"L0.ffn.act", "L1.ffn.act", "head.argmax", "L0.attn.qk.trunc"} <= {r.name for r in uncosted}
     assert all(r.comm_bytes is None and r.latency_s is None and r.uncosted_reason for r in uncosted)
     assert est.totals.uncosted == len(uncosted) and est.totals.costed == len(est.rows) - len(uncosted)
+    by_class = est.by("class")
+    assert by_class["activation"].costed == 0 and by_class["activation"].comm_bytes is None  # not a zero
+    assert by_class["activation"].latency_s is None and by_class["truncation"].rounds is None
+    assert by_class["head"].uncosted == 1 and by_class["head"].comm_bytes == 1 * 256  # head.proj: m n
     frame = est.to_frame()
     assert list(frame.loc[~frame.costed, "name"]) == [r.name for r in uncosted]
     assert frame.loc[~frame.costed, "comm_bytes"].isna().all()

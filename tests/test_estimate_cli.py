@@ -17,7 +17,7 @@ PARTIAL = str(Path(__file__).parent / "data" / "protocols" / "fixture_partial.ya
 
 ROW_KEYS = {"name", "kind", "class", "layer", "block", "flops", "costed", "comm_bytes", "bytes_client_to_server",
             "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes", "share",
-            "source", "formulas", "uncosted_reason"}
+            "source", "formulas", "dims", "uncosted_reason"}
 TOTAL_KEYS = {"rows", "costed", "uncosted", "flops", "comm_bytes", "bytes_client_to_server",
               "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes",
               "compute_rows", "offline_rows", "share"}
@@ -39,6 +39,10 @@ def test_json_schema_and_values():
     assert data["totals"]["latency_s"] == pytest.approx(est.totals.latency_s, rel=1e-12)
     assert [r["name"] for r in data["rows"]] == [r.name for r in est.rows]
     assert data["rows"][0]["formulas"]["comm_bytes"] == "tokens * vocab"
+    assert data["rows"][0]["dims"] == {"tokens": 8, "vocab": 256, "width": 64}
+    assert data["rows"][0]["comm_bytes"] == 8 * 256 and data["protocol"]["params"] == {"ell": 64}
+    trunc = next(r for r in data["rows"] if r["name"] == "L0.attn.qkv.trunc")
+    assert trunc["dims"] == {"n": 8 * 192} and trunc["comm_bytes"] == 2 * 8 * 192
     assert sum(r["comm_bytes"] for r in data["rows"]) == data["totals"]["comm_bytes"]
 
 
@@ -74,6 +78,9 @@ def test_allow_uncosted_rows_say_so_in_every_format():
     act = next(r for r in data["rows"] if r["name"] == "L0.ffn.act")
     assert act["costed"] is False and act["comm_bytes"] is None and act["uncosted_reason"]
     assert data["totals"]["uncosted"] > 0
+    groups = run_cli(*base[:-2], "--by", "class", "--format", "md").stdout
+    assert "| activation | 2 (2 UNCOSTED) | UNCOSTED | UNCOSTED |" in groups
+    assert "| head | 2 (1 UNCOSTED) | >= 256 B | >= 1 |" in groups
     rich = run_cli(*base[:-2])
     assert "UNCOSTED" in rich.stdout and "WARNING" in rich.stdout
 
@@ -127,3 +134,10 @@ def test_protocols_list_and_show():
     assert md.stdout == docs.read_text(encoding="utf-8")
     missing = run_cli("protocols", "show", "bumblebe")
     assert missing.returncode == 2 and "no such protocol" in missing.stderr
+
+
+def test_networks_lists_presets_with_sources():
+    res = run_cli("networks")
+    assert res.returncode == 0
+    for needle in ("wan400", "400 Mbit/s, RTT 40 ms", "OpenCheetah", "lan-sirnn", "3.016 Gbit/s"):
+        assert needle in res.stdout, res.stdout

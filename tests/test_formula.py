@@ -118,3 +118,9 @@ def test_python_and_sympy_evaluators_agree(text, n, m):
         return
     symbolic = f.symbolic({k: sympy.Integer(v) for k, v in env.items()})
     assert float(symbolic) == pytest.approx(float(numeric), rel=1e-9, abs=1e-9)
+
+
+def test_huge_integer_powers_raise_instead_of_hanging():
+    with pytest.raises(OverflowError):
+        parse("2 ** (2 ** 40)", NAMES).value({})
+    assert parse("2 ** n", NAMES).value({"n": 64}) == 2**64

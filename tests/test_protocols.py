@@ -160,3 +160,15 @@ def test_shipped_tables_cost_the_truncation_of_the_kinds_they_cost(name):
     missing = [k for k, e in table.entries.items()
                if k != TRUNCATION and KINDS[k].fixed_point_product and not e.includes_truncation]
     assert not missing, f"{name}: {missing} need includes_truncation: true or a truncation entry"
+
+
+@pytest.mark.parametrize("formula_text, needle", [("log2(n - 10)", "math domain error"),
+                                                  ("n / (n - 10)", "division by zero"),
+                                                  ("sqrt(n - 11)", "math domain error")])
+def test_formula_domain_errors_are_located_not_tracebacks(tmp_path, formula_text, needle):
+    table = load_protocol(write(tmp_path, GOOD.format(name="t").replace('"ell * n"', f'"{formula_text}"')))
+    op = Op("L2.ffn.act", "relu", Block.FFN, 2, {"n": 10}, (Holder.SHARED,))
+    with pytest.raises(UserError) as err:
+        table.cost(op)
+    assert "L2.ffn.act" in err.value.message and "n=10" in err.value.message and needle in err.value.message
+    assert err.value.line == 14 and err.value.field == "ops.relu.comm_bytes"

@@ -23,6 +23,18 @@ KIND_LABELS = {"softmax": "SM", "layernorm": "LN", "rmsnorm": "RMSNorm", "gelu":
 CostFn = Callable[[Lowered], tuple[float, float]]
 
 
+def estimate_cost(table: Any, network: Any, allow_uncosted: bool = False) -> CostFn:
+    """A :data:`CostFn` from the estimate: total online bytes and latency under ``table`` over
+    ``network`` (uncosted rows, if allowed, are left out of the totals)."""
+    from picost.estimate import estimate_lowered
+
+    def cost(lowered: Lowered) -> tuple[float, float]:
+        est = estimate_lowered(lowered, table, network, allow_uncosted)
+        return est.totals.comm_bytes, est.totals.latency_s
+
+    return cost
+
+
 def nonlinear_counts(lowered: Lowered) -> dict[str, list[tuple[int, str]]]:
     """Nonlinear ops in AERO's notation: label -> [(instances, "RxC"), ...] per distinct shape.
 

@@ -107,16 +107,11 @@ def aero(
 
 def _cost_fn(protocol: str, network: str | None, bandwidth: str | None, rtt: str | None) -> tuple[Any, str]:
     """A cost function (lowered model -> (comm bytes, latency s)) and a phrase saying where."""
-    from picost.estimate import estimate_lowered
+    from picost.ablation import estimate_cost
 
     link = _one_network(network, bandwidth, rtt)
     table = _one_table(protocol)
-
-    def cost(lowered: Any) -> tuple[float, float]:
-        est = estimate_lowered(lowered, table, link)
-        return est.totals.comm_bytes, est.totals.latency_s
-
-    return cost, f" under {table.name} over {link.name} ({link.summary()})"
+    return estimate_cost(table, link), f" under {table.name} over {link.name} ({link.summary()})"
 
 
 def symbolic(

@@ -212,9 +212,8 @@ def _times(x: float | None) -> str:
 
 
 def _aero_section(config: ReportConfig, models: list[_Model], tables: list[Any], networks: list[Any]) -> list[str]:
-    from picost.ablation import ablation, format_counts
+    from picost.ablation import ablation, estimate_cost, format_counts
     from picost.aero import ENTROPY_REG_NOTE, Step
-    from picost.estimate import estimate_lowered
     from picost.render import human_bytes, human_count, human_seconds
 
     steps = [Step(m.label, "", m.spec) for m in models]
@@ -223,11 +222,7 @@ def _aero_section(config: ReportConfig, models: list[_Model], tables: list[Any],
            f"Note: {ENTROPY_REG_NOTE}.", ""]
     for t in tables:
         for n in networks:
-            def cost(lowered: Any, t: Any = t, n: Any = n) -> tuple[float, float]:
-                e = estimate_lowered(lowered, t, n, allow_uncosted=True)
-                return e.totals.comm_bytes, e.totals.latency_s
-
-            rows = ablation(steps, config.context, cost)
+            rows = ablation(steps, config.context, estimate_cost(t, n, allow_uncosted=True))
             out += [f"### Under {t.name} over {n.name}", ""]
             out += _md_table(
                 ["step", "nonlinear ops", "FFN FLOPs", "attn FLOPs", "comm", "comm x", "latency", "latency x"],

@@ -98,7 +98,8 @@ def aero(
            "steps": [{"label": r.label, "action": r.action, "spec": r.spec_name,
                       "nonlinear": {k: [{"instances": n, "shape": s} for n, s in v] for k, v in r.nonlinear.items()},
                       "ffn_flops": r.ffn_flops, "attention_flops": r.attention_flops, "total_flops": r.total_flops,
-                      "comm_bytes": r.comm_bytes, "latency_s": r.latency_s, "savings": r.savings} for r in rows]}
+                      "comm_bytes": r.comm_bytes, "latency_s": r.latency_s,
+                      "savings": {k: _json_ratio(v) for k, v in r.savings.items()}} for r in rows]}
     emit_table(fmt, f"AERO ablation of {steps[0].spec.name} at T={ctx}{where}", header, cells, obj,
                [False, False] + [True] * (len(header) - 2))
     if human:
@@ -333,7 +334,7 @@ def compare(
             "schema": "picost.compare/1", "protocol": table.name, "network": link.as_dict(),
             "specs": [{"spec": e.spec_name, "context": e.context,
                        "classes": {c: {**cmp.values[i][c],
-                                       "savings": {m: cmp.savings(i, c, m) for m in cmp.values[i][c]}}
+                                       "savings": {m: _json_ratio(cmp.savings(i, c, m)) for m in cmp.values[i][c]}}
                                    for c in cmp.classes}} for i, e in enumerate(estimates)]})
         return
     human = fmt in ("table", "md")
@@ -355,6 +356,11 @@ def compare(
                 cells.append(f"{show(cmp.values[i][c][metric])} ({_times(cmp.savings(i, c, metric))})")
             rows.append(tuple([c] + cells))
         emit_table(fmt, f"{label}: {title}", ["class"] + names, rows, None, [False] + [True] * len(names))
+
+
+def _json_ratio(x: float | None) -> float | str | None:
+    """A savings factor for JSON, which has no infinity: ``"inf"`` when the cost is gone."""
+    return "inf" if x == float("inf") else x
 
 
 def _times(x: float | None) -> str:

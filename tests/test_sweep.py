@@ -142,3 +142,10 @@ def test_sweep_is_vectorized_lambdify_count_does_not_grow_with_points(monkeypatc
     calls.clear()
     result = sweep(spec, list(range(2, 3002)), [table], [get_network("lan"), get_network("wan")])
     assert len(result) == 6000 and len(calls) == few  # one lambdify per class and field, not per point
+
+
+def test_compare_json_is_strict_json(cli):
+    r = cli("compare", "gpt2", "gpt2-smonly", "-p", FIXTURE, "-T", "16", "-f", "json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert data["specs"][1]["classes"]["norm"]["savings"]["comm_bytes"] == "inf"

@@ -171,8 +171,9 @@ def symbolic(
                     "total": {k: str(v) for k, v in totals.items()}})
         lines.append(f"\nUnder {table.name} over {link.name} ({link.summary()}); bytes, rounds, seconds:")
         for c, f in list(per_class.items()) + [("total", totals)]:
-            lines += [f"  {c:>16} comm_bytes = {f['comm_bytes']}", f"  {'':>16} rounds     = {f['rounds']}",
-                      f"  {'':>16} latency_s  = {f['latency_s']}"]
+            lines += [f"  {c:>16} comm_bytes = {_readable(f['comm_bytes'])}",
+                      f"  {'':>16} rounds     = {_readable(f['rounds'])}",
+                      f"  {'':>16} latency_s  = {_readable(f['latency_s'])}"]
         if cf.uncosted:
             lines.append(f"  uncosted (left out): {', '.join(cf.uncosted)}")
         if "T" in chosen:
@@ -189,6 +190,13 @@ def symbolic(
         _out(dump_json(obj))
     else:
         _out("\n".join(lines))
+
+
+def _readable(expr: Any) -> str:
+    """``ceiling(log(T)/log(2))`` -> ``ceiling(log2(T))`` for display."""
+    from sympy.codegen.rewriting import log2_opt, optimize
+
+    return str(optimize(expr, [log2_opt]))
 
 
 def _describe_crossover(x: Any) -> str:

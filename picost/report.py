@@ -187,7 +187,7 @@ def _summary(models: list[_Model], tables: list[Any], networks: list[Any], estim
     from picost.render import human_bytes, human_count, human_seconds
 
     header = ["model", "protocol", "network", "T", "FLOPs", "comm", "rounds", "latency", "bytes-only bound",
-              "dominant class"]
+              "dominant class", "uncosted rows"]
     multi = len(models) > 1
     if multi:
         header += [f"latency x vs {models[0].label}"]
@@ -199,12 +199,16 @@ def _summary(models: list[_Model], tables: list[Any], networks: list[Any], estim
                 e = estimates[(m.label, t.name, n.name)]
                 row = [m.label, t.name, n.name, e.context, human_count(e.totals.flops), human_bytes(e.totals.comm_bytes),
                        f"{e.totals.rounds:,.0f}", human_seconds(e.totals.latency_s), human_seconds(e.bytes_bound_s),
-                       e.dominant_class or "-"]
+                       e.dominant_class or "-", e.totals.uncosted]
                 if multi:
                     row.append(_times(savings(base.totals.latency_s, e.totals.latency_s)))
                 rows.append(row)
-    right = [False, False, False] + [True] * 6 + [False] + ([True] if multi else [])
-    return ["## Summary", ""] + _md_table(header, rows, right)
+    right = [False, False, False] + [True] * 6 + [False, True] + ([True] if multi else [])
+    out = ["## Summary", ""] + _md_table(header, rows, right)
+    if any(e.totals.uncosted for e in estimates.values()):
+        out += ["Rows the protocol table cannot cost are left out of the totals, which are then lower bounds "
+                "(see *Uncosted ops*).", ""]
+    return out
 
 
 def _times(x: float | None) -> str:

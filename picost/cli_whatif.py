@@ -162,16 +162,17 @@ def symbolic(
         link = _one_network(network, bandwidth, rtt)
         table = _one_table(protocol)
         cf = class_forms(model, table, allow_uncosted, chosen)
-        per_class = {c: {"comm_bytes": f["comm_bytes"], "rounds": f["rounds"],
+        per_class = {c: {"flops": f["flops"], "comm_bytes": f["comm_bytes"], "rounds": f["rounds"],
                          "latency_s": sympy.N(cf.latency(link, [c]), 6)} for c, f in cf.forms.items()}
-        totals = {"comm_bytes": cf.total("comm_bytes"), "rounds": cf.total("rounds"),
+        totals = {"flops": cf.total("flops"), "comm_bytes": cf.total("comm_bytes"), "rounds": cf.total("rounds"),
                   "latency_s": sympy.N(cf.latency(link), 6)}
         obj.update({"protocol": table.name, "network": link.as_dict(), "uncosted": list(cf.uncosted),
                     "classes": {c: {k: str(v) for k, v in f.items()} for c, f in per_class.items()},
                     "total": {k: str(v) for k, v in totals.items()}})
         lines.append(f"\nUnder {table.name} over {link.name} ({link.summary()}); bytes, rounds, seconds:")
         for c, f in list(per_class.items()) + [("total", totals)]:
-            lines += [f"  {c:>16} comm_bytes = {_readable(f['comm_bytes'])}",
+            lines += [f"  {c:>16} flops      = {f['flops']}",
+                      f"  {'':>16} comm_bytes = {_readable(f['comm_bytes'])}",
                       f"  {'':>16} rounds     = {_readable(f['rounds'])}",
                       f"  {'':>16} latency_s  = {_readable(f['latency_s'])}"]
         if cf.uncosted:

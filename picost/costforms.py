@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from picost.spec import ModelSpec
 
 COST_FIELDS = ("comm_bytes", "rounds", "compute_s")
+FORM_FIELDS = COST_FIELDS + ("flops",)
+"""Fields of :attr:`ClassForms.forms`: the costs, and FLOPs (of every op, costed or not)."""
 SYMBOLS = ("T", "L", "d")
 
 
@@ -39,7 +41,8 @@ def context_symbol() -> Any:
 
 @dataclass(frozen=True)
 class ClassForms:
-    """Per op class, per cost field, a sympy expression (bytes, rounds, seconds).
+    """Per op class, per field of :data:`FORM_FIELDS`, a sympy expression (bytes, rounds,
+    seconds, FLOPs).
     ``uncosted``: rows the table cannot cost (only with ``allow_uncosted``; left out)."""
 
     spec_name: str
@@ -47,6 +50,8 @@ class ClassForms:
     T: Any
     forms: dict[str, dict[str, Any]]
     uncosted: tuple[str, ...] = ()
+    costed_classes: tuple[str, ...] = ()
+    """Classes with at least one costed row (a class of uncosted ops only has FLOPs here)."""
 
     def total(self, field_name: str, classes: Iterable[str] | None = None) -> Any:
         """Sum of ``field_name`` over ``classes`` (default: all)."""
@@ -87,7 +92,9 @@ def class_forms(spec: "ModelSpec", table: "ProtocolTable", allow_uncosted: bool 
     T = context_symbol() if "T" in chosen else spec.context_length
     terms: dict[str, dict[str, list[Any]]] = {}
     uncosted: list[str] = []
+    costed: set[str] = set()
     for op, weight in _weighted_ops(spec, T, chosen):
+        terms.setdefault(op.op_class, {f: [] for f in FORM_FIELDS})["flops"].append(weight * op.flops)
         for name, kind, exprs in table.cost_exprs(op):
             if exprs is None:
                 if not allow_uncosted:
@@ -97,7 +104,8 @@ def class_forms(spec: "ModelSpec", table: "ProtocolTable", allow_uncosted: bool 
                 uncosted.append(name)
                 continue
             op_class = "truncation" if kind == TRUNCATION else op.op_class
-            per_field = terms.setdefault(op_class, {f: [] for f in COST_FIELDS})
+            costed.add(op_class)
+            per_field = terms.setdefault(op_class, {f: [] for f in FORM_FIELDS})
             for f in COST_FIELDS:
                 if f in exprs:
                     per_field[f].append(weight * exprs[f])
@@ -105,7 +113,7 @@ def class_forms(spec: "ModelSpec", table: "ProtocolTable", allow_uncosted: bool 
 
     forms = {c: {f: sympy.expand(sympy.Add(*ts)) if chosen - {"T"} else sympy.Add(*ts)
                  for f, ts in terms[c].items()} for c in ROW_CLASSES if c in terms}
-    return ClassForms(spec.name, table.name, T, forms, tuple(uncosted))
+    return ClassForms(spec.name, table.name, T, forms, tuple(uncosted), tuple(c for c in forms if c in costed))
 
 
 def _weighted_ops(spec: "ModelSpec", T: Any, chosen: set[str]) -> list[tuple["Op", Any]]:

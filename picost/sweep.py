@@ -82,7 +82,7 @@ def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["Protocol
     for table in tables:
         cf = class_forms(spec, table, allow_uncosted)
         per_table.append(cf)
-        ordered_classes += [c for c in cf.forms if c not in ordered_classes]
+        ordered_classes += [c for c in cf.costed_classes if c not in ordered_classes]
     from picost.estimate import ROW_CLASSES
 
     classes = tuple(c for c in ROW_CLASSES if c in ordered_classes)
@@ -90,7 +90,7 @@ def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["Protocol
     cols: dict[str, dict[str, list[Any]]] = {c: {f: [] for f in COST_FIELDS + ("latency_s",)} for c in classes}
     proto_col, net_col, ctx_col = [], [], []
     for cf in per_table:
-        values = {c: {f: _evaluate(cf.forms[c][f], cf.T, T_values) if c in cf.forms else np.zeros(n_pts)
+        values = {c: {f: _evaluate(cf.forms[c][f], cf.T, T_values) if c in cf.costed_classes else np.zeros(n_pts)
                       for f in COST_FIELDS} for c in classes}
         _check_finite(cf, values, T_values)
         for net in networks:

@@ -43,6 +43,7 @@ def test_forms_in_T_equal_estimates(spec_name, protocol):
         for c, f in cf.forms.items():
             assert at(f["comm_bytes"], T=T) == by[c].comm_bytes
             assert at(f["rounds"], T=T) == by[c].rounds
+            assert at(f["flops"], T=T) == by[c].flops
             assert float(at(cf.latency(net, [c]), T=T)) == pytest.approx(by[c].latency_s, rel=1e-12)
         assert float(at(cf.latency(net), T=T)) == pytest.approx(est.totals.latency_s, rel=1e-12)
 
@@ -59,6 +60,7 @@ def test_forms_in_L_and_d_equal_estimates_of_resized_models():
     resized = variant(base, n_layers=16, d_model=384, d_ff=1536)
     est = estimate_lowered(lower(resized, 37), table, net)
     assert at(total, T=37, L=16, d=384) == est.totals.comm_bytes
+    assert at(cf.total("flops"), T=37, L=16, d=384) == est.totals.flops
     assert at(cf.total("rounds"), T=37, L=16, d=384) == est.totals.rounds
     assert float(at(cf.latency(net), T=37, L=16, d=384)) == pytest.approx(est.totals.latency_s, rel=1e-12)
 

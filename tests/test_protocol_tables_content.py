@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 PROTOCOLS = REPO / "protocols"
 RESULTS = REPO / "benchmarks" / "results"
 TABLES = sorted(p.stem for p in PROTOCOLS.glob("*.yaml"))
-OWN_TABLES = ["bumblebee", "crypten", "cryptflow2", "plaintext", "puma", "sigma"]
+OWN_TABLES = ["bumblebee", "crypten", "cryptflow2", "plaintext", "puma", "shaft", "sigma"]
 SOURCE_PREFIXES = ("derived:", "measured:")
 
 
@@ -218,6 +218,7 @@ SPU_OPS = {
     "rmsnorm_row": ("rmsnorm", lambda r, c, o: {"rows": r, "cols": c}),
     "argmax_row": ("argmax", lambda r, c, o: {"rows": r, "cols": c}),
     "matmul_sxs": ("linear", lambda r, c, o: {"m": r, "k": c, "n": o}),
+    "embedding": ("embedding", lambda r, c, o: {"tokens": r, "vocab": c, "width": o}),
 }
 
 
@@ -250,11 +251,11 @@ def test_bumblebee_lines_pass_through_both_measured_sizes():
     assert set(by_op) >= set(SPU_OPS) - {"matmul_sxs"}
     for op, op_runs in by_op.items():
         kind, dims = SPU_OPS[op]
-        cols = [r["cols"] for r in op_runs]
-        fit_cols = max(set(cols), key=cols.count)  # the row length measured at two sizes
-        fitted = [r for r in op_runs if r["cols"] == fit_cols]
+        row_shapes = [(r["cols"], r["out_cols"]) for r in op_runs]
+        fit_shape = max(set(row_shapes), key=row_shapes.count)  # the row shape measured at two sizes
+        fitted = [r for r in op_runs if (r["cols"], r["out_cols"]) == fit_shape]
         assert len(fitted) == 2, op
-        for run in fitted:  # a third shape at another row length: see the entry's notes
+        for run in fitted:  # other shapes: see the entry's notes
             d = dims(run["rows"], run["cols"], run["out_cols"])
             assert _cost(t, kind, "comm_bytes", **d) == pytest.approx(run["total_bytes"], abs=1), run
 
@@ -292,3 +293,27 @@ def test_rounds_are_integers_at_any_shape(name):
         for size in (1, 3, 100, 50257):
             rounds = _cost(table, kind, "rounds", **{d: size for d in dims})
             assert float(rounds).is_integer(), f"{name}.{kind}: {rounds} rounds at {size}"
+
+
+# -- shaft: SHAFT's own ops from third-party runs, CrypTen's primitives otherwise -------------------
+
+def test_shaft_shares_crypten_primitives_exactly():
+    shaft, crypten = load_protocol("shaft"), load_protocol("crypten")
+    own = {"softmax", "gelu", "gelu_tanh"}
+    assert shaft.param_values == crypten.param_values
+    for kind, entry in shaft.entries.items():
+        if kind in own:
+            continue
+        theirs = crypten.entries[kind]
+        assert {f: x.text for f, x in entry.formulas.items()} == {f: x.text for f, x in theirs.formulas.items()}, kind
+        assert entry.includes_truncation == theirs.includes_truncation
+
+
+def test_shaft_softmax_and_gelu_reproduce_the_reported_runs():
+    t = load_protocol("shaft")
+    for length, mib in ((32, 0.0596), (64, 0.1191), (128, 0.2383), (256, 0.4766)):
+        got = _cost(t, "softmax", "comm_bytes", rows=1, cols=length, valid=length)
+        assert got == pytest.approx(mib * 2**20, rel=1e-3)
+        assert _cost(t, "softmax", "rounds", rows=1, cols=length, valid=length) == 41
+    assert _cost(t, "gelu", "comm_bytes", n=128 * 4096) == pytest.approx(472 * 2**20, rel=1e-6)
+    assert _cost(t, "gelu", "rounds", n=1) == 19

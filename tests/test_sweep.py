@@ -156,9 +156,13 @@ def test_compare_json_is_strict_json(cli):
     assert data["specs"][1]["classes"]["norm"]["savings"]["comm_bytes"] == "inf"
 
 
-def test_uncosted_rows_are_refused_or_listed():
-    spec, table, nets = load_spec("tiny"), load_protocol("bumblebee"), [get_network("lan")]
+def test_uncosted_rows_are_refused_or_listed(tmp_path):
+    text = Path(FIXTURE).read_text().replace("name: sweepfix", "name: noembed")
+    text = "\n".join(line for line in text.splitlines() if not line.strip().startswith("embedding:"))
+    path = tmp_path / "noembed.yaml"
+    path.write_text(text + "\n")
+    spec, table, nets = load_spec("tiny"), load_protocol(str(path)), [get_network("lan")]
     with pytest.raises(UserError, match="cannot cost op embed.tok"):
         sweep(spec, [8], [table], nets)
     result = sweep(spec, [8], [table], nets, allow_uncosted=True)
-    assert result.uncosted == {"bumblebee": ("embed.tok",)} and "embedding" not in result.classes
+    assert result.uncosted == {"noembed": ("embed.tok",)} and "embedding" not in result.classes

@@ -101,19 +101,23 @@ def test_atomic_writing_leaves_nothing_on_error(tmp_path, monkeypatch):
     with pytest.raises(UserError):
         build_report(config(protocols=("nosuchprotocol",)), md)
     assert md.read_text() == "old report\n" and sorted(p.name for p in tmp_path.iterdir()) == ["r.md"]
-    # a failure while writing the markdown keeps the old file and leaves no temporary file
     import picost.atomic as atomic
 
     built = build_report(config(), md, plots=False)
-
-    def boom(*a, **k):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(atomic.os, "replace", boom)
+    # a failure while staging (here: content that cannot be written) leaves nothing behind
+    broken = type(built)(built.markdown_path, {**built.files, tmp_path / "r" / "bad.csv": object()})
+    with pytest.raises(TypeError):
+        write_report(broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.md"] and md.read_text() == "old report\n"
+    # a failure while renaming into place keeps the old report and removes the new empty directory
+    monkeypatch.setattr(atomic.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):
         write_report(built)
-    assert md.read_text() == "old report\n"
-    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.md"] and md.read_text() == "old report\n"
+    monkeypatch.undo()
+    write_report(built)
+    assert md.read_text() == built.markdown and (tmp_path / "r" / "latency-tiny-sweepfix.csv").is_file()
+    assert (md.stat().st_mode & 0o777) == 0o666 & ~atomic._umask()
 
 
 def test_report_cli_and_bad_options(cli, tmp_path):

@@ -114,6 +114,11 @@ def build_report(config: ReportConfig, markdown_path: str | Path, plots: bool = 
     networks = [get_network(n, bandwidth=config.bandwidth, rtt=config.rtt) for n in config.networks]
     if not tables or not networks:
         raise UserError("give at least one protocol and one network", field="--protocol")
+    for what, names, option in (("model", [m.label for m in models], "SPECS"),
+                                ("protocol", [t.name for t in tables], "--protocol"),
+                                ("network", [n.name for n in networks], "--network")):
+        if len(set(names)) != len(names):
+            raise UserError(f"each {what} may appear once in a report (got {', '.join(names)})", field=option)
     contexts = parse_contexts(config.sweep, "--sweep")
     estimates = {(m.label, t.name, n.name): estimate_lowered(lower(m.spec, config.context), t, n, allow_uncosted=True)
                  for m in models for t in tables for n in networks}

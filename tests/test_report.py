@@ -130,6 +130,8 @@ def test_report_cli_and_bad_options(cli, tmp_path):
                  ["tiny", "-p", FIXTURE, "--sweep", "4,x", "-o", str(tmp_path / "y.md")],
                  ["tiny", "-p", FIXTURE, "-n", "moon", "-o", str(tmp_path / "y.md")],
                  ["tiny", "-o", str(tmp_path / "y.md")],
+                 ["tiny", "tiny", "-p", FIXTURE, "-o", str(tmp_path / "y.md")],
+                 ["tiny", "-p", f"{FIXTURE},{FIXTURE}", "-o", str(tmp_path / "y.md")],
                  ["tiny", "--all"]):
         bad = cli("report", *args)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, (args, bad.stderr)

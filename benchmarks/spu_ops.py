@@ -20,7 +20,9 @@ Output: one JSON object per (protocol, op, shape) on stdout: ``total_bytes`` (su
 sent bytes = all bytes on the wire), ``party_send_bytes`` (sorted), ``max_send_actions`` (the most
 messages any party sent: an upper bound on sequential rounds), the input ``elements`` (``rows`` x
 ``cols``; W is ``cols`` x ``out_cols`` for matmuls) and the wall time of the warm run in seconds
-(``warm_s``, not a meaningful latency: all parties share one machine).
+(``warm_s``, not a meaningful latency: all parties share one machine). CHEETAH matmuls add
+``he_log``: SPU's own log lines of its HE dot (polynomial degree and moduli; per product the block
+partition and the MiB of query and response ciphertexts).
 
 The committed results (``benchmarks/results/spu_*.jsonl``; about 15 minutes on 2 cores) come from::
 
@@ -77,6 +79,7 @@ OPS = {
 
 _LINK = re.compile(r"Link details: total send bytes (\d+), recv bytes (\d+), "
                    r"send actions (\d+), recv actions (\d+)")
+_HE_LOG = re.compile(r"\[cheetah_dot\.cc:\d+\] (.*)")
 _DONE = re.compile(r"SPU execution \S+ completed, .*?execution took ([0-9.e-]+)s")
 
 
@@ -217,9 +220,13 @@ def measure(protocol: str, op: str, rows: int, cols: int, out_cols: int) -> dict
     if len(links) != PROTOCOLS[protocol] or not times:
         raise RuntimeError(f"expected one profile per party from {protocol} {op}:\n{text[-2000:]}")
     sends = sorted(link[0] for link in links)
-    return {"protocol": protocol, "op": op, "rows": rows, "cols": cols, "out_cols": out_cols,
-            "elements": rows * cols, "total_bytes": sum(sends), "party_send_bytes": sends,
-            "max_send_actions": max(link[2] for link in links), "warm_s": max(times)}
+    result = {"protocol": protocol, "op": op, "rows": rows, "cols": cols, "out_cols": out_cols,
+              "elements": rows * cols, "total_bytes": sum(sends), "party_send_bytes": sends,
+              "max_send_actions": max(link[2] for link in links), "warm_s": max(times)}
+    he_log = [m.group(1).strip() for m in _HE_LOG.finditer(text)]
+    if he_log:  # CHEETAH's HE matmul logs its parameters (cold run) and partition/sizes per dot
+        result["he_log"] = sorted(set(he_log[:1] + [line for line in _HE_LOG.findall(warm)]))
+    return result
 
 
 def _shape(text: str) -> tuple[int, int, int]:

@@ -269,6 +269,8 @@ def test_bumblebee_matches_reference_appendix_a():
     assert _cost(t, "mul", "comm_bytes", n=n) == pytest.approx(1837616 + 1789664, rel=1e-3)
     assert _cost(t, "layernorm", "comm_bytes", rows=128, cols=768) == pytest.approx(33163919 + 32265332, rel=1e-3)
     assert _cost(t, "truncation", "comm_bytes", n=n) == 3.125 * n
+    matmul = _cost(t, "linear", "comm_bytes", m=128, k=768, n=768) + _cost(t, "truncation", "comm_bytes", n=128 * 768)
+    assert matmul == pytest.approx(5566856 + 5284188, rel=1e-4)
 
 
 def test_bumblebee_he_matmul_against_every_measured_shape():

@@ -138,13 +138,3 @@ def _weighted_ops(spec: "ModelSpec", T: Any, chosen: set[str]) -> list[tuple["Op
     return [(op, 1 if op.layer is None else weights[op.layer]) for op in ops
             if op.layer is None or op.layer in (full, bare)]
 
-
-def to_numpy(expr: Any, symbols: list[Any]) -> Any:
-    """A numpy function of ``symbols`` computing ``expr`` (:func:`picost.formula.lambdify_numpy`),
-    with ``log(x)/log(2)`` rewritten as ``log2(x)`` so that it is exact at powers of two (in floating
-    point ``ceil(log(2**29)/log(2))`` is 30)."""
-    from sympy.codegen.rewriting import log2_opt, optimize
-
-    from picost.formula import lambdify_numpy
-
-    return lambdify_numpy(optimize(expr, [log2_opt]), symbols)

@@ -79,9 +79,9 @@ def _integer_fn(diff: Any, T: Any) -> Callable[[int], float]:
     """``diff`` as a function of an integer T: numpy-evaluated (exact log2), for speed."""
     import numpy as np
 
-    from picost.costforms import to_numpy
+    from picost.formula import lambdify_numpy
 
-    fn = to_numpy(diff, [T])
+    fn = lambdify_numpy(diff, [T])
 
     def f(t: int) -> float:
         with np.errstate(all="ignore"):

@@ -262,8 +262,11 @@ def _build(node: ast.AST, backend: _Backend) -> Callable[[Mapping[str, Any]], An
 
 def lambdify_numpy(expr: Any, symbols: Any) -> Callable[..., Any]:
     """A numpy function of ``symbols`` computing the sympy ``expr`` (e.g. a total over ops as a
-    function of ``T``), for vectorized sweeps. ``Min``/``Max`` broadcast element-wise."""
+    function of ``T``), for vectorized sweeps. ``Min``/``Max`` broadcast element-wise, and
+    ``log(x)/log(2)`` (how sympy writes ``log2``) is computed as ``numpy.log2(x)``, which is exact
+    at powers of two (in floating point ``ceil(log(2**29)/log(2))`` is 30)."""
     import sympy
+    from sympy.codegen.rewriting import log2_opt, optimize
     from sympy.printing.numpy import NumPyPrinter
 
     class _Printer(NumPyPrinter):
@@ -279,4 +282,4 @@ def lambdify_numpy(expr: Any, symbols: Any) -> Callable[..., Any]:
         def _print_Max(self, e: Any) -> str:
             return self._nested("maximum", e.args)
 
-    return sympy.lambdify(symbols, expr, modules="numpy", printer=_Printer)
+    return sympy.lambdify(symbols, optimize(sympy.sympify(expr), [log2_opt]), modules="numpy", printer=_Printer)

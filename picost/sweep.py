@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
-from picost.costforms import COST_FIELDS, ClassForms, class_forms, to_numpy
+from picost.costforms import COST_FIELDS, ClassForms, class_forms
 from picost.errors import UserError
 from picost.network import Network
 
@@ -60,9 +60,11 @@ class SweepResult:
 def _evaluate(expr: Any, T: Any, contexts: "np.ndarray") -> "np.ndarray":
     import numpy as np
 
+    from picost.formula import lambdify_numpy
+
     if not expr.free_symbols:
         return np.full(contexts.shape, float(expr))
-    fn = to_numpy(expr, [T])
+    fn = lambdify_numpy(expr, [T])
     with np.errstate(all="ignore"):
         return np.broadcast_to(np.asarray(fn(contexts), dtype=float), contexts.shape).copy()
 

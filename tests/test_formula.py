@@ -93,6 +93,14 @@ def test_lambdify_numpy_broadcasts_min_and_max():
     assert np.allclose(fn(ts), expected)
 
 
+def test_lambdify_numpy_is_exact_at_powers_of_two():
+    # sympy writes log2(n) as log(n)/log(2); in floating point ceil(log(2**29)/log(2)) is 30
+    T = sympy.Symbol("T", positive=True, integer=True)
+    fn = lambdify_numpy(parse("ceil(log2(n))", NAMES).symbolic({"n": T}), [T])
+    ks = np.arange(0, 53)
+    assert fn(2.0 ** ks).tolist() == ks.tolist()
+
+
 _LEAVES = st.one_of(st.sampled_from(NAMES), st.integers(0, 50).map(str),
                     st.floats(0.25, 8, allow_nan=False).map(lambda x: repr(round(x, 3))))
 

@@ -390,12 +390,12 @@ def check(
     bandwidth they imply and the lower bound on latency from the bytes alone."""
     from picost.check import check_published
     from picost.render import dump_json, human_bytes, human_seconds
-    from picost.units import parse_bytes, parse_seconds
+    from picost.network import parse_bytes, parse_duration
 
     if fmt not in ("table", "json"):
         raise UserError(f"unknown value '{fmt}' for --format; choose from table, json", field="--format")
     link = _one_network(network, bandwidth, rtt)
-    r = check_published(parse_bytes(comm, "--comm"), parse_seconds(latency, "--latency"),
+    r = check_published(parse_bytes(comm, "--comm"), parse_duration(latency, "--latency", default_unit="s"),
                         link.bandwidth_bps / 8, link.round_s, rounds)
     if fmt == "json":
         _out(dump_json({"schema": "picost.check/1", "network": link.as_dict(), "comm_bytes": r.comm_bytes,

@@ -5,7 +5,11 @@ Units (case-sensitive: ``b`` is bits, ``B`` is bytes):
 * bandwidth: ``bps``, ``bit/s``, ``b/s`` (bits) or ``Bps``, ``B/s`` (bytes), with an optional
   decimal prefix ``k``/``K``, ``M``, ``G``, ``T`` or binary prefix ``Ki``, ``Mi``, ``Gi``, ``Ti``;
   e.g. ``100Mbps``, ``1Gbps``, ``3Gbit/s``, ``400MB/s`` (= 3.2 Gbit/s);
-* time: ``s``, ``ms``, ``us`` (or ``µs``), ``ns``; e.g. ``80ms``, ``0.5ms``, ``1s``.
+* time: ``ns``, ``us`` (or ``µs``), ``ms``, ``s`` (or ``sec``), ``min``, ``h``; e.g. ``80ms``,
+  ``0.5ms``, ``1s``, ``8.2min``;
+* size: ``B`` (bytes) or ``b`` (bits) with the same prefixes; e.g. ``25.3GB``, ``1.5GiB``, ``800Mb``.
+
+Decimal prefixes are powers of 1000, binary ones (``Ki`` ... ``Ti``) powers of 1024.
 
 The latency model (what a round costs, duplex, how both directions count) is in
 ``docs/latency-model.md``: a round costs one one-way delay (RTT / 2), and the bytes of both
@@ -31,11 +35,16 @@ for _p, _scale in _PREFIXES.items():
         _BANDWIDTH_UNITS[_p + _suffix] = _scale
     for _suffix in ("Bps", "B/s"):
         _BANDWIDTH_UNITS[_p + _suffix] = 8 * _scale
-_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_SIZE_UNITS: dict[str, float] = {}  # unit -> bytes
+for _p, _scale in _PREFIXES.items():
+    _SIZE_UNITS[_p + "B"] = _scale
+    _SIZE_UNITS[_p + "b"] = _scale / 8
+_TIME_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0}
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([-+]?[0-9]+))?\s*([^\s0-9.][^\s]*)?\s*$")
 
 
-def _split(text: Any, what: str, option: str, example: str) -> tuple[float, str]:
+def _split(text: Any, what: str, option: str, example: str, default_unit: str | None = None) -> tuple[float, str]:
+    """The number and the unit of ``text``; a missing unit is ``default_unit`` (``None``: an error)."""
     if isinstance(text, bool) or not isinstance(text, str):
         raise UserError(f"{what} must be text with a unit, e.g. {example} (got {text!r})", field=option)
     match = _QUANTITY.match(text)
@@ -44,7 +53,9 @@ def _split(text: Any, what: str, option: str, example: str) -> tuple[float, str]
                         field=option)
     mantissa, exponent, unit = match.groups()
     if not unit:
-        raise UserError(f"{what} '{text}' has no unit; write e.g. {example}", field=option)
+        if default_unit is None:
+            raise UserError(f"{what} '{text}' has no unit; write e.g. {example}", field=option)
+        unit = default_unit
     value = float(mantissa + (f"e{exponent}" if exponent else ""))
     if not math.isfinite(value):
         raise UserError(f"{what} '{text}' is not finite", field=option)
@@ -63,12 +74,27 @@ def parse_bandwidth(text: Any, option: str = "--bandwidth") -> float:
     return bits_per_s
 
 
-def parse_duration(text: Any, option: str = "--rtt") -> float:
-    """``'80ms'`` -> 0.08 (seconds). Unknown units are a :class:`UserError`; zero is allowed."""
-    value, unit = _split(text, "time", option, "80ms, 0.5ms or 1s")
+def parse_duration(text: Any, option: str = "--rtt", default_unit: str | None = None) -> float:
+    """``'80ms'`` -> 0.08, ``'8.2min'`` -> 492 (seconds). A number without a unit is in
+    ``default_unit`` (``None``: an error). Unknown units are a :class:`UserError`; zero is allowed."""
+    value, unit = _split(text, "time", option, "80ms, 0.5ms, 1s or 8.2min", default_unit)
     if unit not in _TIME_UNITS:
-        raise UserError(f"unknown time unit '{unit}' in '{text}'; use s, ms, us or ns (e.g. 80ms)", field=option)
+        raise UserError(f"unknown time unit '{unit}' in '{text}'; use {', '.join(_TIME_UNITS)} (e.g. 80ms)",
+                        field=option)
     return value * _TIME_UNITS[unit]
+
+
+def parse_bytes(text: Any, option: str = "--comm") -> float:
+    """``'25.3GB'`` -> 2.53e10, ``'1.5GiB'``, ``'800Mb'`` (bits) -> 1e8 (bytes). A number without a
+    unit is bytes. Zero or unknown units are a :class:`UserError`."""
+    value, unit = _split(text, "size", option, "25.3GB, 1.5GiB or 800Mb", default_unit="B")
+    if unit not in _SIZE_UNITS:
+        raise UserError(f"unknown size unit '{unit}' in '{text}'; use B, kB, MB, GB, TB, KiB..TiB, "
+                        "or bits (b, Mb, Gb)", field=option)
+    n_bytes = value * _SIZE_UNITS[unit]
+    if n_bytes <= 0:
+        raise UserError(f"size '{text}' must be positive", field=option)
+    return n_bytes
 
 
 @dataclass(frozen=True)

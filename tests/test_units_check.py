@@ -6,7 +6,7 @@ import pytest
 
 from picost.check import check_published
 from picost.errors import UserError
-from picost.units import parse_bytes, parse_seconds
+from picost.network import parse_bytes, parse_duration
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -18,12 +18,12 @@ def test_parse_bytes(text, expected):
 
 @pytest.mark.parametrize("text,expected", [
     ("8.2min", 492.0), ("80ms", 0.08), ("3s", 3.0), ("1.5h", 5400.0), ("12", 12.0), ("250us", 250e-6)])
-def test_parse_seconds(text, expected):
-    assert parse_seconds(text) == pytest.approx(expected)
+def test_parse_latency(text, expected):  # as `picost check --latency` reads it: no unit means seconds
+    assert parse_duration(text, "--latency", default_unit="s") == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("fn,text", [(parse_bytes, "25.3GX"), (parse_bytes, "-1GB"), (parse_bytes, "GB"),
-                                     (parse_seconds, "8 fortnights"), (parse_seconds, "0s")])
+                                     (parse_bytes, "0GB"), (parse_duration, "8 fortnights")])
 def test_bad_units_are_user_errors(fn, text):
     with pytest.raises(UserError):
         fn(text)
@@ -61,6 +61,6 @@ def test_check_cli(cli):
     assert ok.returncode == 0 and "verdict: consistent" in ok.stdout
     for args in (("--comm", "25.3GQ", "--latency", "1s"), ("--comm", "1GB", "--latency", "soon"),
                  ("--comm", "1GB", "--latency", "1s", "-n", "moon"), ("--comm", "1GB"),
-                 ("--comm", "1GB", "--latency", "1s", "--rounds", "-3")):
+                 ("--comm", "1GB", "--latency", "1s", "--rounds", "-3"), ("--comm", "1GB", "--latency", "0s")):
         bad = cli("check", *args)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, (args, bad.stderr)

@@ -120,13 +120,9 @@ def _weighted_ops(spec: "ModelSpec", T: Any, chosen: set[str]) -> list[tuple["Op
     """The ops to cost, each with how many times it counts (1, or a layer count in ``L``)."""
     import sympy
 
-    from picost.flops import _lower_view, _WidthView
-    from picost.lower import lower
+    from picost.lower import lower_symbolic
 
-    if "d" in chosen:
-        ops = _lower_view(_WidthView(spec, sympy.Symbol("d", positive=True, integer=True)), T)
-    else:
-        ops = list(lower(spec, T).ops)
+    ops = lower_symbolic(spec, T, sympy.Symbol("d", positive=True, integer=True) if "d" in chosen else None).ops
     if "L" not in chosen:
         return [(op, 1) for op in ops]
     L = sympy.Symbol("L", positive=True, integer=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from picost.lower import Lowered, lower
+from picost.lower import Lowered, lower, lower_symbolic
 from picost.ops import NONLINEAR_KINDS, Block, Op
 from picost.spec import ModelSpec
 
@@ -120,8 +120,7 @@ def symbolic_flops(spec: ModelSpec, symbols: Iterable[str] = ("T",)) -> dict[str
         raise UserError(f"unknown symbol(s) {sorted(unknown)}; choose from {', '.join(SYMBOL_NAMES)}",
                         field="symbols")
     T = sympy.Symbol("T", positive=True, integer=True) if "T" in chosen else spec.context_length
-    view: Any = _WidthView(spec, sympy.Symbol("d", positive=True, integer=True)) if "d" in chosen else spec
-    lowered = Lowered(spec, T, tuple(_lower_view(view, T)))
+    lowered = lower_symbolic(spec, T, sympy.Symbol("d", positive=True, integer=True) if "d" in chosen else None)
     if "L" not in chosen:
         groups = FlopsReport(lowered).by_group()
     else:
@@ -129,26 +128,6 @@ def symbolic_flops(spec: ModelSpec, symbols: Iterable[str] = ("T",)) -> dict[str
     groups = {g: sympy.expand(v) for g, v in groups.items()}
     groups["total"] = sympy.expand(sum(groups.values()))
     return groups
-
-
-def _lower_view(view: Any, T: Any) -> list[Op]:
-    from picost.lower import _Lowerer
-
-    return _Lowerer(view, T).ops()
-
-
-class _WidthView:
-    """A spec seen with a symbolic width ``d``: head_dim and FFN width kept as the spec's multiples
-    of d (head_dim = d / n_heads unless the spec gives head_dim), vocab as given. Everything else
-    is read from the spec."""
-
-    def __init__(self, spec: ModelSpec, d: Any) -> None:
-        self._spec, self.d_model = spec, d
-        self.dim_head = d * spec.dim_head / spec.d_model
-        self.ffn_width = d * spec.ffn_width / spec.d_model
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._spec, name)
 
 
 def _groups_in_L(spec: ModelSpec, lowered: Lowered, L: Any) -> dict[str, Any]:

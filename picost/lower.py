@@ -40,6 +40,28 @@ def lower(spec: ModelSpec, context: Any = None) -> Lowered:
     return Lowered(spec, T, tuple(_Lowerer(spec, T).ops()))
 
 
+def lower_symbolic(spec: ModelSpec, T: Any, d: Any = None) -> Lowered:
+    """Lower ``spec`` at context ``T`` (an int or a sympy symbol); with ``d`` (e.g. a sympy symbol)
+    the model width is ``d``, and head_dim and the FFN width keep their ratio to the spec's width
+    (head_dim = d / n_heads unless the spec gives head_dim); the vocabulary is as given."""
+    if d is None:
+        return lower(spec, T)
+    return Lowered(spec, T, tuple(_Lowerer(_WidthView(spec, d), T).ops()))
+
+
+class _WidthView:
+    """A spec seen with width ``d``: see :func:`lower_symbolic`. Everything else is read from
+    the spec."""
+
+    def __init__(self, spec: ModelSpec, d: Any) -> None:
+        self._spec, self.d_model = spec, d
+        self.dim_head = d * spec.dim_head / spec.d_model
+        self.ffn_width = d * spec.ffn_width / spec.d_model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._spec, name)
+
+
 class _Lowerer:
     def __init__(self, spec: ModelSpec, T: Any) -> None:
         self.s = spec

@@ -7,12 +7,13 @@ pruned layers; total FLOPs as a closed sum of 2*m*k*n terms; symbolic forms equa
 
 from __future__ import annotations
 
+import pytest
 import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from picost.flops import count_flops, symbolic_flops
-from picost.lower import lower
+from picost.lower import lower, lower_symbolic
 from picost.ops import Block
 from picost.spec import GATED_ACTIVATIONS, ModelSpec
 from tests.strategies import valid_specs, with_fields
@@ -132,3 +133,15 @@ def test_symbolic_flops_in_T_L_d_equal_the_count(spec: ModelSpec, T: int, scale:
                          head_dim=scale * spec.head_dim if spec.head_dim is not None else None,
                          d_ff=scale * spec.ffn_width, d_ff_multiplier=None)
     assert form.subs({T_: T, L_: layers, d_: scaled.d_model}) == count_flops(scaled, T).total
+
+
+@PROPS
+@given(spec=valid_specs(max_layers=3), T=contexts)
+def test_lower_symbolic_at_the_specs_own_sizes_is_the_lowering(spec: ModelSpec, T: int) -> None:
+    T_, d_ = (sympy.Symbol(s, positive=True, integer=True) for s in ("T", "d"))
+    symbolic, numeric = lower_symbolic(spec, T_, d_).ops, lower(spec, T).ops
+    assert [(op.name, op.kind) for op in symbolic] == [(op.name, op.kind) for op in numeric]
+    assert symbolic[0].name == "embed.tok" and symbolic[0].dims["width"] == d_
+    for sym_op, op in zip(symbolic, numeric):
+        at = {k: float(sympy.sympify(v).subs({T_: T, d_: spec.d_model})) for k, v in sym_op.dims.items()}
+        assert at == pytest.approx({k: float(v) for k, v in op.dims.items()}, rel=1e-12)

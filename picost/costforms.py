@@ -2,7 +2,7 @@
 (and, on request, the layer count ``L`` and the width ``d``).
 
 The model is lowered with symbolic sizes; each row's cost formulas
-(:meth:`~picost.protocols.ProtocolTable.cost_exprs`) are summed per op class (``truncation``
+(:func:`picost.estimate.cost_expressions`) are summed per op class (``truncation``
 rows apart) and per field: ``comm_bytes`` (bytes, both directions), ``rounds``, ``compute_s``
 (seconds). Latency follows the estimate's model (``docs/latency-model.md``)::
 
@@ -83,7 +83,7 @@ def class_forms(spec: "ModelSpec", table: "ProtocolTable", allow_uncosted: bool 
     """Lower ``spec`` with the chosen symbolic sizes and sum its rows' costs per op class."""
     import sympy
 
-    from picost.protocols import TRUNCATION
+    from picost.estimate import ROW_CLASSES, cost_expressions
 
     chosen = set(symbols)
     if chosen - set(SYMBOLS):
@@ -93,24 +93,19 @@ def class_forms(spec: "ModelSpec", table: "ProtocolTable", allow_uncosted: bool 
     terms: dict[str, dict[str, list[Any]]] = {}
     uncosted: list[str] = []
     costed: set[str] = set()
-    for op, weight in _weighted_ops(spec, T, chosen):
+    weighted = _weighted_ops(spec, T, chosen)
+    for op, weight in weighted:
         terms.setdefault(op.op_class, {f: [] for f in FORM_FIELDS})["flops"].append(weight * op.flops)
-        for name, kind, exprs in table.cost_exprs(op):
-            if exprs is None:
-                if not allow_uncosted:
-                    raise UserError(f"protocol table '{table.name}' cannot cost op {name} (kind {kind}); pass "
-                                    "--allow-uncosted (allow_uncosted=True) to leave it out and list it",
-                                    file=table.path)
-                uncosted.append(name)
-                continue
-            op_class = "truncation" if kind == TRUNCATION else op.op_class
-            costed.add(op_class)
-            per_field = terms.setdefault(op_class, {f: [] for f in FORM_FIELDS})
-            for f in COST_FIELDS:
-                if f in exprs:
-                    per_field[f].append(weight * exprs[f])
-    from picost.estimate import ROW_CLASSES
-
+    weights = {op.name: weight for op, weight in weighted}
+    for row in cost_expressions([op for op, _ in weighted], table, allow_uncosted):
+        if row.exprs is None:
+            uncosted.append(row.name)
+            continue
+        costed.add(row.op_class)
+        per_field = terms.setdefault(row.op_class, {f: [] for f in FORM_FIELDS})
+        for f in COST_FIELDS:
+            if f in row.exprs:
+                per_field[f].append(weights[row.op.name] * row.exprs[f])
     forms = {c: {f: sympy.expand(sympy.Add(*ts)) if chosen - {"T"} else sympy.Add(*ts)
                  for f, ts in terms[c].items()} for c in ROW_CLASSES if c in terms}
     return ClassForms(spec.name, table.name, T, forms, tuple(uncosted), tuple(c for c in forms if c in costed))

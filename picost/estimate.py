@@ -220,16 +220,31 @@ def _spec(spec: Any) -> "ModelSpec":
 
 # -- symbolic totals, for sweeps and closed forms ---------------------------------------------
 
-def cost_expressions(spec: Any, protocol: str | Path | ProtocolTable, context: Any) -> list[tuple[Op, str, dict[str, Any]]]:
-    """Per estimate row: ``(op, row name, {field: sympy expr})`` with the op's dims substituted;
-    ``context`` may be a sympy symbol. Uncosted rows raise :class:`UserError` (as in the estimate)."""
+@dataclass(frozen=True)
+class RowExprs:
+    """One estimate row as sympy expressions: the op it comes from, the row's name and class
+    (``truncation`` for a truncation row), and ``{field: expr}`` (bytes, rounds, seconds; the
+    fields the table gives), or ``None`` for a row the table cannot cost."""
+
+    op: Op
+    name: str
+    op_class: str
+    exprs: dict[str, Any] | None
+
+
+def cost_expressions(ops: Iterable[Op], protocol: str | Path | ProtocolTable,
+                     allow_uncosted: bool = False) -> list[RowExprs]:
+    """The estimate rows of ``ops`` with their costs as sympy expressions, the ops' dims (which may
+    contain sympy symbols such as ``T``) substituted. A row the table cannot cost raises
+    :class:`UserError` (as in the estimate), or with ``allow_uncosted`` has ``exprs = None``."""
     table = load_protocol(protocol)
     out = []
-    for op in lower(_spec(spec), context).ops:
+    for op in ops:
         for name, kind, exprs in table.cost_exprs(op):
-            if exprs is None:
-                raise table.uncosted_error(op, name, kind == TRUNCATION)
-            out.append((op, name, exprs))
+            is_truncation = kind == TRUNCATION
+            if exprs is None and not allow_uncosted:
+                raise table.uncosted_error(op, name, is_truncation)
+            out.append(RowExprs(op, name, "truncation" if is_truncation else op.op_class, exprs))
     return out
 
 
@@ -242,9 +257,9 @@ def total_expressions(spec: Any, protocol: str | Path | ProtocolTable, network: 
 
     link = get_network(network, **network_overrides)
     totals = {f: sympy.Integer(0) for f in ("comm_bytes", "rounds", "compute_s")}
-    for _op, _name, exprs in cost_expressions(spec, protocol, context):
+    for row in cost_expressions(lower(_spec(spec), context).ops, protocol):
         for f in totals:
-            totals[f] += exprs.get(f, 0)
+            totals[f] += row.exprs.get(f, 0)
     bandwidth = sympy.nsimplify(link.bandwidth_bps)
     round_s = sympy.nsimplify(link.round_s)
     totals["latency_s"] = totals["compute_s"] + totals["comm_bytes"] * 8 / bandwidth + totals["rounds"] * round_s

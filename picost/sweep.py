@@ -1,7 +1,7 @@
 """Vectorized context sweeps: costs per op class over many T, protocols and networks at once.
 
 For each protocol the model is lowered *once* with a sympy symbol ``T``; the cost expressions of
-its rows (:meth:`~picost.protocols.ProtocolTable.cost_exprs`) are summed per op class and field
+its rows (:func:`picost.estimate.cost_expressions`) are summed per op class and field
 (``comm_bytes``, ``rounds``, ``compute_s``), lambdified *once* and evaluated over a numpy array
 of contexts. Latency is then numpy arithmetic per network, with the estimate's model
 (``docs/latency-model.md``)::

@@ -10,7 +10,7 @@ import sympy
 
 import picost
 from picost.errors import UserError
-from picost.estimate import ROW_CLASSES, estimate, total_expressions
+from picost.estimate import ROW_CLASSES, cost_expressions, estimate, total_expressions
 from picost.formula import lambdify_numpy
 from picost.network import Network
 from picost.protocols import load_protocol, shipped_protocol_names
@@ -159,6 +159,21 @@ def test_symbolic_totals_match_numeric_estimates():
     assert np.allclose(latency(ts), [n.latency_s for n in numeric], rtol=1e-12)
     assert [int(totals["comm_bytes"].subs(T, int(t))) for t in ts] == [n.comm_bytes for n in numeric]
     assert [int(totals["rounds"].subs(T, int(t))) for t in ts] == [n.rounds for n in numeric]
+
+
+@pytest.mark.parametrize("table", [FX, PARTIAL])
+def test_symbolic_rows_are_the_estimate_rows(table):
+    from picost.lower import lower
+
+    T = sympy.Symbol("T", positive=True, integer=True)
+    rows = cost_expressions(lower(picost.load_spec("tiny"), T).ops, table, allow_uncosted=True)
+    numeric = estimate("tiny", table, "wan", context=7, allow_uncosted=True).rows
+    assert [(r.name, r.op_class, r.exprs is not None) for r in rows] == [(n.name, n.op_class, n.costed) for n in numeric]
+    assert any(r.op_class == "truncation" for r in rows)
+    for r, n in zip(rows, numeric):
+        if n.costed:
+            at_7 = [sympy.sympify(r.exprs[f]).subs(T, 7) for f in ("comm_bytes", "rounds")]
+            assert at_7 == [n.comm_bytes, n.rounds], r.name
 
 
 def test_symbolic_totals_refuse_uncosted_ops():

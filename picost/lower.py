@@ -104,33 +104,20 @@ class _Lowerer:
         s, L = self.s, f"L{layer}"
         pre = s.has_norm and s.norm.placement == "pre"
         post = s.has_norm and s.norm.placement == "post"
-        if s.parallel_residual:
+        branches = [("attn", self.attention)] + ([("ffn", self.ffn)] if has_ffn else [])
+        for part, body in branches:
             if pre:
-                self.norm(f"{L}.ln_attn", layer)
-            self.attention(layer)
-            if has_ffn:
-                if pre:
-                    self.norm(f"{L}.ln_ffn", layer)
-                self.ffn(layer)
-                self.residual(f"{L}.ffn.residual", layer)
-            self.residual(f"{L}.attn.residual", layer)
+                self.norm(f"{L}.ln_{part}", layer)
+            body(layer)
+            if not s.parallel_residual:
+                self.residual(f"{L}.{part}.residual", layer)
+                if post:
+                    self.norm(f"{L}.ln_{part}", layer)
+        if s.parallel_residual:  # x + attn(x) + ffn(x): both residual adds after both branches
+            for part, _ in reversed(branches):
+                self.residual(f"{L}.{part}.residual", layer)
             if post:
                 self.norm(f"{L}.ln_out", layer)
-            return
-        if pre:
-            self.norm(f"{L}.ln_attn", layer)
-        self.attention(layer)
-        self.residual(f"{L}.attn.residual", layer)
-        if post:
-            self.norm(f"{L}.ln_attn", layer)
-        if not has_ffn:
-            return
-        if pre:
-            self.norm(f"{L}.ln_ffn", layer)
-        self.ffn(layer)
-        self.residual(f"{L}.ffn.residual", layer)
-        if post:
-            self.norm(f"{L}.ln_ffn", layer)
 
     def attention(self, layer: int) -> None:
         s, L, A = self.s, f"L{layer}.attn", Block.ATTENTION

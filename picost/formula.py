@@ -22,6 +22,7 @@ sympy and numpy are imported only by the last two.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Mapping
@@ -151,58 +152,33 @@ def _is_array(x: Any) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype")
 
 
-def _ceil(x: Any) -> Any:
-    if _is_array(x):
-        import numpy as np
+def _unary(name: str) -> Callable[[Any], Any]:
+    """``math.<name>`` on a number (``math.log2`` is exact for powers of two), ``numpy.<name>`` on
+    an array."""
+    scalar = getattr(math, name)
 
-        return np.ceil(x)
-    return math.ceil(x)
+    def fn(x: Any) -> Any:
+        if _is_array(x):
+            import numpy as np
 
+            return getattr(np, name)(x)
+        return scalar(x)
 
-def _floor(x: Any) -> Any:
-    if _is_array(x):
-        import numpy as np
-
-        return np.floor(x)
-    return math.floor(x)
-
-
-def _log2(x: Any) -> Any:
-    if _is_array(x):
-        import numpy as np
-
-        return np.log2(x)
-    return math.log2(x)  # exact for powers of two
+    return fn
 
 
-def _sqrt(x: Any) -> Any:
-    if _is_array(x):
-        import numpy as np
+def _fold(scalar: Callable[..., Any], array_name: str) -> Callable[..., Any]:
+    """``min``/``max``: the builtin on numbers, ``numpy.<array_name>`` folded over the arguments
+    (element-wise) when any of them is an array."""
 
-        return np.sqrt(x)
-    return math.sqrt(x)
+    def fn(*xs: Any) -> Any:
+        if any(_is_array(x) for x in xs):
+            import numpy as np
 
+            return functools.reduce(getattr(np, array_name), xs)
+        return scalar(xs)
 
-def _min(*xs: Any) -> Any:
-    if any(_is_array(x) for x in xs):
-        import numpy as np
-
-        out = xs[0]
-        for x in xs[1:]:
-            out = np.minimum(out, x)
-        return out
-    return min(xs)
-
-
-def _max(*xs: Any) -> Any:
-    if any(_is_array(x) for x in xs):
-        import numpy as np
-
-        out = xs[0]
-        for x in xs[1:]:
-            out = np.maximum(out, x)
-        return out
-    return max(xs)
+    return fn
 
 
 def _pow(base: Any, exponent: Any) -> Any:
@@ -212,8 +188,8 @@ def _pow(base: Any, exponent: Any) -> Any:
     return base ** exponent
 
 
-_PYTHON = _Backend({"log2": _log2, "ceil": _ceil, "floor": _floor, "sqrt": _sqrt, "min": _min, "max": _max},
-                   lambda v: v, _pow)
+_PYTHON = _Backend({**{name: _unary(name) for name in ("log2", "ceil", "floor", "sqrt")},
+                    "min": _fold(min, "minimum"), "max": _fold(max, "maximum")}, lambda v: v, _pow)
 
 
 def _sympy_backend() -> _Backend:

@@ -93,6 +93,12 @@ def test_lambdify_numpy_broadcasts_min_and_max():
     assert np.allclose(fn(ts), expected)
 
 
+def test_value_on_arrays_is_element_wise():
+    f = parse("min(n, 100, m) + max(n, 3) + ceil(log2(n)) + floor(sqrt(n))", NAMES)
+    ns = np.array([1, 4, 50, 200, 1000, 2**29])
+    assert f.value({"n": ns, "m": 60}).tolist() == [f.value({"n": int(n), "m": 60}) for n in ns]
+
+
 def test_lambdify_numpy_is_exact_at_powers_of_two():
     # sympy writes log2(n) as log(n)/log(2); in floating point ceil(log(2**29)/log(2)) is 30
     T = sympy.Symbol("T", positive=True, integer=True)

@@ -8,7 +8,7 @@ Heavy modules (torch, pandas, matplotlib, sympy) are imported inside the command
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import typer
 
@@ -158,6 +158,22 @@ def _mpc_failed(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
+def _show_checked(result: Any, fmt: str, to_json: Callable[[Any], Any], render: Callable[[Any], Iterable[Any]],
+                  summary: str) -> None:
+    """Print an engine run checked against the table: JSON, or its tables and a summary line;
+    exit 1 unless ``result.ok``."""
+    if fmt == "json":
+        from picost.render import dump_json
+
+        _echo(dump_json(to_json(result)))
+    else:
+        for part in render(result):
+            _print(part)
+        _echo(summary)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def validate(
     specs: Optional[list[str]] = typer.Argument(None, help="Specs to run privately (default: tiny and its variants)."),
@@ -190,19 +206,11 @@ def validate(
                                     on_progress=lambda done, _: progress.update(task, completed=done))
         except MpcRunError as exc:
             _mpc_failed(exc)
-    if fmt == "json":
-        from picost.render import dump_json
-
-        _echo(dump_json(report.validation_json(result)))
-    else:
-        for part in report.render_validation(result):
-            _print(part)
-        _echo(f"{'OK' if result.ok else 'MISMATCH'}: predicted == measured for "
-              f"{sum(r.ok for r in result.op_rows) + sum(r.ok for m in result.models for r in m.rows)} of "
-              f"{len(result.op_rows) + sum(len(m.rows) for m in result.models)} rows; launch wall time "
-              f"{result.wall_s:.1f} s")
-    if not result.ok:
-        raise typer.Exit(1)
+    _show_checked(result, fmt, report.validation_json, report.render_validation,
+                  f"{'OK' if result.ok else 'MISMATCH'}: predicted == measured for "
+                  f"{sum(r.ok for r in result.op_rows) + sum(r.ok for m in result.models for r in m.rows)} of "
+                  f"{len(result.op_rows) + sum(len(m.rows) for m in result.models)} rows; launch wall time "
+                  f"{result.wall_s:.1f} s")
 
 
 mpc_app = typer.Typer(help="The real two-party engine: private runs of a spec.", no_args_is_help=True)
@@ -238,17 +246,9 @@ def mpc_run(
     except MpcRunError as exc:
         _mpc_failed(exc)
     result = check_model(spec, ids, seed, run, context=job["context"])
-    if fmt == "json":
-        from picost.render import dump_json
-
-        _echo(dump_json(report.model_json(result)))
-    else:
-        for part in report.render_model(result):
-            _print(part)
-        _echo(f"next token: {result.next_token} (plaintext: {result.reference_token}); max |logit error| "
-              f"{result.max_abs_error:.3g}; launch wall time {run.wall_s:.1f} s")
-    if not result.ok:
-        raise typer.Exit(1)
+    _show_checked(result, fmt, report.model_json, report.render_model,
+                  f"next token: {result.next_token} (plaintext: {result.reference_token}); max |logit error| "
+                  f"{result.max_abs_error:.3g}; launch wall time {run.wall_s:.1f} s")
 
 
 @mpc_app.command("party", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

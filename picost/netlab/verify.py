@@ -78,7 +78,7 @@ def probe(lab: Netlab, src: str, dst: str, pings: int, bulk_bytes: int) -> dict:
              "measure", lab.address(dst), str(port), "--pings", str(pings),
              "--bulk-bytes", str(bulk_bytes)],
             capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
-            env={**lab.party_env(src)})
+            env=lab.party_env(src))
         if done.returncode != 0:
             raise NetlabError(f"probe {src}->{dst} failed: {done.stderr.strip()}")
         return json.loads(done.stdout)

@@ -5,12 +5,19 @@ Python API (same functions as the CLI)::
     from picost import load_spec, lower, count_flops
     spec = load_spec("gpt2")
     report = count_flops(spec, context=128)
+
+    from picost import estimate
+    est = estimate("gpt2", protocol="bumblebee", network="wan", context=128)
+    est.totals.latency_s, est.by("class"), est.to_frame()
+
+Nothing heavy (sympy, pandas, torch) is imported here.
 """
 
 from picost.errors import UserError
+from picost.estimate import Estimate, estimate
 from picost.flops import count_flops, symbolic_flops
 from picost.lower import lower
 from picost.spec import ModelSpec, load_spec
 
-__all__ = ["ModelSpec", "UserError", "count_flops", "load_spec", "lower", "symbolic_flops"]
+__all__ = ["Estimate", "ModelSpec", "UserError", "count_flops", "estimate", "load_spec", "lower", "symbolic_flops"]
 __version__ = "0.1.0"

@@ -89,6 +89,175 @@ def flops(
         flops_report.render(report, by=by, fmt=fmt))
 
 
+@app.command()
+def estimate(
+    spec: str = typer.Argument(..., help="Spec file (YAML or HF config.json) or shipped spec name."),
+    protocol: str = typer.Option(..., "--protocol", "-p", help="Protocol table: shipped name (see `picost protocols`) or path."),
+    network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset: lan, wan, wan400, ... (see docs/latency-model.md)."),
+    context: Optional[int] = typer.Option(None, "--context", "-T", help="Tokens T (default: the spec's context_length)."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Override bandwidth, e.g. 100Mbps, 1Gbps, 400MB/s."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Override round-trip time, e.g. 80ms, 0.5ms."),
+    by: str = typer.Option("class", "--by", help="Breakdown: op | layer | block | class."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json | csv | md."),
+    allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="List ops the table cannot cost as UNCOSTED rows instead of failing."),
+) -> None:
+    """Communication, rounds and latency of one private forward pass, per op and per group."""
+    from picost import estimate_report
+    from picost.estimate import estimate as run_estimate
+
+    _choice(by, ("op", "layer", "block", "class"), "--by")
+    _choice(fmt, ("table", "json", "csv", "md"), "--format")
+    result = run_estimate(spec, protocol, network, context, bandwidth=bandwidth, rtt=rtt,
+                          allow_uncosted=allow_uncosted)
+    out = estimate_report.render(result, by=by, fmt=fmt)
+    _print(out) if fmt == "table" else _echo(out)
+
+
+protocols_app = typer.Typer(help="Protocol cost tables: list them, or show one's formulas and sources.",
+                            invoke_without_command=True, no_args_is_help=False)
+app.add_typer(protocols_app, name="protocols")
+
+
+@protocols_app.callback()
+def protocols(ctx: typer.Context) -> None:
+    """List the shipped protocol tables with their setting and confidence."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from picost.protocol_docs import listing
+    from picost.protocols import shipped_protocols_dir
+    from picost.render import rich_table
+
+    _print(rich_table(f"Protocol tables ({shipped_protocols_dir()})", ("name", "setting", "op kinds", "confidence"),
+                      listing(), [False, False, True, False]))
+
+
+@protocols_app.command("show")
+def protocols_show(
+    protocol: str = typer.Argument(..., help="Shipped table name or path."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output: table | md (the generated docs page)."),
+) -> None:
+    """Each op kind's formulas (bytes, rounds, compute, offline) and sources."""
+    from picost import protocol_docs
+    from picost.protocols import load_protocol
+
+    _choice(fmt, ("table", "md"), "--format")
+    table = load_protocol(protocol)
+    _echo(protocol_docs.markdown(table)) if fmt == "md" else _print(protocol_docs.rich_view(table))
+
+# -- the two-party engine (picost.mpc; needs torch) -------------------------------------------
+
+def _need_torch() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise UserError("the MPC engine needs torch: pip install 'picost[torch]'")
+
+
+def _mpc_failed(exc: Exception) -> None:
+    sys.stderr.write(f"error: {exc}\n")
+    raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    specs: Optional[list[str]] = typer.Argument(None, help="Specs to run privately (default: tiny and its variants)."),
+    context: int = typer.Option(4, "--context", "-T", min=1, help="Prompt tokens per model run."),
+    ops: bool = typer.Option(True, "--ops/--no-ops", help="Also run every op kind at three shapes."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for any message before failing."),
+    protocol: str = typer.Option("picost-2pc", "--protocol", "-p", help="Table to check the measurements against."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
+) -> None:
+    """Run the two-party engine and check measured bytes and rounds against picost-2pc (exit 1 on a mismatch)."""
+    _choice(fmt, ("table", "json"), "--format")
+    _need_torch()
+    from rich.progress import Progress
+
+    from picost.mpc import report
+    from picost.mpc.launcher import MpcRunError
+    from picost.mpc.validate import DEFAULT_SPECS, run_validation
+    from picost.protocols import load_protocol
+    from picost.spec import load_spec
+
+    table = load_protocol(protocol)
+    chosen = list(specs) if specs else list(DEFAULT_SPECS)
+    for ref in chosen:
+        load_spec(ref)  # bad specs fail fast with a located error
+    total = len(chosen) + int(ops)
+    with Progress(transient=True) as progress:
+        task = progress.add_task("two-party runs (client, server, dealer)", total=total)
+        try:
+            result = run_validation(chosen, context, ops, timeout_s=timeout, table=table,
+                                    on_progress=lambda done, _: progress.update(task, completed=done))
+        except MpcRunError as exc:
+            _mpc_failed(exc)
+    if fmt == "json":
+        from picost.render import dump_json
+
+        _echo(dump_json(report.validation_json(result)))
+    else:
+        for part in report.render_validation(result):
+            _print(part)
+        _echo(f"{'OK' if result.ok else 'MISMATCH'}: predicted == measured for "
+              f"{sum(r.ok for r in result.op_rows) + sum(r.ok for m in result.models for r in m.rows)} of "
+              f"{len(result.op_rows) + sum(len(m.rows) for m in result.models)} rows; launch wall time "
+              f"{result.wall_s:.1f} s")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+mpc_app = typer.Typer(help="The real two-party engine: private runs of a spec.", no_args_is_help=True)
+app.add_typer(mpc_app, name="mpc")
+
+
+@mpc_app.command("run")
+def mpc_run(
+    spec: str = typer.Argument(..., help="Spec file or shipped spec name."),
+    tokens: str = typer.Option(..., "--tokens", help="Comma-separated token ids (the client's private prompt)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the server's random weights (as the torch reference)."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for any message before failing."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address the parties rendezvous at."),
+    port: Optional[int] = typer.Option(None, "--port", help="Rendezvous port (default: a free one)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
+) -> None:
+    """Run SPEC privately on --tokens: next token, error vs plaintext, per-op cost (measured and predicted)."""
+    _choice(fmt, ("table", "json"), "--format")
+    _need_torch()
+    try:
+        ids = [int(t) for t in tokens.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"--tokens must be comma-separated integers (got '{tokens}')", field="--tokens") from None
+    from picost.mpc import report
+    from picost.mpc.launcher import MpcRunError, model_job, run_local
+    from picost.mpc.validate import check_model
+
+    job = model_job(spec, ids, seed)
+    try:
+        run = run_local(job, host=host, port=port, timeout_s=timeout)
+    except MpcRunError as exc:
+        _mpc_failed(exc)
+    result = check_model(spec, ids, seed, run)
+    if fmt == "json":
+        from picost.render import dump_json
+
+        _echo(dump_json(report.model_json(result)))
+    else:
+        for part in report.render_model(result):
+            _print(part)
+        _echo(f"next token: {result.next_token} (plaintext: {result.reference_token}); max |logit error| "
+              f"{result.max_abs_error:.3g}; launch wall time {run.wall_s:.1f} s")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@mpc_app.command("party", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def mpc_party(ctx: typer.Context) -> None:
+    """One party of a multi-host run: same options as `python -m picost.mpc.party --help`."""
+    _need_torch()
+    from picost.mpc.party import main as party_main
+
+    raise typer.Exit(party_main(list(ctx.args)))
+
+
 def main() -> None:
     """Console entry point: run the app, turning user errors into one message and exit code 2.
 

@@ -1,0 +1,244 @@
+"""The estimate: ops x protocol table x network -> one row per op, totals and group-bys.
+
+Each op of the lowered model becomes a row (and ops with fixed-point outputs a ``<name>.trunc``
+row of class ``truncation``, unless the table's entry already pays for it; see
+``docs/protocol-tables.md``). Per row, in seconds and bytes::
+
+    comm_s    = comm_bytes * 8 / bandwidth_bps          (both directions together)
+    latency_s = compute_s + comm_s + rounds * rtt_s / 2  (compute_s = 0 when the table has none)
+
+The model and its reasons are in ``docs/latency-model.md``. Totals are the sums of the rows in
+op order; group-bys (``layer``, ``block``, ``class``) sum the same rows. Online costs make the
+latency; ``offline_bytes`` (preprocessing) is reported apart and never enters it.
+
+An op the table cannot cost raises :class:`~picost.errors.UserError` naming the op and the table,
+or, with ``allow_uncosted``, becomes a row with ``costed = False`` whose costs are ``None``
+(shown as "uncosted" in every output) and which counts in ``Totals.uncosted``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from picost.lower import Lowered, lower
+from picost.network import Network, get_network
+from picost.ops import CLASSES, Op
+from picost.protocols import ProtocolTable, load_protocol
+
+if TYPE_CHECKING:
+    from picost.spec import ModelSpec
+
+ROW_CLASSES = CLASSES + ("truncation",)
+GROUP_KEYS = ("layer", "block", "class")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One estimate row. Costs are ``None`` when not given by the table (or uncosted)."""
+
+    name: str
+    kind: str
+    op_class: str
+    layer: int | None
+    block: str
+    flops: int
+    costed: bool
+    comm_bytes: Any = None
+    bytes_client_to_server: Any = None
+    bytes_server_to_client: Any = None
+    rounds: Any = None
+    compute_s: float | None = None
+    comm_s: float | None = None
+    latency_s: float | None = None
+    offline_bytes: Any = None
+    source: str | None = None
+    formulas: Mapping[str, str] = field(default_factory=dict)
+    uncosted_reason: str | None = None
+
+    @property
+    def layer_label(self) -> str:
+        """``L3`` inside the blocks; the block name (embedding, norm, head) outside them."""
+        return f"L{self.layer}" if self.layer is not None else self.block
+
+    def group(self, key: str) -> str:
+        if key == "layer":
+            return self.layer_label
+        if key == "block":
+            return self.block
+        if key == "class":
+            return self.op_class
+        raise ValueError(f"unknown group key {key!r}")
+
+
+_SUMMED = ("flops", "comm_bytes", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes")
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Sums over rows. Per-direction bytes are summed only if every costed row has them
+    (else ``None``); ``compute_rows``/``offline_rows`` count the rows that model them."""
+
+    rows: int
+    costed: int
+    uncosted: int
+    flops: int
+    comm_bytes: Any
+    rounds: Any
+    compute_s: float
+    comm_s: float
+    latency_s: float
+    offline_bytes: Any
+    bytes_client_to_server: Any
+    bytes_server_to_client: Any
+    compute_rows: int
+    offline_rows: int
+
+    @classmethod
+    def of(cls, rows: Iterable[Row]) -> "Totals":
+        rows = list(rows)
+        costed = [r for r in rows if r.costed]
+        sums = {name: sum((getattr(r, name) or 0 for r in rows), 0) for name in _SUMMED}
+        directions = all(r.bytes_client_to_server is not None for r in costed)
+        return cls(
+            rows=len(rows), costed=len(costed), uncosted=len(rows) - len(costed), **sums,
+            bytes_client_to_server=sum(r.bytes_client_to_server for r in costed) if directions else None,
+            bytes_server_to_client=sum(r.bytes_server_to_client for r in costed) if directions else None,
+            compute_rows=sum(r.compute_s is not None for r in costed),
+            offline_rows=sum(r.offline_bytes is not None for r in costed))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What one forward pass costs under a protocol and a network, row by row."""
+
+    spec_name: str
+    context: int
+    phase: str
+    batch_size: int
+    protocol: ProtocolTable
+    network: Network
+    rows: tuple[Row, ...]
+    totals: Totals
+
+    def by(self, key: str) -> dict[str, Totals]:
+        """Totals per group (``layer``, ``block`` or ``class``), groups in first-seen order
+        (classes in :data:`ROW_CLASSES` order)."""
+        groups: dict[str, list[Row]] = {}
+        if key == "class":
+            groups = {c: [] for c in ROW_CLASSES}
+        for row in self.rows:
+            groups.setdefault(row.group(key), []).append(row)
+        return {g: Totals.of(rs) for g, rs in groups.items() if rs}
+
+    def share(self, latency_s: float | None) -> float | None:
+        """Fraction of the total latency."""
+        if latency_s is None or not self.totals.latency_s:
+            return None
+        return latency_s / self.totals.latency_s
+
+    @property
+    def dominant_class(self) -> str | None:
+        """The class with the largest latency."""
+        by_class = self.by("class")
+        return max(by_class, key=lambda c: by_class[c].latency_s) if by_class else None
+
+    @property
+    def bytes_bound_s(self) -> float:
+        """Lower bound on latency from the online bytes alone: total bytes / bandwidth."""
+        return self.network.transfer_s(self.totals.comm_bytes)
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame with one row per estimate row (pandas imported here)."""
+        import pandas as pd
+
+        records = []
+        for r in self.rows:
+            records.append({
+                "name": r.name, "kind": r.kind, "class": r.op_class, "layer": r.layer_label, "block": r.block,
+                "flops": r.flops, "costed": r.costed, "comm_bytes": r.comm_bytes,
+                "bytes_client_to_server": r.bytes_client_to_server,
+                "bytes_server_to_client": r.bytes_server_to_client, "rounds": r.rounds,
+                "compute_s": r.compute_s, "comm_s": r.comm_s, "latency_s": r.latency_s,
+                "offline_bytes": r.offline_bytes, "share": self.share(r.latency_s), "source": r.source})
+        return pd.DataFrame.from_records(records)
+
+
+def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
+                     allow_uncosted: bool = False) -> Estimate:
+    """Cost every op of ``lowered`` (int shapes) under ``table`` over ``network``."""
+    rows = []
+    round_s = network.round_s
+    for op in lowered.ops:
+        for cost in table.cost(op, allow_uncosted):
+            flops = 0 if cost.is_truncation else op.flops
+            op_class = "truncation" if cost.is_truncation else op.op_class
+            if not cost.costed:
+                rows.append(Row(cost.name, cost.kind, op_class, op.layer, op.block.value, flops, False,
+                                uncosted_reason=cost.uncosted_reason))
+                continue
+            comm_s = network.transfer_s(cost.comm_bytes)
+            latency_s = (cost.compute_s or 0) + comm_s + cost.rounds * round_s
+            rows.append(Row(cost.name, cost.kind, op_class, op.layer, op.block.value, flops, True,
+                            cost.comm_bytes, cost.bytes_client_to_server, cost.bytes_server_to_client,
+                            cost.rounds, cost.compute_s, comm_s, latency_s, cost.offline_bytes,
+                            cost.source, cost.formulas))
+    spec = lowered.spec
+    return Estimate(spec.name, lowered.context, spec.phase, spec.batch_size, table, network, tuple(rows),
+                    Totals.of(rows))
+
+
+def estimate(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTable,
+             network: str | Network | None = None, context: int | None = None, *,
+             bandwidth: str | None = None, rtt: str | None = None, allow_uncosted: bool = False) -> Estimate:
+    """The Python API of ``picost estimate``.
+
+    ``spec``: a :class:`~picost.spec.ModelSpec`, a shipped spec name or a path; ``protocol``: a
+    shipped table name, a path or a loaded :class:`ProtocolTable`; ``network``: a preset name or
+    a :class:`Network` (``bandwidth``/``rtt`` text such as ``"100Mbps"``/``"80ms"`` override it);
+    ``context``: tokens T (default: the spec's ``context_length``).
+    """
+    model = _spec(spec)
+    table = load_protocol(protocol)
+    link = get_network(network, bandwidth=bandwidth, rtt=rtt)
+    return estimate_lowered(lower(model, context), table, link, allow_uncosted)
+
+
+def _spec(spec: Any) -> "ModelSpec":
+    from picost.spec import ModelSpec, load_spec
+
+    return spec if isinstance(spec, ModelSpec) else load_spec(spec)
+
+
+# -- symbolic totals, for sweeps and closed forms ---------------------------------------------
+
+def cost_expressions(spec: Any, protocol: str | Path | ProtocolTable, context: Any) -> list[tuple[Op, str, dict[str, Any]]]:
+    """Per estimate row: ``(op, row name, {field: sympy expr})`` with the op's dims substituted;
+    ``context`` may be a sympy symbol. Uncosted rows raise :class:`UserError` (as in the estimate)."""
+    table = load_protocol(protocol)
+    out = []
+    for op in lower(_spec(spec), context).ops:
+        for name, _kind, exprs in table.cost_exprs(op):
+            if exprs is None:
+                table.cost(op)  # raises the located uncosted-op error
+            out.append((op, name, exprs))
+    return out
+
+
+def total_expressions(spec: Any, protocol: str | Path | ProtocolTable, network: str | Network | None,
+                      context: Any, **network_overrides: str) -> dict[str, Any]:
+    """Sympy totals (``comm_bytes``, ``rounds``, ``compute_s``, ``latency_s``) of one forward pass
+    as expressions in ``context`` (e.g. ``sympy.Symbol('T', positive=True, integer=True)``).
+    Lambdify them once with :func:`picost.formula.lambdify_numpy` to sweep T."""
+    import sympy
+
+    link = get_network(network, **network_overrides)
+    totals = {f: sympy.Integer(0) for f in ("comm_bytes", "rounds", "compute_s")}
+    for _op, _name, exprs in cost_expressions(spec, protocol, context):
+        for f in totals:
+            totals[f] += exprs.get(f, 0)
+    bandwidth = sympy.nsimplify(link.bandwidth_bps)
+    round_s = sympy.nsimplify(link.round_s)
+    totals["latency_s"] = totals["compute_s"] + totals["comm_bytes"] * 8 / bandwidth + totals["rounds"] * round_s
+    return totals

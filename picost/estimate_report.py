@@ -1,0 +1,170 @@
+"""The `picost estimate` output: tables, CSV, markdown and the stable JSON schema ``picost.estimate/1``.
+
+JSON schema ``picost.estimate/1`` (bytes in bytes, times in seconds; ``null`` = not given by the
+table, or the row is uncosted)::
+
+    {
+      "schema": "picost.estimate/1",
+      "spec": str, "context": int, "phase": "prefill" | "decode", "batch_size": int,
+      "protocol": {"name", "description", "setting": {"parties", "threat_model",
+                   "correlated_randomness", "ring_bits", "fractional_bits", "he"}, "confidence"},
+      "network": {"name", "bandwidth_bps", "rtt_s", "round_s", "source"},
+      "latency_model": str,
+      "totals": TOTALS + {"bytes_bound_s": float, "dominant_class": str | null},
+      "by_layer": {group: TOTALS}, "by_block": {group: TOTALS}, "by_class": {group: TOTALS},
+      "rows": [{"name", "kind", "class", "layer", "block", "flops", "costed", "comm_bytes",
+                "bytes_client_to_server", "bytes_server_to_client", "rounds", "compute_s",
+                "comm_s", "latency_s", "offline_bytes", "share", "source", "formulas": {field: str},
+                "uncosted_reason"}]
+    }
+
+    TOTALS = {"rows", "costed", "uncosted", "flops", "comm_bytes", "bytes_client_to_server",
+              "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s",
+              "offline_bytes", "compute_rows", "offline_rows", "share"}
+
+``rows[].layer`` is ``L<i>`` inside the blocks and the block name outside them. ``share`` is the
+fraction of the total latency. Totals are the sums of the rows in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from picost.estimate import Estimate, Row, Totals
+from picost.render import dump_csv, dump_json, dump_markdown, human_bytes, human_count, human_seconds
+
+SCHEMA = "picost.estimate/1"
+LATENCY_MODEL = ("latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * round_s, "
+                 "round_s = rtt_s / 2 (docs/latency-model.md)")
+UNCOSTED = "UNCOSTED"
+
+
+def _totals_dict(est: Estimate, t: Totals) -> dict[str, Any]:
+    return {**asdict(t), "share": est.share(t.latency_s)}
+
+
+def as_dict(est: Estimate) -> dict[str, Any]:
+    p = est.protocol
+    totals = _totals_dict(est, est.totals)
+    totals.update(bytes_bound_s=est.bytes_bound_s, dominant_class=est.dominant_class)
+    return {
+        "schema": SCHEMA,
+        "spec": est.spec_name, "context": est.context, "phase": est.phase, "batch_size": est.batch_size,
+        "protocol": {"name": p.name, "description": p.description,
+                     "setting": {**asdict(p.setting), "he": dict(p.setting.he)}, "confidence": p.confidence},
+        "network": est.network.as_dict(),
+        "latency_model": LATENCY_MODEL,
+        "totals": totals,
+        **{f"by_{key}": {g: _totals_dict(est, t) for g, t in est.by(key).items()} for key in ("layer", "block", "class")},
+        "rows": [_row_dict(est, r) for r in est.rows],
+    }
+
+
+def _row_dict(est: Estimate, r: Row) -> dict[str, Any]:
+    return {"name": r.name, "kind": r.kind, "class": r.op_class, "layer": r.layer_label, "block": r.block,
+            "flops": r.flops, "costed": r.costed, "comm_bytes": r.comm_bytes,
+            "bytes_client_to_server": r.bytes_client_to_server, "bytes_server_to_client": r.bytes_server_to_client,
+            "rounds": r.rounds, "compute_s": r.compute_s, "comm_s": r.comm_s, "latency_s": r.latency_s,
+            "offline_bytes": r.offline_bytes, "share": est.share(r.latency_s), "source": r.source,
+            "formulas": dict(r.formulas), "uncosted_reason": r.uncosted_reason}
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+_OP_HEADER = ("op", "kind", "class", "bytes", "rounds", "compute", "comm", "latency", "share", "source")
+_GROUP_HEADER = ("rows", "bytes", "rounds", "compute", "comm", "latency", "share")
+_CSV_OP_HEADER = ("name", "kind", "class", "layer", "block", "flops", "comm_bytes", "bytes_client_to_server",
+                  "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes", "share",
+                  "costed", "source")
+_CSV_GROUP_HEADER = ("rows", "uncosted", "flops", "comm_bytes", "rounds", "compute_s", "comm_s", "latency_s",
+                     "offline_bytes", "share")
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}%"
+
+
+def _human_rows(est: Estimate, by: str) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    if by == "op":
+        rows = []
+        for r in est.rows:
+            if not r.costed:
+                rows.append((r.name, r.kind, r.op_class, UNCOSTED, UNCOSTED, "", "", UNCOSTED, "",
+                             r.uncosted_reason))
+                continue
+            rows.append((r.name, r.kind, r.op_class, human_bytes(r.comm_bytes), human_count(r.rounds),
+                         "" if r.compute_s is None else human_seconds(r.compute_s), human_seconds(r.comm_s),
+                         human_seconds(r.latency_s), _pct(est.share(r.latency_s)), r.source))
+        return _OP_HEADER, rows
+    rows = []
+    for group, t in est.by(by).items():
+        count = f"{t.rows}" + (f" ({t.uncosted} {UNCOSTED})" if t.uncosted else "")
+        compute = human_seconds(t.compute_s) if t.compute_rows else "-"
+        rows.append((group, count, human_bytes(t.comm_bytes), human_count(t.rounds), compute,
+                     human_seconds(t.comm_s), human_seconds(t.latency_s), _pct(est.share(t.latency_s))))
+    return (by,) + _GROUP_HEADER, rows
+
+
+def summary_lines(est: Estimate) -> list[str]:
+    """The closing summary: totals, dominant class, bytes-only bound, caveats."""
+    t = est.totals
+    lines = [
+        f"total online communication: {t.comm_bytes / 1e9:.4g} GB ({t.comm_bytes:,.0f} bytes)"
+        + (f"; client->server {human_bytes(t.bytes_client_to_server)}, server->client "
+           f"{human_bytes(t.bytes_server_to_client)}" if t.bytes_client_to_server is not None else ""),
+        f"rounds: {t.rounds:,.0f}   latency: {human_seconds(t.latency_s)} (compute {human_seconds(t.compute_s)}, "
+        f"transfer {human_seconds(t.comm_s)}, round delays {human_seconds(t.latency_s - t.compute_s - t.comm_s)})",
+        f"dominant class: {est.dominant_class} ({_pct(est.share(est.by('class')[est.dominant_class].latency_s))} "
+        f"of latency)" if est.dominant_class else "dominant class: none",
+        f"lower bound on latency from bytes alone: {human_seconds(est.bytes_bound_s)} "
+        f"({est.network.summary()})",
+    ]
+    if t.offline_rows:
+        lines.append(f"offline (preprocessing) bytes, not in the latency: {human_bytes(t.offline_bytes)} "
+                     f"({t.offline_rows} rows give them)")
+    if t.compute_rows < t.costed:
+        lines.append(f"compute time given by the table for {t.compute_rows} of {t.costed} rows; the others count "
+                     f"communication and rounds only")
+    if t.uncosted:
+        lines.append(f"WARNING: {t.uncosted} {UNCOSTED} rows (the table cannot cost them); all totals leave them out")
+    return lines
+
+
+def _title(est: Estimate) -> str:
+    return (f"{est.spec_name} at T={est.context} ({est.phase}, batch {est.batch_size}) under {est.protocol.name} "
+            f"over {est.network.name} ({est.network.summary()})")
+
+
+def render(est: Estimate, by: str, fmt: str) -> Any:
+    """``fmt`` json/csv/md -> text; ``table`` -> a rich renderable."""
+    if fmt == "json":
+        return dump_json(as_dict(est))
+    if fmt == "csv":
+        return _csv(est, by)
+    header, rows = _human_rows(est, by)
+    align = [False] + [True] * (len(header) - 1)
+    if by == "op":
+        align = [False, False, False, True, True, True, True, True, True, False]
+    if fmt == "md":
+        return (f"## {_title(est)}\n\n" + dump_markdown(header, rows, align) + "\n"
+                + "".join(f"- {line}\n" for line in summary_lines(est)))
+    from rich.console import Group
+    from rich.text import Text
+
+    from picost.render import rich_table
+
+    table = rich_table(_title(est), header, rows, align)
+    return Group(table, Text("\n".join(summary_lines(est))))
+
+
+def _csv(est: Estimate, by: str) -> str:
+    if by == "op":
+        rows = [(r.name, r.kind, r.op_class, r.layer_label, r.block, r.flops, r.comm_bytes,
+                 r.bytes_client_to_server, r.bytes_server_to_client, r.rounds, r.compute_s, r.comm_s, r.latency_s,
+                 r.offline_bytes, est.share(r.latency_s), r.costed,
+                 r.source if r.costed else f"{UNCOSTED}: {r.uncosted_reason}") for r in est.rows]
+        return dump_csv(_CSV_OP_HEADER, rows)
+    rows = [(g, t.rows, t.uncosted, t.flops, t.comm_bytes, t.rounds, t.compute_s, t.comm_s, t.latency_s,
+             t.offline_bytes, est.share(t.latency_s)) for g, t in est.by(by).items()]
+    return dump_csv((by,) + _CSV_GROUP_HEADER, rows)

@@ -1,0 +1,275 @@
+"""Cost formulas: a small, restricted arithmetic grammar, never ``eval``.
+
+A formula is a string such as ``"2 * (m*k + k*n) * ell / 8"`` or ``"ceil(log2(cols)) * 6"``.
+Grammar: numbers, the names a caller allows, ``+ - * / **``, unary minus, parentheses and the
+functions ``log2``, ``ceil``, ``floor``, ``min``, ``max``, ``sqrt``. The text is parsed by
+Python's :mod:`ast` and every node is checked against this grammar before anything is built;
+anything else (attributes, other calls, keywords, lambdas, strings, comparisons, subscripts,
+unknown names) is a :class:`~picost.errors.UserError` naming the file, line and field.
+
+One checked tree feeds three evaluators built from the same node walk:
+
+* :meth:`Formula.value` -- plain Python numbers (ints stay exact: ``16*n`` with an int ``n`` is an
+  int; ``/`` gives a float, integral results come back as ints). Fast, no sympy. This is the
+  estimate's path.
+* :meth:`Formula.symbolic` -- a sympy expression; symbol values may themselves be sympy
+  expressions (e.g. dims containing a symbol ``T``), which substitutes them on the way.
+* :func:`lambdify_numpy` -- turns such sympy expressions into numpy functions for sweeps.
+
+sympy and numpy are imported only by the last two.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Collection, Mapping
+
+from picost.errors import UserError
+
+FUNCTIONS: dict[str, tuple[int, int | None]] = {
+    # name: (min args, max args or None for unbounded)
+    "log2": (1, 1),
+    "ceil": (1, 1),
+    "floor": (1, 1),
+    "sqrt": (1, 1),
+    "min": (2, None),
+    "max": (2, None),
+}
+
+_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+_UNARY = {ast.USub: "-", ast.UAdd: "+"}
+
+Number = Any  # int, float, or a numpy array / sympy expression in the other evaluators
+
+
+@dataclass(frozen=True)
+class Formula:
+    """A checked formula: its text, the names it uses and a compiled numeric evaluator."""
+
+    text: str
+    names: frozenset[str]
+    tree: ast.Expression = field(repr=False, compare=False)
+    _value: Callable[[Mapping[str, Any]], Any] = field(repr=False, compare=False)
+
+    def value(self, env: Mapping[str, Any]) -> Any:
+        """Evaluate with Python numbers (or numpy arrays) for every name; integral floats -> int."""
+        out = self._value(env)
+        if isinstance(out, float) and out.is_integer() and abs(out) < 2**53:
+            return int(out)
+        return out
+
+    def symbolic(self, env: Mapping[str, Any] | None = None) -> Any:
+        """A sympy expression. Names missing from ``env`` become positive sympy symbols."""
+        import sympy
+
+        values = dict(env or {})
+        for name in self.names - values.keys():
+            values[name] = sympy.Symbol(name, positive=True)
+        return _build(self.tree.body, _sympy_backend())(values)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse(text: Any, allowed_names: Collection[str], *, file: str | None = None,
+          line: int | None = None, field_name: str | None = None) -> Formula:
+    """Check ``text`` against the grammar and the ``allowed_names``; return a :class:`Formula`.
+
+    ``text`` may be a string or a plain number (YAML ``rounds: 40``). Errors are located with
+    ``file``, ``line`` and ``field_name``.
+    """
+
+    def fail(message: str) -> UserError:
+        return UserError(f"formula {text!r}: {message}", file=file, line=line, field=field_name)
+
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise fail("a formula must be a string or a number")
+    if isinstance(text, float) and not math.isfinite(text):
+        raise fail("a formula must be finite")
+    source = str(text).strip()
+    if not source:
+        raise fail("empty formula")
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as exc:
+        raise fail(f"syntax error ({exc.msg})") from None
+    names: set[str] = set()
+    _check(tree.body, frozenset(allowed_names), names, fail)
+    return Formula(source, frozenset(names), tree, _build(tree.body, _PYTHON))
+
+
+def _check(node: ast.AST, allowed: frozenset[str], names: set[str], fail: Callable[[str], UserError]) -> None:
+    """Raise unless ``node`` is inside the grammar; collect the names it uses."""
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+            raise fail(f"only numbers are allowed as constants, not {node.value!r}")
+        return
+    if isinstance(node, ast.Name):
+        if node.id in FUNCTIONS:
+            raise fail(f"'{node.id}' is a function; call it as {node.id}(...)")
+        if node.id not in allowed:
+            hint = ", ".join(sorted(allowed)) or "none"
+            raise fail(f"unknown symbol '{node.id}' (allowed here: {hint})")
+        names.add(node.id)
+        return
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        _check(node.left, allowed, names, fail)
+        _check(node.right, allowed, names, fail)
+        return
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        _check(node.operand, allowed, names, fail)
+        return
+    if isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+            what = ast.unparse(node.func)
+            raise fail(f"unknown function '{what}' (allowed: {', '.join(FUNCTIONS)})")
+        if node.keywords:
+            raise fail(f"{node.func.id}() takes no keyword arguments")
+        lo, hi = FUNCTIONS[node.func.id]
+        if len(node.args) < lo or (hi is not None and len(node.args) > hi):
+            want = str(lo) if hi == lo else f"at least {lo}"
+            raise fail(f"{node.func.id}() takes {want} argument(s), got {len(node.args)}")
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                raise fail("argument unpacking is not allowed")
+            _check(arg, allowed, names, fail)
+        return
+    raise fail(f"'{ast.unparse(node)}' is outside the formula grammar "
+               f"(numbers, names, + - * / **, parentheses, {', '.join(FUNCTIONS)})")
+
+
+# -- evaluators built from a checked tree -----------------------------------------------------
+
+@dataclass(frozen=True)
+class _Backend:
+    functions: Mapping[str, Callable[..., Any]]
+    constant: Callable[[Any], Any]
+
+
+def _is_array(x: Any) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def _ceil(x: Any) -> Any:
+    if _is_array(x):
+        import numpy as np
+
+        return np.ceil(x)
+    return math.ceil(x)
+
+
+def _floor(x: Any) -> Any:
+    if _is_array(x):
+        import numpy as np
+
+        return np.floor(x)
+    return math.floor(x)
+
+
+def _log2(x: Any) -> Any:
+    if _is_array(x):
+        import numpy as np
+
+        return np.log2(x)
+    return math.log2(x)  # exact for powers of two
+
+
+def _sqrt(x: Any) -> Any:
+    if _is_array(x):
+        import numpy as np
+
+        return np.sqrt(x)
+    return math.sqrt(x)
+
+
+def _min(*xs: Any) -> Any:
+    if any(_is_array(x) for x in xs):
+        import numpy as np
+
+        out = xs[0]
+        for x in xs[1:]:
+            out = np.minimum(out, x)
+        return out
+    return min(xs)
+
+
+def _max(*xs: Any) -> Any:
+    if any(_is_array(x) for x in xs):
+        import numpy as np
+
+        out = xs[0]
+        for x in xs[1:]:
+            out = np.maximum(out, x)
+        return out
+    return max(xs)
+
+
+_PYTHON = _Backend({"log2": _log2, "ceil": _ceil, "floor": _floor, "sqrt": _sqrt, "min": _min, "max": _max},
+                   lambda v: v)
+
+
+def _sympy_backend() -> _Backend:
+    import sympy
+
+    return _Backend({"log2": lambda x: sympy.log(x, 2), "ceil": sympy.ceiling, "floor": sympy.floor,
+                     "sqrt": sympy.sqrt, "min": sympy.Min, "max": sympy.Max},
+                    lambda v: sympy.Integer(v) if isinstance(v, int) else sympy.Rational(repr(v)))
+
+
+def _build(node: ast.AST, backend: _Backend) -> Callable[[Mapping[str, Any]], Any]:
+    """Compile a checked node into a closure ``env -> value`` (no eval, no code generation)."""
+    if isinstance(node, ast.Constant):
+        value = backend.constant(node.value)
+        return lambda env: value
+    if isinstance(node, ast.Name):
+        name = node.id
+        return lambda env: env[name]
+    if isinstance(node, ast.UnaryOp):
+        operand = _build(node.operand, backend)
+        if isinstance(node.op, ast.USub):
+            return lambda env: -operand(env)
+        return operand
+    if isinstance(node, ast.BinOp):
+        left, right = _build(node.left, backend), _build(node.right, backend)
+        op = type(node.op)
+        if op is ast.Add:
+            return lambda env: left(env) + right(env)
+        if op is ast.Sub:
+            return lambda env: left(env) - right(env)
+        if op is ast.Mult:
+            return lambda env: left(env) * right(env)
+        if op is ast.Div:
+            return lambda env: left(env) / right(env)
+        return lambda env: left(env) ** right(env)
+    if isinstance(node, ast.Call):
+        fn = backend.functions[node.func.id]  # type: ignore[union-attr]
+        args = [_build(a, backend) for a in node.args]
+        if len(args) == 1:
+            only = args[0]
+            return lambda env: fn(only(env))
+        return lambda env: fn(*(a(env) for a in args))
+    raise AssertionError(f"unchecked node {ast.dump(node)}")  # _check rejects everything else
+
+
+def lambdify_numpy(expr: Any, symbols: Any) -> Callable[..., Any]:
+    """A numpy function of ``symbols`` computing the sympy ``expr`` (e.g. a total over ops as a
+    function of ``T``), for vectorized sweeps. ``Min``/``Max`` broadcast element-wise."""
+    import sympy
+    from sympy.printing.numpy import NumPyPrinter
+
+    class _Printer(NumPyPrinter):
+        def _nested(self, fn: str, args: Any) -> str:
+            out = self._print(args[0])
+            for arg in args[1:]:
+                out = f"{self._module_format('numpy.' + fn)}({out}, {self._print(arg)})"
+            return out
+
+        def _print_Min(self, e: Any) -> str:
+            return self._nested("minimum", e.args)
+
+        def _print_Max(self, e: Any) -> str:
+            return self._nested("maximum", e.args)
+
+    return sympy.lambdify(symbols, expr, modules="numpy", printer=_Printer)

@@ -1,0 +1,85 @@
+"""Correlated randomness from the dealer (the preprocessing / offline phase).
+
+The dealer runs the same oblivious program as the two parties, so all three know every shape.
+It shares one PRG seed with each party (sent once, op ``_setup``). Then:
+
+* :meth:`Correlations.random` -- a uniform value ``v = v0 + v1``: each party draws its share
+  from its PRG, the dealer draws both; nothing is sent.
+* :meth:`Correlations.private` -- a uniform value one party knows in full (e.g. the masks of a
+  product with the server's weights); drawn from that party's PRG, nothing sent.
+* :meth:`Correlations.correlated` -- a value the dealer computes from the above: the client's
+  share comes from its PRG, the dealer sends the server its share ``v - v0``. These are the
+  only offline bytes.
+* :meth:`Correlations.dealer_only` -- randomness only the dealer needs (masks inside tables).
+
+``torch.Generator`` (Mersenne Twister) stands in for a cryptographic PRG: enough to measure
+costs and test correctness, not a secure implementation.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+
+from picost.mpc import ring
+from picost.mpc.transport import CLIENT, DEALER, SERVER, Transport
+
+
+class Correlations:
+    """One party's (or the dealer's) source of correlated randomness."""
+
+    def __init__(self, tx: Transport) -> None:
+        self.tx = tx
+        self.role = tx.rank
+        seeds = torch.zeros(2, dtype=torch.int64)
+        if self.role == DEALER:
+            seeds = torch.tensor([int.from_bytes(os.urandom(7), "little") for _ in range(2)], dtype=torch.int64)
+            tx.offline_send(seeds[0:1], CLIENT)
+            tx.offline_send(seeds[1:2], SERVER)
+            self.gens = {p: torch.Generator().manual_seed(int(seeds[p])) for p in (CLIENT, SERVER)}
+            self.own = torch.Generator().manual_seed(int.from_bytes(os.urandom(7), "little"))
+        else:
+            seed = int(tx.offline_recv(torch.zeros(1, dtype=torch.int64))[0])
+            self.gens = {self.role: torch.Generator().manual_seed(seed)}
+
+    @property
+    def is_dealer(self) -> bool:
+        return self.role == DEALER
+
+    def _draw(self, party: int, shape: tuple[int, ...], mod: int | None) -> torch.Tensor:
+        gen = self.gens[party]
+        return ring.uniform(shape, gen) if mod is None else ring.uniform_mod(shape, mod, gen)
+
+    def random(self, shape: tuple[int, ...], mod: int | None = None) -> torch.Tensor:
+        """A party's share of a uniform value; the dealer gets the value itself."""
+        if not self.is_dealer:
+            return self._draw(self.role, shape, mod)
+        v0, v1 = self._draw(CLIENT, shape, mod), self._draw(SERVER, shape, mod)
+        return v0 + v1 if mod is None else ((v0.to(torch.int16) + v1) % mod).to(torch.uint8)
+
+    def private(self, owner: int, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """A uniform value known in full to ``owner`` and the dealer (None for the other party)."""
+        if self.is_dealer or self.role == owner:
+            return self._draw(owner, shape, None)
+        return None
+
+    def correlated(self, shape: tuple[int, ...], value: Callable[[], torch.Tensor],
+                   mod: int | None = None) -> torch.Tensor:
+        """A party's share of ``value()`` (computed by the dealer only); the dealer gets the value."""
+        if self.role == CLIENT:
+            return self._draw(CLIENT, shape, mod)
+        if self.role == SERVER:
+            like = torch.zeros(shape, dtype=torch.int64 if mod is None else torch.uint8)
+            return self.tx.offline_recv(like)
+        v = value()
+        assert tuple(v.shape) == tuple(shape), (v.shape, shape)
+        v0 = self._draw(CLIENT, shape, mod)
+        v1 = v - v0 if mod is None else ((v.to(torch.int16) - v0 + mod) % mod).to(torch.uint8)
+        self.tx.offline_send(v1, SERVER)
+        return v
+
+    def dealer_only(self, shape: tuple[int, ...], mod: int) -> torch.Tensor | None:
+        """Randomness for the dealer's own use (None on the parties)."""
+        return ring.uniform_mod(shape, mod, self.own) if self.is_dealer else None

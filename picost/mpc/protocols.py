@@ -1,0 +1,271 @@
+"""The two-party building blocks, each costed in the module docstring of ``picost-2pc.yaml``.
+
+All functions take a :class:`Ctx` and additive shares (int64 tensors; the dealer carries zero
+tensors of the same shapes through the program and only produces correlated randomness). Per
+party and per element, online (8 bytes = one ring element):
+
+================  =====================================================  ======
+primitive         what each party sends                                   rounds
+================  =====================================================  ======
+open              its share (8 B)                                          1
+mul (Beaver)      x - a and y - b (8 B each)                                1
+square            x - a (8 B)                                               1
+matmul (Beaver)   X - A and Y - B                                           1
+mul_server        client: x0 - A; server: W - B (server-held operand)       1
+trunc             its share of x + r (8 B); exact up to +1 ulp              1
+spline            x + r (8 B) + 1 B per threshold; + trunc unless exact     2 (+1)
+================  =====================================================  ======
+
+**Truncation** (dealer-assisted, by ``s`` bits, inputs ``|x| < 2^62``): with ``y = x + 2^62``
+the parties open ``c = y + r`` (``r`` uniform); the wrap bit of ``y + r`` is exactly
+``msb(r) and not msb(c)``, so ``floor(y / 2^s) = (c >> s) - (r >> s) - borrow + 2^(64-s) wrap``.
+The dealer gives shares of ``r >> s`` and ``msb(r)``; the borrow of the low ``s`` bits is not
+computed, so the result is ``floor(x / 2^s)`` or one more: error in ``[0, 1]`` ulp, never a wrap
+failure (unlike local SecureML truncation).
+
+**Spline** (piecewise quadratic with public thresholds ``t_j``; comparison = the 1-threshold
+ReLU): inputs ``|x - t_j| < 2^32`` (2^16 in real units at f = 16). The parties open
+``c = x + r``. For each threshold, ``y = x - t_j + 2^32`` has ``[x >= t_j]`` as bit 32, which is
+``bit32(c') xor bit32(r) xor borrow`` with ``c' = c - t_j + 2^32`` public and ``borrow =
+[c' mod 2^32 < r mod 2^32]``. The dealer cuts ``r mod 2^32`` into four 8-bit digits and gives,
+per digit, a shared 256-entry table of ``trit(v, r_i) + s_i mod 3`` (gt/eq/lt of a public digit
+``v`` against ``r_i``, masked by a dealer-only uniform ``s_i``). The parties look up their
+shares at the digits of ``c'`` and open the four masked trits (one byte: base-3 packed),
+uniform by the masks. A second shared table of 81 entries, indexed by the opened trits, gives
+shares of ``r^k * (bit32(r) xor borrow)`` for k = 0..degree; with the public ``bit32(c')`` the
+parties get shares of ``r^k [x >= t_j]`` and, for every segment ``S`` (a difference of two
+threshold bits), ``sum_k coef_k(c) [r^k S]``: the polynomial of ``x = c - r`` on its segment,
+locally. Coefficients are scaled so the result has ``3f`` fractional bits; one truncation by
+``2f`` follows (exact splines such as ReLU need none).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from picost.mpc import ring
+from picost.mpc.dealer import Correlations
+from picost.mpc.splines import Spline
+from picost.mpc.transport import CLIENT, SERVER, Transport
+
+CMP_BITS = 32
+DIGIT_BITS = 8
+DIGITS = CMP_BITS // DIGIT_BITS
+TRIT_COMBOS = 3 ** DIGITS
+_POW3 = torch.tensor([3 ** i for i in range(DIGITS)], dtype=torch.int64)
+
+
+@dataclass
+class Ctx:
+    """A party's view of the protocol: its role, transport, randomness and fixed point."""
+
+    tx: Transport
+    pre: Correlations
+    frac_bits: int
+
+    @property
+    def role(self) -> int:
+        return self.tx.rank
+
+    def public(self, value: torch.Tensor) -> torch.Tensor:
+        """Shares of a public ring value: the client holds it, the server holds 0."""
+        return value.clone() if self.role == CLIENT else torch.zeros_like(value)
+
+    def open(self, x: torch.Tensor) -> torch.Tensor:
+        """Reveal shared ``x`` to both parties (one round)."""
+        return x + self.tx.exchange(x, x)
+
+    def reveal_to_client(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The server sends its share; the client gets ``x``, the server None (one round)."""
+        if self.role == CLIENT:
+            return x + self.tx.exchange(None, x)
+        self.tx.exchange(x if self.role == SERVER else None, None)
+        return None
+
+
+# -- products --------------------------------------------------------------------------------
+
+def mul(ctx: Ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Shares of ``x * y`` (broadcasting), fractional bits added, not truncated."""
+    a = ctx.pre.random(tuple(x.shape))
+    b = ctx.pre.random(tuple(y.shape))
+    out_shape = tuple(torch.broadcast_shapes(x.shape, y.shape))
+    c = ctx.pre.correlated(out_shape, lambda: a * b)
+    d_e = ctx.open(torch.cat([(x - a).reshape(-1), (y - b).reshape(-1)]))
+    d, e = d_e[: x.numel()].view(x.shape), d_e[x.numel():].view(y.shape)
+    z = c + d * b + a * e
+    return z + d * e if ctx.role == CLIENT else z
+
+
+def square(ctx: Ctx, x: torch.Tensor) -> torch.Tensor:
+    """Shares of ``x * x``, not truncated."""
+    a = ctx.pre.random(tuple(x.shape))
+    c = ctx.pre.correlated(tuple(x.shape), lambda: a * a)
+    d = ctx.open(x - a)
+    z = c + 2 * d * a
+    return z + d * d if ctx.role == CLIENT else z
+
+
+def matmul(ctx: Ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Shares of ``x @ y`` (batched), not truncated."""
+    a = ctx.pre.random(tuple(x.shape))
+    b = ctx.pre.random(tuple(y.shape))
+    out_shape = tuple((a[..., :1] @ b[..., :1, :]).shape[:-2]) + (x.shape[-2], y.shape[-1])
+    c = ctx.pre.correlated(out_shape, lambda: a @ b)
+    d_e = ctx.open(torch.cat([(x - a).reshape(-1), (y - b).reshape(-1)]))
+    d, e = d_e[: x.numel()].view(x.shape), d_e[x.numel():].view(y.shape)
+    z = c + d @ b + a @ e
+    return z + d @ e if ctx.role == CLIENT else z
+
+
+def mul_server(ctx: Ctx, x: torch.Tensor, w: torch.Tensor | None, w_shape: tuple[int, ...],
+               prod: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Shares of ``prod(x, w)`` for a server-held ``w`` (ring values; None off the server),
+    ``prod`` bilinear (matmul or broadcast mul), not truncated.
+
+    The dealer makes ``A`` (known to the client), ``B`` (known to the server) and shares of
+    ``C = prod(A, B)``. In one round the client sends ``E = x0 - A`` and the server ``F = w - B``;
+    client: ``prod(A, F) + C0``; server: ``prod(x1, w) + prod(E, F) + prod(E, B) + C1``.
+    """
+    A = ctx.pre.private(CLIENT, tuple(x.shape))
+    B = ctx.pre.private(SERVER, w_shape)
+    zx, zw = torch.zeros(tuple(x.shape), dtype=torch.int64), torch.zeros(w_shape, dtype=torch.int64)
+    out_shape = tuple(prod(zx, zw).shape)
+    C = ctx.pre.correlated(out_shape, lambda: prod(A, B))
+    if ctx.role == CLIENT:
+        F = ctx.tx.exchange(x - A, zw)
+        return prod(A, F) + C
+    if ctx.role == SERVER:
+        E = ctx.tx.exchange(w - B, zx)
+        return prod(x, w) + prod(E, w - B) + prod(E, B) + C
+    ctx.tx.exchange(None, None)
+    return torch.zeros(out_shape, dtype=torch.int64)
+
+
+# -- truncation ------------------------------------------------------------------------------
+
+_OFFSET_BITS = 62
+
+
+def trunc(ctx: Ctx, x: torch.Tensor, shift: int) -> torch.Tensor:
+    """Shares of ``floor(x / 2^shift)`` or one more (see the module docstring); ``|x| < 2^62``."""
+    shape = tuple(x.shape)
+    r = ctx.pre.random(shape)
+    r_hi = ctx.pre.correlated(shape, lambda: ring.logical_rshift(r, shift))
+    r_msb = ctx.pre.correlated(shape, lambda: ring.msb(r))
+    offset = torch.full(shape, 1 << _OFFSET_BITS, dtype=torch.int64)
+    c = ctx.open(x + ctx.public(offset) + r)
+    wrap = (1 - ring.msb(c)) * r_msb
+    top = ring.logical_rshift(c, shift) - (1 << (_OFFSET_BITS - shift))
+    return ctx.public(top) - r_hi + wrap * ring.pow2(ring.RING_BITS - shift)
+
+
+# -- comparison and splines ------------------------------------------------------------------
+
+def _trits(public_digits: torch.Tensor, secret_digits: torch.Tensor) -> torch.Tensor:
+    """0 if public > secret, 1 if equal, 2 if public < secret (a borrow), as int64."""
+    return torch.where(public_digits > secret_digits, 0, torch.where(public_digits == secret_digits, 1, 2))
+
+
+def _borrow(trits: torch.Tensor) -> torch.Tensor:
+    """[public < secret] of two numbers from their digit trits (..., DIGITS), low digit first."""
+    lt = torch.zeros(trits.shape[:-1], dtype=torch.int64)
+    decided = torch.zeros(trits.shape[:-1], dtype=torch.bool)
+    for i in reversed(range(DIGITS)):
+        t = trits[..., i]
+        lt = torch.where(~decided & (t == 2), 1, lt)
+        decided |= t != 1
+    return lt
+
+
+def _digits(v: torch.Tensor) -> torch.Tensor:
+    """The DIGITS low 8-bit digits of each element, low first: shape (..., DIGITS)."""
+    shifts = torch.arange(DIGITS, dtype=torch.int64) * DIGIT_BITS
+    return (v.unsqueeze(-1) >> shifts) & ((1 << DIGIT_BITS) - 1)
+
+
+@dataclass(frozen=True)
+class RingSpline:
+    """A :class:`Spline` in ring integers at ``frac_bits``."""
+
+    thresholds: torch.Tensor  # (J,)
+    centres: torch.Tensor  # (J+1,)
+    coefs: torch.Tensor  # (J+1, degree+1): coefficient of (x-m)^k, scaled so the sum has 3f bits
+    degree: int
+    exact: bool
+
+    @classmethod
+    def of(cls, s: Spline, f: int) -> "RingSpline":
+        enc = lambda v, bits: int(round(v * (1 << bits)))  # noqa: E731
+        thresholds = torch.tensor([enc(t, f) for t in s.thresholds], dtype=torch.int64)
+        centres = torch.tensor([enc(p[0], f) for p in s.pieces], dtype=torch.int64)
+        if s.exact:
+            assert all(p[1] == 0 and p[3] == 0 and p[0] == 0 and float(p[2]).is_integer() for p in s.pieces)
+            coefs = torch.tensor([[0, int(p[2])] for p in s.pieces], dtype=torch.int64)
+            return cls(thresholds, centres, coefs, 1, True)
+        coefs = torch.tensor([[enc(p[3], 3 * f), enc(p[2], 2 * f), enc(p[1], f)] for p in s.pieces],
+                             dtype=torch.int64)
+        return cls(thresholds, centres, coefs, 2, False)
+
+
+def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
+           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Shares of ``s(x)`` (fractional bits f), and with ``want_bits`` shares of the threshold
+    bits ``[x >= t_j]`` (integers, shape (..., J)). Two rounds, plus a truncation unless
+    ``s.exact``."""
+    rs = RingSpline.of(s, ctx.frac_bits)
+    shape = tuple(x.shape)
+    n, J, deg = x.numel(), len(rs.thresholds), rs.degree
+    pre = ctx.pre
+    r = pre.random((n,))
+    powers = [ctx.public(torch.ones(n, dtype=torch.int64)), r]  # shares of r^k
+    if deg == 2:
+        powers.append(pre.correlated((n,), lambda: r * r))
+    masks = pre.dealer_only((n, J, DIGITS), 3)
+
+    def digit_tables() -> torch.Tensor:
+        values = torch.arange(1 << DIGIT_BITS, dtype=torch.int64)
+        trits = _trits(values, _digits(r).unsqueeze(-1))  # (n, DIGITS, 256)
+        return ((trits.unsqueeze(1) + masks.unsqueeze(-1)) % 3).to(torch.uint8)  # (n, J, DIGITS, 256)
+
+    def final_tables() -> torch.Tensor:
+        combos = torch.arange(TRIT_COMBOS, dtype=torch.int64)
+        opened = (combos.unsqueeze(-1) // _POW3) % 3  # (81, DIGITS)
+        trits = (opened.view(1, 1, TRIT_COMBOS, DIGITS) - masks.unsqueeze(2).to(torch.int64)) % 3
+        beta = _borrow(trits) ^ ((r >> CMP_BITS) & 1).view(n, 1, 1)  # (n, J, 81)
+        rk = torch.stack([torch.ones_like(r), r, r * r][: deg + 1], dim=-1)  # (n, deg+1)
+        return beta.unsqueeze(-1) * rk.view(n, 1, 1, deg + 1)
+
+    tables = pre.correlated((n, J, DIGITS, 1 << DIGIT_BITS), digit_tables, mod=3)
+    finals = pre.correlated((n, J, TRIT_COMBOS, deg + 1), final_tables)
+
+    c = ctx.open(x.reshape(-1) + r)  # round 1
+    cj = c.unsqueeze(1) + (1 << CMP_BITS) - rs.thresholds  # (n, J) public
+    mine = torch.gather(tables, 3, _digits(cj).unsqueeze(-1)).squeeze(-1).to(torch.int64)  # (n, J, DIGITS)
+    packed = (mine * _POW3).sum(-1).to(torch.uint8)
+    theirs = ctx.tx.exchange(packed, packed).to(torch.int64)  # round 2
+    opened = (mine + (theirs.unsqueeze(-1) // _POW3) % 3) % 3
+    index = (opened * _POW3).sum(-1)  # (n, J)
+    beta = torch.gather(finals, 2, index.view(n, J, 1, 1).expand(n, J, 1, deg + 1)).squeeze(2)
+    rk = torch.stack(powers, dim=-1)  # (n, deg+1) shares of r^k
+    top = ((cj >> CMP_BITS) & 1).unsqueeze(-1)  # public bit32(c')
+    bits = torch.where(top == 1, rk.unsqueeze(1) - beta, beta)  # shares of r^k [x >= t_j]: (n, J, deg+1)
+    segs = torch.cat([rk.unsqueeze(1), bits], 1) - torch.cat([bits, torch.zeros_like(rk).unsqueeze(1)], 1)
+    # segs[:, j, k]: shares of r^k [x in segment j]; the polynomial of x - m = X - r, X = c - m public
+    X = c.unsqueeze(1) - rs.centres  # (n, J+1)
+    out = torch.zeros(n, dtype=torch.int64)
+    X_pow = [torch.ones_like(X), X, X * X]
+    for k in range(deg + 1):  # coef_k (X - r)^k = coef_k sum_i C(k, i) X^(k-i) (-r)^i
+        for i in range(k + 1):
+            factor = rs.coefs[:, k] * (math.comb(k, i) * (-1) ** i)
+            out = out + (factor * X_pow[k - i] * segs[..., i]).sum(1)
+    if not rs.exact:
+        out = trunc(ctx, out, 2 * ctx.frac_bits)
+    out = out.view(shape)
+    if not want_bits:
+        return out, None
+    return out, bits[..., 0].reshape(shape + (J,))

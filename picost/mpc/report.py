@@ -1,0 +1,73 @@
+"""Rendering of engine runs and validations (rich tables and JSON-ready dicts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from picost.mpc.validate import FIELDS, ModelCheck, RowCheck, Validation
+from picost.render import human_bytes, rich_table
+
+_SHORT = {"bytes_client_to_server": "client->server B", "bytes_server_to_client": "server->client B",
+          "rounds": "rounds", "offline_bytes": "dealer B"}
+
+
+def _pair(row: RowCheck, f: str) -> str:
+    p, m = row.predicted[f], row.measured[f]
+    return f"{m}" if p == m else f"{p} != {m}"
+
+
+def rows_table(title: str, rows: list[RowCheck]) -> Any:
+    header = ("row", "kind", *(_SHORT[f] for f in FIELDS), "wall ms", "check")
+    body = [(r.name, r.kind, *(_pair(r, f) for f in FIELDS), f"{1000 * r.wall_s:.1f}", "ok" if r.ok else "MISMATCH")
+            for r in rows]
+    return rich_table(title, header, body, [False, False, True, True, True, True, True, False])
+
+
+def models_table(models: list[ModelCheck]) -> Any:
+    header = ("spec", "T", "rows", "mismatches", "client->server", "server->client", "rounds", "dealer",
+              "max |err| logits", "next token", "plaintext", "wall s")
+    body = []
+    for m in models:
+        tot = {f: sum(r.measured[f] or 0 for r in m.rows) for f in FIELDS}
+        body.append((m.spec, len(m.ids), len(m.rows), sum(not r.ok for r in m.rows) + (not m.op_order_ok),
+                     human_bytes(tot["bytes_client_to_server"]), human_bytes(tot["bytes_server_to_client"]),
+                     tot["rounds"], human_bytes(tot["offline_bytes"]),
+                     f"{m.max_abs_error:.2e} (of {m.max_abs_logit:.1f})", m.next_token, m.reference_token,
+                     f"{m.wall_s:.2f}"))
+    return rich_table("Whole models: measured totals (every row checked against the table)", header, body,
+                      [False, True, True, True, True, True, True, True, True, True, True, True])
+
+
+def render_validation(v: Validation) -> list[Any]:
+    out = []
+    if v.op_rows:
+        out.append(rows_table("Op suite: predicted (picost-2pc) vs measured; 'a != b' marks a mismatch",
+                              v.op_rows))
+    if v.models:
+        out.append(models_table(v.models))
+        bad = [r for m in v.models for r in m.rows if not r.ok]
+        if bad:
+            out.append(rows_table("Model rows that do not match", bad))
+    return out
+
+
+def render_model(m: ModelCheck) -> list[Any]:
+    return [rows_table(f"{m.spec}: cost of the private forward pass ({len(m.ids)} tokens), predicted == measured "
+                       "unless marked", m.rows), models_table([m])]
+
+
+def model_json(m: ModelCheck) -> dict[str, Any]:
+    return {"schema": "picost.mpc.run/1", "spec": m.spec, "ids": list(m.ids), "next_token": m.next_token,
+            "reference_token": m.reference_token, "max_abs_error": m.max_abs_error,
+            "max_abs_logit": m.max_abs_logit, "top2_margin": m.top2_margin, "ok": m.ok,
+            "rows": [row_json(r) for r in m.rows]}
+
+
+def row_json(r: RowCheck) -> dict[str, Any]:
+    return {"row": r.name, "kind": r.kind, "predicted": r.predicted, "measured": r.measured, "wall_s": r.wall_s,
+            "ok": r.ok}
+
+
+def validation_json(v: Validation) -> dict[str, Any]:
+    return {"schema": "picost.validate/1", "ok": v.ok, "ops": [row_json(r) for r in v.op_rows],
+            "models": [model_json(m) for m in v.models]}

@@ -1,0 +1,61 @@
+"""Z_2^64 arithmetic in ``torch.int64`` and fixed-point encoding.
+
+Ring elements are int64 tensors; torch's int64 add/mul wrap modulo 2^64 (two's complement),
+which is exactly arithmetic in Z_2^64. A real number ``v`` is encoded as ``round(v * 2^f)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+RING_BITS = 64
+DEFAULT_FRAC_BITS = 16
+
+
+def encode(x: torch.Tensor, frac_bits: int) -> torch.Tensor:
+    """Reals -> ring elements with ``frac_bits`` fractional bits (round to nearest)."""
+    return torch.round(x.to(torch.float64) * (1 << frac_bits)).to(torch.int64)
+
+
+def decode(x: torch.Tensor, frac_bits: int) -> torch.Tensor:
+    """Ring elements (read as signed) -> reals (float64)."""
+    return x.to(torch.float64) / (1 << frac_bits)
+
+
+def uniform(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+    """Uniform ring elements (all 64 bits random) from ``gen``."""
+    hi = torch.randint(0, 1 << 32, shape, generator=gen, dtype=torch.int64)
+    lo = torch.randint(0, 1 << 32, shape, generator=gen, dtype=torch.int64)
+    return (hi << 32) | lo
+
+
+def uniform_mod(shape: tuple[int, ...], modulus: int, gen: torch.Generator) -> torch.Tensor:
+    """Uniform residues mod ``modulus`` (< 256), as uint8."""
+    return torch.randint(0, modulus, shape, generator=gen, dtype=torch.uint8)
+
+
+def share(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Additive shares ``(x0, x1)`` of ring elements ``x``: x0 + x1 = x mod 2^64, x1 uniform."""
+    x1 = uniform(tuple(x.shape), gen)
+    return x - x1, x1
+
+
+def reconstruct(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    return x0 + x1
+
+
+def logical_rshift(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """``x >> bits`` reading ``x`` as an unsigned 64-bit number."""
+    if bits == 0:
+        return x
+    return (x >> bits) & ((1 << (RING_BITS - bits)) - 1)
+
+
+def msb(x: torch.Tensor) -> torch.Tensor:
+    """The top bit of each element (0 or 1, int64)."""
+    return (x >> (RING_BITS - 1)) & 1
+
+
+def pow2(bits: int) -> int:
+    """2^bits as the int64 value that represents it in Z_2^64 (2^63 wraps to -2^63)."""
+    return (1 << bits) - (1 << RING_BITS) if bits == RING_BITS - 1 else 1 << bits

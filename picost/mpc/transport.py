@@ -1,0 +1,154 @@
+"""Counted, time-limited messages between the three parties (gloo point-to-point over TCP).
+
+Ranks: 0 = client, 1 = server, 2 = dealer. Every byte a party sends is added to the op that is
+current when it is sent (:meth:`Transport.op`). Online messages go between client and server;
+dealer messages (preprocessing) are counted apart as offline bytes.
+
+**Round** (the same definition as in ``protocols/picost-2pc.yaml``): one call of
+:meth:`Transport.exchange`, a step in which client and server each send the message of this
+step (or one of them sends and the other only receives) and wait for the peer's before going on.
+Messages in both directions of the same step count once; the next step depends on them.
+
+Every receive waits at most ``timeout_s``; a dead or silent peer raises :class:`PartyError`
+naming the peer and the op, never a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+
+CLIENT, SERVER, DEALER = 0, 1, 2
+ROLE_NAMES = {CLIENT: "client", SERVER: "server", DEALER: "dealer"}
+SETUP_OP = "_setup"
+
+
+class PartyError(RuntimeError):
+    """Another party died, disconnected or stopped answering."""
+
+
+@dataclass
+class OpStats:
+    """What one party measured for one op."""
+
+    bytes_sent: int = 0
+    """Online bytes this party sent (client <-> server)."""
+    rounds: int = 0
+    offline_bytes: int = 0
+    """Bytes the dealer sent for this op (only the dealer counts them)."""
+    wall_s: float = 0.0
+
+
+class Transport:
+    """One party's end of the network, with per-op byte and round counters."""
+
+    def __init__(self, rank: int, timeout_s: float) -> None:
+        self.rank = rank
+        self.timeout = timedelta(seconds=timeout_s)
+        self.timeout_s = timeout_s
+        self.stats: dict[str, OpStats] = {}
+        self.current = SETUP_OP
+        self.crash_at: str | None = None
+        """Tests: the op at which this party kills itself (a real crash, SIGKILL)."""
+        self.record_views = False
+        self.views: list[tuple[str, torch.Tensor]] = []
+        """With ``record_views``: every online message received, with its op (privacy tests)."""
+
+    @property
+    def name(self) -> str:
+        return ROLE_NAMES[self.rank]
+
+    def _stats(self) -> OpStats:
+        return self.stats.setdefault(self.current, OpStats())
+
+    @contextmanager
+    def op(self, name: str) -> Iterator[None]:
+        """Attribute everything sent inside the block to op ``name`` (nesting restores)."""
+        if name == self.crash_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        previous, self.current = self.current, name
+        self._stats()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stats[name].wall_s += time.perf_counter() - start
+            self.current = previous
+
+    # -- online: client <-> server -----------------------------------------------------------
+    def exchange(self, send: torch.Tensor | None, recv_like: torch.Tensor | None) -> torch.Tensor | None:
+        """One round: send ``send`` to the peer (if any) and receive a tensor shaped like
+        ``recv_like`` (if any). The dealer takes no part: it gets zeros back."""
+        if self.rank == DEALER:
+            return None if recv_like is None else torch.zeros_like(recv_like)
+        peer = SERVER if self.rank == CLIENT else CLIENT
+        stats = self._stats()
+        stats.rounds += 1
+        pending = None
+        if send is not None:
+            send = send.contiguous()
+            stats.bytes_sent += send.numel() * send.element_size()
+            pending = self._send(send, peer)
+        received = None
+        if recv_like is not None:
+            received = self._recv(recv_like, peer)
+            if self.record_views:
+                self.views.append((self.current, received.clone()))
+        if pending is not None:
+            self._wait(pending, peer, "send")
+        return received
+
+    # -- offline: dealer -> parties ----------------------------------------------------------
+    def offline_send(self, tensor: torch.Tensor, dst: int) -> None:
+        tensor = tensor.contiguous()
+        self._stats().offline_bytes += tensor.numel() * tensor.element_size()
+        self._wait(self._send(tensor, dst), dst, "send")
+
+    def offline_recv(self, like: torch.Tensor) -> torch.Tensor:
+        return self._recv(like, DEALER)
+
+    # -- the wire (gloo); tests substitute in-process queues -----------------------------------
+    def _send(self, tensor: torch.Tensor, peer: int) -> Any:
+        return dist.isend(tensor, peer)
+
+    def _recv(self, like: torch.Tensor, peer: int) -> torch.Tensor:
+        buf = torch.empty_like(like)
+        self._wait(dist.irecv(buf, peer), peer, "receive")
+        return buf
+
+    def _wait(self, work: Any, peer: int, what: str) -> None:
+        try:
+            work.wait(timeout=self.timeout)
+        except RuntimeError as exc:
+            text = str(exc)
+            if "imed out" in text:
+                reason = f"did not answer within {self.timeout_s:g} s"
+            else:
+                reason = "closed the connection (it died or failed)"
+            raise PartyError(f"{self.name}: the {ROLE_NAMES[peer]} {reason} "
+                             f"({what} during op {self.current})") from None
+
+
+def init(rank: int, host: str, port: int, timeout_s: float) -> Transport:
+    """Join the three-party gloo group at ``host:port`` (rank 0's address) and return the
+    transport. Joining waits at most ``timeout_s`` for the other parties."""
+    try:
+        dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank, world_size=3,
+                                timeout=timedelta(seconds=timeout_s))
+    except RuntimeError as exc:
+        raise PartyError(f"{ROLE_NAMES[rank]}: could not reach the other parties at {host}:{port} "
+                         f"within {timeout_s:g} s ({str(exc).splitlines()[0]})") from None
+    return Transport(rank, timeout_s)
+
+
+def close() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

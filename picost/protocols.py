@@ -1,0 +1,402 @@
+"""Protocol cost tables: load, validate, and cost one op.
+
+A table (``protocols/<name>.yaml``) gives, per op kind, formulas for communication bytes, rounds
+and optionally compute seconds and offline bytes, each entry with its source. The schema is
+``docs/protocol-tables.md``; this module implements it. Loading checks everything (unknown
+keys, missing or malformed sources, unknown op kinds, unknown symbols, per-direction bytes that
+do not add up) and reports the file, line and field.
+
+Units: bytes are bytes (8 bits), rounds are sequential message flights, compute is seconds.
+This module knows the op IR, never the spec's YAML, the network or any face.
+"""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from picost import formula
+from picost.errors import UserError
+from picost.ops import KINDS, Op
+from picost.yamlsrc import KeyPath, line_of, load_located
+
+TRUNCATION = "truncation"
+"""The pseudo-kind that costs rescaling after fixed-point products (``n`` = elements)."""
+
+#: Dimension symbols usable in the formulas of each entry.
+ENTRY_SYMBOLS: dict[str, tuple[str, ...]] = {**{k: v.dims for k, v in KINDS.items()}, TRUNCATION: ("n",)}
+_ALL_DIMS = frozenset(s for dims in ENTRY_SYMBOLS.values() for s in dims)
+
+#: Formula fields of an entry, in display order.
+FORMULA_FIELDS = ("comm_bytes", "bytes_client_to_server", "bytes_server_to_client", "rounds",
+                  "compute_s", "offline_bytes")
+_REQUIRED_FORMULAS = ("comm_bytes", "rounds")
+_ENTRY_KEYS = FORMULA_FIELDS + ("includes_truncation", "source", "notes")
+_TOP_KEYS = ("name", "description", "citations", "setting", "confidence", "params", "ops")
+_TOP_REQUIRED = ("name", "description", "setting", "confidence", "ops")
+_SETTING_KEYS = ("parties", "threat_model", "correlated_randomness", "ring_bits", "fractional_bits", "he")
+_CORRELATED = ("none", "dealer", "third_party")
+_PARAM_KEYS = ("value", "unit", "source")
+_SOURCE_PREFIXES = ("derived:", "measured:")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Who runs the protocol and over what numbers."""
+
+    parties: int
+    """1 means no protocol (the plaintext baseline)."""
+    threat_model: str
+    correlated_randomness: str
+    ring_bits: int | None = None
+    fractional_bits: int | None = None
+    he: Mapping[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = [f"{self.parties}PC" if self.parties > 1 else "no protocol", self.threat_model]
+        if self.correlated_randomness != "none":
+            parts.append(f"randomness: {self.correlated_randomness}")
+        if self.ring_bits is not None:
+            ring = f"Z_2^{self.ring_bits}"
+            if self.fractional_bits is not None:
+                ring += f" f={self.fractional_bits}"
+            parts.append(ring)
+        if self.he:
+            parts.append("HE " + " ".join(f"{k}={v}" for k, v in self.he.items()))
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A named constant of a table (e.g. ``lam = 128`` bits), with its source."""
+
+    name: str
+    value: int | float
+    unit: str | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The costs of one op kind (or ``truncation``) under a table."""
+
+    kind: str
+    formulas: Mapping[str, formula.Formula]
+    """Present formula fields only (see :data:`FORMULA_FIELDS`)."""
+    includes_truncation: bool
+    source: str
+    notes: str | None
+    line: int | None
+
+    @property
+    def per_direction(self) -> bool:
+        return "bytes_client_to_server" in self.formulas
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """What one row of an estimate costs under a table: an op, or the truncation after it.
+
+    ``None`` means "not given by the table" (per-direction bytes, compute, offline bytes) or,
+    when ``costed`` is false, "cannot be costed" -- never a silent zero.
+    """
+
+    name: str
+    kind: str
+    op: Op
+    is_truncation: bool
+    costed: bool
+    comm_bytes: Any = None
+    """Online bytes, both directions together."""
+    bytes_client_to_server: Any = None
+    bytes_server_to_client: Any = None
+    rounds: Any = None
+    compute_s: Any = None
+    offline_bytes: Any = None
+    source: str | None = None
+    formulas: Mapping[str, str] = field(default_factory=dict)
+    uncosted_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ProtocolTable:
+    """A loaded, validated protocol table."""
+
+    name: str
+    description: str
+    citations: Mapping[str, str]
+    setting: Setting
+    confidence: str
+    params: Mapping[str, Param]
+    entries: Mapping[str, Entry]
+    path: str
+
+    @property
+    def param_values(self) -> dict[str, Any]:
+        return {p.name: p.value for p in self.params.values()}
+
+    def rows_for(self, op: Op) -> list[tuple[str, str, Entry | None, dict[str, Any], bool]]:
+        """The estimate rows an op makes: itself, then its truncation when one is needed.
+
+        Each item is ``(row name, entry kind, entry or None, dims, is_truncation)``.
+        """
+        entry = self.entries.get(op.kind)
+        rows = [(op.name, op.kind, entry, dict(op.dims), False)]
+        if op.info.fixed_point_product and not (entry is not None and entry.includes_truncation):
+            rows.append((f"{op.name}.trunc", TRUNCATION, self.entries.get(TRUNCATION), {"n": op.outputs}, True))
+        return rows
+
+    def cost(self, op: Op, allow_uncosted: bool = False) -> list[OpCost]:
+        """Numeric costs of ``op`` (int dims): its row and, if needed, its truncation row.
+
+        An op the table cannot cost raises :class:`UserError` naming the op and the table,
+        unless ``allow_uncosted`` (then the row says ``costed=False`` and why).
+        """
+        params = self.param_values
+        out = []
+        for name, kind, entry, dims, is_trunc in self.rows_for(op):
+            if entry is None:
+                reason = self._uncosted_reason(op, kind, is_trunc)
+                if not allow_uncosted:
+                    raise UserError(f"protocol table '{self.name}' cannot cost op {name} (kind {op.kind}): "
+                                    f"{reason}; pass --allow-uncosted (allow_uncosted=True) to list it "
+                                    f"as an uncosted row", file=self.path)
+                out.append(OpCost(name, kind, op, is_trunc, False, uncosted_reason=reason))
+                continue
+            env = {**params, **dims}
+            values = {f: self._checked(entry, f, form.value(env), name) for f, form in entry.formulas.items()}
+            out.append(OpCost(name, kind, op, is_trunc, True,
+                              comm_bytes=values["comm_bytes"],
+                              bytes_client_to_server=values.get("bytes_client_to_server"),
+                              bytes_server_to_client=values.get("bytes_server_to_client"),
+                              rounds=values["rounds"], compute_s=values.get("compute_s"),
+                              offline_bytes=values.get("offline_bytes"), source=entry.source,
+                              formulas={f: form.text for f, form in entry.formulas.items()}))
+        return out
+
+    def cost_exprs(self, op: Op) -> list[tuple[str, str, dict[str, Any] | None]]:
+        """Sympy costs of ``op`` after substituting its dims (which may contain a symbol ``T``).
+
+        Returns ``(row name, entry kind, {field: expr} or None if uncosted)`` per row, fields as
+        in :data:`FORMULA_FIELDS` (present ones only). Sum these over ops and lambdify the sums
+        once (:func:`picost.formula.lambdify_numpy`) for vectorized sweeps.
+        """
+        params = self._sympy_params()
+        out = []
+        for name, kind, entry, dims, _ in self.rows_for(op):
+            if entry is None:
+                out.append((name, kind, None))
+                continue
+            env = {**params, **dims}
+            out.append((name, kind, {f: form.symbolic(env) for f, form in entry.formulas.items()}))
+        return out
+
+    def _sympy_params(self) -> dict[str, Any]:
+        import sympy
+
+        return {n: sympy.Integer(p.value) if isinstance(p.value, int) else sympy.Rational(repr(p.value))
+                for n, p in self.params.items()}
+
+    def _uncosted_reason(self, op: Op, kind: str, is_trunc: bool) -> str:
+        if is_trunc:
+            return (f"its fixed-point output needs truncation, the table has no '{TRUNCATION}' entry and its "
+                    f"'{op.kind}' entry does not say includes_truncation: true")
+        return f"the table has no entry for op kind '{kind}'"
+
+    def _checked(self, entry: Entry, field_name: str, value: Any, row: str) -> Any:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise UserError(f"{field_name} of op {row} evaluates to {value!r}; costs must be finite and >= 0",
+                            file=self.path, line=entry.line, field=f"ops.{entry.kind}.{field_name}")
+        return value
+
+
+# -- finding tables ---------------------------------------------------------------------------
+
+def shipped_protocols_dir() -> Path:
+    """The directory of shipped tables (inside an installed wheel, or the source tree)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_data" / "protocols"
+    return packaged if packaged.is_dir() else here.parent / "protocols"
+
+
+def shipped_protocol_names() -> list[str]:
+    """Names of the shipped tables (file stems), sorted."""
+    return sorted(p.stem for p in shipped_protocols_dir().glob("*.yaml"))
+
+
+def resolve_protocol_path(ref: str | Path) -> Path:
+    """A table reference -> a path: an existing file, else a shipped table name (``bumblebee``)."""
+    candidate = Path(ref)
+    if candidate.is_file():
+        return candidate
+    name = candidate.name[: -len(".yaml")] if candidate.name.endswith(".yaml") else candidate.name
+    shipped = shipped_protocols_dir() / f"{name}.yaml"
+    if len(candidate.parts) == 1 and shipped.is_file():
+        return shipped
+    names = shipped_protocol_names()
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; shipped tables: {', '.join(names) or 'none'}"
+    raise UserError(f"no such protocol table file or shipped protocol '{ref}'{hint}", field="protocol")
+
+
+_CACHE: dict[tuple[str, int], ProtocolTable] = {}
+
+
+def load_protocol(ref: str | Path | ProtocolTable) -> ProtocolTable:
+    """Load and validate a table by path or shipped name (cached per file and modification time)."""
+    if isinstance(ref, ProtocolTable):
+        return ref
+    path = resolve_protocol_path(ref).resolve()
+    key = (str(path), path.stat().st_mtime_ns)
+    table = _CACHE.get(key)
+    if table is None:
+        data, lines = load_located(path)
+        table = _Validator(str(path), lines).table(data, path.stem)
+        _CACHE[key] = table
+    return table
+
+
+# -- validation -------------------------------------------------------------------------------
+
+class _Validator:
+    def __init__(self, file: str, lines: dict[KeyPath, int]) -> None:
+        self.file = file
+        self.lines = lines
+
+    def error(self, path: KeyPath, message: str) -> UserError:
+        return UserError(message, file=self.file, line=line_of(self.lines, path),
+                         field=".".join(str(p) for p in path) or None)
+
+    def mapping(self, value: Any, path: KeyPath, allowed: tuple[str, ...] | None,
+                required: tuple[str, ...] = ()) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.error(path, f"expected a mapping, got {type(value).__name__}")
+        if allowed is not None:
+            for key in value:
+                if key not in allowed:
+                    close = difflib.get_close_matches(str(key), allowed, n=1)
+                    hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(allowed)}"
+                    raise self.error(path + (key,), f"unknown key '{key}'{hint}")
+        for key in required:
+            if key not in value:
+                raise self.error(path, f"missing required key '{key}'")
+        return value
+
+    def text(self, value: Any, path: KeyPath) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(path, "expected a non-empty string")
+        return value.strip()
+
+    def table(self, data: Any, stem: str) -> ProtocolTable:
+        top = self.mapping(data, (), _TOP_KEYS, _TOP_REQUIRED)
+        name = self.text(top["name"], ("name",))
+        if name != stem:
+            raise self.error(("name",), f"name '{name}' must equal the file stem '{stem}'")
+        citations = {str(k): self.text(v, ("citations", k))
+                     for k, v in self.mapping(top.get("citations", {}), ("citations",), None).items()}
+        params = self.params(top.get("params", {}), citations)
+        ops = self.mapping(top["ops"], ("ops",), tuple(ENTRY_SYMBOLS))
+        if not ops:
+            raise self.error(("ops",), "a table needs at least one op entry")
+        entries = {kind: self.entry(kind, raw, params, citations) for kind, raw in ops.items()}
+        return ProtocolTable(name, self.text(top["description"], ("description",)), citations,
+                             self.setting(top["setting"]), self.text(top["confidence"], ("confidence",)),
+                             params, entries, self.file)
+
+    def setting(self, raw: Any) -> Setting:
+        path = ("setting",)
+        s = self.mapping(raw, path, _SETTING_KEYS, ("parties", "threat_model", "correlated_randomness"))
+        if s["parties"] not in (1, 2, 3) or isinstance(s["parties"], bool):
+            raise self.error(path + ("parties",), "parties must be 1 (no protocol), 2 or 3")
+        if s["correlated_randomness"] not in _CORRELATED:
+            raise self.error(path + ("correlated_randomness",),
+                             f"correlated_randomness must be one of {', '.join(_CORRELATED)}")
+        for key in ("ring_bits", "fractional_bits"):
+            if key in s and (not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 0):
+                raise self.error(path + (key,), f"{key} must be a non-negative integer")
+        he = self.mapping(s.get("he", {}), path + ("he",), None)
+        for key, value in he.items():
+            if isinstance(value, (dict, list)) or value is None:
+                raise self.error(path + ("he", key), "HE parameters must be plain values")
+        return Setting(s["parties"], self.text(s["threat_model"], path + ("threat_model",)),
+                       s["correlated_randomness"], s.get("ring_bits"), s.get("fractional_bits"), he)
+
+    def params(self, raw: Any, citations: Mapping[str, str]) -> dict[str, Param]:
+        out = {}
+        for name, spec in self.mapping(raw, ("params",), None).items():
+            path = ("params", name)
+            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+                raise self.error(path, f"parameter name '{name}' must be an identifier")
+            if name in _ALL_DIMS or name in formula.FUNCTIONS:
+                raise self.error(path, f"parameter name '{name}' clashes with an op dimension or a function")
+            p = self.mapping(spec, path, _PARAM_KEYS, ("value", "source"))
+            value = p["value"]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise self.error(path + ("value",), "a parameter value must be a finite number")
+            unit = self.text(p["unit"], path + ("unit",)) if "unit" in p else None
+            out[name] = Param(name, value, unit, self.source(p["source"], path + ("source",), citations))
+        return out
+
+    def source(self, raw: Any, path: KeyPath, citations: Mapping[str, str]) -> str:
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            raise self.error(path, "missing source (a citation, 'derived: ...' or 'measured: ...')")
+        text = self.text(raw, path)
+        for prefix in _SOURCE_PREFIXES:
+            if text.startswith(prefix):
+                if not text[len(prefix):].strip():
+                    raise self.error(path, f"'{prefix}' must be followed by the derivation or the run")
+                return text
+        key, _, where = text.partition(" ")
+        if key not in citations:
+            known = ", ".join(citations) or "none"
+            raise self.error(path, f"source must start with a citation key (known: {known}), 'derived:' or "
+                                   f"'measured:'; got '{key}'")
+        if not where.strip():
+            raise self.error(path, f"source '{text}' must name the table or section after the citation key")
+        return text
+
+    def entry(self, kind: str, raw: Any, params: Mapping[str, Param], citations: Mapping[str, str]) -> Entry:
+        path = ("ops", kind)
+        e = self.mapping(raw, path, _ENTRY_KEYS)
+        if "source" not in e:
+            raise self.error(path, "missing source (a citation, 'derived: ...' or 'measured: ...')")
+        source = self.source(e["source"], path + ("source",), citations)
+        for key in _REQUIRED_FORMULAS:
+            if key not in e:
+                raise self.error(path, f"missing required formula '{key}'")
+        allowed = set(ENTRY_SYMBOLS[kind]) | set(params)
+        formulas = {f: formula.parse(e[f], allowed, file=self.file, line=line_of(self.lines, path + (f,)),
+                                     field_name=".".join(path + (f,)))
+                    for f in FORMULA_FIELDS if f in e}
+        directions = [f for f in ("bytes_client_to_server", "bytes_server_to_client") if f in formulas]
+        if len(directions) == 1:
+            raise self.error(path + (directions[0],), "give both per-direction byte counts or neither")
+        if directions:
+            self.check_directions(kind, formulas, params, path)
+        includes = e.get("includes_truncation", False)
+        if not isinstance(includes, bool):
+            raise self.error(path + ("includes_truncation",), "includes_truncation must be true or false")
+        if "includes_truncation" in e and (kind == TRUNCATION or not KINDS[kind].fixed_point_product):
+            raise self.error(path + ("includes_truncation",),
+                             f"includes_truncation applies only to kinds with fixed-point products "
+                             f"({', '.join(k for k, v in KINDS.items() if v.fixed_point_product)})")
+        notes = self.text(e["notes"], path + ("notes",)) if "notes" in e else None
+        return Entry(kind, formulas, includes, source, notes, line_of(self.lines, path))
+
+    def check_directions(self, kind: str, formulas: Mapping[str, formula.Formula], params: Mapping[str, Param],
+                         path: KeyPath) -> None:
+        """Per-direction bytes must add up to comm_bytes (checked at a few sample shapes)."""
+        dims = ENTRY_SYMBOLS[kind]
+        for sample in (1, 7, 64, 1000):
+            env: dict[str, Any] = {p.name: p.value for p in params.values()}
+            env.update({d: sample + 3 * i for i, d in enumerate(dims)})
+            both = formulas["bytes_client_to_server"].value(env) + formulas["bytes_server_to_client"].value(env)
+            total = formulas["comm_bytes"].value(env)
+            if not math.isclose(both, total, rel_tol=1e-9, abs_tol=1e-9):
+                shape = ", ".join(f"{d}={env[d]}" for d in dims)
+                raise self.error(path + ("bytes_client_to_server",),
+                                 f"per-direction bytes add up to {both} but comm_bytes is {total} at {shape}")

@@ -1,0 +1,51 @@
+"""`picost validate` and `picost mpc run` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from tests.conftest import REPO, run_cli
+
+
+def test_validate_checks_every_row_and_exits_1_on_a_wrong_table(tmp_path):
+    # one launch: a copy of the table with relu's client bytes off by one byte per element
+    text = (REPO / "protocols" / "picost-2pc.yaml").read_text()
+    wrong = text.replace('bytes_client_to_server: "(e + 1) * n"', 'bytes_client_to_server: "(e + 2) * n"', 1)
+    wrong = wrong.replace('comm_bytes: "2 * (e + 1) * n"', 'comm_bytes: "(2*e + 3) * n"', 1)
+    assert wrong != text
+    table = tmp_path / "picost-2pc.yaml"
+    table.write_text(wrong)
+    res = run_cli("validate", "tiny-relu", "--no-ops", "-T", "2", "--protocol", str(table), "--format", "json")
+    assert res.returncode == 1, res.stdout + res.stderr
+    data = json.loads(res.stdout)
+    assert not data["ok"] and data["ops"] == []
+    rows = data["models"][0]["rows"]
+    assert data["models"][0]["spec"] == "tiny-relu" and len(rows) > 20
+    bad = {r["row"] for r in rows if not r["ok"]}
+    assert bad == {r["row"] for r in rows if r["kind"] == "relu"} == {"L0.ffn.act", "L1.ffn.act"}
+    for r in rows:  # the rest matches exactly; the relu rows are off by exactly the injected byte
+        if r["row"] in bad:
+            diff = r["predicted"]["bytes_client_to_server"] - r["measured"]["bytes_client_to_server"]
+            assert diff == 2 * 256 and r["predicted"]["rounds"] == r["measured"]["rounds"]
+        else:
+            assert r["predicted"] == r["measured"]
+
+
+def test_mpc_run_prints_token_error_and_costs():
+    res = run_cli("mpc", "run", "tiny-llama", "--tokens", "5,17,3", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["schema"] == "picost.mpc.run/1" and data["ok"]
+    assert data["next_token"] == data["reference_token"]
+    assert data["max_abs_error"] < 0.02 * data["max_abs_logit"]
+    assert {r["row"] for r in data["rows"]} >= {"L0.attn.rope", "L0.ffn.gate_mul", "head.argmax"}
+
+
+def test_user_mistakes_exit_2_without_a_launch():
+    for args, needle in [(("mpc", "run", "tiny", "--tokens", "1,x"), "--tokens"),
+                         (("mpc", "run", "tiny", "--tokens", "1,999"), "0..255"),
+                         (("mpc", "run", "nosuchspec", "--tokens", "1"), "no such spec"),
+                         (("validate", "nosuchspec"), "no such spec"),
+                         (("validate", "--protocol", "nosuchtable"), "no such protocol")]:
+        res = run_cli(*args, timeout=60)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        assert needle in res.stderr and "Traceback" not in res.stderr

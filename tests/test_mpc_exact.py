@@ -1,0 +1,145 @@
+"""The engine against picost-2pc, op by op: predicted == measured exactly (bytes per direction,
+rounds, dealer bytes) for every op kind at three shapes; outputs vs plaintext; and the parties'
+views (what each receives) independent of the other's secrets.
+
+One launch of the three parties serves the whole module (the op suite plus a privacy job).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from picost.mpc.launcher import run_batch
+from picost.mpc.oplab import plaintext
+from picost.mpc.ring import encode
+from picost.mpc.validate import SHAPES, compare, ops_job, suite_ops
+from picost.ops import Block, Holder, Op
+from picost.protocols import load_protocol
+
+SUITE = suite_ops()
+PRIVACY = [Op("priv.relu", "relu", Block.FFN, None, {"n": 3000}, (Holder.SHARED,)),
+           Op("priv.linear", "linear", Block.FFN, None, {"m": 2, "k": 48, "n": 48}, (Holder.SHARED, Holder.SERVER))]
+
+
+@pytest.fixture(scope="module")
+def runs():
+    job = ops_job(SUITE, seed=5)
+    suite, privacy = run_batch([job, ops_job(PRIVACY, seed=6)], timeout_s=60,
+                               extra={"record_views": True})
+    return suite, privacy
+
+
+@pytest.fixture(scope="module")
+def checks(runs):
+    return {c.name: c for c in compare(SUITE, runs[0].stats)}
+
+
+def test_every_kind_is_in_the_suite_at_three_shapes():
+    from picost.ops import KINDS
+
+    assert set(SHAPES) == set(KINDS)
+    assert all(len({tuple(sorted(d.items())) for d in SHAPES[k]}) >= 3 for k in KINDS)
+
+
+def test_every_table_row_was_measured(runs, checks):
+    table = load_protocol("picost-2pc")
+    expected = [cost.name for op in SUITE for cost in table.cost(op)]
+    assert list(checks) == expected  # no measured row the table does not predict, none missing
+
+
+@pytest.mark.parametrize("row", [c.name for op in SUITE for c in load_protocol("picost-2pc").cost(op)])
+def test_predicted_equals_measured(checks, row):
+    check = checks[row]
+    assert check.predicted == check.measured, f"{row}: predicted {check.predicted}, measured {check.measured}"
+
+
+def test_nonlinear_ops_really_communicate(checks):
+    # guards against a vacuous match (e.g. both sides zero)
+    for name in ("relu.2", "gelu.2", "softmax.2", "layernorm.2", "argmax.1"):
+        assert checks[name].measured["bytes_client_to_server"] > 0 and checks[name].measured["rounds"] >= 2
+
+
+TOLERANCE = {"gelu": 4e-3, "gelu_tanh": 4e-3, "silu": 2e-3, "argmax": 0.0}
+"""Max abs error vs float64 plaintext: spline errors (splines.py) for activations, else 1e-3
+(fixed point with f = 16 and truncation errors of one ulp)."""
+
+
+@pytest.mark.parametrize("op", SUITE, ids=[op.name for op in SUITE])
+def test_output_matches_plaintext(runs, op):
+    client, server = runs[0].results["client"][op.name], runs[0].results["server"][op.name]
+    want = plaintext(op.kind, dict(op.dims), client, server)
+    got = client["out"]
+    assert got.shape == want.shape
+    assert (got.double() - want.double()).abs().max().item() <= TOLERANCE.get(op.kind, 1e-3)
+
+
+# -- views ------------------------------------------------------------------------------------
+
+def _view(run, role, op_prefix=""):
+    """int64 and uint8 messages ``role`` received during the ops (inputs/outputs excluded)."""
+    msgs = [t for name, t in run.views[role] if not name.startswith("_") and name.startswith(op_prefix)]
+    words = torch.cat([t.reshape(-1) for t in msgs if t.dtype == torch.int64] or [torch.zeros(0, dtype=torch.int64)])
+    small = torch.cat([t.reshape(-1) for t in msgs if t.dtype == torch.uint8] or [torch.zeros(0, dtype=torch.uint8)])
+    return words, small
+
+
+def _looks_uniform(words: torch.Tensor) -> bool:
+    """Each of the 64 bits is 1 about half the time and the top byte is uniform (6 sigma)."""
+    n = words.numel()
+    bits = ((words.unsqueeze(1) >> torch.arange(64)) & 1).double().mean(0)
+    bits_ok = bool(((bits - 0.5).abs() <= 6 * 0.5 / n ** 0.5).all())
+    top = torch.bincount(((words >> 56) & 255), minlength=256).double()
+    chi2 = float(((top - n / 256) ** 2 / (n / 256)).sum())
+    return bits_ok and chi2 <= 255 + 6 * (2 * 255) ** 0.5
+
+
+def _uncorrelated(secret: torch.Tensor, seen: torch.Tensor) -> bool:
+    """|corr(secret, top 20 bits of what was seen)| below 5 sigma."""
+    a = secret.double().reshape(-1)
+    b = (seen.reshape(-1) >> 44).double()
+    corr = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+    return abs(corr) <= 5 / a.numel() ** 0.5
+
+
+def test_the_view_tests_catch_a_leaked_plaintext(runs):
+    x = runs[1].results["client"]["priv.relu"]["x"]
+    leaked = encode(x, 16)  # what the server would see if the client sent its input in the clear
+    assert not _looks_uniform(leaked)
+    assert not _uncorrelated(x, leaked << 20)  # even scaled into the top bits
+
+
+def test_servers_view_is_independent_of_the_clients_input(runs):
+    suite, privacy = runs
+    for run in (suite, privacy):
+        words, small = _view(run, "server")
+        assert words.numel() > 1500 and _looks_uniform(words)
+    x = privacy.results["client"]["priv.relu"]["x"]
+    relu_msgs = [t for name, t in privacy.views["server"] if name == "priv.relu" and t.dtype == torch.int64]
+    assert relu_msgs[0].numel() == x.numel() and _uncorrelated(x, relu_msgs[0])
+    _, trits = _view(privacy, "server", "priv.relu")
+    counts = torch.bincount(trits.long(), minlength=81).double()
+    assert trits.max() < 81
+    expected = trits.numel() / 81
+    assert float(((counts - expected) ** 2 / expected).sum()) <= 80 + 6 * (160 ** 0.5)
+
+
+def test_clients_view_is_independent_of_the_servers_weights(runs):
+    suite, privacy = runs
+    for run in (suite, privacy):
+        words, _ = _view(run, "client")
+        assert words.numel() > 1500 and _looks_uniform(words)
+    w = privacy.results["server"]["priv.linear"]["w"]
+    seen = [t for name, t in privacy.views["client"] if name == "priv.linear"][0]
+    assert seen.numel() == w.numel() and _uncorrelated(w, seen)
+
+
+def test_client_learns_only_outputs(runs):
+    # everything the client received outside the ops' masked messages is its own outputs
+    suite, _ = runs
+    names = {name for name, _ in suite.views["client"]}
+    assert names <= {op.name for op in SUITE} | {f"{op.name}.trunc" for op in SUITE} | {"_output", "_done"}
+    outputs = [t for name, t in suite.views["client"] if name == "_output"]
+    produced = [op for op in SUITE if op.kind != "argmax"]
+    assert len(outputs) == len(produced)  # one reveal per op result, nothing else revealed

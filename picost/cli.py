@@ -258,6 +258,16 @@ def mpc_party(ctx: typer.Context) -> None:
     raise typer.Exit(party_main(list(ctx.args)))
 
 
+@app.command()
+def networks() -> None:
+    """List the network presets (bandwidth, RTT, source); a round costs RTT/2 (docs/latency-model.md)."""
+    from picost.network import presets
+    from picost.render import rich_table
+
+    rows = [(n.name, n.summary(), n.description, n.source) for n in presets().values()]
+    _print(rich_table("Network presets (picost/networks.yaml)", ("name", "link", "what", "source"), rows))
+
+
 def main() -> None:
     """Console entry point: run the app, turning user errors into one message and exit code 2.
 

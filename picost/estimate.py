@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from picost.lower import Lowered, lower
 from picost.network import Network, get_network
 from picost.ops import CLASSES, Op
-from picost.protocols import ProtocolTable, load_protocol
+from picost.protocols import TRUNCATION, ProtocolTable, load_protocol
 
 if TYPE_CHECKING:
     from picost.spec import ModelSpec
@@ -56,6 +56,8 @@ class Row:
     source: str | None = None
     formulas: Mapping[str, str] = field(default_factory=dict)
     uncosted_reason: str | None = None
+    dims: Mapping[str, Any] = field(default_factory=dict)
+    """The formulas' inputs: the op's dims (``{"n": outputs}`` for a truncation row)."""
 
     @property
     def layer_label(self) -> str:
@@ -77,8 +79,10 @@ _SUMMED = ("flops", "comm_bytes", "rounds", "compute_s", "comm_s", "latency_s", 
 
 @dataclass(frozen=True)
 class Totals:
-    """Sums over rows. Per-direction bytes are summed only if every costed row has them
-    (else ``None``); ``compute_rows``/``offline_rows`` count the rows that model them."""
+    """Sums over rows (uncosted rows add nothing; ``uncosted`` counts them). When no row is
+    costed, the cost sums are ``None``, not zero. Per-direction bytes are summed only if every
+    costed row has them (else ``None``); ``compute_rows``/``offline_rows`` count the rows that
+    model them."""
 
     rows: int
     costed: int
@@ -86,9 +90,9 @@ class Totals:
     flops: int
     comm_bytes: Any
     rounds: Any
-    compute_s: float
-    comm_s: float
-    latency_s: float
+    compute_s: float | None
+    comm_s: float | None
+    latency_s: float | None
     offline_bytes: Any
     bytes_client_to_server: Any
     bytes_server_to_client: Any
@@ -100,6 +104,8 @@ class Totals:
         rows = list(rows)
         costed = [r for r in rows if r.costed]
         sums = {name: sum((getattr(r, name) or 0 for r in rows), 0) for name in _SUMMED}
+        if rows and not costed:
+            sums.update({name: None for name in _SUMMED if name != "flops"})
         directions = all(r.bytes_client_to_server is not None for r in costed)
         return cls(
             rows=len(rows), costed=len(costed), uncosted=len(rows) - len(costed), **sums,
@@ -140,14 +146,14 @@ class Estimate:
 
     @property
     def dominant_class(self) -> str | None:
-        """The class with the largest latency."""
-        by_class = self.by("class")
-        return max(by_class, key=lambda c: by_class[c].latency_s) if by_class else None
+        """The class with the largest latency (None if nothing has any latency)."""
+        by_class = {c: t.latency_s for c, t in self.by("class").items() if t.latency_s}
+        return max(by_class, key=by_class.__getitem__) if by_class else None
 
     @property
     def bytes_bound_s(self) -> float:
         """Lower bound on latency from the online bytes alone: total bytes / bandwidth."""
-        return self.network.transfer_s(self.totals.comm_bytes)
+        return self.network.transfer_s(self.totals.comm_bytes or 0)
 
     def to_frame(self) -> Any:
         """A pandas DataFrame with one row per estimate row (pandas imported here)."""
@@ -174,16 +180,17 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
         for cost in table.cost(op, allow_uncosted):
             flops = 0 if cost.is_truncation else op.flops
             op_class = "truncation" if cost.is_truncation else op.op_class
+            dims = {"n": op.outputs} if cost.is_truncation else op.dims
             if not cost.costed:
                 rows.append(Row(cost.name, cost.kind, op_class, op.layer, op.block.value, flops, False,
-                                uncosted_reason=cost.uncosted_reason))
+                                uncosted_reason=cost.uncosted_reason, dims=dims))
                 continue
             comm_s = network.transfer_s(cost.comm_bytes)
             latency_s = (cost.compute_s or 0) + comm_s + cost.rounds * round_s
             rows.append(Row(cost.name, cost.kind, op_class, op.layer, op.block.value, flops, True,
                             cost.comm_bytes, cost.bytes_client_to_server, cost.bytes_server_to_client,
                             cost.rounds, cost.compute_s, comm_s, latency_s, cost.offline_bytes,
-                            cost.source, cost.formulas))
+                            cost.source, cost.formulas, dims=dims))
     spec = lowered.spec
     return Estimate(spec.name, lowered.context, spec.phase, spec.batch_size, table, network, tuple(rows),
                     Totals.of(rows))
@@ -219,9 +226,9 @@ def cost_expressions(spec: Any, protocol: str | Path | ProtocolTable, context: A
     table = load_protocol(protocol)
     out = []
     for op in lower(_spec(spec), context).ops:
-        for name, _kind, exprs in table.cost_exprs(op):
+        for name, kind, exprs in table.cost_exprs(op):
             if exprs is None:
-                table.cost(op)  # raises the located uncosted-op error
+                raise table.uncosted_error(op, name, kind == TRUNCATION)
             out.append((op, name, exprs))
     return out
 

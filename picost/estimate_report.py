@@ -7,7 +7,8 @@ table, or the row is uncosted)::
       "schema": "picost.estimate/1",
       "spec": str, "context": int, "phase": "prefill" | "decode", "batch_size": int,
       "protocol": {"name", "description", "setting": {"parties", "threat_model",
-                   "correlated_randomness", "ring_bits", "fractional_bits", "he"}, "confidence"},
+                   "correlated_randomness", "ring_bits", "fractional_bits", "he"}, "confidence",
+                   "params": {name: number}},
       "network": {"name", "bandwidth_bps", "rtt_s", "round_s", "source"},
       "latency_model": str,
       "totals": TOTALS + {"bytes_bound_s": float, "dominant_class": str | null},
@@ -15,14 +16,15 @@ table, or the row is uncosted)::
       "rows": [{"name", "kind", "class", "layer", "block", "flops", "costed", "comm_bytes",
                 "bytes_client_to_server", "bytes_server_to_client", "rounds", "compute_s",
                 "comm_s", "latency_s", "offline_bytes", "share", "source", "formulas": {field: str},
-                "uncosted_reason"}]
+                "dims": {symbol: int}, "uncosted_reason"}]
     }
 
     TOTALS = {"rows", "costed", "uncosted", "flops", "comm_bytes", "bytes_client_to_server",
               "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s",
               "offline_bytes", "compute_rows", "offline_rows", "share"}
 
-``rows[].layer`` is ``L<i>`` inside the blocks and the block name outside them. ``share`` is the
+``rows[].layer`` is ``L<i>`` inside the blocks and the block name outside them. A row explains
+itself: ``formulas`` evaluated at ``dims`` and the protocol's ``params`` give its numbers. ``share`` is the
 fraction of the total latency. Totals are the sums of the rows in order.
 """
 
@@ -52,7 +54,8 @@ def as_dict(est: Estimate) -> dict[str, Any]:
         "schema": SCHEMA,
         "spec": est.spec_name, "context": est.context, "phase": est.phase, "batch_size": est.batch_size,
         "protocol": {"name": p.name, "description": p.description,
-                     "setting": {**asdict(p.setting), "he": dict(p.setting.he)}, "confidence": p.confidence},
+                     "setting": {**asdict(p.setting), "he": dict(p.setting.he)}, "confidence": p.confidence,
+                     "params": p.param_values},
         "network": est.network.as_dict(),
         "latency_model": LATENCY_MODEL,
         "totals": totals,
@@ -67,7 +70,7 @@ def _row_dict(est: Estimate, r: Row) -> dict[str, Any]:
             "bytes_client_to_server": r.bytes_client_to_server, "bytes_server_to_client": r.bytes_server_to_client,
             "rounds": r.rounds, "compute_s": r.compute_s, "comm_s": r.comm_s, "latency_s": r.latency_s,
             "offline_bytes": r.offline_bytes, "share": est.share(r.latency_s), "source": r.source,
-            "formulas": dict(r.formulas), "uncosted_reason": r.uncosted_reason}
+            "formulas": dict(r.formulas), "dims": dict(r.dims), "uncosted_reason": r.uncosted_reason}
 
 
 # -- tables -----------------------------------------------------------------------------------
@@ -100,15 +103,22 @@ def _human_rows(est: Estimate, by: str) -> tuple[tuple[str, ...], list[tuple[Any
     rows = []
     for group, t in est.by(by).items():
         count = f"{t.rows}" + (f" ({t.uncosted} {UNCOSTED})" if t.uncosted else "")
+        if not t.costed:
+            rows.append((group, count) + (UNCOSTED,) * 5 + ("",))
+            continue
+        at_least = ">= " if t.uncosted else ""  # a partly uncosted group: the sums are lower bounds
         compute = human_seconds(t.compute_s) if t.compute_rows else "-"
-        rows.append((group, count, human_bytes(t.comm_bytes), human_count(t.rounds), compute,
-                     human_seconds(t.comm_s), human_seconds(t.latency_s), _pct(est.share(t.latency_s))))
+        rows.append((group, count, at_least + human_bytes(t.comm_bytes), at_least + human_count(t.rounds), compute,
+                     at_least + human_seconds(t.comm_s), at_least + human_seconds(t.latency_s),
+                     _pct(est.share(t.latency_s))))
     return (by,) + _GROUP_HEADER, rows
 
 
 def summary_lines(est: Estimate) -> list[str]:
     """The closing summary: totals, dominant class, bytes-only bound, caveats."""
     t = est.totals
+    if not t.costed:
+        return [f"WARNING: all {t.rows} rows are {UNCOSTED}: the table cannot cost this model; no totals"]
     lines = [
         f"total online communication: {t.comm_bytes / 1e9:.4g} GB ({t.comm_bytes:,.0f} bytes)"
         + (f"; client->server {human_bytes(t.bytes_client_to_server)}, server->client "
@@ -116,7 +126,7 @@ def summary_lines(est: Estimate) -> list[str]:
         f"rounds: {t.rounds:,.0f}   latency: {human_seconds(t.latency_s)} (compute {human_seconds(t.compute_s)}, "
         f"transfer {human_seconds(t.comm_s)}, round delays {human_seconds(t.latency_s - t.compute_s - t.comm_s)})",
         f"dominant class: {est.dominant_class} ({_pct(est.share(est.by('class')[est.dominant_class].latency_s))} "
-        f"of latency)" if est.dominant_class else "dominant class: none",
+        f"of latency)" if est.dominant_class else "dominant class: none (the latency is zero)",
         f"lower bound on latency from bytes alone: {human_seconds(est.bytes_bound_s)} "
         f"({est.network.summary()})",
     ]
@@ -127,7 +137,8 @@ def summary_lines(est: Estimate) -> list[str]:
         lines.append(f"compute time given by the table for {t.compute_rows} of {t.costed} rows; the others count "
                      f"communication and rounds only")
     if t.uncosted:
-        lines.append(f"WARNING: {t.uncosted} {UNCOSTED} rows (the table cannot cost them); all totals leave them out")
+        lines.append(f"WARNING: {t.uncosted} {UNCOSTED} rows (the table cannot cost them); all totals leave them "
+                     f"out, so they are lower bounds")
     return lines
 
 
@@ -154,8 +165,15 @@ def render(est: Estimate, by: str, fmt: str) -> Any:
 
     from picost.render import rich_table
 
+    if by == "op":  # the terminal view keeps sources short; md, csv and json give them in full
+        rows = [row[:-1] + (_shorten(row[-1]),) for row in rows]
     table = rich_table(_title(est), header, rows, align)
     return Group(table, Text("\n".join(summary_lines(est))))
+
+
+def _shorten(text: str | None, limit: int = 60) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _csv(est: Estimate, by: str) -> str:

@@ -107,7 +107,7 @@ def symbolic_flops(spec: ModelSpec, symbols: Iterable[str] = ("T",)) -> dict[str
     """FLOPs per group and in total as sympy expressions in the chosen symbols.
 
     ``T`` is the context, ``L`` the number of layers, ``d`` the model width (head count fixed,
-    head_dim = d / n_heads, FFN width and GQA ratios kept as multiples of d). Unchosen symbols
+    head_dim and FFN width kept as the spec's multiples of d). Unchosen symbols
     take the spec's values.
     """
     import sympy
@@ -138,12 +138,13 @@ def _lower_view(view: Any, T: Any) -> list[Op]:
 
 
 class _WidthView:
-    """A spec seen with a symbolic width ``d``: head_dim, FFN width and vocab kept as given
-    multiples/values. Everything else is read from the spec."""
+    """A spec seen with a symbolic width ``d``: head_dim and FFN width kept as the spec's multiples
+    of d (head_dim = d / n_heads unless the spec gives head_dim), vocab as given. Everything else
+    is read from the spec."""
 
     def __init__(self, spec: ModelSpec, d: Any) -> None:
         self._spec, self.d_model = spec, d
-        self.dim_head = d / spec.n_heads
+        self.dim_head = d * spec.dim_head / spec.d_model
         self.ffn_width = d * spec.ffn_width / spec.d_model
 
     def __getattr__(self, name: str) -> Any:

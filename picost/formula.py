@@ -38,10 +38,8 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "max": (2, None),
 }
 
-_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
-_UNARY = {ast.USub: "-", ast.UAdd: "+"}
-
-Number = Any  # int, float, or a numpy array / sympy expression in the other evaluators
+_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
+_UNARY = (ast.USub, ast.UAdd)
 
 
 @dataclass(frozen=True)
@@ -114,11 +112,11 @@ def _check(node: ast.AST, allowed: frozenset[str], names: set[str], fail: Callab
             raise fail(f"unknown symbol '{node.id}' (allowed here: {hint})")
         names.add(node.id)
         return
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, _BINOPS):
         _check(node.left, allowed, names, fail)
         _check(node.right, allowed, names, fail)
         return
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, _UNARY):
         _check(node.operand, allowed, names, fail)
         return
     if isinstance(node, ast.Call):
@@ -127,13 +125,13 @@ def _check(node: ast.AST, allowed: frozenset[str], names: set[str], fail: Callab
             raise fail(f"unknown function '{what}' (allowed: {', '.join(FUNCTIONS)})")
         if node.keywords:
             raise fail(f"{node.func.id}() takes no keyword arguments")
+        if any(isinstance(arg, ast.Starred) for arg in node.args):
+            raise fail("argument unpacking is not allowed")
         lo, hi = FUNCTIONS[node.func.id]
         if len(node.args) < lo or (hi is not None and len(node.args) > hi):
             want = str(lo) if hi == lo else f"at least {lo}"
             raise fail(f"{node.func.id}() takes {want} argument(s), got {len(node.args)}")
         for arg in node.args:
-            if isinstance(arg, ast.Starred):
-                raise fail("argument unpacking is not allowed")
             _check(arg, allowed, names, fail)
         return
     raise fail(f"'{ast.unparse(node)}' is outside the formula grammar "
@@ -146,6 +144,7 @@ def _check(node: ast.AST, allowed: frozenset[str], names: set[str], fail: Callab
 class _Backend:
     functions: Mapping[str, Callable[..., Any]]
     constant: Callable[[Any], Any]
+    power: Callable[[Any, Any], Any]
 
 
 def _is_array(x: Any) -> bool:
@@ -206,8 +205,15 @@ def _max(*xs: Any) -> Any:
     return max(xs)
 
 
+def _pow(base: Any, exponent: Any) -> Any:
+    """``base ** exponent``, refusing integer powers too large to be a cost (they would hang)."""
+    if isinstance(exponent, int) and isinstance(base, int) and abs(base) > 1 and exponent > 4096:
+        raise OverflowError(f"{base} ** {exponent} is too large")
+    return base ** exponent
+
+
 _PYTHON = _Backend({"log2": _log2, "ceil": _ceil, "floor": _floor, "sqrt": _sqrt, "min": _min, "max": _max},
-                   lambda v: v)
+                   lambda v: v, _pow)
 
 
 def _sympy_backend() -> _Backend:
@@ -215,7 +221,7 @@ def _sympy_backend() -> _Backend:
 
     return _Backend({"log2": lambda x: sympy.log(x, 2), "ceil": sympy.ceiling, "floor": sympy.floor,
                      "sqrt": sympy.sqrt, "min": sympy.Min, "max": sympy.Max},
-                    lambda v: sympy.Integer(v) if isinstance(v, int) else sympy.Rational(repr(v)))
+                    lambda v: sympy.Integer(v) if isinstance(v, int) else sympy.Rational(repr(v)), sympy.Pow)
 
 
 def _build(node: ast.AST, backend: _Backend) -> Callable[[Mapping[str, Any]], Any]:
@@ -242,7 +248,8 @@ def _build(node: ast.AST, backend: _Backend) -> Callable[[Mapping[str, Any]], An
             return lambda env: left(env) * right(env)
         if op is ast.Div:
             return lambda env: left(env) / right(env)
-        return lambda env: left(env) ** right(env)
+        power = backend.power
+        return lambda env: power(left(env), right(env))
     if isinstance(node, ast.Call):
         fn = backend.functions[node.func.id]  # type: ignore[union-attr]
         args = [_build(a, backend) for a in node.args]

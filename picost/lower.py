@@ -117,7 +117,7 @@ class _Lowerer:
         heads = self.B * H
         self.emit(f"{L}.qkv", "linear", A, layer, (S, W), m=self.rows, k=s.d_model, n=(H + 2 * Hkv) * dh)
         if s.positional == "rope":
-            rotated = round(s.rope_fraction * dh)
+            rotated = _whole(s.rope_fraction * dh)
             self.emit(f"{L}.rope", "rope", A, layer, (S, P), n=self.rows * (H + Hkv) * rotated)
         scores = heads * self.q_len * self.kv_len
         self.emit(f"{L}.qk", "matmul", A, layer, (S, S), instances=heads,
@@ -162,6 +162,11 @@ class _Lowerer:
                   notes=("tied to the token embedding",) if s.tied_embeddings else ())
         if s.argmax:
             self.emit("head.argmax", "argmax", Block.HEAD, None, (S,), rows=self.B, cols=s.vocab_size)
+
+
+def _whole(x: Any) -> Any:
+    """A whole number of units: rounded for numbers, left as is for sympy expressions."""
+    return x if hasattr(x, "free_symbols") else round(x)
 
 
 def _half(even: Any) -> Any:

@@ -121,6 +121,10 @@ def presets() -> dict[str, Network]:
         data, lines = load_located(PRESETS_FILE)
         for name, entry in data.items():
             line = lines.get((name,))
+            keys = set(entry) if isinstance(entry, dict) else set()
+            if not {"bandwidth", "rtt", "source"} <= keys <= {"bandwidth", "rtt", "source", "description"}:
+                raise UserError("a preset has bandwidth, rtt, source and optionally description",
+                                file=str(PRESETS_FILE), line=line, field=str(name))
             try:
                 _PRESETS[name] = Network(name, parse_bandwidth(entry["bandwidth"], f"{name}.bandwidth"),
                                          parse_duration(entry["rtt"], f"{name}.rtt"),

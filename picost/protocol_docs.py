@@ -64,8 +64,9 @@ def markdown(table: ProtocolTable) -> str:
         lines.append("")
     present = [f for f in FORMULA_FIELDS if any(f in e.formulas for e in table.entries.values())]
     header = ["op kind"] + [FIELD_LABELS[f] for f in present] + ["truncation", "source"]
-    lines += ["## Costs per op kind", "",
-              "Formulas over the op's dimension symbols (docs/protocol-tables.md) and the parameters above.", "",
+    over = "the op's dimension symbols (see docs/protocol-tables.md)" + (" and the parameters above"
+                                                                         if table.params else "")
+    lines += ["## Costs per op kind", "", f"Formulas over {over}.", "",
               "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in entry_rows(table):
         cells = dict(zip(("kind",) + FORMULA_FIELDS, row))

@@ -91,10 +91,8 @@ class Entry:
     source: str
     notes: str | None
     line: int | None
-
-    @property
-    def per_direction(self) -> bool:
-        return "bytes_client_to_server" in self.formulas
+    field_lines: Mapping[str, int | None] = field(default_factory=dict)
+    """Line of each formula field, for located evaluation errors."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +132,23 @@ class ProtocolTable:
     params: Mapping[str, Param]
     entries: Mapping[str, Entry]
     path: str
+    _values: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+    """Evaluated formulas per (kind, dims): the layers of a model repeat the same shapes."""
 
     @property
     def param_values(self) -> dict[str, Any]:
         return {p.name: p.value for p in self.params.values()}
+
+    def values(self, entry: Entry, dims: Mapping[str, Any], row: str) -> dict[str, Any]:
+        """``{field: number}`` of ``entry`` at integer ``dims`` (checked finite and >= 0; cached)."""
+        key = (entry.kind, *dims.items())
+        out = self._values.get(key)
+        if out is None:
+            env = {**self.param_values, **dims}
+            out = {f: self._checked(entry, f, self._evaluate(entry, f, form, env, row), row)
+                   for f, form in entry.formulas.items()}
+            self._values[key] = out
+        return out
 
     def rows_for(self, op: Op) -> list[tuple[str, str, Entry | None, dict[str, Any], bool]]:
         """The estimate rows an op makes: itself, then its truncation when one is needed.
@@ -156,19 +167,15 @@ class ProtocolTable:
         An op the table cannot cost raises :class:`UserError` naming the op and the table,
         unless ``allow_uncosted`` (then the row says ``costed=False`` and why).
         """
-        params = self.param_values
         out = []
         for name, kind, entry, dims, is_trunc in self.rows_for(op):
             if entry is None:
-                reason = self._uncosted_reason(op, kind, is_trunc)
                 if not allow_uncosted:
-                    raise UserError(f"protocol table '{self.name}' cannot cost op {name} (kind {op.kind}): "
-                                    f"{reason}; pass --allow-uncosted (allow_uncosted=True) to list it "
-                                    f"as an uncosted row", file=self.path)
-                out.append(OpCost(name, kind, op, is_trunc, False, uncosted_reason=reason))
+                    raise self.uncosted_error(op, name, is_trunc)
+                out.append(OpCost(name, kind, op, is_trunc, False,
+                                  uncosted_reason=self._uncosted_reason(op, kind, is_trunc)))
                 continue
-            env = {**params, **dims}
-            values = {f: self._checked(entry, f, form.value(env), name) for f, form in entry.formulas.items()}
+            values = self.values(entry, dims, name)
             out.append(OpCost(name, kind, op, is_trunc, True,
                               comm_bytes=values["comm_bytes"],
                               bytes_client_to_server=values.get("bytes_client_to_server"),
@@ -182,8 +189,9 @@ class ProtocolTable:
         """Sympy costs of ``op`` after substituting its dims (which may contain a symbol ``T``).
 
         Returns ``(row name, entry kind, {field: expr} or None if uncosted)`` per row, fields as
-        in :data:`FORMULA_FIELDS` (present ones only). Sum these over ops and lambdify the sums
-        once (:func:`picost.formula.lambdify_numpy`) for vectorized sweeps.
+        in :data:`FORMULA_FIELDS` (present ones only); for a ``None`` row, raise
+        :meth:`uncosted_error` unless the caller allows uncosted rows. Sum these over ops and
+        lambdify the sums once (:func:`picost.formula.lambdify_numpy`) for vectorized sweeps.
         """
         params = self._sympy_params()
         out = []
@@ -201,16 +209,40 @@ class ProtocolTable:
         return {n: sympy.Integer(p.value) if isinstance(p.value, int) else sympy.Rational(repr(p.value))
                 for n, p in self.params.items()}
 
+    def uncosted_error(self, op: Op, row: str, is_trunc: bool) -> UserError:
+        """The error for a row this table cannot cost: names the row, the op kind and the table."""
+        reason = self._uncosted_reason(op, TRUNCATION if is_trunc else op.kind, is_trunc)
+        return UserError(f"protocol table '{self.name}' cannot cost op {row} (kind {op.kind}): {reason}; pass "
+                         f"--allow-uncosted (allow_uncosted=True) to list it as an uncosted row", file=self.path)
+
     def _uncosted_reason(self, op: Op, kind: str, is_trunc: bool) -> str:
+        if is_trunc and op.kind not in self.entries:
+            return (f"its fixed-point output needs truncation and the table has neither a '{TRUNCATION}' nor a "
+                    f"'{op.kind}' entry")
         if is_trunc:
             return (f"its fixed-point output needs truncation, the table has no '{TRUNCATION}' entry and its "
                     f"'{op.kind}' entry does not say includes_truncation: true")
         return f"the table has no entry for op kind '{kind}'"
 
+    def _evaluate(self, entry: Entry, field_name: str, form: formula.Formula, env: Mapping[str, Any],
+                  row: str) -> Any:
+        try:
+            return form.value(env)
+        except (ValueError, ZeroDivisionError, OverflowError) as exc:  # log2(0), sqrt(-1), x / 0, huge powers
+            shape = ", ".join(f"{k}={env[k]}" for k in ENTRY_SYMBOLS[entry.kind])
+            raise UserError(f"{field_name} of op {row} cannot be evaluated at {shape}: {exc}", file=self.path,
+                            line=entry.field_lines.get(field_name, entry.line),
+                            field=f"ops.{entry.kind}.{field_name}") from None
+
     def _checked(self, entry: Entry, field_name: str, value: Any, row: str) -> Any:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        try:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        except OverflowError:  # an int beyond float range
+            ok = False
+        if not ok:
             raise UserError(f"{field_name} of op {row} evaluates to {value!r}; costs must be finite and >= 0",
-                            file=self.path, line=entry.line, field=f"ops.{entry.kind}.{field_name}")
+                            file=self.path, line=entry.field_lines.get(field_name, entry.line),
+                            field=f"ops.{entry.kind}.{field_name}")
         return value
 
 
@@ -272,7 +304,7 @@ class _Validator:
                          field=".".join(str(p) for p in path) or None)
 
     def mapping(self, value: Any, path: KeyPath, allowed: tuple[str, ...] | None,
-                required: tuple[str, ...] = ()) -> dict[str, Any]:
+                required: tuple[str, ...] = (), what: str = "key") -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.error(path, f"expected a mapping, got {type(value).__name__}")
         if allowed is not None:
@@ -280,7 +312,7 @@ class _Validator:
                 if key not in allowed:
                     close = difflib.get_close_matches(str(key), allowed, n=1)
                     hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(allowed)}"
-                    raise self.error(path + (key,), f"unknown key '{key}'{hint}")
+                    raise self.error(path + (key,), f"unknown {what} '{key}'{hint}")
         for key in required:
             if key not in value:
                 raise self.error(path, f"missing required key '{key}'")
@@ -299,7 +331,7 @@ class _Validator:
         citations = {str(k): self.text(v, ("citations", k))
                      for k, v in self.mapping(top.get("citations", {}), ("citations",), None).items()}
         params = self.params(top.get("params", {}), citations)
-        ops = self.mapping(top["ops"], ("ops",), tuple(ENTRY_SYMBOLS))
+        ops = self.mapping(top["ops"], ("ops",), tuple(ENTRY_SYMBOLS), what="op kind")
         if not ops:
             raise self.error(("ops",), "a table needs at least one op entry")
         entries = {kind: self.entry(kind, raw, params, citations) for kind, raw in ops.items()}
@@ -385,7 +417,8 @@ class _Validator:
                              f"includes_truncation applies only to kinds with fixed-point products "
                              f"({', '.join(k for k, v in KINDS.items() if v.fixed_point_product)})")
         notes = self.text(e["notes"], path + ("notes",)) if "notes" in e else None
-        return Entry(kind, formulas, includes, source, notes, line_of(self.lines, path))
+        return Entry(kind, formulas, includes, source, notes, line_of(self.lines, path),
+                     {f: line_of(self.lines, path + (f,)) for f in formulas})
 
     def check_directions(self, kind: str, formulas: Mapping[str, formula.Formula], params: Mapping[str, Param],
                          path: KeyPath) -> None:
@@ -394,8 +427,11 @@ class _Validator:
         for sample in (1, 7, 64, 1000):
             env: dict[str, Any] = {p.name: p.value for p in params.values()}
             env.update({d: sample + 3 * i for i, d in enumerate(dims)})
-            both = formulas["bytes_client_to_server"].value(env) + formulas["bytes_server_to_client"].value(env)
-            total = formulas["comm_bytes"].value(env)
+            try:
+                both = formulas["bytes_client_to_server"].value(env) + formulas["bytes_server_to_client"].value(env)
+                total = formulas["comm_bytes"].value(env)
+            except (ValueError, ZeroDivisionError, OverflowError):
+                continue  # outside a formula's domain at this sample shape; the estimate reports it if it matters
             if not math.isclose(both, total, rel_tol=1e-9, abs_tol=1e-9):
                 shape = ", ".join(f"{d}={env[d]}" for d in dims)
                 raise self.error(path + ("bytes_client_to_server",),

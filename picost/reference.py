@@ -21,7 +21,7 @@ analytic core).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import torch
@@ -165,8 +165,8 @@ class KVCache:
     A forward pass given a cache attends to the cached tokens and appends its own.
     """
 
-    keys: list[torch.Tensor | None] = field(default_factory=list)
-    values: list[torch.Tensor | None] = field(default_factory=list)
+    keys: list[torch.Tensor | None]
+    values: list[torch.Tensor | None]
 
     @classmethod
     def empty(cls, n_layers: int) -> "KVCache":
@@ -178,13 +178,14 @@ class KVCache:
         """A cache of ``tokens`` random keys and values (standard normal) per layer."""
         gen = torch.Generator().manual_seed(seed)
         shape = (spec.batch_size, spec.kv_heads, tokens, spec.dim_head)
-        draw = lambda: torch.randn(shape, generator=gen, dtype=dtype)  # noqa: E731
-        return cls([draw() for _ in range(spec.n_layers)], [draw() for _ in range(spec.n_layers)])
+        keys = [torch.randn(shape, generator=gen, dtype=dtype) for _ in range(spec.n_layers)]
+        values = [torch.randn(shape, generator=gen, dtype=dtype) for _ in range(spec.n_layers)]
+        return cls(keys, values)
 
     @property
     def length(self) -> int:
         """Cached tokens."""
-        return 0 if not self.keys or self.keys[0] is None else self.keys[0].shape[2]
+        return 0 if self.keys[0] is None else self.keys[0].shape[2]
 
     def copy(self) -> "KVCache":
         """A cache with the same entries that can be extended without touching this one."""

@@ -1,7 +1,7 @@
 """Ground truth for the lowering: a plain torch model of the spec (picost.reference) must do
 exactly what the lowering says, op for op.
 
-For every shipped spec (shrunk to tiny sizes by ``tests.strategies.shrink``: same structure,
+For every shipped spec and every HuggingFace config under tests/data/hf (shrunk to tiny sizes by ``tests.strategies.shrink``: same structure,
 small d / L / vocab) and for hypothesis-generated specs, at small T, in prefill and decode:
 
 * the ops the model executes (seen by forward hooks), in order, have the lowering's names, kinds
@@ -11,6 +11,8 @@ small d / L / vocab) and for hypothesis-generated specs, at small T, in prefill 
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +27,16 @@ from picost.spec import ModelSpec, load_spec, shipped_spec_names
 from tests.strategies import shrink, valid_specs, with_fields
 
 T = 8
+HF_CONFIGS = sorted((Path(__file__).parent / "data" / "hf").glob("*.json"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors: a second intra-op thread only adds contention on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def assert_matches_lowering(spec: ModelSpec, context: int) -> None:
@@ -49,6 +61,13 @@ def assert_matches_lowering(spec: ModelSpec, context: int) -> None:
 @pytest.mark.parametrize("name", shipped_spec_names())
 def test_shipped_spec_matches_lowering(name: str, phase: str) -> None:
     spec = with_fields(shrink(load_spec(name)), phase=phase)
+    assert_matches_lowering(spec, T)
+
+
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+@pytest.mark.parametrize("path", HF_CONFIGS, ids=[p.stem for p in HF_CONFIGS])
+def test_hf_config_matches_lowering(path: Path, phase: str) -> None:
+    spec = with_fields(shrink(load_spec(path)), phase=phase)
     assert_matches_lowering(spec, T)
 
 

@@ -1,0 +1,120 @@
+"""Count CrypTen 0.4.1's per-op communication (bytes and rounds) with its own counters.
+
+Checks the ``derived:`` formulas of ``protocols/crypten.yaml``. CrypTen is not a picost
+dependency; run it from a separate virtualenv::
+
+    python3 -m venv /work/venv-crypten
+    /work/venv-crypten/bin/pip install torch==2.13.0   # CPU wheel
+    /work/venv-crypten/bin/pip install --no-deps crypten==0.4.1 omegaconf onnx
+    /work/venv-crypten/bin/pip install antlr4-python3-runtime==4.9.3 pyyaml ml_dtypes protobuf
+    # torch 2.13 has no torch.onnx._internal.registration: in crypten/nn/onnx_converter.py replace
+    # that import (in the `except ImportError:` branch) by `registry = None`.
+    cd /tmp && /work/venv-crypten/bin/python /path/to/benchmarks/crypten_ops.py relu exp --shape 4x128
+
+Defaults of ``configs/default.yaml`` (2 parties, TFP Beaver triples, 16 fractional bits). Each op
+runs once on a fresh ``MPCTensor`` of shape ROWSxCOLS with values ~ N(0, 1); the counters
+(``cfg.communicator.verbose``) are reset right before the op. Output: one JSON object per op and
+shape, with rank 0's ``rounds`` and ``bytes`` as CrypTen counts them. Note CrypTen's convention:
+an ``all_reduce`` of n elements logs 2n elements for *each* party ("each party sends and receives
+one tensor"), so for two parties ``bytes`` = bytes sent + bytes received by that party = 2 x the
+bytes it sends. ``sent_bytes`` = ``bytes / 2`` is what one party puts on the wire.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _op(name: str):
+    """The CrypTen computation for ``name``: a function of x (ROWSxCOLS) and encrypted weights.
+
+    ``w`` holds encrypted server weights (in CrypTen a model's weights are secret-shared too):
+    ``w["mat"]`` COLSxCOLS, ``w["gain"]``/``w["bias"]`` of length COLS, ``w["table"]`` COLSx16.
+    """
+    import math
+
+    def layernorm(x, w):
+        d = x - x.mean(-1, keepdim=True)
+        return d * (d.square().mean(-1, keepdim=True) + 1e-5).inv_sqrt() * w["gain"] + w["bias"]
+
+    def embedding(x, w):  # ROWS tokens, vocabulary COLS, width 16; the one-hot is the client's input
+        import crypten
+        import torch
+        ids = torch.arange(x.size(0)) % x.size(1)
+        return crypten.cryptensor(torch.nn.functional.one_hot(ids, x.size(1)).float()).matmul(w["table"])
+
+    table = {
+        "mul": lambda x, w: x * x.flip(-1),
+        "square": lambda x, w: x.square(),
+        "matmul": lambda x, w: x.matmul(x.t()),
+        "linear": lambda x, w: x.matmul(w["mat"]),
+        "embedding": embedding,
+        "weight_mul": lambda x, w: x * w["gain"],
+        "relu": lambda x, w: x.relu(),
+        "ltz": lambda x, w: x._ltz(),
+        "exp": lambda x, w: x.exp(),
+        "reciprocal": lambda x, w: x.reciprocal(),
+        "inv_sqrt": lambda x, w: x.inv_sqrt(),
+        "sigmoid": lambda x, w: x.sigmoid(),
+        "tanh": lambda x, w: x.tanh(),
+        "erf": lambda x, w: x.erf(),
+        "gelu": lambda x, w: x * ((x * (1 / math.sqrt(2))).erf() + 1) * 0.5,
+        "gelu_tanh": lambda x, w: x * (((x + x.pow(3) * 0.044715) * math.sqrt(2 / math.pi)).tanh() + 1) * 0.5,
+        "silu": lambda x, w: x * x.sigmoid(),
+        "max_row": lambda x, w: x.max(dim=-1),
+        "argmax_row": lambda x, w: x.argmax(dim=-1),
+        "softmax_row": lambda x, w: x.softmax(dim=-1),
+        "layernorm_row": layernorm,
+        "rmsnorm_row": lambda x, w: x * (x.square().mean(-1, keepdim=True) + 1e-5).inv_sqrt() * w["gain"],
+    }
+    return table[name]
+
+
+def _run(ops: list[str], shapes: list[tuple[int, int]]) -> None:
+    import crypten
+    import crypten.communicator as comm
+    import torch
+    from crypten.config import cfg
+
+    @crypten.mpc.run_multiprocess(world_size=2)
+    def party():
+        cfg.communicator.verbose = True
+        torch.manual_seed(0)
+        rows_out = []
+        for name in ops:
+            for rows, cols in shapes:
+                x = crypten.cryptensor(torch.randn(rows, cols))
+                w = {"mat": crypten.cryptensor(torch.randn(cols, cols) / cols ** 0.5),
+                     "gain": crypten.cryptensor(torch.ones(cols)),
+                     "bias": crypten.cryptensor(torch.zeros(cols)),
+                     "table": crypten.cryptensor(torch.randn(cols, 16))}
+                comm.get().reset_communication_stats()
+                _op(name)(x, w)
+                stats = comm.get().get_communication_stats()
+                rows_out.append({"op": name, "rows": rows, "cols": cols, "rank": comm.get().get_rank(),
+                                 "rounds": int(stats["rounds"]), "bytes": int(stats["bytes"]),
+                                 "sent_bytes": int(stats["bytes"]) // 2})
+        if comm.get().get_rank() == 0:
+            for row in rows_out:
+                print(json.dumps(row), flush=True)
+
+    party()
+
+
+def _shape(text: str) -> tuple[int, int]:
+    rows, cols = text.lower().split("x")
+    return int(rows), int(cols)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("ops", nargs="+")
+    parser.add_argument("--shape", nargs="+", type=_shape, default=[(4, 128)])
+    ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    _run(ns.ops, ns.shape)
+
+
+if __name__ == "__main__":
+    main()

@@ -136,7 +136,7 @@ def tbf_args(rate_bps: float) -> list[str]:
     queue ~250 ms of traffic (at least 1 MB), so a bulk TCP flow is paced, not dropped."""
     frame = MTU_BYTES + ETHERNET_HEADER_BYTES
     burst = max(2 * frame, int(rate_bps / 8 * TBF_BURST_S))
-    limit = max(1 << 20, int(rate_bps / 8 * TBF_QUEUE_S))
+    limit = min(max(1 << 20, int(rate_bps / 8 * TBF_QUEUE_S)), 1 << 30)
     return ["tbf", "rate", f"{int(rate_bps)}bit", "burst", str(burst), "limit", str(limit)]
 
 
@@ -144,13 +144,20 @@ class Netlab:
     """A running lab. Use as a context manager; everything is removed on exit, also on errors,
     at interpreter exit and on SIGTERM (when no other SIGTERM handler is installed)."""
 
-    def __init__(self, links: Mapping[str, LinkShape]):
+    def __init__(self, links: Mapping[str, LinkShape], direct: Sequence[tuple[str, str]] = ()):
+        """``links``: party -> shape of its incoming direction. ``direct``: pairs of parties that
+        also get a private, unshaped, undelayed veth between them (e.g. a dealer colocated with
+        the server); traffic between such a pair never enters the middle namespace."""
         if not links:
             raise ValueError("a netlab needs at least one party")
         for party in links:
             if not PARTY_RE.match(party) or party == "mid":
                 raise ValueError(f"party name {party!r}: use 1-12 lowercase letters, not 'mid'")
         self.links = dict(links)
+        self.direct = [tuple(pair) for pair in direct]
+        for a, b in self.direct:
+            if a not in self.links or b not in self.links or a == b:
+                raise ValueError(f"direct link {a!r}-{b!r}: both must be distinct parties of the lab")
         self.run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
         self.namespaces: dict[str, str] = {}
         self.processes: list[subprocess.Popen] = []
@@ -231,9 +238,23 @@ class Netlab:
             if shape.rate_bps is not None:
                 run_cmd(["ip", "netns", "exec", mid, "tc", "qdisc", "add", "dev", mid_if, "root",
                          *tbf_args(shape.rate_bps)])
+        for i, (a, b) in enumerate(self.direct):
+            self._add_direct_link(i, a, b)
         run_cmd(["ip", "netns", "exec", mid, sys.executable, "-m", "picost.netlab.gro",
                  *(mid_ifname(party) for party in self.links)], env=self.python_env())
         self._start_delay_line(mid)
+
+    def _add_direct_link(self, i: int, a: str, b: str) -> None:
+        """A veth between ``a`` and ``b`` (named ``pd<i>`` on both ends) with host routes to each
+        other's lab address, so their existing sockets' addresses stay valid."""
+        ifname = f"pd{i}"
+        run_cmd(["ip", "link", "add", "name", ifname, "netns", self.namespace(a), "type", "veth",
+                 "peer", "name", ifname, "netns", self.namespace(b)])
+        for here, there in ((a, b), (b, a)):
+            ns = self.namespace(here)
+            run_cmd(["ip", "-n", ns, "link", "set", ifname, "up"])
+            run_cmd(["ip", "-n", ns, "route", "add", f"{self.address(there)}/32", "dev", ifname,
+                     "src", self.address(here)])
 
     def _start_delay_line(self, mid: str) -> None:
         argv = [sys.executable, "-m", "picost.netlab.delayline", "--tun", TUN_IFNAME]

@@ -120,17 +120,16 @@ def load_profile(path: str | Path) -> Profile:
 def apply_calibration(table: ProtocolTable, profile: Profile, profile_file: str = "") -> ProtocolTable:
     """``table`` with every profiled kind's ``compute_s`` replaced by the profile's formula.
 
-    The profile must be for this table, and must cover every kind the table costs with rounds
-    or bytes (else the compute term would silently be partial)."""
+    The profile must be for this table. Kinds it does not time keep the table's own compute
+    (usually none); the estimate says for how many rows compute was modeled, so a partial
+    profile shows, it is never a silent zero."""
     if profile.protocol != table.name:
         raise UserError(f"the calibration profile is for protocol '{profile.protocol}', not '{table.name}'",
                         file=profile_file or None, field="protocol")
-    missing = [k for k in table.entries if k not in profile.kinds]
-    if missing:
-        raise UserError(f"the calibration profile has no time for {', '.join(missing)} (rerun picost calibrate)",
-                        file=profile_file or None, field="kinds")
-    entries = {}
+    entries = dict(table.entries)
     for kind, entry in table.entries.items():
+        if kind not in profile.kinds:
+            continue
         text = compute_formula(kind, profile.kinds[kind])
         compute = formula.parse(text, ENTRY_SYMBOLS[kind], file=profile_file or None, field_name=f"kinds.{kind}")
         entries[kind] = dataclasses.replace(

@@ -134,3 +134,20 @@ def test_cleanup_stale_removes_a_crashed_run_and_spares_a_live_one():
         assert sorted(removed) == sorted(f"pcnl-{crashed_id}-{role}" for role in ("mid", "client", "server"))
         assert namespaces_of(crashed_id) == []
         assert len(namespaces_of(live.run_id)) == 2
+
+
+@needs_netlab
+def test_direct_link_bypasses_delay_and_shaping():
+    from picost.netlab.verify import probe
+
+    shape = LinkShape(20e6, 0.010)
+    with Netlab({"client": shape, "server": shape, "dealer": shape}, direct=[("dealer", "server")]) as lab:
+        direct_rtt_s = min(probe(lab, "dealer", "server", 10, 0)["rtt_s"])
+        delayed_rtt_s = min(probe(lab, "client", "server", 10, 0)["rtt_s"])
+    assert direct_rtt_s < 0.003
+    assert delayed_rtt_s == pytest.approx(0.020, abs=0.003)
+
+
+def test_direct_link_needs_two_parties_of_the_lab():
+    with pytest.raises(ValueError, match="direct link"):
+        Netlab({"client": LinkShape(None)}, direct=[("client", "nobody")])

@@ -36,6 +36,7 @@ PROTOCOLS = {"SEMI2K": 2, "CHEETAH": 2, "ABY3": 3}
 #: op name -> (description, number of secret inputs). Shapes are ROWSxCOLS of the (first) input.
 OPS = {
     "less": "x < 0.5",
+    "equal": "x == 0.5 (secret vs public: one entry of a one-hot encoding)",
     "relu": "jax.nn.relu(x)",
     "gelu": "jax.nn.gelu(x, approximate=False) (erf form)",
     "gelu_tanh": "jax.nn.gelu(x, approximate=True)",
@@ -99,6 +100,7 @@ def _op_function(op: str, cols: int, out_cols: int):
 
     table = {
         "less": (lambda x: x < 0.5, []),
+        "equal": (lambda x: x == 0.5, []),
         "relu": (jax.nn.relu, []),
         "gelu": (lambda x: jax.nn.gelu(x, approximate=False), []),
         "gelu_tanh": (lambda x: jax.nn.gelu(x, approximate=True), []),
@@ -150,6 +152,7 @@ def _child(protocol: str, op: str, rows: int, cols: int, out_cols: int) -> None:
     shares = [io.make_shares(a, v, o) for a, v, o in zip(args, vis, owners)]
 
     desc = libspu.link.Desc()
+    desc.recv_timeout_ms = 3600 * 1000  # large HE matmuls take minutes on 2 cores
     for rank in range(nparties):
         desc.add_party(f"id_{rank}", f"thread_{rank}")
     errors: list[BaseException] = []

@@ -141,3 +141,14 @@ def test_networks_lists_presets_with_sources():
     assert res.returncode == 0
     for needle in ("wan400", "400 Mbit/s, RTT 40 ms", "OpenCheetah", "lan-sirnn", "3.016 Gbit/s"):
         assert needle in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_estimate_cli_does_not_import_heavy_modules(fmt, monkeypatch):
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # what `python -X importtime` does
+    res = run_cli("estimate", "tiny", "-p", FX, "-n", "wan", "-f", fmt)
+    assert res.returncode == 0, res.stderr
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in res.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "picost" in imported
+    assert not imported & {"sympy", "pandas", "numpy", "torch", "matplotlib"}, sorted(imported)

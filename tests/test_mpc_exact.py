@@ -7,7 +7,6 @@ One launch of the three parties serves the whole module (the op suite plus a pri
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,6 +16,7 @@ from picost.mpc.ring import encode
 from picost.mpc.validate import SHAPES, compare, ops_job, suite_ops
 from picost.ops import Block, Holder, Op
 from picost.protocols import load_protocol
+from tests.mpc_views import looks_uniform, trits_look_uniform, uncorrelated, view
 
 SUITE = suite_ops()
 PRIVACY = [Op("priv.relu", "relu", Block.FFN, None, {"n": 3000}, (Holder.SHARED,)),
@@ -77,62 +77,33 @@ def test_output_matches_plaintext(runs, op):
 
 # -- views ------------------------------------------------------------------------------------
 
-def _view(run, role, op_prefix=""):
-    """int64 and uint8 messages ``role`` received during the ops (inputs/outputs excluded)."""
-    msgs = [t for name, t in run.views[role] if not name.startswith("_") and name.startswith(op_prefix)]
-    words = torch.cat([t.reshape(-1) for t in msgs if t.dtype == torch.int64] or [torch.zeros(0, dtype=torch.int64)])
-    small = torch.cat([t.reshape(-1) for t in msgs if t.dtype == torch.uint8] or [torch.zeros(0, dtype=torch.uint8)])
-    return words, small
-
-
-def _looks_uniform(words: torch.Tensor) -> bool:
-    """Each of the 64 bits is 1 about half the time and the top byte is uniform (6 sigma)."""
-    n = words.numel()
-    bits = ((words.unsqueeze(1) >> torch.arange(64)) & 1).double().mean(0)
-    bits_ok = bool(((bits - 0.5).abs() <= 6 * 0.5 / n ** 0.5).all())
-    top = torch.bincount(((words >> 56) & 255), minlength=256).double()
-    chi2 = float(((top - n / 256) ** 2 / (n / 256)).sum())
-    return bits_ok and chi2 <= 255 + 6 * (2 * 255) ** 0.5
-
-
-def _uncorrelated(secret: torch.Tensor, seen: torch.Tensor) -> bool:
-    """|corr(secret, top 20 bits of what was seen)| below 5 sigma."""
-    a = secret.double().reshape(-1)
-    b = (seen.reshape(-1) >> 44).double()
-    corr = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
-    return abs(corr) <= 5 / a.numel() ** 0.5
-
-
 def test_the_view_tests_catch_a_leaked_plaintext(runs):
     x = runs[1].results["client"]["priv.relu"]["x"]
     leaked = encode(x, 16)  # what the server would see if the client sent its input in the clear
-    assert not _looks_uniform(leaked)
-    assert not _uncorrelated(x, leaked << 20)  # even scaled into the top bits
+    assert not looks_uniform(leaked)
+    assert not uncorrelated(x, leaked << 20)  # even scaled into the top bits
 
 
 def test_servers_view_is_independent_of_the_clients_input(runs):
     suite, privacy = runs
     for run in (suite, privacy):
-        words, small = _view(run, "server")
-        assert words.numel() > 1500 and _looks_uniform(words)
+        words, small = view(run, "server")
+        assert words.numel() > 1500 and looks_uniform(words)
     x = privacy.results["client"]["priv.relu"]["x"]
     relu_msgs = [t for name, t in privacy.views["server"] if name == "priv.relu" and t.dtype == torch.int64]
-    assert relu_msgs[0].numel() == x.numel() and _uncorrelated(x, relu_msgs[0])
-    _, trits = _view(privacy, "server", "priv.relu")
-    counts = torch.bincount(trits.long(), minlength=81).double()
-    assert trits.max() < 81
-    expected = trits.numel() / 81
-    assert float(((counts - expected) ** 2 / expected).sum()) <= 80 + 6 * (160 ** 0.5)
+    assert relu_msgs[0].numel() == x.numel() and uncorrelated(x, relu_msgs[0])
+    _, trits = view(privacy, "server", "priv.relu")
+    assert trits_look_uniform(trits)
 
 
 def test_clients_view_is_independent_of_the_servers_weights(runs):
     suite, privacy = runs
     for run in (suite, privacy):
-        words, _ = _view(run, "client")
-        assert words.numel() > 1500 and _looks_uniform(words)
+        words, _ = view(run, "client")
+        assert words.numel() > 1500 and looks_uniform(words)
     w = privacy.results["server"]["priv.linear"]["w"]
     seen = [t for name, t in privacy.views["client"] if name == "priv.linear"][0]
-    assert seen.numel() == w.numel() and _uncorrelated(w, seen)
+    assert seen.numel() == w.numel() and uncorrelated(w, seen)
 
 
 def test_client_learns_only_outputs(runs):

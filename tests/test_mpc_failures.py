@@ -9,7 +9,7 @@ import pytest
 
 from picost.mpc.launcher import MpcRunError, model_job, run_local
 
-TIMEOUT_S = 4.0
+TIMEOUT_S = 2.0
 BOUND_S = 60.0
 """Generous bound for a failing launch (process start-up under load included)."""
 

@@ -9,6 +9,7 @@ import pytest
 from picost.mpc.launcher import model_job, run_batch
 from picost.mpc.validate import DEFAULT_SPECS, check_model, token_ids
 from picost.spec import load_spec
+from tests.mpc_views import looks_uniform, trits_look_uniform, view
 
 CONTEXT = 3
 LOGIT_TOLERANCE = 0.02
@@ -19,7 +20,8 @@ for these variants; spline approximations and fixed point with f = 16)."""
 @pytest.fixture(scope="module")
 def checked():
     ids = {s: token_ids(load_spec(s).vocab_size, CONTEXT) for s in DEFAULT_SPECS}
-    runs = run_batch([model_job(s, ids[s], seed=2) for s in DEFAULT_SPECS], timeout_s=60)
+    runs = run_batch([model_job(s, ids[s], seed=2) for s in DEFAULT_SPECS], timeout_s=60,
+                     extra={"record_views": True})
     return {s: (check_model(s, ids[s], 2, run), run) for s, run in zip(DEFAULT_SPECS, runs)}
 
 
@@ -55,3 +57,28 @@ def test_client_gets_only_logits_and_token(checked, spec):
     assert set(run.results["client"]) == {"logits", "next_token", "frac_bits"}
     assert run.results["server"] == {} and run.results["dealer"] == {}
     assert run.stats["server"]["_output"]["bytes_sent"] > 0 and run.stats["client"]["_output"]["bytes_sent"] == 0
+
+
+@pytest.mark.parametrize("spec", DEFAULT_SPECS)
+def test_estimate_totals_equal_the_measured_run(checked, spec):
+    from picost.estimate import estimate
+
+    check, _ = checked[spec]
+    totals = estimate(spec, "picost-2pc", "lan", context=CONTEXT).totals
+    measured = {f: sum(r.measured[f] for r in check.rows) for f in
+                ("bytes_client_to_server", "bytes_server_to_client", "rounds", "offline_bytes")}
+    assert totals.bytes_client_to_server == measured["bytes_client_to_server"]
+    assert totals.bytes_server_to_client == measured["bytes_server_to_client"]
+    assert totals.comm_bytes == measured["bytes_client_to_server"] + measured["bytes_server_to_client"]
+    assert totals.rounds == measured["rounds"] and totals.offline_bytes == measured["offline_bytes"]
+
+
+@pytest.mark.parametrize("spec", DEFAULT_SPECS)
+def test_each_partys_view_of_a_model_run_looks_uniform(checked, spec):
+    # the server sees only masked values (no token id, no activation); the client only masked
+    # weights and masked values until its outputs (op _output, head.argmax's final reveal)
+    _, run = checked[spec]
+    for role in ("server", "client"):
+        words, trits = view(run, role)
+        assert words.numel() > 1500 and looks_uniform(words), role
+        assert trits_look_uniform(trits), role

@@ -66,10 +66,11 @@ def test_spline_error_is_as_documented(name, bound):
     assert err > bound / 10  # the documented figure is the real one, not a loose bound
 
 
-@pytest.mark.parametrize("name,lo,hi", [("reciprocal", 1, 4096), ("rsqrt", 2 ** -8, 2 ** 16)])
-def test_newton_guesses_are_within_two_percent(name, lo, hi):
+@pytest.mark.parametrize("name,lo,hi,bound", [("reciprocal", 1, 4096, 1.5e-3), ("rsqrt", 2 ** -8, 2 ** 16, 5e-4)])
+def test_newton_guesses_are_as_documented(name, lo, hi, bound):
     x = np.geomspace(lo, hi, 20001)
-    assert (np.abs(spline(name)(x) / PLAIN[name](x) - 1)).max() < 0.02
+    rel = (np.abs(spline(name)(x) / PLAIN[name](x) - 1)).max()
+    assert bound / 10 < rel <= bound  # one Newton step squares it: ~2e-6 and ~3e-7
 
 
 def test_table_constants_are_the_engines():
@@ -148,3 +149,23 @@ def test_products_with_the_servers_weights_and_beaver():
     client_tx = res[CLIENT][1].tx
     assert client_tx.stats["_setup"].rounds == 4
     assert client_tx.stats["_setup"].bytes_sent == 8 * (12 + (12 + 20) + (12 + 12) + 12)
+
+
+def test_not_worse_than_crypten_per_party_online():
+    """The issue's bar (CrypTen 0.4.1, Z_2^64, f = 16, per party, online), checked on the table,
+    which the engine matches exactly (test_mpc_exact.py): ReLU 232 B / 9 rounds, softmax over
+    rows of 128 745 B / 116 rounds, exp 64 B / 8 rounds."""
+    from picost.ops import Op, Block, Holder
+
+    table = load_protocol("picost-2pc")
+
+    def per_party(kind, **dims):
+        [cost] = table.cost(Op("x", kind, Block.FFN, None, dims, (Holder.SHARED,)))
+        return max(cost.bytes_client_to_server, cost.bytes_server_to_client), cost.rounds
+
+    relu_bytes, relu_rounds = per_party("relu", n=1000)
+    assert relu_bytes / 1000 <= 232 / 10 and relu_rounds <= 2  # > 10x fewer bytes, 2 rounds
+    sm_bytes, sm_rounds = per_party("softmax", rows=64, cols=128, valid=64 * 128)
+    assert sm_bytes / (64 * 128) <= 745 / 10 and sm_rounds <= 116 / 4
+    exp_bytes = 2 * table.param_values["e"] + table.param_values["j_exp"]  # one quadratic spline
+    assert exp_bytes <= 64 / 2 and len(spline("exp").thresholds) == table.param_values["j_exp"]

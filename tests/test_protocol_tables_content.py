@@ -201,3 +201,94 @@ def test_plaintext_has_no_communication_and_compute_from_flops():
         assert _cost(t, kind, "rounds", **dims) == 0
     rate = t.param_values["flops_per_s"]
     assert _cost(t, "linear", "compute_s", m=128, k=768, n=768) == pytest.approx(2 * 128 * 768 * 768 / rate)
+
+
+# -- SPU measurements (benchmarks/spu_ops.py): bumblebee = CHEETAH, puma = ABY3 ---------------------
+
+#: spu_ops.py op -> (table kind, dims from the measured shape)
+SPU_OPS = {
+    "relu": ("relu", lambda r, c, o: {"n": r * c}),
+    "mul": ("mul", lambda r, c, o: {"n": r * c}),
+    "scale": ("truncation", lambda r, c, o: {"n": r * c}),
+    "add": ("add", lambda r, c, o: {"n": r * c}),
+    "puma_gelu": ("gelu", lambda r, c, o: {"n": r * c}),
+    "silu": ("silu", lambda r, c, o: {"n": r * c}),
+    "puma_softmax_row": ("softmax", lambda r, c, o: {"rows": r, "cols": c, "valid": r * c}),
+    "layernorm_row": ("layernorm", lambda r, c, o: {"rows": r, "cols": c}),
+    "rmsnorm_row": ("rmsnorm", lambda r, c, o: {"rows": r, "cols": c}),
+    "argmax_row": ("argmax", lambda r, c, o: {"rows": r, "cols": c}),
+    "matmul_sxs": ("linear", lambda r, c, o: {"m": r, "k": c, "n": o}),
+}
+
+
+def _spu_runs(protocol: str) -> list[dict]:
+    runs = []
+    for path in sorted(RESULTS.glob("spu_*.jsonl")):
+        runs += [r for r in _jsonl(path.name) if r["protocol"] == protocol and r["op"] in SPU_OPS]
+    return runs
+
+
+def test_puma_reproduces_every_aby3_measurement():
+    """ABY3 is linear in elements/rows: the formulas hit every measured point (all parties' bytes)."""
+    t = load_protocol("puma")
+    runs = _spu_runs("ABY3")
+    assert {r["op"] for r in runs} >= set(SPU_OPS)
+    for run in runs:
+        kind, dims = SPU_OPS[run["op"]]
+        d = dims(run["rows"], run["cols"], run["out_cols"])
+        assert _cost(t, kind, "comm_bytes", **d) == pytest.approx(run["total_bytes"], abs=1), run
+        assert _cost(t, kind, "rounds", **d) >= run["max_send_actions"] - 1, run
+
+
+def test_bumblebee_lines_pass_through_both_measured_sizes():
+    """CHEETAH entries are a line through two measured sizes (same cols): exact at both."""
+    t = load_protocol("bumblebee")
+    runs = [r for r in _spu_runs("CHEETAH") if r["op"] != "matmul_sxs"]
+    by_op: dict[str, list[dict]] = {}
+    for run in runs:
+        by_op.setdefault(run["op"], []).append(run)
+    assert set(by_op) >= set(SPU_OPS) - {"matmul_sxs"}
+    for op, op_runs in by_op.items():
+        kind, dims = SPU_OPS[op]
+        cols = [r["cols"] for r in op_runs]
+        fit_cols = max(set(cols), key=cols.count)  # the row length measured at two sizes
+        fitted = [r for r in op_runs if r["cols"] == fit_cols]
+        assert len(fitted) == 2, op
+        for run in fitted:  # a third shape at another row length: see the entry's notes
+            d = dims(run["rows"], run["cols"], run["out_cols"])
+            assert _cost(t, kind, "comm_bytes", **d) == pytest.approx(run["total_bytes"], abs=1), run
+
+
+def test_bumblebee_matches_reference_appendix_a():
+    """Independent SPU 0.9.5 runs in the reference (rank-0 sent + received = 2PC total)."""
+    t = load_protocol("bumblebee")
+    n = 16 * 1024
+    assert _cost(t, "relu", "comm_bytes", n=n) == 1265664 + 348160
+    assert _cost(t, "relu", "rounds", n=n) == 40
+    assert _cost(t, "mul", "comm_bytes", n=n) == pytest.approx(1837616 + 1789664, rel=1e-3)
+    assert _cost(t, "layernorm", "comm_bytes", rows=128, cols=768) == pytest.approx(33163919 + 32265332, rel=1e-3)
+    assert _cost(t, "truncation", "comm_bytes", n=n) == 3.125 * n
+
+
+def test_bumblebee_he_matmul_fit_against_every_measured_shape():
+    """Fitted on two shapes, the HE matmul formula holds to 0.01% on all six (incl. one attention head)."""
+    t = load_protocol("bumblebee")
+    runs = [r for r in _spu_runs("CHEETAH") if r["op"] == "matmul_sxs"]
+    assert len(runs) >= 6
+    for run in runs:
+        d = {"m": run["rows"], "k": run["cols"], "n": run["out_cols"]}
+        assert _cost(t, "linear", "comm_bytes", **d) == pytest.approx(run["total_bytes"], rel=1e-4), run
+        assert _cost(t, "matmul", "comm_bytes", b=3, **d) == pytest.approx(3 * run["total_bytes"], rel=1e-4)
+    # SPU encrypts the smaller operand: swapping k and n changes the cost
+    assert _cost(t, "linear", "comm_bytes", m=128, k=128, n=64) < _cost(t, "linear", "comm_bytes", m=128, k=64, n=128)
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_rounds_are_integers_at_any_shape(name):
+    """Rounds count messages: whole numbers even at row lengths that are not powers of two."""
+    table = load_protocol(name)
+    for kind, entry in table.entries.items():
+        dims = KINDS[kind].dims if kind != TRUNCATION else ("n",)
+        for size in (1, 3, 100, 50257):
+            rounds = _cost(table, kind, "rounds", **{d: size for d in dims})
+            assert float(rounds).is_integer(), f"{name}.{kind}: {rounds} rounds at {size}"

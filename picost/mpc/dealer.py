@@ -57,7 +57,7 @@ class Correlations:
         if not self.is_dealer:
             return self._draw(self.role, shape, mod)
         v0, v1 = self._draw(CLIENT, shape, mod), self._draw(SERVER, shape, mod)
-        return v0 + v1 if mod is None else ((v0.to(torch.int16) + v1) % mod).to(torch.uint8)
+        return v0 + v1 if mod is None else (v0 + v1) % mod
 
     def private(self, owner: int, shape: tuple[int, ...]) -> torch.Tensor | None:
         """A uniform value known in full to ``owner`` and the dealer (None for the other party)."""
@@ -76,7 +76,7 @@ class Correlations:
         v = value()
         assert tuple(v.shape) == tuple(shape), (v.shape, shape)
         v0 = self._draw(CLIENT, shape, mod)
-        v1 = v - v0 if mod is None else ((v.to(torch.int16) - v0 + mod) % mod).to(torch.uint8)
+        v1 = v - v0 if mod is None else (v + (mod - v0)) % mod  # uint8: v, v0 < mod < 128
         self.tx.offline_send(v1, SERVER)
         return v
 

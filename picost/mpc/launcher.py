@@ -48,26 +48,39 @@ class RunResult:
     """role -> online messages it received (op, tensor), when the job set ``record_views``."""
 
 
-def run_local(job: dict[str, Any], host: str = "127.0.0.1", port: int | None = None, timeout_s: float = 60.0,
-              kill: str | None = None, kill_after_s: float = 0.0) -> RunResult:
-    """Run ``job`` with three local processes. ``kill`` (a role) is for tests: that party is
-    killed ``kill_after_s`` seconds after the start, to check the others fail cleanly."""
-    return run_batch([job], host, port, timeout_s, kill, kill_after_s, extra=job)[0]
+def run_local(job: dict[str, Any], host: str = "127.0.0.1", port: int | None = None, timeout_s: float = 60.0
+              ) -> RunResult:
+    """Run ``job`` with three local processes (job options such as ``debug_crash`` apply)."""
+    return run_batch([job], host, port, timeout_s, extra=job)[0]
 
 
 def run_batch(jobs: list[dict[str, Any]], host: str = "127.0.0.1", port: int | None = None,
-              timeout_s: float = 60.0, kill: str | None = None, kill_after_s: float = 0.0,
-              extra: dict[str, Any] | None = None, run_limit_s: float = 1800.0,
+              timeout_s: float = 60.0, extra: dict[str, Any] | None = None, run_limit_s: float = 1800.0,
               on_progress: Callable[[int, int], None] | None = None,
               role_prefix: dict[str, list[str]] | None = None) -> list[RunResult]:
     """Run several jobs one after the other in one launch of the three parties.
 
     ``timeout_s`` bounds every wait for a message (a silent party fails the run after it);
     ``run_limit_s`` bounds the whole launch. ``on_progress(done, total)`` is called as the
-    client finishes each job. ``role_prefix`` puts a command before a role's party command,
-    e.g. ``ip netns exec NS env GLOO_SOCKET_IFNAME=IF`` to start it in a network namespace
-    (``picost.netlab``)."""
-    port = port or free_port(host)
+    client finishes each job. With ``port`` None a free port is picked, and picked again once
+    if another program took it before the parties could rendezvous. ``role_prefix`` puts a
+    command before a role's party command, e.g. ``ip netns exec NS env GLOO_SOCKET_IFNAME=IF``
+    to start it in a network namespace (``picost.netlab``)."""
+    args = (jobs, host, timeout_s, extra, run_limit_s, on_progress, role_prefix)
+    if port is not None:
+        return _launch(port, *args)
+    try:
+        return _launch(free_port(host), *args)
+    except MpcRunError as exc:
+        if "could not reach the other parties" not in str(exc):
+            raise
+        return _launch(free_port(host), *args)
+
+
+def _launch(port: int, jobs: list[dict[str, Any]], host: str, timeout_s: float,
+            extra: dict[str, Any] | None, run_limit_s: float,
+            on_progress: Callable[[int, int], None] | None,
+            role_prefix: dict[str, list[str]] | None = None) -> list[RunResult]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(_REPO) + os.pathsep + env.get("PYTHONPATH", "")
     options = {k: v for k, v in (extra or {}).items() if k in ("record_views", "debug_stall", "debug_crash", "frac_bits")}
@@ -94,9 +107,6 @@ def run_batch(jobs: list[dict[str, Any]], host: str = "127.0.0.1", port: int | N
                 readers.append(_drain(procs[role].stderr, errors.setdefault(role, [])))
                 if role == "client":
                     readers.append(_follow(procs[role], len(jobs), on_progress))
-            if kill is not None:
-                time.sleep(kill_after_s)
-                procs[kill].kill()
             notes = _wait_all(procs, deadline=time.monotonic() + run_limit_s, grace_s=timeout_s + 2)
         finally:
             for p in procs.values():

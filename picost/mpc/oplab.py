@@ -19,6 +19,8 @@ from picost.mpc.transport import CLIENT, SERVER
 
 SCALE_FACTOR = 0.125
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+BENCH_ONLY = ("exp",)
+"""Engine functions that are not op kinds of the IR but are benchmarked alone (inputs <= 0)."""
 
 
 def causal_mask(rows: int, cols: int) -> torch.Tensor:
@@ -43,6 +45,8 @@ def client_inputs(kind: str, dims: dict[str, int], gen: torch.Generator) -> dict
         return {"x": g(dims["n"] // 2, 2)}
     if kind in ACTIVATIONS:
         return {"x": g(dims["n"], s=3.0)}
+    if kind == "exp":
+        return {"x": -g(dims["n"], s=3.0).abs()}
     if kind == "softmax":
         return {"x": g(dims["rows"], dims["cols"], s=2.0)}
     if kind in ("layernorm", "rmsnorm"):
@@ -69,13 +73,13 @@ def server_inputs(kind: str, dims: dict[str, int], gen: torch.Generator) -> dict
 
 def share_input(ctx: Ctx, x: torch.Tensor | None, shape: tuple[int, ...], gen: torch.Generator | None
                 ) -> torch.Tensor:
-    """The client shares its encoded input: it keeps ``x - m`` and sends ``m`` (one round)."""
+    """The client shares its encoded input: it keeps ``x - m`` and sends a uniform ``m``
+    (one round; the dealer gets zeros)."""
     if ctx.role == CLIENT:
-        mask = ring.uniform(shape, gen)
-        ctx.tx.exchange(mask, None)
-        return x - mask
-    got = ctx.tx.exchange(None, torch.zeros(shape, dtype=torch.int64))
-    return got
+        mine, theirs = ring.share(x, gen)
+        ctx.tx.exchange(theirs, None)
+        return mine
+    return ctx.tx.exchange(None, torch.zeros(shape, dtype=torch.int64))
 
 
 def input_shapes(kind: str, dims: dict[str, int]) -> dict[str, tuple[int, ...]]:
@@ -117,7 +121,7 @@ def run_op(ctx: Ctx, name: str, kind: str, dims: dict[str, int], seed: int) -> d
     elif kind == "rope":
         cos, sin = X.rope_tables(ctx, torch.arange(x.shape[0]), 2)
         out = X.rope(ctx, name, x, cos, sin)
-    elif kind in ACTIVATIONS:
+    elif kind in ACTIVATIONS or kind in BENCH_ONLY:
         out = X.activation(ctx, name, kind, x)
     elif kind == "softmax":
         allowed = causal_mask(dims["rows"], dims["cols"]) if dims["valid"] != dims["rows"] * dims["cols"] else None
@@ -168,6 +172,8 @@ def plaintext(kind: str, dims: dict[str, int], client: dict[str, torch.Tensor], 
         return Fn.gelu(x, approximate="tanh")
     if kind == "silu":
         return Fn.silu(x)
+    if kind == "exp":
+        return x.exp()
     if kind == "softmax":
         if dims["valid"] != dims["rows"] * dims["cols"]:
             x = x.masked_fill(~causal_mask(dims["rows"], dims["cols"]), float("-inf"))

@@ -8,7 +8,6 @@ runs inside ``ctx.tx.op(name)``; the closing rescale of a fixed-point product is
 
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -106,7 +105,7 @@ def rope(ctx: Ctx, name: str, x: torch.Tensor, cos: torch.Tensor, sin: torch.Ten
 # -- nonlinear -------------------------------------------------------------------------------
 
 def activation(ctx: Ctx, name: str, kind: str, x: torch.Tensor) -> torch.Tensor:
-    """relu, gelu, gelu_tanh, silu: one spline each."""
+    """relu, gelu, gelu_tanh, silu (and exp, for benchmarks): one spline each."""
     with ctx.tx.op(name):
         return P.spline(ctx, x, spline(kind))[0]
 

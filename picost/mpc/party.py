@@ -24,14 +24,15 @@ from picost.mpc.transport import PartyError
 ROLES = {"client": transport.CLIENT, "server": transport.SERVER, "dealer": transport.DEALER}
 
 
-def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: float,
+            connect_timeout_s: float = 120.0) -> dict[str, Any]:
     """Join the parties, run ``job`` (or each job of a ``batch``) and return this party's
     measurements and results: ``{"runs": [{"stats", "results", "views"}, ...]}``."""
     from picost.mpc.dealer import Correlations
     from picost.mpc.protocols import Ctx
 
     torch.set_num_threads(1)
-    tx = transport.init(rank, host, port, timeout_s)
+    tx = transport.init(rank, host, port, timeout_s, connect_timeout_s)
     try:
         stall = job.get("debug_stall")
         if stall and ROLES[stall["role"]] == rank:  # tests: a party that stops answering
@@ -49,9 +50,7 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
                          "views": tx.views})
             if rank == transport.CLIENT:
                 print(f"progress {len(runs)}", flush=True)
-        # a last step so that no party tears the group down while a peer still receives
-        tx.current = "_done"
-        tx.exchange(torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64))
+        tx.finish()
         return {"role": rank, "runs": runs}
     finally:
         transport.close()
@@ -83,10 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--job", type=Path, required=True, help="job JSON")
     ap.add_argument("--out", type=Path, required=True, help="where to write this party's results (.pt)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for any message")
+    ap.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to wait for the others to join")
     args = ap.parse_args(argv)
     job = json.loads(args.job.read_text())
     try:
-        result = run_job(ROLES[args.role], args.host, args.port, job, args.timeout)
+        result = run_job(ROLES[args.role], args.host, args.port, job, args.timeout, args.connect_timeout)
     except PartyError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 3
@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.out.with_suffix(".tmp")
     torch.save(result, tmp)
     tmp.replace(args.out)
+    for run in result["runs"]:
+        if "next_token" in run["results"]:
+            print(f"next_token {run['results']['next_token']}", flush=True)
     return 0
 
 

@@ -77,7 +77,7 @@ class Ctx:
 
     def open(self, x: torch.Tensor) -> torch.Tensor:
         """Reveal shared ``x`` to both parties (one round)."""
-        return x + self.tx.exchange(x, x)
+        return ring.reconstruct(x, self.tx.exchange(x, x))
 
     def reveal_to_client(self, x: torch.Tensor) -> torch.Tensor | None:
         """The server sends its share; the client gets ``x``, the server None (one round)."""
@@ -229,8 +229,8 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
 
     def digit_tables() -> torch.Tensor:
         values = torch.arange(1 << DIGIT_BITS, dtype=torch.int64)
-        trits = _trits(values, _digits(r).unsqueeze(-1))  # (n, DIGITS, 256)
-        return ((trits.unsqueeze(1) + masks.unsqueeze(-1)) % 3).to(torch.uint8)  # (n, J, DIGITS, 256)
+        trits = _trits(values, _digits(r).unsqueeze(-1)).to(torch.uint8)  # (n, DIGITS, 256)
+        return (trits.unsqueeze(1) + masks.unsqueeze(-1)) % 3  # (n, J, DIGITS, 256), uint8
 
     def final_tables() -> torch.Tensor:
         combos = torch.arange(TRIT_COMBOS, dtype=torch.int64)

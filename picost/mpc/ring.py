@@ -23,10 +23,9 @@ def decode(x: torch.Tensor, frac_bits: int) -> torch.Tensor:
 
 
 def uniform(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
-    """Uniform ring elements (all 64 bits random) from ``gen``."""
-    hi = torch.randint(0, 1 << 32, shape, generator=gen, dtype=torch.int64)
-    lo = torch.randint(0, 1 << 32, shape, generator=gen, dtype=torch.int64)
-    return (hi << 32) | lo
+    """Uniform ring elements from ``gen`` (torch's bound is exclusive, so 2^63 - 1 never comes
+    up: statistical distance 2^-64 from uniform)."""
+    return torch.randint(-(1 << 63), (1 << 63) - 1, shape, generator=gen, dtype=torch.int64)
 
 
 def uniform_mod(shape: tuple[int, ...], modulus: int, gen: torch.Generator) -> torch.Tensor:

@@ -7,7 +7,7 @@ opening of x, one byte per threshold and (unless the spline is exact) one trunca
 
 Each interior segment is a least-squares quadratic on 64 Chebyshev points of the segment. The
 approximations and their measured max abs errors (float64, on a dense grid) are pinned in
-tests/test_mpc_splines.py.
+tests/test_mpc_units.py.
 """
 
 from __future__ import annotations

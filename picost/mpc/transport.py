@@ -29,6 +29,7 @@ import torch.distributed as dist
 CLIENT, SERVER, DEALER = 0, 1, 2
 ROLE_NAMES = {CLIENT: "client", SERVER: "server", DEALER: "dealer"}
 SETUP_OP = "_setup"
+DONE_OP = "_done"
 
 
 class PartyError(RuntimeError):
@@ -106,6 +107,17 @@ class Transport:
             self._wait(pending, peer, "send")
         return received
 
+    def finish(self) -> None:
+        """A last step (op ``_done``) so that no party tears the group down while a peer still
+        receives: client and server exchange a word, then the server tells the dealer."""
+        self.current = DONE_OP
+        word = torch.zeros(1, dtype=torch.int64)
+        self.exchange(word, word)
+        if self.rank == SERVER:
+            self._wait(self._send(word, DEALER), DEALER, "send")
+        elif self.rank == DEALER:
+            self._recv(word, SERVER)
+
     # -- offline: dealer -> parties ----------------------------------------------------------
     def offline_send(self, tensor: torch.Tensor, dst: int) -> None:
         tensor = tensor.contiguous()
@@ -117,7 +129,11 @@ class Transport:
 
     # -- the wire (gloo); tests substitute in-process queues -----------------------------------
     def _send(self, tensor: torch.Tensor, peer: int) -> Any:
-        return dist.isend(tensor, peer)
+        try:
+            return dist.isend(tensor, peer)
+        except RuntimeError:  # the pair was closed by an earlier failure or by the peer
+            raise PartyError(f"{self.name}: the {ROLE_NAMES[peer]} closed the connection (it died or failed) "
+                             f"(send during op {self.current})") from None
 
     def _recv(self, like: torch.Tensor, peer: int) -> torch.Tensor:
         buf = torch.empty_like(like)
@@ -137,15 +153,16 @@ class Transport:
                              f"({what} during op {self.current})") from None
 
 
-def init(rank: int, host: str, port: int, timeout_s: float) -> Transport:
+def init(rank: int, host: str, port: int, timeout_s: float, connect_timeout_s: float = 120.0) -> Transport:
     """Join the three-party gloo group at ``host:port`` (rank 0's address) and return the
-    transport. Joining waits at most ``timeout_s`` for the other parties."""
+    transport. Joining waits at most ``connect_timeout_s`` for the other parties to start;
+    afterwards every message wait is bounded by ``timeout_s``."""
     try:
         dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank, world_size=3,
-                                timeout=timedelta(seconds=timeout_s))
+                                timeout=timedelta(seconds=max(timeout_s, connect_timeout_s)))
     except RuntimeError as exc:
         raise PartyError(f"{ROLE_NAMES[rank]}: could not reach the other parties at {host}:{port} "
-                         f"within {timeout_s:g} s ({str(exc).splitlines()[0]})") from None
+                         f"within {connect_timeout_s:g} s ({str(exc).splitlines()[0]})") from None
     return Transport(rank, timeout_s)
 
 

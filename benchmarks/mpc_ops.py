@@ -1,0 +1,91 @@
+"""Benchmark the picost two-party engine per op and shape: bytes per element per party
+(online), rounds, dealer bytes, wall time and elements per second, beside CrypTen 0.4.1.
+
+    /work/venv/bin/python benchmarks/mpc_ops.py            # default shapes, one launch
+    /work/venv/bin/python benchmarks/mpc_ops.py --quick    # small shapes (seconds)
+
+Writes benchmarks/results/mpc_ops.jsonl (one line per op and shape). Wall time is the client's
+time inside the op (its truncation row included) on this machine with all three parties on
+localhost: it includes the dealer producing its tables on the fly, so it is preprocessing plus
+online time, not online time alone. Elements: n for elementwise ops, rows x cols for row ops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from picost.mpc.launcher import run_batch  # noqa: E402
+from picost.mpc.validate import ops_job  # noqa: E402
+from picost.ops import Block, Holder, Op  # noqa: E402
+
+CRYPTEN = {  # per party, online; CrypTen 0.4.1, Z_2^64, f = 16 (issue 4; protocols/crypten.yaml)
+    "relu": (232, 9), "exp": (64, 8), "softmax": (745, 116),
+}
+
+SHAPES = {
+    "default": [("relu", {"n": 4096}), ("exp", {"n": 4096}), ("gelu", {"n": 4096}), ("silu", {"n": 4096}),
+                ("softmax", {"rows": 16, "cols": 128, "valid": 16 * 128}),
+                ("layernorm", {"rows": 16, "cols": 768}), ("rmsnorm", {"rows": 16, "cols": 768}),
+                ("mul", {"n": 4096}), ("matmul", {"b": 12, "m": 16, "k": 64, "n": 16}),
+                ("linear", {"m": 16, "k": 768, "n": 768}), ("argmax", {"rows": 1, "cols": 1024})],
+    "quick": [("relu", {"n": 512}), ("exp", {"n": 512}), ("gelu", {"n": 512}),
+              ("softmax", {"rows": 4, "cols": 128, "valid": 4 * 128}), ("layernorm", {"rows": 4, "cols": 64}),
+              ("linear", {"m": 4, "k": 64, "n": 64})],
+}
+
+
+def elements(kind: str, dims: dict[str, int]) -> int:
+    if "n" in dims and kind not in ("linear", "matmul"):
+        return dims["n"]
+    if kind == "linear":
+        return dims["m"] * dims["n"]
+    if kind == "matmul":
+        return dims["b"] * dims["m"] * dims["n"]
+    return dims["rows"] * dims["cols"]
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small shapes")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "mpc_ops.jsonl")
+    args = ap.parse_args(argv)
+    shapes = SHAPES["quick" if args.quick else "default"]
+    ops = [Op(f"{kind}.{i}", kind, Block.FFN, None, dims, (Holder.SHARED,)) for i, (kind, dims) in enumerate(shapes)]
+    [run] = run_batch([ops_job(ops, seed=1)], timeout_s=300)
+    lines = []
+    header = (f"{'op':10} {'shape':28} {'elements':>8} {'B/elem c->s':>11} {'B/elem s->c':>11} {'rounds':>6} "
+              f"{'dealer B/elem':>13} {'wall s':>7} {'elem/s':>9}  CrypTen 0.4.1 (B/elem, rounds)")
+    print(header)
+    for op in ops:
+        rows = [op.name, f"{op.name}.trunc"]
+        st = {role: [run.stats[role][r] for r in rows if r in run.stats[role]] for role in ("client", "server", "dealer")}
+        n = elements(op.kind, dict(op.dims))
+        c2s = sum(s["bytes_sent"] for s in st["client"])
+        s2c = sum(s["bytes_sent"] for s in st["server"])
+        rounds = sum(s["rounds"] for s in st["client"])
+        dealer = sum(s["offline_bytes"] for s in st["dealer"])
+        wall = sum(s["wall_s"] for s in st["client"])
+        peer = CRYPTEN.get(op.kind)
+        record = {"op": op.kind, "dims": dict(op.dims), "elements": n, "bytes_client_to_server": c2s,
+                  "bytes_server_to_client": s2c, "rounds": rounds, "offline_bytes": dealer, "wall_s": wall,
+                  "bytes_per_element_client": c2s / n, "bytes_per_element_server": s2c / n,
+                  "elements_per_s": n / wall if wall else None,
+                  "crypten_bytes_per_element": peer[0] if peer else None, "crypten_rounds": peer[1] if peer else None}
+        lines.append(record)
+        shape = ",".join(f"{k}={v}" for k, v in op.dims.items())
+        print(f"{op.kind:10} {shape:28} {n:8d} {c2s / n:11.2f} {s2c / n:11.2f} {rounds:6d} {dealer / n:13.0f} "
+              f"{wall:7.3f} {n / wall:9.0f}  {'%d, %d' % peer if peer else '-'}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    print(f"launch wall time {run.wall_s:.1f} s; wrote {args.out.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -92,3 +92,11 @@ def test_estimate_cli_with_calibration(tmp_path):
     assert totals["compute_s"] > 0 and totals["compute_rows"] > 0
     bad = run_cli("estimate", "tiny-relu", "-p", "picost-2pc", "-n", "wan", "--calibration", str(tmp_path / "none.yaml"))
     assert bad.returncode == 2 and "none.yaml" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_calibrate_cli_rejects_unknown_kinds_without_running(tmp_path):
+    out = tmp_path / "p.yaml"
+    done = run_cli("calibrate", "--out", str(out), "--kinds", "relu,frobnicate")
+    assert done.returncode == 2 and "frobnicate" in done.stderr and not out.exists()
+    missing_dir = run_cli("calibrate", "--out", str(tmp_path / "nodir" / "p.yaml"), "--kinds", "relu")
+    assert missing_dir.returncode == 2 and "directory" in missing_dir.stderr

@@ -27,15 +27,16 @@ def test_profile_times_the_ops_and_their_truncation(profile):
     assert 0 < relu.fixed_s + 1024 * relu.per_element_s < 5  # seconds for 1024 ReLUs: measured, sane
 
 
-@pytest.mark.parametrize("bandwidth_bps, rtt_s", [(50e6, 0.02), (20e6, 0.04)], ids=["50Mbit-20ms", "20Mbit-40ms"])
+@pytest.mark.parametrize("bandwidth_bps, rtt_s", [(50e6, 0.04), (20e6, 0.08)], ids=["50Mbit-40ms", "20Mbit-80ms"])
 def test_modeled_latency_within_20_percent_of_the_clock(profile, bandwidth_bps, rtt_s):
     from picost.measure_compute import make_op
     from picost.netlab.latency_check import Setting, check_setting, op_latency_s
     from picost.protocols import load_protocol
 
-    ops = (make_op("relu", "relu", {"n": 256}), make_op("mul", "mul", {"n": 2048}))
-    comparisons = check_setting(Setting(bandwidth_bps, rtt_s), profile, ops=ops, repeats=2, model=None)
-    assert [c.item for c in comparisons] == ["relu n=256", "mul n=2048"]
+    # small messages (a few kB per round): within TCP's initial window, see docs/latency-model-check.md
+    ops = (make_op("relu", "relu", {"n": 256}), make_op("mul", "mul", {"n": 512}))
+    comparisons = check_setting(Setting(bandwidth_bps, rtt_s), profile, ops=ops, repeats=3, model=None)
+    assert [c.item for c in comparisons] == ["relu n=256", "mul n=512"]
     for c in comparisons:
         assert abs(c.error) <= 0.20, c
     # The same check fails for the model before it charged gloo's ready notice (one delay per round):

@@ -163,7 +163,7 @@ def _mpc_failed(exc: Exception) -> None:
 @app.command()
 def validate(
     specs: Optional[list[str]] = typer.Argument(None, help="Specs to run privately (default: tiny and its variants)."),
-    context: int = typer.Option(4, "--context", "-T", min=1, help="Prompt tokens per model run."),
+    context: int = typer.Option(4, "--context", "-T", min=1, help="Prompt tokens per model run (cached tokens for decode specs)."),
     ops: bool = typer.Option(True, "--ops/--no-ops", help="Also run every op kind at three shapes."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for any message before failing."),
     protocol: str = typer.Option("picost-2pc", "--protocol", "-p", help="Table to check the measurements against."),
@@ -214,8 +214,10 @@ app.add_typer(mpc_app, name="mpc")
 @mpc_app.command("run")
 def mpc_run(
     spec: str = typer.Argument(..., help="Spec file or shipped spec name."),
-    tokens: str = typer.Option(..., "--tokens", help="Comma-separated token ids (the client's private prompt)."),
+    tokens: str = typer.Option(..., "--tokens", help="Comma-separated token ids (the client's private prompt; one id for decode specs)."),
+    cached: Optional[int] = typer.Option(None, "--cached", min=1, help="Decode specs: tokens in the KV cache (default: the spec's context_length)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the server's random weights (as the torch reference)."),
+    frac_bits: int = typer.Option(16, "--frac-bits", min=8, max=18, help="Fixed-point fractional bits (costs do not depend on it)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for any message before failing."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address the parties rendezvous at."),
     port: Optional[int] = typer.Option(None, "--port", help="Rendezvous port (default: a free one)."),
@@ -232,12 +234,12 @@ def mpc_run(
     from picost.mpc.launcher import MpcRunError, model_job, run_local
     from picost.mpc.validate import check_model
 
-    job = model_job(spec, ids, seed)
+    job = model_job(spec, ids, seed, frac_bits, cached)
     try:
         run = run_local(job, host=host, port=port, timeout_s=timeout)
     except MpcRunError as exc:
         _mpc_failed(exc)
-    result = check_model(spec, ids, seed, run)
+    result = check_model(spec, ids, seed, run, context=job["context"])
     if fmt == "json":
         from picost.render import dump_json
 

@@ -31,7 +31,7 @@ def test_validate_checks_every_row_and_exits_1_on_a_wrong_table(tmp_path):
 
 
 def test_mpc_run_prints_token_error_and_costs():
-    res = run_cli("mpc", "run", "tiny-llama", "--tokens", "5,17,3", "--format", "json")
+    res = run_cli("mpc", "run", "tiny-llama", "--tokens", "5,17,3", "--frac-bits", "14", "--format", "json")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert data["schema"] == "picost.mpc.run/1" and data["ok"]
@@ -44,6 +44,8 @@ def test_user_mistakes_exit_2_without_a_launch():
     for args, needle in [(("mpc", "run", "tiny", "--tokens", "1,x"), "--tokens"),
                          (("mpc", "run", "tiny", "--tokens", "1,999"), "0..255"),
                          (("mpc", "run", "nosuchspec", "--tokens", "1"), "no such spec"),
+                         (("mpc", "run", "tests/data/mpc_specs/decode-gpt.yaml", "--tokens", "1,2"), "one id"),
+                         (("mpc", "run", "tiny", "--tokens", ",".join(["1"] * 17)), "learned"),
                          (("validate", "nosuchspec"), "no such spec"),
                          (("validate", "--protocol", "nosuchtable"), "no such protocol")]:
         res = run_cli(*args, timeout=60)

@@ -169,3 +169,43 @@ def test_not_worse_than_crypten_per_party_online():
     assert sm_bytes / (64 * 128) <= 745 / 10 and sm_rounds <= 116 / 4
     exp_bytes = 2 * table.param_values["e"] + table.param_values["j_exp"]  # one quadratic spline
     assert exp_bytes <= 64 / 2 and len(spline("exp").thresholds) == table.param_values["j_exp"]
+
+
+def test_offline_rehearsal_then_online_replay():
+    from picost.mpc.transport import DEALER
+
+    x = torch.arange(-5, 5, dtype=torch.int64) * 1000
+
+    def program(ctx):
+        xs = _shared_input(ctx, x)
+        if ctx.role != DEALER:  # as party.run_job: rehearse (muted), then replay the tape
+            ctx.tx.rehearsal = True
+            ctx.pre.record()
+            P.mul(ctx, xs, xs)
+            ctx.tx.rehearsal = False
+            ctx.pre.replay()
+        rounds_before = ctx.tx._stats().rounds
+        out = P.mul(ctx, xs, xs)
+        ctx.pre.live()
+        return out, ctx.tx.stats["_setup"].rounds - rounds_before
+
+    res = run_threads(program)
+    assert torch.equal(res[CLIENT][0][0] + res[SERVER][0][0], x * x)
+    assert res[CLIENT][0][1] == 1  # only the online run communicated
+
+
+def test_a_replay_that_leaves_values_unused_is_an_error():
+    from picost.mpc.transport import DEALER
+
+    def program(ctx):
+        if ctx.role == DEALER:
+            ctx.pre.random((3,))
+            return None
+        ctx.pre.record()
+        ctx.pre.random((3,))
+        ctx.pre.replay()
+        with pytest.raises(RuntimeError, match="left unused"):
+            ctx.pre.live()
+        return True
+
+    assert run_threads(program)[CLIENT][0] is True

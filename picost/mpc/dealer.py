@@ -12,6 +12,11 @@ It shares one PRG seed with each party (sent once, op ``_setup``). Then:
   only offline bytes.
 * :meth:`Correlations.dealer_only` -- randomness only the dealer needs (masks inside tables).
 
+**Offline, then online.** The parties first rehearse the program (:meth:`Correlations.record`,
+with :attr:`Transport.rehearsal` muting the online messages): every value they draw or receive
+from the dealer goes on a tape. The online run then replays the tape, so its wall time is online
+time only.
+
 ``torch.Generator`` (Mersenne Twister) stands in for a cryptographic PRG: enough to measure
 costs and test correctness, not a secure implementation.
 """
@@ -19,6 +24,7 @@ costs and test correctness, not a secure implementation.
 from __future__ import annotations
 
 import os
+from collections import deque
 from typing import Callable
 
 import torch
@@ -43,6 +49,31 @@ class Correlations:
         else:
             seed = int(tx.offline_recv(torch.zeros(1, dtype=torch.int64))[0])
             self.gens = {self.role: torch.Generator().manual_seed(seed)}
+        self.mode = "live"
+        self.tape: deque[torch.Tensor] = deque()
+
+    def record(self) -> None:
+        """Parties: keep every value drawn or received from now on (the offline rehearsal)."""
+        self.mode, self.tape = "record", deque()
+
+    def replay(self) -> None:
+        """Parties: hand out the recorded values again, in order (the online run)."""
+        self.mode = "replay"
+
+    def live(self) -> None:
+        """Back to drawing and receiving on demand; the tape must have been used up."""
+        if self.tape:
+            raise RuntimeError(f"{len(self.tape)} preprocessed values left unused: the online run "
+                               "did not follow the rehearsed program")
+        self.mode = "live"
+
+    def _party_value(self, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if self.mode == "replay":
+            return self.tape.popleft()
+        value = make()
+        if self.mode == "record":
+            self.tape.append(value)
+        return value
 
     @property
     def is_dealer(self) -> bool:
@@ -55,24 +86,26 @@ class Correlations:
     def random(self, shape: tuple[int, ...], mod: int | None = None) -> torch.Tensor:
         """A party's share of a uniform value; the dealer gets the value itself."""
         if not self.is_dealer:
-            return self._draw(self.role, shape, mod)
+            return self._party_value(lambda: self._draw(self.role, shape, mod))
         v0, v1 = self._draw(CLIENT, shape, mod), self._draw(SERVER, shape, mod)
         return v0 + v1 if mod is None else (v0 + v1) % mod
 
     def private(self, owner: int, shape: tuple[int, ...]) -> torch.Tensor | None:
         """A uniform value known in full to ``owner`` and the dealer (None for the other party)."""
-        if self.is_dealer or self.role == owner:
+        if self.is_dealer:
             return self._draw(owner, shape, None)
+        if self.role == owner:
+            return self._party_value(lambda: self._draw(owner, shape, None))
         return None
 
     def correlated(self, shape: tuple[int, ...], value: Callable[[], torch.Tensor],
                    mod: int | None = None) -> torch.Tensor:
         """A party's share of ``value()`` (computed by the dealer only); the dealer gets the value."""
         if self.role == CLIENT:
-            return self._draw(CLIENT, shape, mod)
+            return self._party_value(lambda: self._draw(CLIENT, shape, mod))
         if self.role == SERVER:
             like = torch.zeros(shape, dtype=torch.int64 if mod is None else torch.uint8)
-            return self.tx.offline_recv(like)
+            return self._party_value(lambda: self.tx.offline_recv(like))
         v = value()
         assert tuple(v.shape) == tuple(shape), (v.shape, shape)
         v0 = self._draw(CLIENT, shape, mod)

@@ -46,6 +46,8 @@ class RunResult:
     stderr: dict[str, str] = field(default_factory=dict)
     views: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
     """role -> online messages it received (op, tensor), when the job set ``record_views``."""
+    preprocess_s: dict[str, float] = field(default_factory=dict)
+    """role -> seconds of its offline rehearsal (receiving or drawing the dealer's material)."""
 
 
 def run_local(job: dict[str, Any], host: str = "127.0.0.1", port: int | None = None, timeout_s: float = 60.0
@@ -127,7 +129,8 @@ def _launch(port: int, jobs: list[dict[str, Any]], host: str, timeout_s: float,
     wall = time.perf_counter() - start
     return [RunResult({r: loaded[r][i]["stats"] for r in ROLE_ORDER},
                       {r: loaded[r][i]["results"] for r in ROLE_ORDER}, wall, stderr,
-                      {r: loaded[r][i]["views"] for r in ROLE_ORDER})
+                      {r: loaded[r][i]["views"] for r in ROLE_ORDER},
+                      {r: loaded[r][i]["preprocess_s"] for r in ROLE_ORDER})
             for i in range(len(jobs))]
 
 
@@ -168,8 +171,10 @@ def _wait_all(procs: dict[str, subprocess.Popen], deadline: float, grace_s: floa
     return notes
 
 
-def model_job(spec_ref: str, ids: list[int], seed: int = 0, frac_bits: int = 16) -> dict[str, Any]:
-    """A job that runs the whole model ``spec_ref`` on the client's token ids."""
+def model_job(spec_ref: str, ids: list[int], seed: int = 0, frac_bits: int = 16,
+              cached: int | None = None) -> dict[str, Any]:
+    """A job that runs the whole model ``spec_ref`` on the client's token ids: the prompt
+    (prefill), or one new token after ``cached`` cached tokens (decode specs)."""
     from picost.mpc.model import check_supported
     from picost.spec import load_spec
 
@@ -180,7 +185,16 @@ def model_job(spec_ref: str, ids: list[int], seed: int = 0, frac_bits: int = 16)
     bad = [t for t in ids if not 0 <= t < spec.vocab_size]
     if bad:
         raise UserError(f"token ids must be in 0..{spec.vocab_size - 1} (got {bad[0]})", field="--tokens")
-    if spec.positional == "learned" and len(ids) > spec.context_length:
-        raise UserError(f"{len(ids)} tokens exceed the learned positions ({spec.context_length})", field="--tokens")
-    return {"kind": "model", "spec": str(spec_ref), "context": len(ids), "seed": seed, "frac_bits": frac_bits,
+    if spec.phase == "decode":
+        if len(ids) != 1:
+            raise UserError(f"spec '{spec.name}' decodes one token: give one id (got {len(ids)})", field="--tokens")
+        context = spec.context_length if cached is None else cached
+        if context < 1:
+            raise UserError("a decode run needs at least one cached token", field="--cached")
+    else:
+        context = len(ids)
+    positions = context + 1 if spec.phase == "decode" else context
+    if spec.positional == "learned" and positions > spec.context_length:
+        raise UserError(f"{positions} positions exceed the learned ones ({spec.context_length})", field="--tokens")
+    return {"kind": "model", "spec": str(spec_ref), "context": context, "seed": seed, "frac_bits": frac_bits,
             "client_input": {"ids": list(ids)}}

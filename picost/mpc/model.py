@@ -2,8 +2,10 @@
 
 The server's weights are those of :func:`picost.reference.build_reference` (same spec, same
 seed), ring-encoded; the client's input is its token ids. The ops run in the lowering's order
-and under its op names, so measured costs line up with the table's rows. Supported: prefill,
-batch size 1 (the engine's scope).
+and under its op names, so measured costs line up with the table's rows. Prefill runs the
+prompt; decode runs one token against a KV cache of ``context`` tokens, which the client holds
+and shares first (op ``_input``, not an op row): the reference's random cache
+(:meth:`picost.reference.KVCache.random`, seed ``seed + 1``). Batch size 1.
 """
 
 from __future__ import annotations
@@ -17,23 +19,31 @@ from picost.errors import UserError
 from picost.mpc import ops_exec as X
 from picost.mpc.protocols import Ctx
 from picost.mpc.ring import encode
-from picost.mpc.transport import SERVER
+from picost.mpc.transport import CLIENT, SERVER
 from picost.spec import GATED_ACTIVATIONS, ModelSpec
 
 _GATE_ACTIVATION = {"swiglu": "silu", "geglu": "gelu"}
 
 
 def check_supported(spec: ModelSpec) -> None:
-    if spec.phase != "prefill":
-        raise UserError(f"the MPC engine runs prefill only (spec '{spec.name}' has phase {spec.phase})",
-                        field="phase")
     if spec.batch_size != 1:
         raise UserError(f"the MPC engine runs batch size 1 (spec '{spec.name}' has {spec.batch_size})",
                         field="batch_size")
 
 
+_WEIGHTS: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}
+
+
 def server_weights(spec: ModelSpec, seed: int, frac_bits: int) -> dict[str, torch.Tensor]:
-    """The reference model's parameters, ring-encoded; linear weights transposed to (in, out)."""
+    """The reference model's parameters, ring-encoded; linear weights transposed to (in, out).
+    Built once per process (the offline rehearsal and the online run share them)."""
+    key = (spec.model_dump_json(), seed, frac_bits)
+    if key not in _WEIGHTS:
+        _WEIGHTS[key] = _encoded_weights(spec, seed, frac_bits)
+    return _WEIGHTS[key]
+
+
+def _encoded_weights(spec: ModelSpec, seed: int, frac_bits: int) -> dict[str, torch.Tensor]:
     from picost.reference import build_reference
 
     model = build_reference(spec, seed, dtype=torch.float64)
@@ -51,9 +61,13 @@ def server_weights(spec: ModelSpec, seed: int, frac_bits: int) -> dict[str, torc
 class SecureModel:
     """Runs a spec's forward pass on shares. ``w`` holds the server's weights (empty elsewhere)."""
 
-    def __init__(self, ctx: Ctx, spec: ModelSpec, weights: dict[str, torch.Tensor] | None) -> None:
+    def __init__(self, ctx: Ctx, spec: ModelSpec, weights: dict[str, torch.Tensor] | None,
+                 cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
         self.ctx, self.s = ctx, spec
         self.w = weights or {}
+        self.cache = cache
+        """Shares of each layer's cached keys (after RoPE) and values, (n_kv_heads, past, dh)."""
+        self.past = 0 if cache is None else cache[0][0].shape[1]
 
     def _w(self, name: str) -> torch.Tensor | None:
         return self.w.get(name) if self.ctx.role == SERVER else None
@@ -69,7 +83,7 @@ class SecureModel:
         if s.positional == "learned":
             with ctx.tx.op("embed.pos"):
                 pos = self._w("pos.weight")
-                x = X.server_add(ctx, x, pos[:tokens] if pos is not None else None)
+                x = X.server_add(ctx, x, pos[self.past: self.past + tokens] if pos is not None else None)
         pruned = s.pruned_ffn_layers
         for layer in range(s.n_layers):
             x = self.block(layer, x, tokens, layer not in pruned)
@@ -123,23 +137,27 @@ class SecureModel:
         v = v.reshape(T, Hkv, dh).transpose(0, 1)
         if s.positional == "rope":
             rot = round(s.rope_fraction * dh)
-            cos, sin = X.rope_tables(ctx, torch.arange(T), rot)
+            cos, sin = X.rope_tables(ctx, torch.arange(self.past, self.past + T), rot)
             both = X.rope(ctx, f"{A}.rope", torch.cat([q[..., :rot], k[..., :rot]], dim=0), cos, sin)
             q = torch.cat([both[:H], q[..., rot:]], dim=-1)
             k = torch.cat([both[H:], k[..., rot:]], dim=-1)
+        if self.cache is not None:
+            k = torch.cat([self.cache[layer][0], k], dim=1)
+            v = torch.cat([self.cache[layer][1], v], dim=1)
+        keys = k.shape[1]
         scores = X.matmul(ctx, f"{A}.qk", q.reshape(Hkv, group * T, dh), k.transpose(-1, -2).contiguous())
-        scores = scores.reshape(H, T, T)
+        scores = scores.reshape(H, T, keys)
         if s.attention.learnable_temperature:
             temp = self._w(f"{P}.score_scale.weight")
             scores = X.weight_mul(ctx, f"{A}.temperature", scores,
                                   temp.view(H, 1, 1) if temp is not None else None)
         else:
             scores = X.scale(ctx, f"{A}.scale", scores, 1.0 / math.sqrt(dh))
-        allowed = None
-        if s.attention.causal:
+        allowed = None  # a new token sees the whole cache: only prefill masks
+        if s.attention.causal and self.past == 0:
             allowed = torch.ones(T, T, dtype=torch.bool).tril().expand(H, T, T).reshape(H * T, T)
-        probs = X.softmax(ctx, f"{A}.softmax", scores.reshape(H * T, T), allowed)
-        context = X.matmul(ctx, f"{A}.av", probs.reshape(Hkv, group * T, T), v.contiguous())
+        probs = X.softmax(ctx, f"{A}.softmax", scores.reshape(H * T, keys), allowed)
+        context = X.matmul(ctx, f"{A}.av", probs.reshape(Hkv, group * T, keys), v.contiguous())
         context = context.reshape(H, T, dh).transpose(0, 1).reshape(T, H * dh)
         return self.linear(f"{A}.out", f"{P}.out", context, H * dh, s.d_model)
 
@@ -165,15 +183,15 @@ class SecureModel:
         return h
 
 
-def run_model(ctx: Ctx, spec: ModelSpec, seed: int, ids: list[int] | None) -> dict[str, Any]:
-    """One party's part of a private forward pass; the client's result has the next token and
-    (revealed for error reports, op ``_output``) the logits."""
+def run_model(ctx: Ctx, spec: ModelSpec, seed: int, ids: list[int], context: int) -> dict[str, Any]:
+    """One party's part of a private forward pass (``ids``: the client's token ids, zeros
+    elsewhere; ``context``: prompt tokens for prefill, cached tokens for decode). The client's
+    result has the next token and (revealed for error reports, op ``_output``) the logits."""
     check_supported(spec)
-    T = len(ids) if ids is not None else 0
     weights = server_weights(spec, seed, ctx.frac_bits) if ctx.role == SERVER else None
-    tokens = torch.tensor(ids, dtype=torch.int64) if ids is not None else None
-    model = SecureModel(ctx, spec, weights)
-    logits, token = model.forward(tokens, T)
+    cache = share_cache(ctx, spec, context, seed + 1) if spec.phase == "decode" else None
+    model = SecureModel(ctx, spec, weights, cache)
+    logits, token = model.forward(torch.tensor(ids, dtype=torch.int64), len(ids))
     with ctx.tx.op("_output"):
         revealed = ctx.reveal_to_client(logits)
     out: dict[str, Any] = {}
@@ -182,3 +200,22 @@ def run_model(ctx: Ctx, spec: ModelSpec, seed: int, ids: list[int] | None) -> di
         out["next_token"] = None if token is None else int(token[0])
         out["frac_bits"] = ctx.frac_bits
     return out
+
+
+def share_cache(ctx: Ctx, spec: ModelSpec, tokens: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The client's KV cache (the reference's random one), shared with the server (op ``_input``)."""
+    from picost.mpc.oplab import share_input
+    from picost.reference import KVCache
+
+    shape = (spec.kv_heads, tokens, spec.dim_head)
+    plain = KVCache.random(spec, tokens, seed=seed, dtype=torch.float64) if ctx.role == CLIENT else None
+    gen = torch.Generator().manual_seed(seed) if ctx.role == CLIENT else None
+    shares = []
+    with ctx.tx.op("_input"):
+        for layer in range(spec.n_layers):
+            pair = []
+            for part in (plain.keys, plain.values) if plain is not None else (None, None):
+                value = encode(part[layer][0], ctx.frac_bits) if part is not None else None
+                pair.append(share_input(ctx, value, shape, gen))
+            shares.append((pair[0], pair[1]))
+    return shares

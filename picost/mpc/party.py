@@ -27,7 +27,9 @@ ROLES = {"client": transport.CLIENT, "server": transport.SERVER, "dealer": trans
 def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: float,
             connect_timeout_s: float = 120.0) -> dict[str, Any]:
     """Join the parties, run ``job`` (or each job of a ``batch``) and return this party's
-    measurements and results: ``{"runs": [{"stats", "results", "views"}, ...]}``."""
+    measurements and results: ``{"runs": [{"stats", "results", "views", "preprocess_s"}, ...]}``.
+    Client and server run each job twice: an offline rehearsal that receives and keeps the
+    dealer's material, then the online run (whose wall times are online only)."""
     from picost.mpc.dealer import Correlations
     from picost.mpc.protocols import Ctx
 
@@ -44,10 +46,22 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
         ctx = Ctx(tx, Correlations(tx), int(job.get("frac_bits", 16)))
         runs = []
         for sub in job["jobs"] if job["kind"] == "batch" else [job]:
+            preprocess_s = 0.0
+            tx.views = []  # a fresh list: the previous job's views stay as they were
+            if rank != transport.DEALER:  # offline: rehearse the program, taping the dealer's values
+                start = time.perf_counter()
+                tx.rehearsal = True
+                ctx.pre.record()
+                _run_one(ctx, sub, rank)
+                tx.rehearsal = False
+                ctx.pre.replay()
+                preprocess_s = time.perf_counter() - start
+                tx.sync()  # both ready: the online clock starts together
             tx.stats, tx.views = {}, []
-            results = _run_one(ctx, sub, rank)
+            results = _run_one(ctx, sub, rank)  # online (the dealer: its only pass)
+            ctx.pre.live()
             runs.append({"stats": {name: vars(s) for name, s in tx.stats.items()}, "results": results,
-                         "views": tx.views})
+                         "views": tx.views, "preprocess_s": preprocess_s})
             if rank == transport.CLIENT:
                 print(f"progress {len(runs)}", flush=True)
         tx.finish()
@@ -67,10 +81,11 @@ def _run_one(ctx: Any, job: dict[str, Any], rank: int) -> dict[str, Any]:
         from picost.spec import load_spec
 
         spec = load_spec(job["spec"])
-        ids = job.get("client_input", {}).get("ids") if rank == transport.CLIENT else None
-        if rank == transport.CLIENT and (ids is None or len(ids) != job["context"]):
-            raise ValueError("the client's job needs client_input.ids with `context` token ids")
-        return run_model(ctx, spec, int(job["seed"]), ids if ids is not None else [0] * job["context"])
+        tokens = 1 if spec.phase == "decode" else job["context"]
+        ids = job.get("client_input", {}).get("ids") if rank == transport.CLIENT else [0] * tokens
+        if ids is None or len(ids) != tokens:
+            raise ValueError(f"the client's job needs client_input.ids with {tokens} token ids")
+        return run_model(ctx, spec, int(job["seed"]), ids, int(job["context"]))
     raise ValueError(f"unknown job kind {job['kind']!r}")
 
 

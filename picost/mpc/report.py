@@ -24,18 +24,18 @@ def rows_table(title: str, rows: list[RowCheck]) -> Any:
 
 
 def models_table(models: list[ModelCheck]) -> Any:
-    header = ("spec", "T", "rows", "mismatches", "client->server", "server->client", "rounds", "dealer",
+    header = ("spec", "phase", "T", "rows", "mismatches", "client->server", "server->client", "rounds", "dealer",
               "max |err| logits", "next token", "plaintext", "wall s")
     body = []
     for m in models:
         tot = {f: sum(r.measured[f] or 0 for r in m.rows) for f in FIELDS}
-        body.append((m.spec, len(m.ids), len(m.rows), sum(not r.ok for r in m.rows) + (not m.op_order_ok),
+        body.append((m.spec, m.phase, m.context, len(m.rows), sum(not r.ok for r in m.rows) + (not m.op_order_ok),
                      human_bytes(tot["bytes_client_to_server"]), human_bytes(tot["bytes_server_to_client"]),
                      tot["rounds"], human_bytes(tot["offline_bytes"]),
                      f"{m.max_abs_error:.2e} (of {m.max_abs_logit:.1f})", m.next_token, m.reference_token,
                      f"{m.wall_s:.2f}"))
     return rich_table("Whole models: measured totals (every row checked against the table)", header, body,
-                      [False, True, True, True, True, True, True, True, True, True, True, True])
+                      [False, False, True, True, True, True, True, True, True, True, True, True, True])
 
 
 def render_validation(v: Validation) -> list[Any]:
@@ -52,12 +52,14 @@ def render_validation(v: Validation) -> list[Any]:
 
 
 def render_model(m: ModelCheck) -> list[Any]:
-    return [rows_table(f"{m.spec}: cost of the private forward pass ({len(m.ids)} tokens), predicted == measured "
+    what = f"{m.context} tokens" if m.phase == "prefill" else f"one token after {m.context} cached"
+    return [rows_table(f"{m.spec}: cost of the private forward pass ({what}), predicted == measured "
                        "unless marked", m.rows), models_table([m])]
 
 
 def model_json(m: ModelCheck) -> dict[str, Any]:
-    return {"schema": "picost.mpc.run/1", "spec": m.spec, "ids": list(m.ids), "next_token": m.next_token,
+    return {"schema": "picost.mpc.run/1", "spec": m.spec, "phase": m.phase, "context": m.context,
+            "ids": list(m.ids), "next_token": m.next_token,
             "reference_token": m.reference_token, "max_abs_error": m.max_abs_error,
             "max_abs_logit": m.max_abs_logit, "top2_margin": m.top2_margin, "ok": m.ok,
             "rows": [row_json(r) for r in m.rows]}

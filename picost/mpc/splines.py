@@ -33,10 +33,6 @@ class Spline:
     exact: bool = False
     """All coefficients are small integers of degree <= 1 (e.g. ReLU): no truncation needed."""
 
-    @property
-    def degree(self) -> int:
-        return 1 if self.exact or all(p[1] == 0 for p in self.pieces) else 2
-
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Plaintext evaluation (float64), for tests and error reports."""
         x = np.asarray(x, dtype=np.float64)

@@ -30,6 +30,7 @@ CLIENT, SERVER, DEALER = 0, 1, 2
 ROLE_NAMES = {CLIENT: "client", SERVER: "server", DEALER: "dealer"}
 SETUP_OP = "_setup"
 DONE_OP = "_done"
+READY_OP = "_ready"
 
 
 class PartyError(RuntimeError):
@@ -59,6 +60,8 @@ class Transport:
         self.current = SETUP_OP
         self.crash_at: str | None = None
         """Tests: the op at which this party kills itself (a real crash, SIGKILL)."""
+        self.rehearsal = False
+        """Offline rehearsal of the program: online messages are neither sent nor counted."""
         self.record_views = False
         self.views: list[tuple[str, torch.Tensor]] = []
         """With ``record_views``: every online message received, with its op (privacy tests)."""
@@ -73,7 +76,7 @@ class Transport:
     @contextmanager
     def op(self, name: str) -> Iterator[None]:
         """Attribute everything sent inside the block to op ``name`` (nesting restores)."""
-        if name == self.crash_at:
+        if name == self.crash_at and not self.rehearsal:
             os.kill(os.getpid(), signal.SIGKILL)
         previous, self.current = self.current, name
         self._stats()
@@ -88,7 +91,7 @@ class Transport:
     def exchange(self, send: torch.Tensor | None, recv_like: torch.Tensor | None) -> torch.Tensor | None:
         """One round: send ``send`` to the peer (if any) and receive a tensor shaped like
         ``recv_like`` (if any). The dealer takes no part: it gets zeros back."""
-        if self.rank == DEALER:
+        if self.rank == DEALER or self.rehearsal:
             return None if recv_like is None else torch.zeros_like(recv_like)
         peer = SERVER if self.rank == CLIENT else CLIENT
         stats = self._stats()
@@ -106,6 +109,13 @@ class Transport:
         if pending is not None:
             self._wait(pending, peer, "send")
         return received
+
+    def sync(self) -> None:
+        """Client and server wait for each other (one uncounted word each way, op ``_ready``)."""
+        previous, self.current = self.current, READY_OP
+        word = torch.zeros(1, dtype=torch.int64)
+        self.exchange(word, word)
+        self.current = previous
 
     def finish(self) -> None:
         """A last step (op ``_done``) so that no party tears the group down while a peer still

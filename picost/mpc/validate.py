@@ -126,6 +126,9 @@ class ModelCheck:
 
     spec: str
     ids: tuple[int, ...]
+    context: int
+    """T: prompt tokens (prefill) or cached tokens (decode)."""
+    phase: str
     rows: list[RowCheck]
     max_abs_error: float
     """Max |secure - plaintext| over the logits (float64 reference on the same weights)."""
@@ -148,37 +151,38 @@ def token_ids(vocab: int, context: int) -> list[int]:
     return [(37 * i + 11) % vocab for i in range(context)]
 
 
-def check_model(spec_ref: str, ids: list[int], seed: int, run: Any, table: Any = None) -> ModelCheck:
+def check_model(spec_ref: str, ids: list[int], seed: int, run: Any, table: Any = None,
+                context: int | None = None) -> ModelCheck:
     """Compare a model run (:class:`~picost.mpc.launcher.RunResult`) with the table and with
-    :func:`picost.reference.build_reference` on the same seed."""
+    :func:`picost.reference.build_reference` on the same seed (``context``: the cached tokens
+    of a decode run, whose cache is the reference's random one, seed + 1)."""
     import torch
 
     from picost.lower import lower
     from picost.mpc.ring import decode
-    from picost.reference import build_reference
+    from picost.reference import KVCache, build_reference
     from picost.spec import load_spec
 
     spec = load_spec(spec_ref)
-    ops = lower(spec, len(ids)).ops
+    decoding = spec.phase == "decode"
+    T = (context or spec.context_length) if decoding else len(ids)
+    ops = lower(spec, T).ops
     executed = [k for k in run.stats["client"] if not k.startswith("_") and not k.endswith(".trunc")]
+    cache = KVCache.random(spec, T, seed=seed + 1, dtype=torch.float64) if decoding else None
     with torch.no_grad():
-        ref = build_reference(spec, seed, dtype=torch.float64).predict(torch.tensor([ids]))
+        ref = build_reference(spec, seed, dtype=torch.float64).predict(torch.tensor([ids]), cache)
     ref_logits = ref.logits[0]
     client = run.results["client"]
-    secure = decode(client["logits"], run_frac_bits(run))
+    secure = decode(client["logits"], int(client["frac_bits"]))
     margin = None
     if spec.head != "none":
         top2 = ref_logits[-1].topk(2).values if ref_logits.shape[-1] > 1 else None
         margin = float(top2[0] - top2[1]) if top2 is not None else None
     walls = [v["wall_s"] for k, v in run.stats["client"].items() if not k.startswith("_")]
-    return ModelCheck(spec.name, tuple(ids), compare(ops, run.stats, table), float((secure - ref_logits).abs().max()),
+    return ModelCheck(spec.name, tuple(ids), T, spec.phase, compare(ops, run.stats, table), float((secure - ref_logits).abs().max()),
                       float(ref_logits.abs().max()), client.get("next_token"),
                       None if ref.next_token is None else int(ref.next_token[0]), margin, sum(walls),
                       executed == [op.name for op in ops])
-
-
-def run_frac_bits(run: Any) -> int:
-    return int(run.results["client"].get("frac_bits", 16))
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,8 @@ class Validation:
 def run_validation(specs: Iterable[str] = DEFAULT_SPECS, context: int = 4, include_ops: bool = True,
                    seed: int = 0, timeout_s: float = 60.0, on_progress: Any = None,
                    table: Any = None) -> Validation:
-    """Run the op suite and each spec (prefill of ``context`` tokens) in one launch of the
+    """Run the op suite and each spec (prefill of ``context`` tokens, or decode of one token
+    after ``context`` cached ones) in one launch of the
     three parties and check every row against ``table`` (default ``picost-2pc``)."""
     from picost.protocols import load_protocol
 
@@ -208,9 +213,11 @@ def run_validation(specs: Iterable[str] = DEFAULT_SPECS, context: int = 4, inclu
     specs = list(specs)
     ops = suite_ops() if include_ops else []
     jobs = [ops_job(ops, seed)] if include_ops else []
-    ids = {s: token_ids(load_spec(s).vocab_size, context) for s in specs}
-    jobs += [model_job(s, ids[s], seed) for s in specs]
+    loaded = {s: load_spec(s) for s in specs}
+    ids = {s: token_ids(m.vocab_size, 1 if m.phase == "decode" else context) for s, m in loaded.items()}
+    jobs += [model_job(s, ids[s], seed, cached=context) for s in specs]
     runs = run_batch(jobs, timeout_s=timeout_s, on_progress=on_progress)
     op_rows = compare(ops, runs[0].stats, table) if include_ops else []
-    models = [check_model(s, ids[s], seed, run, table) for s, run in zip(specs, runs[len(jobs) - len(specs):])]
+    models = [check_model(s, ids[s], seed, run, table, context)
+              for s, run in zip(specs, runs[len(jobs) - len(specs):])]
     return Validation(op_rows, models, runs[0].wall_s if runs else 0.0)

@@ -11,6 +11,11 @@ dependency; run it from a separate virtualenv::
     # that import (in the `except ImportError:` branch) by `registry = None`.
     cd /tmp && /work/venv-crypten/bin/python /path/to/benchmarks/crypten_ops.py relu exp --shape 4x128
 
+(run it outside the crypten package directory). benchmarks/results/crypten_ops.jsonl was made with
+``... mul square matmul linear embedding weight_mul relu ltz exp reciprocal inv_sqrt sigmoid tanh erf
+gelu gelu_tanh silu max_row argmax_row softmax_row layernorm_row rmsnorm_row --shape 4x128 8x64 4x100``
+then ``softmax_row argmax_row --shape 2x2 2x3 2x20 1x1024`` and ``softmax_row --shape 1x148 1x149``.
+
 Defaults of ``configs/default.yaml`` (2 parties, TFP Beaver triples, 16 fractional bits). Each op
 runs once on a fresh ``MPCTensor`` of shape ROWSxCOLS with values ~ N(0, 1); the counters
 (``cfg.communicator.verbose``) are reset right before the op. Output: one JSON object per op and

@@ -20,7 +20,27 @@ Output: one JSON object per (protocol, op, shape) on stdout: ``total_bytes`` (su
 sent bytes = all bytes on the wire), ``party_send_bytes`` (sorted), ``max_send_actions`` (the most
 messages any party sent: an upper bound on sequential rounds), the input ``elements`` (``rows`` x
 ``cols``; W is ``cols`` x ``out_cols`` for matmuls) and the wall time of the warm run in seconds
-(``warm_s``, not a meaningful latency: all parties share one machine).
+(``warm_s``, not a meaningful latency: all parties share one machine). CHEETAH matmuls add
+``he_log``: SPU's own log lines of its HE dot (polynomial degree and moduli; per product the block
+partition and the MiB of query and response ciphertexts).
+
+The committed results (``benchmarks/results/spu_*.jsonl``; about 15 minutes on 2 cores) come from::
+
+    P="benchmarks/spu_ops.py --protocol CHEETAH ABY3"
+    python $P --op less equal relu gelu gelu_tanh silu exp reciprocal rsqrt tanh mul scale add puma_gelu \
+        --shape 4x1024 16x1024 > benchmarks/results/spu_elementwise.jsonl
+    python $P --op max_row argmax_row softmax_row puma_softmax_row --shape 32x128 128x128 32x256 \
+        > benchmarks/results/spu_rows.jsonl
+    python $P --op layernorm_row rmsnorm_row --shape 32x768 128x768 32x384 >> benchmarks/results/spu_rows.jsonl
+    python benchmarks/spu_ops.py --protocol CHEETAH --op puma_softmax_row layernorm_row --shape 16x512 16x1024 \
+        >> benchmarks/results/spu_rows.jsonl
+    python $P --op matmul_sxs --shape 128x768x768 32x768x768 32x768x3072 32x3072x768 128x64x128 128x128x64 \
+        > benchmarks/results/spu_matmul.jsonl
+    python $P --op bmatmul4_sxs --shape 128x64x128 128x128x64 >> benchmarks/results/spu_matmul.jsonl
+    python $P --op embedding --shape 16x1024x64 64x1024x64 16x2048x64 16x1024x256 \
+        > benchmarks/results/spu_embedding.jsonl
+
+CHEETAH figures vary by a few hundred bytes between runs (ciphertext serialization); ABY3's are exact.
 """
 
 from __future__ import annotations
@@ -32,8 +52,9 @@ import subprocess
 import sys
 
 PROTOCOLS = {"SEMI2K": 2, "CHEETAH": 2, "ABY3": 3}
+BATCH = 4  # products in bmatmul4_sxs
 
-#: op name -> (description, number of secret inputs). Shapes are ROWSxCOLS of the (first) input.
+#: op name -> what it computes. Shapes are ROWSxCOLS of the (first) input.
 OPS = {
     "less": "x < 0.5",
     "equal": "x == 0.5 (secret vs public: one entry of a one-hot encoding)",
@@ -56,11 +77,14 @@ OPS = {
     "rmsnorm_row": "x * rsqrt(mean(x^2) + 1e-5) * gamma over the last axis (gamma secret)",
     "puma_gelu": "PUMA's GeLU (PUMA §4.2 eq. 2-3): piecewise 0 / degree-3 / degree-6 polynomial / x",
     "puma_softmax_row": "PUMA's softmax (PUMA §4.3 Alg. 2): clipped (1 + x/2^5)^(2^5) exp of x - max, one reciprocal per row",
+    "embedding": "one_hot(ids, COLS) @ table: ROWS secret int token ids, a secret COLSxOUT table (PUMA §4.4)",
     "matmul_sxs": "x @ W, x ROWSxCOLS and W COLSxOUT both secret (SPU 0.9.5's CHEETAH I/O has no private type)",
+    "bmatmul4_sxs": "4 independent products at once (jnp.matmul of 4xROWSxCOLS and 4xCOLSxOUT, both secret: attention heads)",
 }
 
 _LINK = re.compile(r"Link details: total send bytes (\d+), recv bytes (\d+), "
                    r"send actions (\d+), recv actions (\d+)")
+_HE_LOG = re.compile(r"\[cheetah_dot\.cc:\d+\] (.*)")
 _DONE = re.compile(r"SPU execution \S+ completed, .*?execution took ([0-9.e-]+)s")
 
 
@@ -120,7 +144,10 @@ def _op_function(op: str, cols: int, out_cols: int):
         "rmsnorm_row": (rmsnorm, [(cols,)]),
         "puma_gelu": (puma_gelu, []),
         "puma_softmax_row": (puma_softmax, []),
+        "embedding": (lambda ids, table: (ids[:, None] == jnp.arange(cols)[None, :]).astype(table.dtype) @ table,
+                      [(cols, out_cols)]),
         "matmul_sxs": (lambda x, w: x @ w, [(cols, out_cols)]),
+        "bmatmul4_sxs": (jnp.matmul, [(BATCH, cols, out_cols)]),
     }
     return table[op]
 
@@ -142,7 +169,12 @@ def _child(protocol: str, op: str, rows: int, cols: int, out_cols: int) -> None:
 
     fun, extra_shapes = _op_function(op, cols, out_cols)
     rng = np.random.default_rng(0)
-    args = [rng.standard_normal((rows, cols)).astype(np.float32)]
+    if op == "embedding":  # token ids, not activations
+        args = [rng.integers(0, cols, size=(rows,)).astype(np.int32)]
+    elif op == "bmatmul4_sxs":
+        args = [rng.standard_normal((BATCH, rows, cols)).astype(np.float32)]
+    else:
+        args = [rng.standard_normal((rows, cols)).astype(np.float32)]
     args += [rng.standard_normal(s).astype(np.float32) for s in extra_shapes]
     names = [f"in{i}" for i in range(len(args))]
     vis = [libspu.Visibility.VIS_SECRET] * len(args)
@@ -196,9 +228,13 @@ def measure(protocol: str, op: str, rows: int, cols: int, out_cols: int) -> dict
     if len(links) != PROTOCOLS[protocol] or not times:
         raise RuntimeError(f"expected one profile per party from {protocol} {op}:\n{text[-2000:]}")
     sends = sorted(link[0] for link in links)
-    return {"protocol": protocol, "op": op, "rows": rows, "cols": cols, "out_cols": out_cols,
-            "elements": rows * cols, "total_bytes": sum(sends), "party_send_bytes": sends,
-            "max_send_actions": max(link[2] for link in links), "warm_s": max(times)}
+    result = {"protocol": protocol, "op": op, "rows": rows, "cols": cols, "out_cols": out_cols,
+              "elements": rows * cols, "total_bytes": sum(sends), "party_send_bytes": sends,
+              "max_send_actions": max(link[2] for link in links), "warm_s": max(times)}
+    he_log = [m.group(1).strip() for m in _HE_LOG.finditer(text)]
+    if he_log:  # CHEETAH's HE matmul logs its parameters (cold run) and partition/sizes per dot
+        result["he_log"] = sorted(set(he_log[:1] + [line for line in _HE_LOG.findall(warm)]))
+    return result
 
 
 def _shape(text: str) -> tuple[int, int, int]:

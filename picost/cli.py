@@ -319,3 +319,10 @@ def main() -> None:
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(2)
+
+
+# The what-if commands (aero, symbolic, sweep, compare, check, report) live in their own module;
+# registered last so that they follow the core commands in `picost --help`.
+from picost.cli_whatif import register as _register_whatif  # noqa: E402
+
+_register_whatif(app)

@@ -1,0 +1,483 @@
+"""CLI commands for what-if analysis: ``aero``, ``symbolic``, ``check`` (and, on the estimate,
+``sweep``, ``compare``, ``report``). A thin face: each command calls library functions and renders.
+
+Registered on the main typer app by :func:`register` (called from :mod:`picost.cli`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import typer
+
+from picost.errors import UserError
+
+FMT_HELP = "Output: table | json | csv | md."
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _check_format(fmt: str) -> str:
+    from picost.render import FORMATS
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown value '{fmt}' for --format; choose from {', '.join(FORMATS)}", field="--format")
+    return fmt
+
+
+def emit_table(fmt: str, title: str, header: Sequence[str], rows: Sequence[Sequence[Any]],
+               json_obj: Any, align_right: Sequence[bool] | None = None) -> None:
+    """Print one table as a rich table, CSV, markdown, or ``json_obj`` as JSON."""
+    from picost import render
+
+    if fmt == "json":
+        _out(render.dump_json(json_obj))
+    elif fmt == "csv":
+        _out(render.dump_csv(header, rows))
+    elif fmt == "md":
+        _out(f"**{title}**\n\n" + render.dump_markdown(header, rows, align_right) + "\n")
+    else:
+        from rich.console import Console
+
+        Console().print(render.rich_table(title, header, rows, align_right))
+
+
+def aero(
+    spec: str = typer.Argument(..., help="Baseline spec (file or shipped name), e.g. gpt2."),
+    context: Optional[int] = typer.Option(None, "--context", "-T", help="Tokens T (default: the spec's)."),
+    prune: Optional[int] = typer.Option(None, "--prune", help="How many of the deepest FFNs to prune "
+                                        "(default: half of the layers)."),
+    temperature: bool = typer.Option(False, "--temperature", help="Keep entropy regularization's learnable "
+                                     "temperature at inference and cost it."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Protocol table: adds communication "
+                                           "and latency columns."),
+    network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset (default wan)."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
+) -> None:
+    """AERO's steps applied to SPEC as spec transforms: the ablation table of a PI paper.
+
+    Entropy regularization changes training only (no inference op), so it appears only with
+    --temperature, which keeps its learnable temperature (one server-held scaling per score).
+    """
+    from picost.ablation import ablation, format_counts
+    from picost.aero import ENTROPY_REG_NOTE, aero_steps
+    from picost.render import human_bytes, human_count, human_seconds
+    from picost.spec import load_spec
+
+    _check_format(fmt)
+    steps = aero_steps(load_spec(spec), prune=prune, keep_temperature=temperature)
+    cost, where = None, ""
+    if protocol is not None:
+        cost, where = _cost_fn(protocol, network, bandwidth, rtt)
+    rows = ablation(steps, context, cost)
+    ctx = context or steps[0].spec.context_length
+    human = fmt in ("table", "md")
+    sep = "\n" if fmt == "table" else "; "
+    header = ["step", "nonlinear ops", "FFN FLOPs", "attn FLOPs", "total FLOPs", "FLOPs x"]
+    if cost is not None:
+        header += ["comm", "comm x", "latency", "latency x"]
+    cells = []
+    for r in rows:
+        cell = [r.label, format_counts(r.nonlinear, sep=sep)]
+        cell += [human_count(v) if human else v for v in (r.ffn_flops, r.attention_flops, r.total_flops)]
+        cell.append(_times(r.savings["total_flops"]) if human else r.savings["total_flops"])
+        if cost is not None:
+            cell += [human_bytes(r.comm_bytes) if human else r.comm_bytes,
+                     _times(r.savings["comm_bytes"]) if human else r.savings["comm_bytes"],
+                     human_seconds(r.latency_s) if human else r.latency_s,
+                     _times(r.savings["latency_s"]) if human else r.savings["latency_s"]]
+        cells.append(tuple(cell))
+    obj = {"schema": "picost.aero/1", "spec": steps[0].spec.name, "context": ctx, "note": ENTROPY_REG_NOTE,
+           "costed_under": where or None,
+           "steps": [{"label": r.label, "action": r.action, "spec": r.spec_name,
+                      "nonlinear": {k: [{"instances": n, "shape": s} for n, s in v] for k, v in r.nonlinear.items()},
+                      "ffn_flops": r.ffn_flops, "attention_flops": r.attention_flops, "total_flops": r.total_flops,
+                      "comm_bytes": r.comm_bytes, "latency_s": r.latency_s,
+                      "savings": {k: _json_ratio(v) for k, v in r.savings.items()}} for r in rows]}
+    emit_table(fmt, f"AERO ablation of {steps[0].spec.name} at T={ctx}{where}", header, cells, obj,
+               [False, False] + [True] * (len(header) - 2))
+    if human:
+        _out(f"note: {ENTROPY_REG_NOTE}.")
+
+
+def _cost_fn(protocol: str, network: str | None, bandwidth: str | None, rtt: str | None) -> tuple[Any, str]:
+    """A cost function (lowered model -> (comm bytes, latency s)) and a phrase saying where."""
+    from picost.ablation import estimate_cost
+
+    link = _one_network(network, bandwidth, rtt)
+    table = _one_table(protocol)
+    return estimate_cost(table, link), f" under {table.name} over {link.name} ({link.summary()})"
+
+
+def symbolic(
+    spec: str = typer.Argument(..., help="Spec file or shipped spec name."),
+    symbols: str = typer.Option("T", "--symbols", help="Comma-separated symbols among T, L, d."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Protocol table: adds communication "
+                                           "and latency per class, and their crossovers."),
+    network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset (default wan)."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="Leave out ops the table cannot cost."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
+) -> None:
+    """Closed forms (sympy) of FLOPs and, with --protocol, of communication, rounds and latency
+    per op class, in T (and L, d); and crossover points: attention vs FFN FLOPs (under several
+    counting conventions, AERO's T < 8/3 d among them), softmax communication vs everything else,
+    and the T where latency turns from round-bound to bandwidth-bound."""
+    import sympy
+
+    from picost.costforms import class_forms
+    from picost.crossover import aero_claim_condition, cost_crossovers, flop_conventions
+    from picost.flops import symbolic_flops
+    from picost.render import dump_json
+    from picost.spec import load_spec
+
+    if fmt not in ("table", "json"):
+        raise UserError(f"unknown value '{fmt}' for --format; choose from table, json", field="--format")
+    model = load_spec(spec)
+    chosen = [s.strip() for s in symbols.split(",") if s.strip()]
+    forms = symbolic_flops(model, chosen)
+    conventions = flop_conventions(model, symbolic_width=True)
+    at_d = {c.name: _at_width(c.crossover, model.d_model) for c in conventions}
+    obj: dict[str, Any] = {
+        "schema": "picost.symbolic/1", "spec": model.name, "symbols": chosen,
+        "flops": {k: str(v) for k, v in forms.items()},
+        "attention_vs_ffn": [{"convention": c.name, "description": c.description, "attention": str(c.attention),
+                              "ffn": str(c.ffn), "crossover": str(c.crossover),
+                              "crossover_at_spec_d": at_d[c.name]} for c in conventions],
+        "aero_claim": aero_claim_condition()}
+    lines = [f"FLOPs of {model.name} ({', '.join(chosen)} symbolic):"]
+    lines += [f"  {group:>20} = {expr}" for group, expr in forms.items()]
+    lines.append("\nAttention FLOPs overtake FFN FLOPs at (d symbolic; value at the spec's d):")
+    lines += [f"  {c.name:>12}: T* = {c.crossover}  (= {at_d[c.name]} at d = {model.d_model})  [{c.description}]"
+              for c in conventions]
+    lines.append(f"\nAERO's 'FFN FLOPs dominate when T < 8/3 d': {aero_claim_condition()}.")
+    if protocol is not None:
+        link = _one_network(network, bandwidth, rtt)
+        table = _one_table(protocol)
+        cf = class_forms(model, table, allow_uncosted, chosen)
+        per_class = {c: {"flops": f["flops"], "comm_bytes": f["comm_bytes"], "rounds": f["rounds"],
+                         "latency_s": sympy.N(cf.latency(link, [c]), 6)} for c, f in cf.forms.items()}
+        totals = {"flops": cf.total("flops"), "comm_bytes": cf.total("comm_bytes"), "rounds": cf.total("rounds"),
+                  "latency_s": sympy.N(cf.latency(link), 6)}
+        obj.update({"protocol": table.name, "network": link.as_dict(), "uncosted": list(cf.uncosted),
+                    "classes": {c: {k: str(v) for k, v in f.items()} for c, f in per_class.items()},
+                    "total": {k: str(v) for k, v in totals.items()}})
+        lines.append(f"\nUnder {table.name} over {link.name} ({link.summary()}); bytes, rounds, seconds:")
+        for c, f in list(per_class.items()) + [("total", totals)]:
+            lines += [f"  {c:>16} flops      = {f['flops']}",
+                      f"  {'':>16} comm_bytes = {_readable(f['comm_bytes'])}",
+                      f"  {'':>16} rounds     = {_readable(f['rounds'])}",
+                      f"  {'':>16} latency_s  = {_readable(f['latency_s'])}"]
+        if cf.uncosted:
+            lines.append(f"  uncosted (left out): {', '.join(cf.uncosted)}")
+        if "T" in chosen:
+            t_only = cf if chosen == ["T"] else class_forms(model, table, allow_uncosted, ["T"])
+            labels = {"softmax_comm_vs_rest": "softmax communication overtakes all other classes together",
+                      "bandwidth_vs_rounds": "latency turns from round-bound to bandwidth-bound"}
+            found = cost_crossovers(t_only, link)
+            obj["cost_crossovers"] = {k: {"exact": None if x.exact is None else str(x.exact),
+                                          "first_T": x.first_t, "always": x.always} for k, x in found.items()}
+            lines.append("")
+            for k, x in found.items():
+                lines.append(f"  {labels[k]}: {_describe_crossover(x)}")
+    if fmt == "json":
+        _out(dump_json(obj))
+    else:
+        _out("\n".join(lines))
+
+
+def _readable(expr: Any) -> str:
+    """``ceiling(log(T)/log(2))`` -> ``ceiling(log2(T))`` for display."""
+    from sympy.codegen.rewriting import log2_opt, optimize
+
+    return str(optimize(expr, [log2_opt]))
+
+
+def _describe_crossover(x: Any) -> str:
+    if x.always == "a":
+        return f"already at T = {x.first_t}"
+    if x.always == "b":
+        return "never (up to T = 2^40)"
+    exact = "" if x.exact is None else f" (exact root T = {x.exact})"
+    first = "" if x.first_t is None else f"first at T = {x.first_t}"
+    return (first + exact).strip() or "not found"
+
+
+def _split_list(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def _networks(names: str | None, bandwidth: str | None, rtt: str | None, default: str = "lan,wan") -> list[Any]:
+    """Networks from ``--network a,b`` (default ``default``), each with ``--bandwidth``/``--rtt``
+    overrides; with no ``--network`` but both overrides, one custom network."""
+    from picost.network import get_network
+
+    if names is None and bandwidth is not None and rtt is not None:
+        return [get_network(None, bandwidth=bandwidth, rtt=rtt)]
+    chosen = _split_list(names if names is not None else default)
+    if not chosen:
+        raise UserError("give at least one network", field="--network")
+    return [get_network(n, bandwidth=bandwidth, rtt=rtt) for n in chosen]
+
+
+def _tables(protocols: str) -> list[Any]:
+    from picost.protocols import load_protocol
+
+    names = _split_list(protocols)
+    if not names:
+        raise UserError("give at least one protocol", field="--protocol")
+    return [load_protocol(n) for n in names]
+
+
+def _one_network(names: str | None, bandwidth: str | None, rtt: str | None) -> Any:
+    """The single network of a command that takes one (default wan)."""
+    found = _networks(names, bandwidth, rtt, default="wan")
+    if len(found) != 1:
+        raise UserError(f"this command takes one network (got {len(found)})", field="--network")
+    return found[0]
+
+
+def _one_table(protocols: str) -> Any:
+    """The single protocol table of a command that takes one."""
+    found = _tables(protocols)
+    if len(found) != 1:
+        raise UserError(f"this command takes one protocol (got {len(found)})", field="--protocol")
+    return found[0]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def sweep(
+    spec: str = typer.Argument(..., help="Spec file or shipped spec name."),
+    context: str = typer.Option("64,128,...,32768", "--context", "-T",
+                                help="Contexts: 64,128,...,32768 (doubling), 64,128,256, or 64:32768:64."),
+    protocol: str = typer.Option(..., "--protocol", "-p", help="Protocol table(s), comma-separated."),
+    network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset(s), comma-separated "
+                                          "(default lan,wan)."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    share: str = typer.Option("latency", "--share", help="Class shares of: latency | comm."),
+    allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="Leave out ops the table cannot cost."),
+    fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
+) -> None:
+    """Costs over many contexts (and protocols, networks): one row per point with totals and each
+    op class's share. Vectorized: lowered once per protocol with a symbolic T."""
+    from picost import sweep as sweeps
+    from picost.render import human_bytes, human_count, human_seconds
+    from picost.spec import load_spec
+
+    _check_format(fmt)
+    if share not in ("latency", "comm"):
+        raise UserError(f"unknown value '{share}' for --share; choose from latency, comm", field="--share")
+    contexts = sweeps.parse_contexts(context)
+    result = sweeps.sweep(load_spec(spec), contexts, _tables(protocol), _networks(network, bandwidth, rtt),
+                          allow_uncosted)
+    field = "latency_s" if share == "latency" else "comm_bytes"
+    shares = {c: result.share(c, field) for c in result.classes}
+    if fmt == "json":
+        points = [{"protocol": result.protocol[i], "network": result.network[i], "context": int(result.context[i]),
+                   **{f: float(result.total[f][i]) for f in result.total},
+                   "classes": {c: {**{f: float(result.by_class[c][f][i]) for f in result.total},
+                                   "share": float(shares[c][i])} for c in result.classes}}
+                  for i in range(len(result))]
+        emit_table(fmt, "", (), (), {"schema": "picost.sweep/1", "spec": result.spec_name, "share_of": field,
+                                     "networks": {n: v.as_dict() for n, v in result.networks.items()},
+                                     "uncosted": result.uncosted, "points": points})
+        return
+    header = ("protocol", "network", "T", "comm", "rounds", "latency") + tuple(f"{c} %" for c in result.classes)
+    human = fmt in ("table", "md")
+    rows = []
+    for i in range(len(result)):
+        totals = result.total
+        if human:
+            head = (human_bytes(totals["comm_bytes"][i]), human_count(totals["rounds"][i]),
+                    human_seconds(totals["latency_s"][i]))
+            tail = tuple(_pct(shares[c][i]) for c in result.classes)
+        else:
+            head = (float(totals["comm_bytes"][i]), float(totals["rounds"][i]), float(totals["latency_s"][i]))
+            tail = tuple(float(shares[c][i]) for c in result.classes)
+        rows.append((result.protocol[i], result.network[i], int(result.context[i])) + head + tail)
+    emit_table(fmt, f"{result.spec_name}: sweep over T (class shares of {share})", header, rows, None,
+               [False, False] + [True] * (len(header) - 2))
+    for proto, names in result.uncosted.items():
+        _out(f"uncosted under {proto} (left out of the totals): {', '.join(names)}")
+
+
+def compare(
+    specs: list[str] = typer.Argument(..., help="Two or more specs; savings are against the first."),
+    protocol: str = typer.Option(..., "--protocol", "-p", help="Protocol table."),
+    network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset (default wan)."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    context: Optional[int] = typer.Option(None, "--context", "-T", help="Tokens T (default: each spec's own)."),
+    allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="List ops the table cannot cost."),
+    fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
+) -> None:
+    """Specs side by side under one protocol and network: communication and latency per op class
+    and in total, with savings (x) against the first spec."""
+    from picost.compare import compare as compare_estimates
+    from picost.estimate import estimate_lowered
+    from picost.lower import lower
+    from picost.render import human_bytes, human_seconds
+    from picost.spec import load_spec
+
+    _check_format(fmt)
+    if len(specs) < 2:
+        raise UserError("give at least two specs to compare", field="SPECS")
+    table = _one_table(protocol)
+    link = _one_network(network, bandwidth, rtt)
+    estimates = [estimate_lowered(lower(load_spec(s), context), table, link, allow_uncosted) for s in specs]
+    cmp = compare_estimates(estimates)
+    names = [e.spec_name for e in estimates]
+    if fmt == "json":
+        emit_table(fmt, "", (), (), {
+            "schema": "picost.compare/1", "protocol": table.name, "network": link.as_dict(),
+            "specs": [{"spec": e.spec_name, "context": e.context,
+                       "classes": {c: {**cmp.values[i][c],
+                                       "savings": {m: _json_ratio(cmp.savings(i, c, m)) for m in cmp.values[i][c]}}
+                                   for c in cmp.classes}} for i, e in enumerate(estimates)]})
+        return
+    human = fmt in ("table", "md")
+    ctx = ", ".join(f"{e.spec_name} T={e.context}" for e in estimates)
+    title = f"{table.name} over {link.name} ({link.summary()}): {ctx}"
+    if not human:
+        header = ["class"] + [f"{n} {m}" for n in names for m in ("comm_bytes", "latency_s")]
+        header += [f"{n} {m} savings" for n in names[1:] for m in ("comm_bytes", "latency_s")]
+        rows = [tuple([c] + [cmp.values[i][c][m] for i in range(len(names)) for m in ("comm_bytes", "latency_s")]
+                      + [cmp.savings(i, c, m) for i in range(1, len(names)) for m in ("comm_bytes", "latency_s")])
+                for c in cmp.classes]
+        emit_table(fmt, title, header, rows, None)
+        return
+    for metric, label, show in (("comm_bytes", "communication", human_bytes), ("latency_s", "latency", human_seconds)):
+        rows = []
+        for c in cmp.classes:
+            cells = [show(cmp.values[0][c][metric])]
+            for i in range(1, len(names)):
+                cells.append(f"{show(cmp.values[i][c][metric])} ({_times(cmp.savings(i, c, metric))})")
+            rows.append(tuple([c] + cells))
+        emit_table(fmt, f"{label}: {title}", ["class"] + names, rows, None, [False] + [True] * len(names))
+
+
+def _json_ratio(x: float | None) -> float | str | None:
+    """A savings factor for JSON, which has no infinity: ``"inf"`` when the cost is gone."""
+    return "inf" if x == float("inf") else x
+
+
+def _times(x: float | None) -> str:
+    """A savings factor: ``2.31x``, ``inf`` (the class is gone), ``-`` (neither model has it)."""
+    return "-" if x is None else ("inf" if x == float("inf") else f"{x:.2f}x")
+
+
+def check(
+    comm: str = typer.Option(..., "--comm", help="Reported communication, e.g. 25.3GB, 1.5GiB, 800Mb."),
+    latency: str = typer.Option(..., "--latency", help="Reported latency, e.g. 8.2min, 95s, 800ms."),
+    network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset (default wan)."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="Reported rounds, if known."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
+) -> None:
+    """Are a published communication and latency consistent with a network? Prints the
+    bandwidth they imply and the lower bound on latency from the bytes alone."""
+    from picost.check import check_published
+    from picost.render import dump_json, human_bytes, human_seconds
+    from picost.units import parse_bytes, parse_seconds
+
+    if fmt not in ("table", "json"):
+        raise UserError(f"unknown value '{fmt}' for --format; choose from table, json", field="--format")
+    link = _one_network(network, bandwidth, rtt)
+    r = check_published(parse_bytes(comm, "--comm"), parse_seconds(latency, "--latency"),
+                        link.bandwidth_bps / 8, link.round_s, rounds)
+    if fmt == "json":
+        _out(dump_json({"schema": "picost.check/1", "network": link.as_dict(), "comm_bytes": r.comm_bytes,
+                        "latency_s": r.latency_s, "rounds": r.rounds, "verdict": r.verdict,
+                        "implied_bandwidth_bps": 8 * r.implied_bandwidth_bytes_per_s,
+                        "transfer_floor_s": r.transfer_floor_s, "duplex_floor_s": r.duplex_floor_s,
+                        "latency_floor_s": r.latency_floor_s, "transfer_share": r.transfer_share,
+                        "round_budget": r.round_budget}))
+        return
+    implied = 8 * r.implied_bandwidth_bytes_per_s
+    _out(f"network {link.name}: {link.summary()} (a round costs RTT/2 = {human_seconds(link.round_s)})")
+    _out(f"reported: {human_bytes(r.comm_bytes)} in {human_seconds(r.latency_s)}"
+         + (f", {r.rounds} rounds" if r.rounds is not None else ""))
+    _out(f"implied bandwidth (all latency spent moving bytes): {implied / 1e6:.4g} Mbit/s "
+         f"= {implied / link.bandwidth_bps:.3g} x the network's")
+    _out(f"latency floor from bytes alone: {human_seconds(r.transfer_floor_s)} "
+         f"(full duplex, perfectly balanced: {human_seconds(r.duplex_floor_s)})")
+    if r.rounds is not None:
+        _out(f"plus {r.rounds} rounds x {human_seconds(link.round_s)} = {human_seconds(r.rounds_floor_s)}; "
+             f"floor {human_seconds(r.latency_floor_s)}")
+    _out(f"the transfer floor is {100 * r.transfer_share:.1f}% of the reported latency; "
+         f"room left for {r.round_budget:.0f} round delays (compute taken as 0)")
+    verdicts = {"consistent": "consistent: the reported latency is at or above the floor",
+                "needs-duplex": "consistent only if both directions ran at full rate at once, perfectly balanced",
+                "impossible": "INCONSISTENT: the reported latency is below what the bytes alone need on this network"}
+    _out(f"verdict: {verdicts[r.verdict]}")
+
+
+def report(
+    specs: Optional[list[str]] = typer.Argument(None, help="Spec(s); with --aero, the baseline whose AERO steps "
+                                                "are reported."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Protocol table(s), comma-separated."),
+    network: str = typer.Option("lan,wan", "--network", "-n", help="Network preset(s), comma-separated."),
+    bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
+    rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    context: Optional[int] = typer.Option(None, "--context", "-T", help="Tokens T of the tables (default: the "
+                                          "spec's)."),
+    sweep_contexts: str = typer.Option("64,128,...,8192", "--sweep", help="Contexts of the sweep and plots."),
+    aero_steps: bool = typer.Option(False, "--aero", help="Report AERO's steps applied to the (first) spec."),
+    prune: Optional[int] = typer.Option(None, "--prune", help="With --aero: deepest FFNs pruned (default half)."),
+    title: Optional[str] = typer.Option(None, "--title", help="Report title."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Markdown file to write, e.g. "
+                                         "reports/NAME.md; plots go to reports/NAME/."),
+    all_examples: bool = typer.Option(False, "--all", help="Regenerate every example of reports/examples.yaml "
+                                      "(run from the repository root)."),
+) -> None:
+    """Write a markdown cost report (setting, summary, breakdowns, sweep with PNG plots, formulas and
+    sources, uncosted ops). Files are written atomically; on error nothing is written."""
+    from picost.report import ReportConfig, build_report, load_examples, write_report
+
+    if all_examples:
+        if specs or output:
+            raise UserError("--all regenerates reports/examples.yaml; give no specs and no --output", field="--all")
+        configs = [(c, f"reports/{c.name}.md") for c in load_examples()]
+    else:
+        if not specs or protocol is None or output is None:
+            raise UserError("give SPEC(s), --protocol and --output (or --all)", field="--output")
+        configs = [(ReportConfig(name=Path(output).stem, specs=tuple(specs), protocols=tuple(_split_list(protocol)),
+                                 networks=tuple(_split_list(network)), context=context, sweep=sweep_contexts,
+                                 aero=aero_steps, prune=prune, title=title, bandwidth=bandwidth, rtt=rtt,
+                                 output=output), output)]
+    built = [build_report(c, out) for c, out in configs]  # everything computed before anything is written
+    for r in built:
+        if not r.markdown_path.parent.is_dir():
+            raise UserError(f"directory '{r.markdown_path.parent}' does not exist", field="--output")
+    for r in built:
+        write_report(r)
+        _out(f"wrote {r.markdown_path} and {len(r.files) - 1} files in {r.markdown_path.with_suffix('')}/")
+
+
+def _at_width(expr: Any, d_model: int) -> Any:
+    """``expr`` (in the symbol ``d``) at ``d = d_model``; None stays None."""
+    if expr is None:
+        return None
+    return expr.subs({s: d_model for s in expr.free_symbols if s.name == "d"})
+
+
+def register(app: typer.Typer) -> None:
+    """Add the what-if commands to ``app``."""
+    app.command()(aero)
+    app.command()(symbolic)
+    app.command()(sweep)
+    app.command()(compare)
+    app.command()(check)
+    app.command()(report)

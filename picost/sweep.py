@@ -1,0 +1,173 @@
+"""Vectorized context sweeps: costs per op class over many T, protocols and networks at once.
+
+For each protocol the model is lowered *once* with a sympy symbol ``T``; the cost expressions of
+its rows (:meth:`~picost.protocols.ProtocolTable.cost_exprs`) are summed per op class and field
+(``comm_bytes``, ``rounds``, ``compute_s``), lambdified *once* and evaluated over a numpy array
+of contexts. Latency is then numpy arithmetic per network, with the estimate's model
+(``docs/latency-model.md``)::
+
+    latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * round_s
+
+so a sweep over N contexts, P protocols and K networks costs P symbolic passes, not N*P*K
+estimates. Values are floats (float64); they equal the point-by-point estimate to rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+from picost.costforms import COST_FIELDS, ClassForms, class_forms, to_numpy
+from picost.errors import UserError
+from picost.network import Network
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from picost.protocols import ProtocolTable
+    from picost.spec import ModelSpec
+
+@dataclass
+class SweepResult:
+    """Columns of a sweep, one entry per point (protocol x network x context, in that nesting).
+
+    ``by_class[c][field]`` are float arrays with ``field`` in ``comm_bytes``, ``rounds``,
+    ``compute_s``, ``latency_s``; ``total`` the same summed over classes.
+    """
+
+    spec_name: str
+    protocol: "np.ndarray"
+    network: "np.ndarray"
+    context: "np.ndarray"
+    classes: tuple[str, ...]
+    by_class: dict[str, dict[str, "np.ndarray"]]
+    total: dict[str, "np.ndarray"]
+    networks: dict[str, Network] = field(default_factory=dict)
+    uncosted: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.context)
+
+    def share(self, op_class: str, field_name: str = "latency_s") -> "np.ndarray":
+        """Fraction of the total of ``field_name`` taken by ``op_class`` (0 where the total is 0)."""
+        import numpy as np
+
+        total = self.total[field_name]
+        part = self.by_class[op_class][field_name]
+        return np.divide(part, total, out=np.zeros_like(part), where=total != 0)
+
+
+def _evaluate(expr: Any, T: Any, contexts: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
+    if not expr.free_symbols:
+        return np.full(contexts.shape, float(expr))
+    fn = to_numpy(expr, [T])
+    with np.errstate(all="ignore"):
+        return np.broadcast_to(np.asarray(fn(contexts), dtype=float), contexts.shape).copy()
+
+
+def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["ProtocolTable"],
+          networks: Sequence[Network], allow_uncosted: bool = False) -> SweepResult:
+    """Costs of ``spec`` at every (table, network, context), vectorized over contexts."""
+    import numpy as np
+
+    T_values = np.asarray(contexts, dtype=float)
+    if T_values.ndim != 1 or len(T_values) == 0 or np.any(T_values < 1) or np.any(T_values % 1):
+        raise UserError("contexts must be a non-empty list of positive whole numbers of tokens", field="--context")
+    if not tables or not networks:
+        raise UserError("give at least one protocol and one network", field="--protocol")
+    ordered_classes: list[str] = []
+    per_table = []
+    for table in tables:
+        cf = class_forms(spec, table, allow_uncosted)
+        per_table.append(cf)
+        ordered_classes += [c for c in cf.costed_classes if c not in ordered_classes]
+    from picost.estimate import ROW_CLASSES
+
+    classes = tuple(c for c in ROW_CLASSES if c in ordered_classes)
+    n_pts = len(T_values)
+    cols: dict[str, dict[str, list[Any]]] = {c: {f: [] for f in COST_FIELDS + ("latency_s",)} for c in classes}
+    proto_col, net_col, ctx_col = [], [], []
+    for cf in per_table:
+        values = {c: {f: _evaluate(cf.forms[c][f], cf.T, T_values) if c in cf.costed_classes else np.zeros(n_pts)
+                      for f in COST_FIELDS} for c in classes}
+        _check_finite(cf, values, T_values)
+        for net in networks:
+            for c in classes:
+                v = values[c]
+                latency = v["compute_s"] + v["comm_bytes"] * 8 / net.bandwidth_bps + v["rounds"] * net.round_s
+                for f in COST_FIELDS:
+                    cols[c][f].append(v[f])
+                cols[c]["latency_s"].append(latency)
+            proto_col.append(np.full(n_pts, cf.protocol, dtype=object))
+            net_col.append(np.full(n_pts, net.name, dtype=object))
+            ctx_col.append(T_values.astype(np.int64))
+    by_class = {c: {f: np.concatenate(arrs) for f, arrs in fs.items()} for c, fs in cols.items()}
+    total = {f: np.sum([by_class[c][f] for c in classes], axis=0) for f in COST_FIELDS + ("latency_s",)}
+    return SweepResult(spec.name, np.concatenate(proto_col), np.concatenate(net_col), np.concatenate(ctx_col),
+                       classes, by_class, total, {n.name: n for n in networks},
+                       {cf.protocol: cf.uncosted for cf in per_table if cf.uncosted})
+
+
+def _check_finite(cf: ClassForms, values: dict[str, dict[str, "np.ndarray"]], T_values: "np.ndarray") -> None:
+    """A formula outside its domain at some T (e.g. log2(0)) is an error, never a silent NaN."""
+    import numpy as np
+
+    for c, fields in values.items():
+        for f, arr in fields.items():
+            bad = ~np.isfinite(arr) | (arr < 0)
+            if bad.any():
+                shown = ", ".join(str(int(t)) for t in T_values[bad][:5])
+                raise UserError(f"protocol table '{cf.protocol}': {f} of class {c} is not a finite, non-negative "
+                                f"number at T = {shown} (a formula outside its domain there)",
+                                field="--context")
+
+
+def parse_contexts(text: str, option: str = "--context") -> list[int]:
+    """``64,128,...,32768`` (doubling implied by ``...`` between a geometric start and the end),
+    ``64,128,256``, or a range ``64:32768:64`` (start:stop:step, stop included)."""
+    text = text.strip()
+    try:
+        if ":" in text:
+            parts = [int(p) for p in text.split(":")]
+            if len(parts) != 3 or parts[2] < 1:
+                raise ValueError
+            values = list(range(parts[0], parts[1] + 1, parts[2]))
+        else:
+            items = [p.strip() for p in text.split(",") if p.strip()]
+            if "..." in items:
+                i = items.index("...")
+                head, tail = [int(p) for p in items[:i]], [int(p) for p in items[i + 1:]]
+                if len(head) < 2 or len(tail) != 1 or head[0] <= 0 or head[1] <= head[0]:
+                    raise ValueError
+                values = _extend(head, tail[0])
+            else:
+                values = [int(p) for p in items]
+    except ValueError:
+        raise UserError(f"cannot read contexts '{text}'; write e.g. 64,128,...,32768 (doubling), "
+                        "64,128,256 or 64:32768:64 (start:stop:step)", field=option) from None
+    if not values or any(v < 1 for v in values):
+        raise UserError(f"contexts must be positive numbers of tokens (got '{text}')", field=option)
+    return values
+
+
+def _extend(head: list[int], stop: int) -> list[int]:
+    """Continue ``head`` to ``stop``: geometric when it doubles (or 3+ terms share a ratio),
+    else arithmetic (``1,3,...,9`` is 1, 3, 5, 7, 9)."""
+    a, b = head[0], head[1]
+    ratio_ok = b % a == 0 and all(y == x * (b // a) for x, y in zip(head, head[1:]))
+    geometric = ratio_ok and (b == 2 * a or len(head) > 2)  # "64,128,..." doubles; else say 3 terms
+    arithmetic = all(y - x == b - a for x, y in zip(head, head[1:]))
+    if not (geometric or arithmetic):
+        raise ValueError
+    values = list(head)
+    while True:
+        nxt = values[-1] * (b // a) if geometric else values[-1] + (b - a)
+        if nxt > stop:
+            break
+        values.append(nxt)
+    if values[-1] != stop:
+        raise ValueError
+    return values
+

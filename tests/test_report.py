@@ -1,0 +1,164 @@
+"""Markdown reports: structure, plots and their data, atomic writing, determinism, bad options,
+and staleness of the committed example reports."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from picost.errors import UserError
+from picost.estimate import estimate_lowered
+from picost.lower import lower
+from picost.network import get_network
+from picost.protocols import load_protocol
+from picost.report import ReportConfig, build_report, load_examples, write_report
+from picost.spec import load_spec
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURE = str(Path(__file__).parent / "data" / "protocols" / "sweepfix.yaml")
+SECTIONS = ["## Setting and assumptions", "## Summary", "## Per-class breakdown", "## Per-layer breakdown",
+            "## Context sweep", "## Formulas and sources", "## Uncosted ops"]
+
+
+def config(**kw) -> ReportConfig:
+    base = dict(name="r", specs=("tiny",), protocols=(FIXTURE,), networks=("lan", "wan"), context=16,
+                sweep="4,8,...,64")
+    return ReportConfig(**{**base, **kw})
+
+
+def test_report_structure_tables_and_images(tmp_path):
+    md = tmp_path / "r.md"
+    r = build_report(config(protocols=(FIXTURE, "crypten")), md)
+    write_report(r)
+    text = md.read_text()
+    positions = [text.index(s) for s in SECTIONS]
+    assert positions == sorted(positions)
+    # summary: one row per protocol x network, with the estimate's totals
+    est = estimate_lowered(lower(load_spec("tiny"), 16), load_protocol("crypten"), get_network("wan"))
+    from picost.render import human_bytes, human_seconds
+
+    assert f"| tiny | crypten | wan | 16 | " in text
+    assert human_bytes(est.totals.comm_bytes) in text and human_seconds(est.totals.latency_s) in text
+    # images referenced relative to the markdown exist and are PNGs, with their data beside them
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(images) == 4
+    for rel in images:
+        png = md.parent / rel
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.with_suffix(".csv").is_file()
+    # per-layer table has every layer; the sweep table every context
+    assert "| L0 |" in text and "| L1 |" in text
+    for T in (4, 8, 16, 32, 64):
+        assert f"\n| {T} |" in text
+    # formulas of every op kind used, with sources
+    assert "| `softmax` | `200*rows*cols` | `3*ceil(log2(cols)) + 4` |" in text
+    assert "None: every op of every model is costed" in text
+
+
+def test_plotted_data_equals_the_sweep(tmp_path):
+    r = build_report(config(), tmp_path / "r.md", plots=False)
+    data = r.files[tmp_path / "r" / "latency-tiny-sweepfix.csv"]
+    lines = data.splitlines()
+    assert lines[0] == "T,lan,wan"
+    for line in lines[1:]:
+        T, lan, wan = line.split(",")
+        for net, value in (("lan", lan), ("wan", wan)):
+            est = estimate_lowered(lower(load_spec("tiny"), int(T)), load_protocol(FIXTURE), get_network(net))
+            assert float(value) == pytest.approx(est.totals.latency_s, rel=1e-9)
+    assert not any(p.suffix == ".png" for p in r.files)
+
+
+def test_uncosted_ops_are_listed(tmp_path):
+    r = build_report(config(protocols=("sigma",)), tmp_path / "r.md", plots=False)
+    section = r.markdown.split("## Uncosted ops")[1]
+    assert "| tiny | sigma | embedding | 1 | embed.tok |" in section
+    est = estimate_lowered(lower(load_spec("tiny"), 16), load_protocol("sigma"), get_network("lan"),
+                           allow_uncosted=True)
+    kinds = {r.kind for r in est.rows if not r.costed}
+    assert all(f"| tiny | sigma | {k} |" in section for k in kinds)
+
+
+def test_aero_report_has_the_ablation(tmp_path):
+    r = build_report(config(specs=("gpt2",), aero=True, context=128, sweep="64,128", protocols=(FIXTURE,),
+                            networks=("wan",)), tmp_path / "a.md", plots=False)
+    assert "## AERO ablation" in r.markdown and "SM: 144 x R^{128x128}" in r.markdown
+    assert "| SM-only + fusion + 6 FFNs pruned |" in r.markdown
+    assert "training loss only" in r.markdown
+
+
+def test_report_is_deterministic(tmp_path):
+    a = build_report(config(), tmp_path / "r.md", plots=False)
+    b = build_report(config(), tmp_path / "r.md", plots=False)
+    assert a.files == b.files
+    assert "tmp" not in a.markdown and str(tmp_path) not in a.markdown
+
+
+def test_atomic_writing_leaves_nothing_on_error(tmp_path, monkeypatch):
+    md = tmp_path / "r.md"
+    md.write_text("old report\n")
+    with pytest.raises(UserError):
+        build_report(config(protocols=("nosuchprotocol",)), md)
+    assert md.read_text() == "old report\n" and sorted(p.name for p in tmp_path.iterdir()) == ["r.md"]
+    import picost.atomic as atomic
+
+    built = build_report(config(), md, plots=False)
+    # a failure while staging (here: content that cannot be written) leaves nothing behind
+    broken = type(built)(built.markdown_path, {**built.files, tmp_path / "r" / "bad.csv": object()})
+    with pytest.raises(TypeError):
+        write_report(broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.md"] and md.read_text() == "old report\n"
+    # a failure while renaming into place keeps the old report and removes the new empty directory
+    monkeypatch.setattr(atomic.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        write_report(built)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.md"] and md.read_text() == "old report\n"
+    monkeypatch.undo()
+    write_report(built)
+    assert md.read_text() == built.markdown and (tmp_path / "r" / "latency-tiny-sweepfix.csv").is_file()
+    assert (md.stat().st_mode & 0o777) == 0o666 & ~atomic._umask()
+
+
+def test_report_cli_and_bad_options(cli, tmp_path):
+    out = tmp_path / "c.md"
+    ok = cli("report", "tiny", "-p", FIXTURE, "-n", "wan", "-T", "8", "--sweep", "4,8", "-o", str(out))
+    assert ok.returncode == 0, ok.stderr
+    assert out.is_file() and (tmp_path / "c" / "latency-tiny-sweepfix.png").is_file()
+    for args in (["tiny", "-p", FIXTURE, "-o", str(tmp_path / "x.txt")],
+                 ["tiny", "-p", FIXTURE, "-o", str(tmp_path / "nodir" / "x.md")],
+                 ["tiny", "-p", FIXTURE, "--sweep", "4,x", "-o", str(tmp_path / "y.md")],
+                 ["tiny", "-p", FIXTURE, "-n", "moon", "-o", str(tmp_path / "y.md")],
+                 ["tiny", "-o", str(tmp_path / "y.md")],
+                 ["tiny", "tiny", "-p", FIXTURE, "-o", str(tmp_path / "y.md")],
+                 ["tiny", "-p", f"{FIXTURE},{FIXTURE}", "-o", str(tmp_path / "y.md")],
+                 ["tiny", "--all"]):
+        bad = cli("report", *args)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, (args, bad.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "c.md"]
+
+
+def test_examples_file_errors_are_located(tmp_path):
+    f = tmp_path / "examples.yaml"
+    f.write_text("one:\n  specs: [tiny]\n  protocolz: [crypten]\n")
+    with pytest.raises(UserError) as exc:
+        load_examples(f)
+    assert exc.value.line == 3 and exc.value.field == "one.protocolz"
+
+
+EXAMPLES = REPO / "reports" / "examples.yaml"
+
+
+@pytest.mark.skipif(not EXAMPLES.is_file(), reason="no committed example reports")
+@pytest.mark.parametrize("example", load_examples(EXAMPLES) if EXAMPLES.is_file() else [], ids=lambda c: c.name)
+def test_committed_reports_are_fresh(example, monkeypatch):
+    """Fails when a committed report differs from what picost now generates: regenerate with
+    `python -m picost report --all` (markdown and plotted data compared; PNG bytes are not)."""
+    monkeypatch.chdir(REPO)
+    md = Path("reports") / f"{example.name}.md"
+    built = build_report(example, md, plots=False)
+    assert md.is_file(), f"{md} is missing: run `python -m picost report --all`"
+    assert md.read_text() == built.markdown, f"{md} is stale: run `python -m picost report --all`"
+    for path, content in built.data_files().items():
+        assert path.read_text() == content, f"{path} is stale: run `python -m picost report --all`"
+        assert path.with_suffix(".png").is_file(), f"{path.with_suffix('.png')} is missing"

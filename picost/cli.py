@@ -100,15 +100,17 @@ def estimate(
     by: str = typer.Option("class", "--by", help="Breakdown: op | layer | block | class."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json | csv | md."),
     allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="List ops the table cannot cost as UNCOSTED rows instead of failing."),
+    calibration: Optional[str] = typer.Option(None, "--calibration", help="Compute profile from `picost calibrate` (YAML): this machine's compute time per op kind."),
 ) -> None:
     """Communication, rounds and latency of one private forward pass, per op and per group."""
     from picost import estimate_report
+    from picost.calibration import calibrated_table
     from picost.estimate import estimate as run_estimate
 
     _choice(by, ("op", "layer", "block", "class"), "--by")
     _choice(fmt, ("table", "json", "csv", "md"), "--format")
-    result = run_estimate(spec, protocol, network, context, bandwidth=bandwidth, rtt=rtt,
-                          allow_uncosted=allow_uncosted)
+    result = run_estimate(spec, calibrated_table(protocol, calibration), network, context, bandwidth=bandwidth,
+                          rtt=rtt, allow_uncosted=allow_uncosted)
     out = estimate_report.render(result, by=by, fmt=fmt)
     _print(out) if fmt == "table" else _echo(out)
 
@@ -258,6 +260,43 @@ def mpc_party(ctx: typer.Context) -> None:
     from picost.mpc.party import main as party_main
 
     raise typer.Exit(party_main(list(ctx.args)))
+
+
+@app.command()
+def calibrate(
+    out: str = typer.Option(..., "--out", "-o", help="Profile file to write (YAML)."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs of every op (after one warm-up)."),
+    kinds: Optional[str] = typer.Option(None, "--kinds", help="Comma-separated op kinds (default: all the engine runs)."),
+) -> None:
+    """Measure this machine's compute time per op kind for the engine (picost-2pc); write a profile for `estimate --calibration`."""
+    _need_torch()
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from picost.calibration import compute_formula
+    from picost.measure_compute import CALIBRATION_SHAPES, calibrate as run_calibration
+    from picost.mpc.launcher import MpcRunError
+    from picost.render import rich_table
+
+    chosen = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
+    for kind in chosen or ():
+        if kind not in CALIBRATION_SHAPES:
+            raise UserError(f"unknown op kind '{kind}' (kinds: {', '.join(CALIBRATION_SHAPES)})", field="--kinds")
+    target = Path(out)
+    if not target.parent.is_dir():
+        raise UserError("the directory of the output file does not exist", file=out, field="--out")
+    with Progress(transient=True) as progress:
+        progress.add_task("timing the engine's ops (client, server, dealer on this machine)", total=None)
+        try:
+            profile = run_calibration(chosen, repeats)
+        except MpcRunError as exc:
+            _mpc_failed(exc)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(profile.to_yaml())
+    tmp.replace(target)
+    rows = [(kind, compute_formula(kind, t)) for kind, t in profile.kinds.items()]
+    _print(rich_table(f"Compute seconds per row kind (written to {out})", ("kind", "compute_s"), rows))
 
 
 @app.command()

@@ -5,7 +5,9 @@ row of class ``truncation``, unless the table's entry already pays for it; see
 ``docs/protocol-tables.md``). Per row, in seconds and bytes::
 
     comm_s    = comm_bytes * 8 / bandwidth_bps          (both directions together)
-    latency_s = compute_s + comm_s + rounds * rtt_s / 2  (compute_s = 0 when the table has none)
+    latency_s = compute_s + comm_s + rounds * delays_per_round * rtt_s / 2
+                (compute_s = 0 when the table has none; delays_per_round from the table's
+                setting, 1 unless its transport waits for a ready notice per message)
 
 The model and its reasons are in ``docs/latency-model.md``. Totals are the sums of the rows in
 op order; group-bys (``layer``, ``block``, ``class``) sum the same rows. Online costs make the
@@ -175,7 +177,6 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
                      allow_uncosted: bool = False) -> Estimate:
     """Cost every op of ``lowered`` (int shapes) under ``table`` over ``network``."""
     rows = []
-    round_s = network.round_s
     for op in lowered.ops:
         for cost in table.cost(op, allow_uncosted):
             flops = 0 if cost.is_truncation else op.flops
@@ -186,7 +187,7 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
                                 uncosted_reason=cost.uncosted_reason, dims=dims))
                 continue
             comm_s = network.transfer_s(cost.comm_bytes)
-            latency_s = (cost.compute_s or 0) + comm_s + cost.rounds * round_s
+            latency_s = row_latency_s(cost, network, table)
             rows.append(Row(cost.name, cost.kind, op_class, op.layer, op.block.value, flops, True,
                             cost.comm_bytes, cost.bytes_client_to_server, cost.bytes_server_to_client,
                             cost.rounds, cost.compute_s, comm_s, latency_s, cost.offline_bytes,
@@ -194,6 +195,13 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
     spec = lowered.spec
     return Estimate(spec.name, lowered.context, spec.phase, spec.batch_size, table, network, tuple(rows),
                     Totals.of(rows))
+
+
+def row_latency_s(cost: Any, network: Network, table: ProtocolTable) -> float:
+    """Modeled seconds of one costed row (an :class:`~picost.protocols.OpCost`):
+    ``compute_s + comm_bytes * 8 / bandwidth_bps + rounds * delays_per_round * rtt_s / 2``."""
+    round_s = network.round_s * table.setting.delays_per_round
+    return (cost.compute_s or 0) + network.transfer_s(cost.comm_bytes) + cost.rounds * round_s
 
 
 def estimate(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTable,
@@ -261,6 +269,7 @@ def total_expressions(spec: Any, protocol: str | Path | ProtocolTable, network: 
         for f in totals:
             totals[f] += row.exprs.get(f, 0)
     bandwidth = sympy.nsimplify(link.bandwidth_bps)
-    round_s = sympy.nsimplify(link.round_s)
+    table = load_protocol(protocol)
+    round_s = sympy.nsimplify(link.round_s) * table.setting.delays_per_round
     totals["latency_s"] = totals["compute_s"] + totals["comm_bytes"] * 8 / bandwidth + totals["rounds"] * round_s
     return totals

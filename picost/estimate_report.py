@@ -37,8 +37,8 @@ from picost.estimate import Estimate, Row, Totals
 from picost.render import dump_csv, dump_json, dump_markdown, human_bytes, human_count, human_seconds
 
 SCHEMA = "picost.estimate/1"
-LATENCY_MODEL = ("latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * round_s, "
-                 "round_s = rtt_s / 2 (docs/latency-model.md)")
+LATENCY_MODEL = ("latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * delays_per_round * round_s, "
+                 "round_s = rtt_s / 2, delays_per_round from the protocol's setting (docs/latency-model.md)")
 UNCOSTED = "UNCOSTED"
 
 

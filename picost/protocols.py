@@ -38,7 +38,8 @@ _REQUIRED_FORMULAS = ("comm_bytes", "rounds")
 _ENTRY_KEYS = FORMULA_FIELDS + ("includes_truncation", "source", "notes")
 _TOP_KEYS = ("name", "description", "citations", "setting", "confidence", "params", "ops")
 _TOP_REQUIRED = ("name", "description", "setting", "confidence", "ops")
-_SETTING_KEYS = ("parties", "threat_model", "correlated_randomness", "ring_bits", "fractional_bits", "he")
+_SETTING_KEYS = ("parties", "threat_model", "correlated_randomness", "ring_bits", "fractional_bits", "he",
+                 "delays_per_round")
 _CORRELATED = ("none", "dealer", "third_party")
 _PARAM_KEYS = ("value", "unit", "source")
 _SOURCE_PREFIXES = ("derived:", "measured:")
@@ -55,6 +56,10 @@ class Setting:
     ring_bits: int | None = None
     fractional_bits: int | None = None
     he: Mapping[str, Any] = field(default_factory=dict)
+    delays_per_round: int = 1
+    """One-way network delays one round costs in this protocol's implementation: 1 when a
+    message is sent as soon as it is ready; 2 when a transport first waits for the receiver's
+    ready notice (gloo's point-to-point sends do; see docs/latency-model.md)."""
 
     def summary(self) -> str:
         parts = [f"{self.parties}PC" if self.parties > 1 else "no protocol", self.threat_model]
@@ -354,8 +359,11 @@ class _Validator:
         for key, value in he.items():
             if isinstance(value, (dict, list)) or value is None:
                 raise self.error(path + ("he", key), "HE parameters must be plain values")
+        delays = s.get("delays_per_round", 1)
+        if isinstance(delays, bool) or not isinstance(delays, int) or delays < 1:
+            raise self.error(path + ("delays_per_round",), "delays_per_round must be a positive integer")
         return Setting(s["parties"], self.text(s["threat_model"], path + ("threat_model",)),
-                       s["correlated_randomness"], s.get("ring_bits"), s.get("fractional_bits"), he)
+                       s["correlated_randomness"], s.get("ring_bits"), s.get("fractional_bits"), he, delays)
 
     def params(self, raw: Any, citations: Mapping[str, str]) -> dict[str, Param]:
         out = {}

@@ -58,14 +58,17 @@ def run_local(job: dict[str, Any], host: str = "127.0.0.1", port: int | None = N
 
 def run_batch(jobs: list[dict[str, Any]], host: str = "127.0.0.1", port: int | None = None,
               timeout_s: float = 60.0, extra: dict[str, Any] | None = None, run_limit_s: float = 1800.0,
-              on_progress: Callable[[int, int], None] | None = None) -> list[RunResult]:
+              on_progress: Callable[[int, int], None] | None = None,
+              role_prefix: dict[str, list[str]] | None = None) -> list[RunResult]:
     """Run several jobs one after the other in one launch of the three parties.
 
     ``timeout_s`` bounds every wait for a message (a silent party fails the run after it);
     ``run_limit_s`` bounds the whole launch. ``on_progress(done, total)`` is called as the
     client finishes each job. With ``port`` None a free port is picked, and picked again once
-    if another program took it before the parties could rendezvous."""
-    args = (jobs, host, timeout_s, extra, run_limit_s, on_progress)
+    if another program took it before the parties could rendezvous. ``role_prefix`` puts a
+    command before a role's party command, e.g. ``ip netns exec NS env GLOO_SOCKET_IFNAME=IF``
+    to start it in a network namespace (``picost.netlab``)."""
+    args = (jobs, host, timeout_s, extra, run_limit_s, on_progress, role_prefix)
     if port is not None:
         return _launch(port, *args)
     try:
@@ -78,7 +81,8 @@ def run_batch(jobs: list[dict[str, Any]], host: str = "127.0.0.1", port: int | N
 
 def _launch(port: int, jobs: list[dict[str, Any]], host: str, timeout_s: float,
             extra: dict[str, Any] | None, run_limit_s: float,
-            on_progress: Callable[[int, int], None] | None) -> list[RunResult]:
+            on_progress: Callable[[int, int], None] | None,
+            role_prefix: dict[str, list[str]] | None = None) -> list[RunResult]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(_REPO) + os.pathsep + env.get("PYTHONPATH", "")
     options = {k: v for k, v in (extra or {}).items() if k in ("record_views", "debug_stall", "debug_crash", "frac_bits")}
@@ -98,7 +102,7 @@ def _launch(port: int, jobs: list[dict[str, Any]], host: str, timeout_s: float,
                 job_file.write_text(json.dumps({**options, "kind": "batch", "jobs": mine}))
                 out[role] = Path(tmp) / f"{role}.pt"
                 procs[role] = subprocess.Popen(
-                    [sys.executable, "-m", "picost.mpc.party", "--role", role, "--host", host, "--port",
+                    [*(role_prefix or {}).get(role, []), sys.executable, "-m", "picost.mpc.party", "--role", role, "--host", host, "--port",
                      str(port), "--job", str(job_file), "--out", str(out[role]), "--timeout", str(timeout_s)],
                     stdout=subprocess.PIPE if role == "client" else subprocess.DEVNULL, stderr=subprocess.PIPE,
                     text=True, env=env)

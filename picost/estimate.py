@@ -264,12 +264,12 @@ def total_expressions(spec: Any, protocol: str | Path | ProtocolTable, network: 
     import sympy
 
     link = get_network(network, **network_overrides)
+    table = load_protocol(protocol)
     totals = {f: sympy.Integer(0) for f in ("comm_bytes", "rounds", "compute_s")}
-    for row in cost_expressions(lower(_spec(spec), context).ops, protocol):
+    for row in cost_expressions(lower(_spec(spec), context).ops, table):
         for f in totals:
             totals[f] += row.exprs.get(f, 0)
     bandwidth = sympy.nsimplify(link.bandwidth_bps)
-    table = load_protocol(protocol)
     round_s = sympy.nsimplify(link.round_s) * table.setting.delays_per_round
     totals["latency_s"] = totals["compute_s"] + totals["comm_bytes"] * 8 / bandwidth + totals["rounds"] * round_s
     return totals

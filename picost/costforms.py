@@ -6,7 +6,7 @@ The model is lowered with symbolic sizes; each row's cost formulas
 rows apart) and per field: ``comm_bytes`` (bytes, both directions), ``rounds``, ``compute_s``
 (seconds). Latency follows the estimate's model (``docs/latency-model.md``)::
 
-    latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * round_s
+    latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * delays_per_round * round_s
 
 With ``d`` symbolic, head_dim = d / n_heads and the FFN width keeps its ratio to d (as in
 :func:`picost.flops.symbolic_flops`); with ``L`` symbolic, the ops outside the blocks count once,
@@ -52,6 +52,8 @@ class ClassForms:
     uncosted: tuple[str, ...] = ()
     costed_classes: tuple[str, ...] = ()
     """Classes with at least one costed row (a class of uncosted ops only has FLOPs here)."""
+    delays_per_round: int = 1
+    """Network delays one round costs (the protocol setting's ``delays_per_round``)."""
 
     def total(self, field_name: str, classes: Iterable[str] | None = None) -> Any:
         """Sum of ``field_name`` over ``classes`` (default: all)."""
@@ -67,10 +69,10 @@ class ClassForms:
         return self.total("comm_bytes", classes) * 8 / sympy.nsimplify(network.bandwidth_bps)
 
     def round_delay_s(self, network: Network, classes: Iterable[str] | None = None) -> Any:
-        """Seconds spent waiting on rounds: rounds * round_s."""
+        """Seconds spent waiting on rounds: rounds * delays_per_round * round_s."""
         import sympy
 
-        return self.total("rounds", classes) * sympy.nsimplify(network.round_s)
+        return self.total("rounds", classes) * self.delays_per_round * sympy.nsimplify(network.round_s)
 
     def latency(self, network: Network, classes: Iterable[str] | None = None) -> Any:
         """Latency in seconds of ``classes`` (default: all) over ``network``."""
@@ -108,7 +110,8 @@ def class_forms(spec: "ModelSpec", table: "ProtocolTable", allow_uncosted: bool 
                 per_field[f].append(weights[row.op.name] * row.exprs[f])
     forms = {c: {f: sympy.expand(sympy.Add(*ts)) if chosen - {"T"} else sympy.Add(*ts)
                  for f, ts in terms[c].items()} for c in ROW_CLASSES if c in terms}
-    return ClassForms(spec.name, table.name, T, forms, tuple(uncosted), tuple(c for c in forms if c in costed))
+    return ClassForms(spec.name, table.name, T, forms, tuple(uncosted), tuple(c for c in forms if c in costed),
+                      table.setting.delays_per_round)
 
 
 def _weighted_ops(spec: "ModelSpec", T: Any, chosen: set[str]) -> list[tuple["Op", Any]]:

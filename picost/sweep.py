@@ -6,7 +6,7 @@ its rows (:func:`picost.estimate.cost_expressions`) are summed per op class and 
 of contexts. Latency is then numpy arithmetic per network, with the estimate's model
 (``docs/latency-model.md``)::
 
-    latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * round_s
+    latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * delays_per_round * round_s
 
 so a sweep over N contexts, P protocols and K networks costs P symbolic passes, not N*P*K
 estimates. Values are floats (float64); they equal the point-by-point estimate to rounding.
@@ -98,7 +98,8 @@ def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["Protocol
         for net in networks:
             for c in classes:
                 v = values[c]
-                latency = v["compute_s"] + v["comm_bytes"] * 8 / net.bandwidth_bps + v["rounds"] * net.round_s
+                round_s = net.round_s * cf.delays_per_round
+                latency = v["compute_s"] + v["comm_bytes"] * 8 / net.bandwidth_bps + v["rounds"] * round_s
                 for f in COST_FIELDS:
                     cols[c][f].append(v[f])
                 cols[c]["latency_s"].append(latency)

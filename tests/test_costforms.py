@@ -33,7 +33,8 @@ def variant(spec, **changes) -> ModelSpec:
 
 
 @pytest.mark.parametrize("spec_name,protocol", [("gpt2", FIXTURE), ("gpt2", "crypten"), ("llama3-8b", "crypten"),
-                                                ("gpt2-smonly-fused-pruned", FIXTURE)])
+                                                ("gpt2-smonly-fused-pruned", FIXTURE),
+                                                ("tiny", "picost-2pc")])  # delays_per_round: 2
 def test_forms_in_T_equal_estimates(spec_name, protocol):
     spec, table, net = load_spec(spec_name), load_protocol(protocol), get_network("wan")
     cf = class_forms(spec, table)

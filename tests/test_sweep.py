@@ -22,7 +22,7 @@ CONTEXTS = [1, 2, 3, 7, 64, 100, 127, 128, 129, 1000, 2**13, 2**15]
 
 @pytest.mark.parametrize("spec_name,protocol", [("gpt2", FIXTURE), ("llama3-8b", FIXTURE), ("gpt2", "crypten"),
                                                 ("gpt2-smonly-fused-pruned", "crypten"), ("gpt2", "bumblebee"),
-                                                ("llama3-8b", "puma")])
+                                                ("llama3-8b", "puma"), ("tiny", "picost-2pc")])  # 2 delays/round
 def test_sweep_equals_point_by_point_estimates(spec_name, protocol):
     spec, table = load_spec(spec_name), load_protocol(protocol)
     nets = [get_network("lan"), get_network("wan", rtt="10ms")]

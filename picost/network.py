@@ -30,15 +30,13 @@ from picost.errors import UserError
 _PREFIXES = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
              "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40}
 _BANDWIDTH_UNITS: dict[str, float] = {}  # unit -> bits per second
+_SIZE_UNITS: dict[str, float] = {}  # unit -> bytes
 for _p, _scale in _PREFIXES.items():
     for _suffix in ("bps", "bit/s", "b/s"):
         _BANDWIDTH_UNITS[_p + _suffix] = _scale
     for _suffix in ("Bps", "B/s"):
         _BANDWIDTH_UNITS[_p + _suffix] = 8 * _scale
-_SIZE_UNITS: dict[str, float] = {}  # unit -> bytes
-for _p, _scale in _PREFIXES.items():
-    _SIZE_UNITS[_p + "B"] = _scale
-    _SIZE_UNITS[_p + "b"] = _scale / 8
+    _SIZE_UNITS[_p + "B"], _SIZE_UNITS[_p + "b"] = _scale, _scale / 8
 _TIME_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0}
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([-+]?[0-9]+))?\s*([^\s0-9.][^\s]*)?\s*$")
 

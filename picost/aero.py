@@ -39,11 +39,22 @@ def _derive(spec: ModelSpec, suffix: str, description: str, **changes: Any) -> M
         else:
             data[key] = value
     data["name"] = f"{spec.name}+{suffix}"
-    data["description"] = f"{spec.description}; {description}" if spec.description else description
+    data["description"] = _describe_step(spec.description, description)
     try:
         return ModelSpec.model_validate(data)
     except SpecRuleError as exc:
         raise UserError(f"{spec.name}: {exc.message}", field=exc.field) from None
+
+
+_STEPS = " — then: "
+
+
+def _describe_step(base: str, step: str) -> str:
+    """``base`` followed by the transforms applied to it, so the base's own words (e.g. "GELU")
+    are read as what the model started from, not what it is now."""
+    if not base:
+        return step
+    return f"{base}; {step}" if _STEPS in base else f"{base}{_STEPS}{step}"
 
 
 def _refuse_gated(spec: ModelSpec, step: str) -> None:

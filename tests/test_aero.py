@@ -169,3 +169,12 @@ def test_aero_ablation_costs_equal_estimates(cli):
         base = base or est
         assert row["savings"]["latency_s"] == pytest.approx(base.totals.latency_s / est.totals.latency_s)
     assert data["steps"][-1]["label"] == "SM-only + fusion + 3 FFNs pruned"
+
+
+def test_descriptions_say_what_the_model_started_from_and_each_step():
+    from picost.aero import gelu_to_relu, remove_norms
+    from picost.spec import load_spec
+
+    base = load_spec("gpt2")
+    text = remove_norms(gelu_to_relu(base)).description
+    assert text == f"{base.description} — then: gelu_tanh replaced by ReLU; every layernorm removed"

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from picost import formula
 from picost.errors import UserError
+from picost.shipped import shipped_dir, shipped_names
 from picost.ops import KINDS, Op
 from picost.yamlsrc import KeyPath, line_of, load_located
 
@@ -255,14 +256,12 @@ class ProtocolTable:
 
 def shipped_protocols_dir() -> Path:
     """The directory of shipped tables (inside an installed wheel, or the source tree)."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "_data" / "protocols"
-    return packaged if packaged.is_dir() else here.parent / "protocols"
+    return shipped_dir("protocols")
 
 
 def shipped_protocol_names() -> list[str]:
     """Names of the shipped tables (file stems), sorted."""
-    return sorted(p.stem for p in shipped_protocols_dir().glob("*.yaml"))
+    return shipped_names("protocols")
 
 
 def resolve_protocol_path(ref: str | Path) -> Path:

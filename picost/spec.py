@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from picost.errors import UserError
+from picost.shipped import shipped_dir, shipped_names
 from picost.yamlsrc import KeyPath, line_of, load_located
 
 Activation = Literal["gelu", "gelu_tanh", "relu", "silu", "swiglu", "geglu", "identity"]
@@ -219,14 +220,12 @@ Origins = dict[str, tuple[str, int | None]]
 
 def shipped_specs_dir() -> Path:
     """The directory of shipped model specs (inside an installed wheel, or the source tree)."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "_data" / "model_specs"
-    return packaged if packaged.is_dir() else here.parent / "model_specs"
+    return shipped_dir("model_specs")
 
 
 def shipped_spec_names() -> list[str]:
-    """Names of the shipped specs (file stems), sorted."""
-    return sorted(p.stem for p in shipped_specs_dir().glob("*.yaml"))
+    """Names of the shipped model specs (file stems), sorted."""
+    return shipped_names("model_specs")
 
 
 def resolve_spec_path(ref: str | Path, relative_to: Path | None = None) -> Path:

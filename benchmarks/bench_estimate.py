@@ -1,6 +1,6 @@
 """Speed of `picost estimate`: in-process after the first load, and the cold CLI.
 
-    /work/venv/bin/python benchmarks/bench_estimate.py [--protocol P] [--runs N]
+    .venv/bin/python benchmarks/bench_estimate.py [--protocol P] [--runs N]
 
 Targets (issue 3): in-process estimate of GPT-2 after first load <= 10 ms; cold CLI
 `picost estimate gpt2 --protocol bumblebee --network wan` median <= 1.0 s. Prints the medians,
@@ -84,7 +84,7 @@ def import_breakdown(protocol: str, allow: bool, min_ms: float = 4.0) -> list[tu
 
 
 def main() -> None:
-    from picost.protocols import shipped_protocol_names
+    from picost.cost.protocol_table import shipped_protocol_names
 
     parser = argparse.ArgumentParser()
     names = shipped_protocol_names()

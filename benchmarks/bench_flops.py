@@ -66,8 +66,8 @@ def import_times() -> list[tuple[str, int, int, int]]:
 def inproc_times(runs: int) -> list[float]:
     """Seconds to lower Llama-2-70B at T = 131072 and count its FLOPs (total and by group)."""
     sys.path.insert(0, str(REPO))
-    from picost.flops import count_flops
-    from picost.spec import load_spec
+    from picost.model.flops import count_flops
+    from picost.model.load import load_spec
 
     spec = load_spec("llama2-70b")
     times = []

@@ -32,10 +32,10 @@ def main() -> int:
 
     imports = time.perf_counter() - start
     print(f"imports of sympy and numpy: {imports:.3f} s")
-    from picost.network import get_network
-    from picost.protocols import load_protocol
-    from picost.spec import load_spec
-    from picost.sweep import sweep
+    from picost.cost.network import get_network
+    from picost.cost.protocol_table import load_protocol
+    from picost.model.load import load_spec
+    from picost.analysis.sweep import sweep
 
     worst = 0.0
     for spec_name, protocols, networks, contexts in CASES:

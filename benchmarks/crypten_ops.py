@@ -3,15 +3,10 @@
 Checks the ``derived:`` formulas of ``protocols/crypten.yaml``. CrypTen is not a picost
 dependency; run it from a separate virtualenv::
 
-    python3 -m venv /work/venv-crypten
-    /work/venv-crypten/bin/pip install torch==2.13.0   # CPU wheel
-    /work/venv-crypten/bin/pip install --no-deps crypten==0.4.1 omegaconf onnx
-    /work/venv-crypten/bin/pip install antlr4-python3-runtime==4.9.3 pyyaml ml_dtypes protobuf
-    # torch 2.13 has no torch.onnx._internal.registration: in crypten/nn/onnx_converter.py replace
-    # that import (in the `except ImportError:` branch) by `registry = None`.
-    cd /tmp && /work/venv-crypten/bin/python /path/to/benchmarks/crypten_ops.py relu exp --shape 4x128
+    bash scripts/setup-crypten.sh            # makes .venv-crypten (CrypTen 0.4.1, CPU torch, one patch)
+    .venv-crypten/bin/python benchmarks/crypten_ops.py relu exp --shape 4x128
 
-(run it outside the crypten package directory). benchmarks/results/crypten_ops.jsonl was made with
+(run it from the top of the repo or anywhere outside the crypten package directory). benchmarks/results/crypten_ops.jsonl was made with
 ``... mul square matmul linear embedding weight_mul relu ltz exp reciprocal inv_sqrt sigmoid tanh erf
 gelu gelu_tanh silu max_row argmax_row softmax_row layernorm_row rmsnorm_row --shape 4x128 8x64 4x100``
 then ``softmax_row argmax_row --shape 2x2 2x3 2x20 1x1024`` and ``softmax_row --shape 1x148 1x149``.

@@ -1,8 +1,8 @@
 """Benchmark the picost two-party engine per op and shape: bytes per element per party
 (online), rounds, dealer bytes, wall time and elements per second, beside CrypTen 0.4.1.
 
-    /work/venv/bin/python benchmarks/mpc_ops.py            # default shapes, one launch
-    /work/venv/bin/python benchmarks/mpc_ops.py --quick    # small shapes (seconds)
+    .venv/bin/python benchmarks/mpc_ops.py            # default shapes, one launch
+    .venv/bin/python benchmarks/mpc_ops.py --quick    # small shapes (seconds)
 
 Writes benchmarks/results/mpc_ops.jsonl (one line per op and shape). Online wall time is the
 client's time inside the op (its truncation row included) in the online run, all three parties
@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from picost.mpc.launcher import run_batch  # noqa: E402
 from picost.mpc.validate import ops_job  # noqa: E402
-from picost.ops import Block, Holder, Op  # noqa: E402
+from picost.model.ops import Block, Holder, Op  # noqa: E402
 
 CRYPTEN = {  # per party, online; CrypTen 0.4.1, Z_2^64, f = 16 (issue 4; protocols/crypten.yaml)
     "relu": (232, 9), "exp": (64, 8), "softmax": (745, 116),

@@ -2,7 +2,7 @@
 
 Regenerates the ``flops_per_s`` parameter of ``protocols/plaintext.yaml``::
 
-    /work/venv/bin/python benchmarks/plaintext_matmul.py
+    .venv/bin/python benchmarks/plaintext_matmul.py
 
 Times ``x @ W`` for x 128x768 and W 768x768 (a GPT-2 projection at T = 128), 5 warm-up calls then
 200 timed calls, and prints the median over 5 repetitions of 2*m*k*n / seconds per call.

@@ -4,9 +4,8 @@ This script regenerates the ``measured:`` figures of ``protocols/bumblebee.yaml`
 ``protocols/puma.yaml``. It needs SPU, which picost does not depend on; run it from a separate
 virtualenv::
 
-    python3 -m venv /work/venv-spu
-    /work/venv-spu/bin/pip install spu==0.9.5 jax==0.4.34 jaxlib==0.4.34
-    /work/venv-spu/bin/python benchmarks/spu_ops.py --protocol CHEETAH --op relu --shape 4x1024 16x1024
+    bash scripts/setup-spu.sh                # makes .venv-spu (spu 0.9.5, jax 0.4.34)
+    .venv-spu/bin/python benchmarks/spu_ops.py --protocol CHEETAH --op relu --shape 4x1024 16x1024
 
 Method (as in §3 of the reference data): each op is a JAX function compiled by SPU and run in an
 in-process simulation (one thread per party, in-memory links, FM64 ring, 18 fractional bits,

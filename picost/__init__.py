@@ -14,10 +14,11 @@ Nothing heavy (sympy, pandas, torch) is imported here.
 """
 
 from picost.errors import UserError
-from picost.estimate import Estimate, estimate
-from picost.flops import count_flops, symbolic_flops
-from picost.lower import lower
-from picost.spec import ModelSpec, load_spec
+from picost.analysis.estimate import Estimate, estimate
+from picost.model.flops import count_flops, symbolic_flops
+from picost.model.lower import lower
+from picost.model.load import load_spec
+from picost.model.spec import ModelSpec
 
 __all__ = ["Estimate", "ModelSpec", "UserError", "count_flops", "estimate", "load_spec", "lower", "symbolic_flops"]
 __version__ = "0.1.0"

@@ -1,3 +1,3 @@
-from picost.cli import main
+from picost.cli.main import main
 
 main()

@@ -1,7 +1,7 @@
 """Regenerate docs/protocols/<name>.md from protocols/<name>.yaml (the `picost protocols show P
 --format md` view). With --check, write nothing and exit 1 if any page is stale or missing.
 
-    /work/venv/bin/python scripts/gen_protocol_docs.py [--check]
+    .venv/bin/python scripts/gen_protocol_docs.py [--check]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from picost.protocol_docs import expected_docs  # noqa: E402
+from picost.report.protocol_docs import expected_docs  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from picost.calibration import load_profile  # noqa: E402
+from picost.cost.calibration import load_profile  # noqa: E402
 from picost.netlab.latency_check import Setting, check_setting, markdown  # noqa: E402
 
 
@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-model", action="store_true")
     args = parser.parse_args(argv)
     if args.fresh_calibration:
-        from picost.measure_compute import calibrate
+        from picost.mpc.measure_compute import calibrate
 
         Path(args.fresh_calibration).write_text(calibrate(repeats=args.repeats).to_yaml())
     profile = load_profile(args.calibration or args.fresh_calibration)

@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from picost.spec import ModelSpec
+from picost.model.spec import ModelSpec
 
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu", "swiglu", "geglu", "identity")
 

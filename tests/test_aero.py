@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from picost.ablation import ablation, format_counts, nonlinear_counts
-from picost.aero import (aero_steps, entropy_regularization, fuse_ffn, gelu_to_relu, prune_deep_ffns,
+from picost.analysis.ablation import ablation, format_counts, nonlinear_counts
+from picost.model.aero_transforms import (aero_steps, entropy_regularization, fuse_ffn, gelu_to_relu, prune_deep_ffns,
                          remove_norms, softmax_only)
 from picost.errors import UserError
-from picost.flops import count_flops
-from picost.lower import lower
-from picost.spec import load_spec
+from picost.model.flops import count_flops
+from picost.model.lower import lower
+from picost.model.load import load_spec
 
 STRUCTURAL = ("n_layers", "d_model", "n_heads", "d_ff", "vocab_size", "activation", "norm", "attention",
               "positional", "ffn", "head", "argmax")
@@ -152,9 +152,9 @@ def test_aero_ablation_costs_equal_estimates(cli):
     import json
     from pathlib import Path
 
-    from picost.estimate import estimate_lowered
-    from picost.network import get_network
-    from picost.protocols import load_protocol
+    from picost.analysis.estimate import estimate_lowered
+    from picost.cost.network import get_network
+    from picost.cost.protocol_table import load_protocol
 
     fixture = str(Path(__file__).parent / "data" / "protocols" / "sweepfix.yaml")
     r = cli("aero", "gpt2", "-T", "64", "-p", fixture, "-n", "wan", "--prune", "3", "-f", "json")
@@ -172,8 +172,8 @@ def test_aero_ablation_costs_equal_estimates(cli):
 
 
 def test_descriptions_say_what_the_model_started_from_and_each_step():
-    from picost.aero import gelu_to_relu, remove_norms
-    from picost.spec import load_spec
+    from picost.model.aero_transforms import gelu_to_relu, remove_norms
+    from picost.model.load import load_spec
 
     base = load_spec("gpt2")
     text = remove_norms(gelu_to_relu(base)).description

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from picost.calibration import KindTime, Profile, apply_calibration, load_profile
+from picost.cost.calibration import KindTime, Profile, apply_calibration, load_profile
 from picost.errors import UserError
-from picost.estimate import estimate
-from picost.measure_compute import fit_kind_time
-from picost.network import Network
-from picost.protocols import load_protocol
+from picost.analysis.estimate import estimate
+from picost.mpc.measure_compute import fit_kind_time
+from picost.cost.network import Network
+from picost.cost.protocol_table import load_protocol
 from tests.conftest import run_cli
 
 PROFILE = """\

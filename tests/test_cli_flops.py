@@ -6,8 +6,8 @@ import csv
 import io
 import json
 
-from picost.flops import count_flops
-from picost.spec import load_spec, shipped_spec_names
+from picost.model.flops import count_flops
+from picost.model.load import load_spec, shipped_spec_names
 from tests.conftest import run_cli
 
 

@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 import sympy
 
-from picost.costforms import class_forms
-from picost.crossover import cost_crossovers
+from picost.analysis.closed_forms import class_forms
+from picost.analysis.crossovers import cost_crossovers
 from picost.errors import UserError
-from picost.estimate import estimate_lowered
-from picost.lower import lower
-from picost.network import get_network
-from picost.protocols import load_protocol
-from picost.spec import ModelSpec, load_spec
+from picost.analysis.estimate import estimate_lowered
+from picost.model.lower import lower
+from picost.cost.network import get_network
+from picost.cost.protocol_table import load_protocol
+from picost.model.load import load_spec
+from picost.model.spec import ModelSpec
 
 FIXTURE = str(Path(__file__).parent / "data" / "protocols" / "sweepfix.yaml")
 

@@ -1,6 +1,6 @@
 """Counts and FLOPs computed by hand, with the arithmetic written out.
 
-Conventions (picost/ops.py): a multiply-add is 2 FLOPs, so an (m x k)(k x n) product is
+Conventions (picost/model/ops.py): a multiply-add is 2 FLOPs, so an (m x k)(k x n) product is
 2*m*k*n FLOPs; only linears and the secret matmuls QK^T, AV carry FLOPs; the causal mask does
 not shrink anything; GQA stacks the g = n_heads / n_kv_heads query heads sharing a KV head.
 
@@ -13,9 +13,9 @@ vocab 128256). The GPT-2 counts at T=128 are those of issue 2, item 3 (144 softm
 
 from __future__ import annotations
 
-from picost.flops import count_flops
-from picost.lower import lower
-from picost.spec import load_spec
+from picost.model.flops import count_flops
+from picost.model.lower import lower
+from picost.model.load import load_spec
 from tests.strategies import with_fields
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sympy
 
-from picost.crossover import crossover, flop_conventions
-from picost.flops import count_flops
-from picost.spec import load_spec
+from picost.analysis.crossovers import crossover, flop_conventions
+from picost.model.flops import count_flops
+from picost.model.load import load_spec
 
 T = sympy.Symbol("T", positive=True, integer=True)
 d = sympy.Symbol("d", positive=True)

@@ -10,11 +10,12 @@ import sympy
 
 import picost
 from picost.errors import UserError
-from picost.estimate import ROW_CLASSES, cost_expressions, estimate, total_expressions
-from picost.formula import lambdify_numpy
-from picost.network import Network
-from picost.protocols import load_protocol, shipped_protocol_names
-from picost.spec import ModelSpec, shipped_spec_names
+from picost.analysis.estimate import ROW_CLASSES, cost_expressions, estimate, total_expressions
+from picost.cost.formula import lambdify_numpy
+from picost.cost.network import Network
+from picost.cost.protocol_table import load_protocol, shipped_protocol_names
+from picost.model.load import shipped_spec_names
+from picost.model.spec import ModelSpec
 
 FIXTURES = Path(__file__).parent / "data" / "protocols"
 FX = FIXTURES / "fixture2pc.yaml"
@@ -163,7 +164,7 @@ def test_symbolic_totals_match_numeric_estimates():
 
 @pytest.mark.parametrize("table", [FX, PARTIAL])
 def test_symbolic_rows_are_the_estimate_rows(table):
-    from picost.lower import lower
+    from picost.model.lower import lower
 
     T = sympy.Symbol("T", positive=True, integer=True)
     rows = cost_expressions(lower(picost.load_spec("tiny"), T).ops, table, allow_uncosted=True)

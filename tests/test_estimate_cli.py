@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from picost.estimate import estimate
+from picost.analysis.estimate import estimate
 from tests.conftest import run_cli
 
 FX = str(Path(__file__).parent / "data" / "protocols" / "fixture2pc.yaml")

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from picost.errors import UserError
-from picost.formula import parse, lambdify_numpy
+from picost.cost.formula import parse, lambdify_numpy
 
 NAMES = ("n", "m", "ell")
 

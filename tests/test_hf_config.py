@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from picost.errors import UserError
-from picost.flops import count_flops
-from picost.spec import load_spec
+from picost.model.flops import count_flops
+from picost.model.load import load_spec
 
 DATA = Path(__file__).parent / "data" / "hf"
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(REASON is not None, reason=f"latency check: {REA
 
 @pytest.fixture(scope="module")
 def profile():
-    from picost.measure_compute import calibrate
+    from picost.mpc.measure_compute import calibrate
 
     return calibrate(["relu", "mul"], repeats=2)
 
@@ -29,9 +29,9 @@ def test_profile_times_the_ops_and_their_truncation(profile):
 
 @pytest.mark.parametrize("bandwidth_bps, rtt_s", [(50e6, 0.04), (20e6, 0.08)], ids=["50Mbit-40ms", "20Mbit-80ms"])
 def test_modeled_latency_within_20_percent_of_the_clock(profile, bandwidth_bps, rtt_s):
-    from picost.measure_compute import make_op
+    from picost.mpc.measure_compute import make_op
     from picost.netlab.latency_check import Setting, check_setting, op_latency_s
-    from picost.protocols import load_protocol
+    from picost.cost.protocol_table import load_protocol
 
     # small messages (a few kB per round): within TCP's initial window, see docs/latency-model-check.md
     ops = (make_op("relu", "relu", {"n": 256}), make_op("mul", "mul", {"n": 512}))

@@ -12,10 +12,10 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from picost.flops import count_flops, symbolic_flops
-from picost.lower import lower, lower_symbolic
-from picost.ops import Block
-from picost.spec import GATED_ACTIVATIONS, ModelSpec
+from picost.model.flops import count_flops, symbolic_flops
+from picost.model.lower import lower, lower_symbolic
+from picost.model.ops import Block
+from picost.model.spec import GATED_ACTIVATIONS, ModelSpec
 from tests.strategies import valid_specs, with_fields
 
 PROPS = settings(max_examples=50, deadline=None)

@@ -14,8 +14,8 @@ from picost.mpc.launcher import run_batch
 from picost.mpc.oplab import plaintext
 from picost.mpc.ring import encode
 from picost.mpc.validate import SHAPES, compare, ops_job, suite_ops
-from picost.ops import Block, Holder, Op
-from picost.protocols import load_protocol
+from picost.model.ops import Block, Holder, Op
+from picost.cost.protocol_table import load_protocol
 from tests.mpc_views import looks_uniform, trits_look_uniform, uncorrelated, view
 
 SUITE = suite_ops()
@@ -37,7 +37,7 @@ def checks(runs):
 
 
 def test_every_kind_is_in_the_suite_at_three_shapes():
-    from picost.ops import KINDS
+    from picost.model.ops import KINDS
 
     assert set(SHAPES) == set(KINDS)
     assert all(len({tuple(sorted(d.items())) for d in SHAPES[k]}) >= 3 for k in KINDS)

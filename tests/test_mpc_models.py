@@ -11,7 +11,7 @@ import pytest
 
 from picost.mpc.launcher import model_job, run_batch
 from picost.mpc.validate import DEFAULT_SPECS, check_model, token_ids
-from picost.spec import load_spec
+from picost.model.load import load_spec
 from tests.mpc_views import looks_uniform, trits_look_uniform, view
 
 CONTEXT = 3
@@ -34,7 +34,7 @@ def checked():
 
 
 def test_variants_cover_the_issue():
-    kinds = {s: {op.kind for op in __import__("picost.lower", fromlist=["lower"]).lower(load_spec(s), 2).ops}
+    kinds = {s: {op.kind for op in __import__("picost.model.lower", fromlist=["lower"]).lower(load_spec(s), 2).ops}
              for s in DEFAULT_SPECS}
     assert {"gelu_tanh", "layernorm"} <= kinds["tiny"]
     assert "relu" in kinds["tiny-relu"]
@@ -72,7 +72,7 @@ def test_client_gets_only_logits_and_token(checked, spec):
 
 @pytest.mark.parametrize("spec", SPECS, ids=[Path(s).stem for s in SPECS])
 def test_estimate_totals_equal_the_measured_run(checked, spec):
-    from picost.estimate import estimate
+    from picost.analysis.estimate import estimate
 
     check, _ = checked[spec]
     totals = estimate(spec, "picost-2pc", "lan", context=CONTEXT).totals

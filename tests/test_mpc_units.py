@@ -14,7 +14,7 @@ from picost.mpc import protocols as P
 from picost.mpc import ring
 from picost.mpc.splines import PLAIN, spline
 from picost.mpc.transport import CLIENT, SERVER
-from picost.protocols import load_protocol
+from picost.cost.protocol_table import load_protocol
 from tests.mpc_threads import run_threads
 
 INT64 = st.integers(min_value=-(2 ** 63), max_value=2 ** 63 - 1)
@@ -155,7 +155,7 @@ def test_not_worse_than_crypten_per_party_online():
     """The issue's bar (CrypTen 0.4.1, Z_2^64, f = 16, per party, online), checked on the table,
     which the engine matches exactly (test_mpc_exact.py): ReLU 232 B / 9 rounds, softmax over
     rows of 128 745 B / 116 rounds, exp 64 B / 8 rounds."""
-    from picost.ops import Op, Block, Holder
+    from picost.model.ops import Op, Block, Holder
 
     table = load_protocol("picost-2pc")
 

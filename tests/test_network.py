@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from picost.errors import UserError
-from picost.network import Network, get_network, parse_bandwidth, parse_duration, presets
+from picost.cost.network import Network, get_network, parse_bandwidth, parse_duration, presets
 
 
 @pytest.mark.parametrize("text, bits_per_s", [

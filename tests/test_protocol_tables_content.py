@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from picost.ops import KINDS
-from picost.protocols import TRUNCATION, load_protocol
+from picost.model.ops import KINDS
+from picost.cost.protocol_table import TRUNCATION, load_protocol
 
 REPO = Path(__file__).resolve().parent.parent
 PROTOCOLS = REPO / "protocols"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from picost.errors import UserError
-from picost.ops import KINDS, Block, Holder, Op
-from picost.protocol_docs import expected_docs
-from picost.protocols import (ENTRY_SYMBOLS, TRUNCATION, load_protocol, resolve_protocol_path,
+from picost.model.ops import KINDS, Block, Holder, Op
+from picost.report.protocol_docs import expected_docs
+from picost.cost.protocol_table import (ENTRY_SYMBOLS, TRUNCATION, load_protocol, resolve_protocol_path,
                               shipped_protocol_names)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""Ground truth for the lowering: a plain torch model of the spec (picost.reference) must do
+"""Ground truth for the lowering: a plain torch model of the spec (picost.model.torch_reference) must do
 exactly what the lowering says, op for op.
 
 For every shipped spec and every HuggingFace config under tests/data/hf (shrunk to tiny sizes by ``tests.strategies.shrink``: same structure,
@@ -19,11 +19,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from picost.flops import count_flops
-from picost.lower import lower
-from picost.reference import (KVCache, build_reference, example_inputs, nonlinear_elements, torch_flops,
+from picost.model.flops import count_flops
+from picost.model.lower import lower
+from picost.model.torch_reference import (KVCache, build_reference, example_inputs, nonlinear_elements, torch_flops,
                               trace_ops)
-from picost.spec import ModelSpec, load_spec, shipped_spec_names
+from picost.model.load import load_spec, shipped_spec_names
+from picost.model.spec import ModelSpec
 from tests.strategies import shrink, valid_specs, with_fields
 
 T = 8

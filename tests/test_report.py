@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from picost.errors import UserError
-from picost.estimate import estimate_lowered
-from picost.lower import lower
-from picost.network import get_network
-from picost.protocols import load_protocol
-from picost.report import ReportConfig, build_report, load_examples, write_report
-from picost.spec import load_spec
+from picost.analysis.estimate import estimate_lowered
+from picost.model.lower import lower
+from picost.cost.network import get_network
+from picost.cost.protocol_table import load_protocol
+from picost.report.markdown_report import ReportConfig, build_report, load_examples, write_report
+from picost.model.load import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = str(Path(__file__).parent / "data" / "protocols" / "sweepfix.yaml")
@@ -37,7 +37,7 @@ def test_report_structure_tables_and_images(tmp_path):
     assert positions == sorted(positions)
     # summary: one row per protocol x network, with the estimate's totals
     est = estimate_lowered(lower(load_spec("tiny"), 16), load_protocol("crypten"), get_network("wan"))
-    from picost.render import human_bytes, human_seconds
+    from picost.report.render import human_bytes, human_seconds
 
     assert f"| tiny | crypten | wan | 16 | " in text
     assert human_bytes(est.totals.comm_bytes) in text and human_seconds(est.totals.latency_s) in text
@@ -102,7 +102,7 @@ def test_atomic_writing_leaves_nothing_on_error(tmp_path, monkeypatch):
     with pytest.raises(UserError):
         build_report(config(protocols=("nosuchprotocol",)), md)
     assert md.read_text() == "old report\n" and sorted(p.name for p in tmp_path.iterdir()) == ["r.md"]
-    import picost.atomic as atomic
+    import picost.report.atomic_write as atomic
 
     built = build_report(config(), md, plots=False)
     # a failure while staging (here: content that cannot be written) leaves nothing behind

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from picost.errors import UserError
-from picost.spec import ModelSpec, load_spec, shipped_spec_names
+from picost.model.load import load_spec, shipped_spec_names
+from picost.model.spec import ModelSpec
 
 BASE = """\
 name: m

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from picost.compare import compare, savings
+from picost.analysis.compare import compare, savings
 from picost.errors import UserError
-from picost.estimate import estimate_lowered
-from picost.lower import lower
-from picost.network import get_network
-from picost.protocols import load_protocol
-from picost.spec import load_spec
-from picost.sweep import parse_contexts, sweep
+from picost.analysis.estimate import estimate_lowered
+from picost.model.lower import lower
+from picost.cost.network import get_network
+from picost.cost.protocol_table import load_protocol
+from picost.model.load import load_spec
+from picost.analysis.sweep import parse_contexts, sweep
 
 FIXTURE = str(Path(__file__).parent / "data" / "protocols" / "sweepfix.yaml")
 CONTEXTS = [1, 2, 3, 7, 64, 100, 127, 128, 129, 1000, 2**13, 2**15]
@@ -136,7 +136,7 @@ def test_compare_cli(cli):
 
 
 def test_sweep_is_vectorized_lambdify_count_does_not_grow_with_points(monkeypatch):
-    import picost.formula as formula
+    import picost.cost.formula as formula
 
     calls = []
     real = formula.lambdify_numpy

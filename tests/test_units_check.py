@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from picost.check import check_published
+from picost.analysis.published_check import check_published
 from picost.errors import UserError
-from picost.network import parse_bytes, parse_duration
+from picost.cost.network import parse_bytes, parse_duration
 
 
 @pytest.mark.parametrize("text,expected", [

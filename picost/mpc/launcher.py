@@ -176,7 +176,7 @@ def model_job(spec_ref: str, ids: list[int], seed: int = 0, frac_bits: int = 16,
     """A job that runs the whole model ``spec_ref`` on the client's token ids: the prompt
     (prefill), or one new token after ``cached`` cached tokens (decode specs)."""
     from picost.mpc.model import check_supported
-    from picost.spec import load_spec
+    from picost.model.load import load_spec
 
     spec = load_spec(spec_ref)
     check_supported(spec)

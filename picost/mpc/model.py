@@ -1,11 +1,11 @@
 """A whole model, privately: the secure forward pass of a spec, op for op as the lowering.
 
-The server's weights are those of :func:`picost.reference.build_reference` (same spec, same
+The server's weights are those of :func:`picost.model.torch_reference.build_reference` (same spec, same
 seed), ring-encoded; the client's input is its token ids. The ops run in the lowering's order
 and under its op names, so measured costs line up with the table's rows. Prefill runs the
 prompt; decode runs one token against a KV cache of ``context`` tokens, which the client holds
 and shares first (op ``_input``, not an op row): the reference's random cache
-(:meth:`picost.reference.KVCache.random`, seed ``seed + 1``). Batch size 1.
+(:meth:`picost.model.torch_reference.KVCache.random`, seed ``seed + 1``). Batch size 1.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from picost.mpc import ops_exec as X
 from picost.mpc.protocols import Ctx
 from picost.mpc.ring import encode
 from picost.mpc.transport import CLIENT, SERVER
-from picost.spec import GATED_ACTIVATIONS, ModelSpec
+from picost.model.spec import GATED_ACTIVATIONS, ModelSpec
 
 _GATE_ACTIVATION = {"swiglu": "silu", "geglu": "gelu"}
 
@@ -44,7 +44,7 @@ def server_weights(spec: ModelSpec, seed: int, frac_bits: int) -> dict[str, torc
 
 
 def _encoded_weights(spec: ModelSpec, seed: int, frac_bits: int) -> dict[str, torch.Tensor]:
-    from picost.reference import build_reference
+    from picost.model.torch_reference import build_reference
 
     model = build_reference(spec, seed, dtype=torch.float64)
     out = {}
@@ -205,7 +205,7 @@ def run_model(ctx: Ctx, spec: ModelSpec, seed: int, ids: list[int], context: int
 def share_cache(ctx: Ctx, spec: ModelSpec, tokens: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The client's KV cache (the reference's random one), shared with the server (op ``_input``)."""
     from picost.mpc.oplab import share_input
-    from picost.reference import KVCache
+    from picost.model.torch_reference import KVCache
 
     shape = (spec.kv_heads, tokens, spec.dim_head)
     plain = KVCache.random(spec, tokens, seed=seed, dtype=torch.float64) if ctx.role == CLIENT else None

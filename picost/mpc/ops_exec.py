@@ -1,4 +1,4 @@
-"""One secure function per op kind of the IR (:data:`picost.ops.KINDS`).
+"""One secure function per op kind of the IR (:data:`picost.model.ops.KINDS`).
 
 Inputs and outputs are shares with ``ctx.frac_bits`` fractional bits (shape as in the model);
 server-held operands are ring-encoded tensors on the server and None elsewhere. Each function

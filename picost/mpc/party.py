@@ -78,7 +78,7 @@ def _run_one(ctx: Any, job: dict[str, Any], rank: int) -> dict[str, Any]:
                 for i, op in enumerate(job["ops"])}
     if job["kind"] == "model":
         from picost.mpc.model import run_model
-        from picost.spec import load_spec
+        from picost.model.load import load_spec
 
         spec = load_spec(job["spec"])
         tokens = 1 if spec.phase == "decode" else job["context"]

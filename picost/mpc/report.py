@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from picost.mpc.validate import FIELDS, ModelCheck, RowCheck, Validation
-from picost.render import human_bytes, rich_table
+from picost.report.render import human_bytes, rich_table
 
 _SHORT = {"bytes_client_to_server": "client->server B", "bytes_server_to_client": "server->client B",
           "rounds": "rounds", "offline_bytes": "dealer B"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from picost.ops import Block, Holder, Op
+from picost.model.ops import Block, Holder, Op
 
 PROTOCOL = "picost-2pc"
 FIELDS = ("bytes_client_to_server", "bytes_server_to_client", "rounds", "offline_bytes")
@@ -49,7 +49,7 @@ def measured_rows(stats: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict
 def compare(ops: Iterable[Op], stats: dict[str, dict[str, dict[str, Any]]], table: Any = None) -> list[RowCheck]:
     """Check every row the table predicts for ``ops`` against the measurements; a measured row
     the table does not predict is a failed check too."""
-    from picost.protocols import load_protocol
+    from picost.cost.protocol_table import load_protocol
 
     table = load_protocol(table or PROTOCOL)
     measured = measured_rows(stats)
@@ -154,14 +154,14 @@ def token_ids(vocab: int, context: int) -> list[int]:
 def check_model(spec_ref: str, ids: list[int], seed: int, run: Any, table: Any = None,
                 context: int | None = None) -> ModelCheck:
     """Compare a model run (:class:`~picost.mpc.launcher.RunResult`) with the table and with
-    :func:`picost.reference.build_reference` on the same seed (``context``: the cached tokens
+    :func:`picost.model.torch_reference.build_reference` on the same seed (``context``: the cached tokens
     of a decode run, whose cache is the reference's random one, seed + 1)."""
     import torch
 
-    from picost.lower import lower
+    from picost.model.lower import lower
     from picost.mpc.ring import decode
-    from picost.reference import KVCache, build_reference
-    from picost.spec import load_spec
+    from picost.model.torch_reference import KVCache, build_reference
+    from picost.model.load import load_spec
 
     spec = load_spec(spec_ref)
     decoding = spec.phase == "decode"
@@ -204,11 +204,11 @@ def run_validation(specs: Iterable[str] = DEFAULT_SPECS, context: int = 4, inclu
     """Run the op suite and each spec (prefill of ``context`` tokens, or decode of one token
     after ``context`` cached ones) in one launch of the
     three parties and check every row against ``table`` (default ``picost-2pc``)."""
-    from picost.protocols import load_protocol
+    from picost.cost.protocol_table import load_protocol
 
     table = load_protocol(table or PROTOCOL)  # a bad table fails before any launch
     from picost.mpc.launcher import model_job, run_batch
-    from picost.spec import load_spec
+    from picost.model.load import load_spec
 
     specs = list(specs)
     ops = suite_ops() if include_ops else []

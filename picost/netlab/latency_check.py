@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from picost.calibration import Profile, apply_calibration
-from picost.measure_compute import make_op, repeated_ops, row_seconds
+from picost.cost.calibration import Profile, apply_calibration
+from picost.mpc.measure_compute import make_op, repeated_ops, row_seconds
 from picost.netlab.engine_runs import run_jobs
 from picost.netlab.lab import LinkShape, Netlab
-from picost.network import Network
-from picost.ops import Op
+from picost.cost.network import Network
+from picost.model.ops import Op
 
 #: Ops of the check: the shapes of the tiny model at T = 8, and a bandwidth-heavy product.
 CHECK_OPS: tuple[Op, ...] = (
@@ -82,7 +82,7 @@ class Comparison:
 
 def op_latency_s(table: Any, op: Op, network: Network) -> tuple[float, int, int]:
     """Modeled seconds, rounds and online bytes of ``op`` (its rows summed)."""
-    from picost.estimate import row_latency_s
+    from picost.analysis.estimate import row_latency_s
 
     costs = table.cost(op)
     return (sum(row_latency_s(c, network, table) for c in costs), sum(int(c.rounds) for c in costs),
@@ -92,12 +92,12 @@ def op_latency_s(table: Any, op: Op, network: Network) -> tuple[float, int, int]
 def check_setting(setting: Setting, profile: Profile, ops: Sequence[Op] = CHECK_OPS, repeats: int = 2,
                   model: str | None = "tiny", context: int = 8, model_runs: int = 2) -> list[Comparison]:
     """Run ``ops`` (and ``model`` at ``context`` tokens) in a lab of ``setting``; compare."""
-    from picost.estimate import estimate_lowered
-    from picost.lower import lower
+    from picost.analysis.estimate import estimate_lowered
+    from picost.model.lower import lower
     from picost.mpc.launcher import model_job
     from picost.mpc.validate import ops_job, token_ids
-    from picost.protocols import load_protocol
-    from picost.spec import load_spec
+    from picost.cost.protocol_table import load_protocol
+    from picost.model.load import load_spec
 
     table = apply_calibration(load_protocol(profile.protocol), profile)
     network = setting.network

@@ -2,7 +2,7 @@
 
 A profile (YAML, written by ``picost calibrate``) gives, per row kind (an op kind or
 ``truncation``), ``compute_s = fixed_s + per_element_s * elements`` where ``elements`` is the
-op's element count as defined in :data:`picost.ops.KINDS` (``n`` for a truncation row; for an
+op's element count as defined in :data:`picost.model.ops.KINDS` (``n`` for a truncation row; for an
 embedding, ``tokens * vocab * width``: the engine multiplies a one-hot matrix by the table)::
 
     schema: picost.calibration/1
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from picost import formula
+from picost.cost import formula
 from picost.errors import UserError
-from picost.ops import KINDS
-from picost.protocols import ENTRY_SYMBOLS, TRUNCATION, ProtocolTable
+from picost.model.ops import KINDS
+from picost.cost.protocol_table import ENTRY_SYMBOLS, TRUNCATION, ProtocolTable
 
 SCHEMA = "picost.calibration/1"
 _TOP_KEYS = ("schema", "protocol", "measured", "kinds")
@@ -78,7 +78,7 @@ def compute_formula(kind: str, time: KindTime) -> str:
 
 def load_profile(path: str | Path) -> Profile:
     """Read and check a profile; every mistake is a :class:`UserError` with file, line, field."""
-    from picost.yamlsrc import line_of, load_located
+    from picost.model.located_yaml import line_of, load_located
 
     file = str(path)
     data, lines = load_located(path)
@@ -140,7 +140,7 @@ def apply_calibration(table: ProtocolTable, profile: Profile, profile_file: str 
 
 def calibrated_table(protocol: Any, calibration: str | Path | None) -> ProtocolTable:
     """Load ``protocol`` and, when a profile file is given, apply it."""
-    from picost.protocols import load_protocol
+    from picost.cost.protocol_table import load_protocol
 
     table = load_protocol(protocol)
     if calibration is None:

@@ -13,7 +13,7 @@ Decimal prefixes are powers of 1000, binary ones (``Ki`` ... ``Ti``) powers of 1
 
 The latency model (what a round costs, duplex, how both directions count) is in
 ``docs/latency-model.md``: a round costs one one-way delay (RTT / 2), and the bytes of both
-directions go through one ``bandwidth``. Presets live in ``picost/networks.yaml`` with sources.
+directions go through one ``bandwidth``. Presets live in ``picost/cost/networks.yaml`` with sources.
 """
 
 from __future__ import annotations
@@ -138,9 +138,9 @@ _PRESETS: dict[str, Network] = {}
 
 
 def presets() -> dict[str, Network]:
-    """The named presets of ``picost/networks.yaml``, in file order."""
+    """The named presets of ``picost/cost/networks.yaml``, in file order."""
     if not _PRESETS:
-        from picost.yamlsrc import load_located
+        from picost.model.located_yaml import load_located
 
         data, lines = load_located(PRESETS_FILE)
         for name, entry in data.items():

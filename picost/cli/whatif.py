@@ -1,7 +1,7 @@
 """CLI commands for what-if analysis: ``aero``, ``symbolic``, ``check`` (and, on the estimate,
 ``sweep``, ``compare``, ``report``). A thin face: each command calls library functions and renders.
 
-Registered on the main typer app by :func:`register` (called from :mod:`picost.cli`).
+Registered on the main typer app by :func:`register` (called from :mod:`picost.cli.main`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def _out(text: str) -> None:
 
 
 def _check_format(fmt: str) -> str:
-    from picost.render import FORMATS
+    from picost.report.render import FORMATS
 
     if fmt not in FORMATS:
         raise UserError(f"unknown value '{fmt}' for --format; choose from {', '.join(FORMATS)}", field="--format")
@@ -32,7 +32,7 @@ def _check_format(fmt: str) -> str:
 def emit_table(fmt: str, title: str, header: Sequence[str], rows: Sequence[Sequence[Any]],
                json_obj: Any, align_right: Sequence[bool] | None = None) -> None:
     """Print one table as a rich table, CSV, markdown, or ``json_obj`` as JSON."""
-    from picost import render
+    from picost.report import render
 
     if fmt == "json":
         _out(render.dump_json(json_obj))
@@ -65,10 +65,10 @@ def aero(
     Entropy regularization changes training only (no inference op), so it appears only with
     --temperature, which keeps its learnable temperature (one server-held scaling per score).
     """
-    from picost.ablation import ablation, format_counts
-    from picost.aero import ENTROPY_REG_NOTE, aero_steps
-    from picost.render import human_bytes, human_count, human_seconds
-    from picost.spec import load_spec
+    from picost.analysis.ablation import ablation, format_counts
+    from picost.model.aero_transforms import ENTROPY_REG_NOTE, aero_steps
+    from picost.report.render import human_bytes, human_count, human_seconds
+    from picost.model.load import load_spec
 
     _check_format(fmt)
     steps = aero_steps(load_spec(spec), prune=prune, keep_temperature=temperature)
@@ -108,7 +108,7 @@ def aero(
 
 def _cost_fn(protocol: str, network: str | None, bandwidth: str | None, rtt: str | None) -> tuple[Any, str]:
     """A cost function (lowered model -> (comm bytes, latency s)) and a phrase saying where."""
-    from picost.ablation import estimate_cost
+    from picost.analysis.ablation import estimate_cost
 
     link = _one_network(network, bandwidth, rtt)
     table = _one_table(protocol)
@@ -132,11 +132,11 @@ def symbolic(
     and the T where latency turns from round-bound to bandwidth-bound."""
     import sympy
 
-    from picost.costforms import class_forms
-    from picost.crossover import aero_claim_condition, cost_crossovers, flop_conventions
-    from picost.flops import symbolic_flops
-    from picost.render import dump_json
-    from picost.spec import load_spec
+    from picost.analysis.closed_forms import class_forms
+    from picost.analysis.crossovers import aero_claim_condition, cost_crossovers, flop_conventions
+    from picost.model.flops import symbolic_flops
+    from picost.report.render import dump_json
+    from picost.model.load import load_spec
 
     if fmt not in ("table", "json"):
         raise UserError(f"unknown value '{fmt}' for --format; choose from table, json", field="--format")
@@ -217,7 +217,7 @@ def _split_list(text: str | None) -> list[str]:
 def _networks(names: str | None, bandwidth: str | None, rtt: str | None, default: str = "lan,wan") -> list[Any]:
     """Networks from ``--network a,b`` (default ``default``), each with ``--bandwidth``/``--rtt``
     overrides; with no ``--network`` but both overrides, one custom network."""
-    from picost.network import get_network
+    from picost.cost.network import get_network
 
     if names is None and bandwidth is not None and rtt is not None:
         return [get_network(None, bandwidth=bandwidth, rtt=rtt)]
@@ -228,7 +228,7 @@ def _networks(names: str | None, bandwidth: str | None, rtt: str | None, default
 
 
 def _tables(protocols: str) -> list[Any]:
-    from picost.protocols import load_protocol
+    from picost.cost.protocol_table import load_protocol
 
     names = _split_list(protocols)
     if not names:
@@ -271,9 +271,9 @@ def sweep(
 ) -> None:
     """Costs over many contexts (and protocols, networks): one row per point with totals and each
     op class's share. Vectorized: lowered once per protocol with a symbolic T."""
-    from picost import sweep as sweeps
-    from picost.render import human_bytes, human_count, human_seconds
-    from picost.spec import load_spec
+    from picost.analysis import sweep as sweeps
+    from picost.report.render import human_bytes, human_count, human_seconds
+    from picost.model.load import load_spec
 
     _check_format(fmt)
     if share not in ("latency", "comm"):
@@ -324,11 +324,11 @@ def compare(
 ) -> None:
     """Specs side by side under one protocol and network: communication and latency per op class
     and in total, with savings (x) against the first spec."""
-    from picost.compare import compare as compare_estimates
-    from picost.estimate import estimate_lowered
-    from picost.lower import lower
-    from picost.render import human_bytes, human_seconds
-    from picost.spec import load_spec
+    from picost.analysis.compare import compare as compare_estimates
+    from picost.analysis.estimate import estimate_lowered
+    from picost.model.lower import lower
+    from picost.report.render import human_bytes, human_seconds
+    from picost.model.load import load_spec
 
     _check_format(fmt)
     if len(specs) < 2:
@@ -388,9 +388,9 @@ def check(
 ) -> None:
     """Are a published communication and latency consistent with a network? Prints the
     bandwidth they imply and the lower bound on latency from the bytes alone."""
-    from picost.check import check_published
-    from picost.render import dump_json, human_bytes, human_seconds
-    from picost.network import parse_bytes, parse_duration
+    from picost.analysis.published_check import check_published
+    from picost.report.render import dump_json, human_bytes, human_seconds
+    from picost.cost.network import parse_bytes, parse_duration
 
     if fmt not in ("table", "json"):
         raise UserError(f"unknown value '{fmt}' for --format; choose from table, json", field="--format")
@@ -444,7 +444,7 @@ def report(
 ) -> None:
     """Write a markdown cost report (setting, summary, breakdowns, sweep with PNG plots, formulas and
     sources, uncosted ops). Files are written atomically; on error nothing is written."""
-    from picost.report import ReportConfig, build_report, load_examples, write_report
+    from picost.report.markdown_report import ReportConfig, build_report, load_examples, write_report
 
     if all_examples:
         if specs or output:

@@ -1,6 +1,6 @@
-"""A plain torch model built from any :class:`~picost.spec.ModelSpec`: the plaintext reference.
+"""A plain torch model built from any :class:`~picost.model.spec.ModelSpec`: the plaintext reference.
 
-It computes exactly what :mod:`picost.lower` describes, op for op and in the same order: every op
+It computes exactly what :mod:`picost.model.lower` describes, op for op and in the same order: every op
 of the lowering is one submodule tagged with the op's name and kind (``op_name``, ``op_kind``, e.g.
 ``L3.attn.softmax`` / ``softmax``). Forward hooks can therefore see each op's operands, and
 ``FlopCounterMode`` can attribute FLOPs to each op. Used by the tests as ground truth for the
@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from picost.ops import NONLINEAR_KINDS
-from picost.spec import GATED_ACTIVATIONS, ModelSpec
+from picost.model.ops import NONLINEAR_KINDS
+from picost.model.spec import GATED_ACTIVATIONS, ModelSpec
 
 ROPE_BASE = 10000.0
 NORM_EPS = 1e-5
@@ -400,7 +400,7 @@ def example_inputs(spec: ModelSpec, context: int, seed: int = 0,
 
 @dataclass(frozen=True)
 class TracedOp:
-    """One op as executed: its name and kind, its dims (named as in :data:`picost.ops.KINDS`)
+    """One op as executed: its name and kind, its dims (named as in :data:`picost.model.ops.KINDS`)
     read from the tensor shapes, and the elements of its first input."""
 
     name: str
@@ -461,7 +461,7 @@ def nonlinear_elements(model: ReferenceModel, ids: torch.Tensor, cache: KVCache 
                        ) -> dict[str, dict[str, int]]:
     """Per nonlinear kind, the number of calls (``ops``) and input elements (``elements``) seen
     by forward hooks; the final norm is keyed ``"<kind> (final)"`` as in
-    :meth:`picost.flops.FlopsReport.nonlinear`."""
+    :meth:`picost.model.flops.FlopsReport.nonlinear`."""
     out: dict[str, dict[str, int]] = {}
     for op in trace_ops(model, ids, cache):
         if op.kind not in NONLINEAR_KINDS:

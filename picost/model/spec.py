@@ -1,9 +1,8 @@
 """Model specs: what a decoder-only transformer *is*, declared as data.
 
-A spec is a YAML file (or a HuggingFace ``config.json``) validated into :class:`ModelSpec`.
-Unknown keys are errors; every error names the file, the line and the field. A spec may say
-``extends: gpt2.yaml`` (a path relative to itself, or a shipped spec name) and override a few
-fields; mappings merge key by key, lists and scalars replace.
+A spec is a mapping validated into :class:`ModelSpec` (:func:`validate_spec`). Unknown keys are
+errors; every error names the file, the line and the field. Finding and reading spec files
+(YAML overlays, HuggingFace ``config.json``) is :mod:`picost.model.load`.
 
 This module knows no costs. Sizes are plain counts (elements, tokens, layers); layers are
 numbered from 0.
@@ -18,8 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from picost.errors import UserError
-from picost.shipped import shipped_dir, shipped_names
-from picost.yamlsrc import KeyPath, line_of, load_located
+from picost.model.located_yaml import line_of
 
 Activation = Literal["gelu", "gelu_tanh", "relu", "silu", "swiglu", "geglu", "identity"]
 GATED_ACTIVATIONS = ("swiglu", "geglu")
@@ -216,89 +214,6 @@ def check_rules(spec: ModelSpec) -> None:
 
 #: Where each field of the resolved spec was written: dotted field -> (file, line).
 Origins = dict[str, tuple[str, int | None]]
-
-
-def shipped_specs_dir() -> Path:
-    """The directory of shipped model specs (inside an installed wheel, or the source tree)."""
-    return shipped_dir("model_specs")
-
-
-def shipped_spec_names() -> list[str]:
-    """Names of the shipped model specs (file stems), sorted."""
-    return shipped_names("model_specs")
-
-
-def resolve_spec_path(ref: str | Path, relative_to: Path | None = None) -> Path:
-    """A spec reference -> a path: an existing path, else a shipped spec name (``gpt2``)."""
-    candidate = Path(ref)
-    if relative_to is not None and not candidate.is_absolute():
-        rel = relative_to / candidate
-        if rel.is_file():
-            return rel
-    if candidate.is_file():
-        return candidate
-    name = candidate.name[: -len(".yaml")] if candidate.name.endswith(".yaml") else candidate.name
-    shipped = shipped_specs_dir() / f"{name}.yaml"
-    if shipped.is_file() and len(candidate.parts) == 1:
-        return shipped
-    names = shipped_spec_names()
-    close = difflib.get_close_matches(name, names, n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; shipped specs: {', '.join(names)}"
-    raise UserError(f"no such spec file or shipped spec '{ref}'{hint}")
-
-
-def load_spec(ref: str | Path) -> ModelSpec:
-    """Load a spec by path or shipped name; a ``.json`` file is read as a HuggingFace config."""
-    path = resolve_spec_path(ref)
-    if path.suffix == ".json":
-        from picost.hf_config import load_hf_config
-
-        return load_hf_config(path)
-    data, origins = _load_with_overlays(path, chain=())
-    data.setdefault("name", path.stem)
-    return validate_spec(data, origins, default_file=str(path))
-
-
-def _load_with_overlays(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Origins]:
-    resolved = path.resolve()
-    if resolved in chain:
-        cycle = " -> ".join(str(p) for p in chain + (resolved,))
-        raise UserError(f"'extends' forms a cycle: {cycle}", file=str(path), field="extends")
-    raw, lines = load_located(path)
-    file = str(path)
-    if raw is None:
-        raise UserError("the spec is empty", file=file, line=1)
-    if not isinstance(raw, dict):
-        raise UserError("a spec must be a mapping of field: value", file=file, line=1)
-    origins: Origins = {_dotted(k): (file, v) for k, v in lines.items()}
-    base_ref = raw.pop("extends", None)
-    if base_ref is None:
-        return raw, origins
-    if not isinstance(base_ref, str):
-        raise UserError("'extends' must be a file name or a shipped spec name", file=file,
-                        line=lines.get(("extends",)), field="extends")
-    try:
-        base_path = resolve_spec_path(base_ref, relative_to=path.parent)
-    except UserError as exc:
-        raise UserError(exc.message, file=file, line=lines.get(("extends",)), field="extends") from None
-    base, base_origins = _load_with_overlays(base_path, chain + (resolved,))
-    base.pop("name", None)  # a variant is never named after its base
-    base_origins = {k: v for k, v in base_origins.items() if k != "name"}
-    return _merge(base, raw), {**base_origins, **origins}
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _dotted(path: KeyPath) -> str:
-    return ".".join(str(p) for p in path)
 
 
 def _locate(origins: Origins, field: str, default_file: str) -> tuple[str, int | None]:

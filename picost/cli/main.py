@@ -41,14 +41,14 @@ def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
 @app.command()
 def specs() -> None:
     """List the shipped model specs (usable by name, e.g. `picost flops gpt2`)."""
-    from picost.spec import load_spec, shipped_spec_names, shipped_specs_dir
+    from picost.model.load import load_spec, shipped_spec_names, shipped_specs_dir
 
     rows = []
     for name in shipped_spec_names():
         spec = load_spec(name)
         rows.append((name, spec.n_layers, spec.d_model, spec.n_heads, spec.kv_heads, spec.ffn_width,
                      spec.vocab_size, spec.activation, spec.norm.kind, spec.description))
-    from picost.render import rich_table
+    from picost.report.render import rich_table
 
     header = ("name", "L", "d", "H", "H_kv", "d_ff", "V", "activation", "norm", "description")
     _print(rich_table(f"Shipped specs ({shipped_specs_dir()})", header, rows,
@@ -65,18 +65,18 @@ def flops(
     symbols: str = typer.Option("T", "--symbols", help="With --symbolic: comma-separated symbols among T, L, d."),
 ) -> None:
     """Exact FLOPs (2 per multiply-add) and nonlinear element counts of one forward pass."""
-    from picost import flops_report
-    from picost.spec import load_spec
+    from picost.report import flops_output as flops_report
+    from picost.model.load import load_spec
 
     _choice(by, ("block", "layer", "op"), "--by")
     _choice(fmt, ("table", "json", "csv"), "--format")
     model = load_spec(spec)
     if symbolic:
-        from picost.flops import symbolic_flops
+        from picost.model.flops import symbolic_flops
 
         forms = symbolic_flops(model, [s.strip() for s in symbols.split(",") if s.strip()])
         if fmt == "json":
-            from picost.render import dump_json
+            from picost.report.render import dump_json
 
             _echo(dump_json({"schema": "picost.flops.symbolic/1", "spec": model.name,
                              "symbols": symbols.split(","), "flops": {k: str(v) for k, v in forms.items()}}))
@@ -103,9 +103,9 @@ def estimate(
     calibration: Optional[str] = typer.Option(None, "--calibration", help="Compute profile from `picost calibrate` (YAML): this machine's compute time per op kind."),
 ) -> None:
     """Communication, rounds and latency of one private forward pass, per op and per group."""
-    from picost import estimate_report
-    from picost.calibration import calibrated_table
-    from picost.estimate import estimate as run_estimate
+    from picost.report import estimate_output as estimate_report
+    from picost.cost.calibration import calibrated_table
+    from picost.analysis.estimate import estimate as run_estimate
 
     _choice(by, ("op", "layer", "block", "class"), "--by")
     _choice(fmt, ("table", "json", "csv", "md"), "--format")
@@ -125,9 +125,9 @@ def protocols(ctx: typer.Context) -> None:
     """List the shipped protocol tables with their setting and confidence."""
     if ctx.invoked_subcommand is not None:
         return
-    from picost.protocol_docs import listing
-    from picost.protocols import shipped_protocols_dir
-    from picost.render import rich_table
+    from picost.report.protocol_docs import listing
+    from picost.cost.protocol_table import shipped_protocols_dir
+    from picost.report.render import rich_table
 
     _print(rich_table(f"Protocol tables ({shipped_protocols_dir()})", ("name", "setting", "op kinds", "confidence"),
                       listing(), [False, False, True, False]))
@@ -139,8 +139,8 @@ def protocols_show(
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | md (the generated docs page)."),
 ) -> None:
     """Each op kind's formulas (bytes, rounds, compute, offline) and sources."""
-    from picost import protocol_docs
-    from picost.protocols import load_protocol
+    from picost.report import protocol_docs
+    from picost.cost.protocol_table import load_protocol
 
     _choice(fmt, ("table", "md"), "--format")
     table = load_protocol(protocol)
@@ -165,7 +165,7 @@ def _show_checked(result: Any, fmt: str, to_json: Callable[[Any], Any], render: 
     """Print an engine run checked against the table: JSON, or its tables and a summary line;
     exit 1 unless ``result.ok``."""
     if fmt == "json":
-        from picost.render import dump_json
+        from picost.report.render import dump_json
 
         _echo(dump_json(to_json(result)))
     else:
@@ -193,8 +193,8 @@ def validate(
     from picost.mpc import report
     from picost.mpc.launcher import MpcRunError
     from picost.mpc.validate import DEFAULT_SPECS, run_validation
-    from picost.protocols import load_protocol
-    from picost.spec import load_spec
+    from picost.cost.protocol_table import load_protocol
+    from picost.model.load import load_spec
 
     table = load_protocol(protocol)
     chosen = list(specs) if specs else list(DEFAULT_SPECS)
@@ -274,10 +274,10 @@ def calibrate(
 
     from rich.progress import Progress
 
-    from picost.calibration import compute_formula
-    from picost.measure_compute import CALIBRATION_SHAPES, calibrate as run_calibration
+    from picost.cost.calibration import compute_formula
+    from picost.mpc.measure_compute import CALIBRATION_SHAPES, calibrate as run_calibration
     from picost.mpc.launcher import MpcRunError
-    from picost.render import rich_table
+    from picost.report.render import rich_table
 
     chosen = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
     for kind in chosen or ():
@@ -302,11 +302,11 @@ def calibrate(
 @app.command()
 def networks() -> None:
     """List the network presets (bandwidth, RTT, source); a round costs RTT/2 (docs/latency-model.md)."""
-    from picost.network import presets
-    from picost.render import rich_table
+    from picost.cost.network import presets
+    from picost.report.render import rich_table
 
     rows = [(n.name, n.summary(), n.description, n.source) for n in presets().values()]
-    _print(rich_table("Network presets (picost/networks.yaml)", ("name", "link", "what", "source"), rows))
+    _print(rich_table("Network presets (picost/cost/networks.yaml)", ("name", "link", "what", "source"), rows))
 
 
 def main() -> None:
@@ -323,6 +323,6 @@ def main() -> None:
 
 # The what-if commands (aero, symbolic, sweep, compare, check, report) live in their own module;
 # registered last so that they follow the core commands in `picost --help`.
-from picost.cli_whatif import register as _register_whatif  # noqa: E402
+from picost.cli.whatif import register as _register_whatif  # noqa: E402
 
 _register_whatif(app)

@@ -1,4 +1,4 @@
-"""Lower a :class:`~picost.spec.ModelSpec` to the op IR: an ordered list of :class:`Op`.
+"""Lower a :class:`~picost.model.spec.ModelSpec` to the op IR: an ordered list of :class:`Op`.
 
 This is the only module that knows transformer structure. ``context`` (T) may be an int or a
 sympy symbol: lowering uses only arithmetic on sizes, so the same code yields symbolic shapes
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from picost.errors import UserError
-from picost.ops import Block, Holder, Op
-from picost.spec import GATED_ACTIVATIONS, ModelSpec
+from picost.model.ops import Block, Holder, Op
+from picost.model.spec import GATED_ACTIVATIONS, ModelSpec
 
 S, W, C, P = Holder.SHARED, Holder.SERVER, Holder.CLIENT, Holder.PUBLIC
 

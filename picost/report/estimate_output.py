@@ -33,8 +33,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from picost.estimate import Estimate, Row, Totals
-from picost.render import dump_csv, dump_json, dump_markdown, human_bytes, human_count, human_seconds
+from picost.analysis.estimate import Estimate, Row, Totals
+from picost.report.render import dump_csv, dump_json, dump_markdown, human_bytes, human_count, human_seconds
 
 SCHEMA = "picost.estimate/1"
 LATENCY_MODEL = ("latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * delays_per_round * round_s, "
@@ -163,7 +163,7 @@ def render(est: Estimate, by: str, fmt: str) -> Any:
     from rich.console import Group
     from rich.text import Text
 
-    from picost.render import rich_table
+    from picost.report.render import rich_table
 
     if by == "op":  # the terminal view keeps sources short; md, csv and json give them in full
         rows = [row[:-1] + (_shorten(row[-1]),) for row in rows]

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from picost import formula
+from picost.cost import formula
 from picost.errors import UserError
 from picost.shipped import shipped_dir, shipped_names
-from picost.ops import KINDS, Op
-from picost.yamlsrc import KeyPath, line_of, load_located
+from picost.model.ops import KINDS, Op
+from picost.model.located_yaml import KeyPath, line_of, load_located
 
 TRUNCATION = "truncation"
 """The pseudo-kind that costs rescaling after fixed-point products (``n`` = elements)."""
@@ -197,7 +197,7 @@ class ProtocolTable:
         Returns ``(row name, entry kind, {field: expr} or None if uncosted)`` per row, fields as
         in :data:`FORMULA_FIELDS` (present ones only); for a ``None`` row, raise
         :meth:`uncosted_error` unless the caller allows uncosted rows. Sum these over ops and
-        lambdify the sums once (:func:`picost.formula.lambdify_numpy`) for vectorized sweeps.
+        lambdify the sums once (:func:`picost.cost.formula.lambdify_numpy`) for vectorized sweeps.
         """
         params = self._sympy_params()
         out = []

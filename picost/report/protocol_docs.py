@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from picost.protocols import FORMULA_FIELDS, ProtocolTable, load_protocol, shipped_protocol_names
+from picost.cost.protocol_table import FORMULA_FIELDS, ProtocolTable, load_protocol, shipped_protocol_names
 
 FIELD_LABELS = {"comm_bytes": "bytes (total)", "bytes_client_to_server": "bytes client->server",
                 "bytes_server_to_client": "bytes server->client", "rounds": "rounds", "compute_s": "compute s",

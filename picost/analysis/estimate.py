@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from picost.lower import Lowered, lower
-from picost.network import Network, get_network
-from picost.ops import CLASSES, Op
-from picost.protocols import TRUNCATION, ProtocolTable, load_protocol
+from picost.model.lower import Lowered, lower
+from picost.cost.network import Network, get_network
+from picost.model.ops import CLASSES, Op
+from picost.cost.protocol_table import TRUNCATION, ProtocolTable, load_protocol
 
 if TYPE_CHECKING:
-    from picost.spec import ModelSpec
+    from picost.model.spec import ModelSpec
 
 ROW_CLASSES = CLASSES + ("truncation",)
 GROUP_KEYS = ("layer", "block", "class")
@@ -198,7 +198,7 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
 
 
 def row_latency_s(cost: Any, network: Network, table: ProtocolTable) -> float:
-    """Modeled seconds of one costed row (an :class:`~picost.protocols.OpCost`):
+    """Modeled seconds of one costed row (an :class:`~picost.cost.protocol_table.OpCost`):
     ``compute_s + comm_bytes * 8 / bandwidth_bps + rounds * delays_per_round * rtt_s / 2``."""
     round_s = network.round_s * table.setting.delays_per_round
     return (cost.compute_s or 0) + network.transfer_s(cost.comm_bytes) + cost.rounds * round_s
@@ -209,7 +209,7 @@ def estimate(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTabl
              bandwidth: str | None = None, rtt: str | None = None, allow_uncosted: bool = False) -> Estimate:
     """The Python API of ``picost estimate``.
 
-    ``spec``: a :class:`~picost.spec.ModelSpec`, a shipped spec name or a path; ``protocol``: a
+    ``spec``: a :class:`~picost.model.spec.ModelSpec`, a shipped spec name or a path; ``protocol``: a
     shipped table name, a path or a loaded :class:`ProtocolTable`; ``network``: a preset name or
     a :class:`Network` (``bandwidth``/``rtt`` text such as ``"100Mbps"``/``"80ms"`` override it);
     ``context``: tokens T (default: the spec's ``context_length``).
@@ -221,7 +221,8 @@ def estimate(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTabl
 
 
 def _spec(spec: Any) -> "ModelSpec":
-    from picost.spec import ModelSpec, load_spec
+    from picost.model.load import load_spec
+    from picost.model.spec import ModelSpec
 
     return spec if isinstance(spec, ModelSpec) else load_spec(spec)
 
@@ -260,7 +261,7 @@ def total_expressions(spec: Any, protocol: str | Path | ProtocolTable, network: 
                       context: Any, **network_overrides: str) -> dict[str, Any]:
     """Sympy totals (``comm_bytes``, ``rounds``, ``compute_s``, ``latency_s``) of one forward pass
     as expressions in ``context`` (e.g. ``sympy.Symbol('T', positive=True, integer=True)``).
-    Lambdify them once with :func:`picost.formula.lambdify_numpy` to sweep T."""
+    Lambdify them once with :func:`picost.cost.formula.lambdify_numpy` to sweep T."""
     import sympy
 
     link = get_network(network, **network_overrides)

@@ -86,12 +86,12 @@ class Report:
 
 
 def _models(config: ReportConfig) -> list[_Model]:
-    from picost.spec import load_spec
+    from picost.model.load import load_spec
 
     if not config.specs:
         raise UserError("give at least one spec", field="SPECS")
     if config.aero:
-        from picost.aero import aero_steps
+        from picost.model.aero_transforms import aero_steps
 
         return [_Model(s.label, s.spec) for s in aero_steps(load_spec(config.specs[0]), prune=config.prune)]
     return [_Model(s, load_spec(s)) for s in config.specs]
@@ -100,11 +100,11 @@ def _models(config: ReportConfig) -> list[_Model]:
 def build_report(config: ReportConfig, markdown_path: str | Path, plots: bool = True) -> Report:
     """Compute the whole report in memory. ``plots=False`` skips rendering PNGs (their data
     files and the markdown are still produced, identical)."""
-    from picost.estimate import estimate_lowered
-    from picost.lower import lower
-    from picost.network import get_network
-    from picost.protocols import load_protocol
-    from picost.sweep import parse_contexts
+    from picost.analysis.estimate import estimate_lowered
+    from picost.model.lower import lower
+    from picost.cost.network import get_network
+    from picost.cost.protocol_table import load_protocol
+    from picost.analysis.sweep import parse_contexts
 
     md_path = Path(markdown_path)
     if md_path.suffix != ".md":
@@ -142,7 +142,7 @@ def build_report(config: ReportConfig, markdown_path: str | Path, plots: bool = 
 
 def write_report(report: Report) -> None:
     """Write a built report: assets first, the markdown last, each file atomically."""
-    from picost.atomic import write_all_atomic
+    from picost.report.atomic_write import write_all_atomic
 
     ordered = {p: c for p, c in report.files.items() if p != report.markdown_path}
     ordered[report.markdown_path] = report.files[report.markdown_path]
@@ -152,7 +152,7 @@ def write_report(report: Report) -> None:
 # -- sections ---------------------------------------------------------------------------------
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool] | None = None) -> list[str]:
-    from picost.render import dump_markdown
+    from picost.report.render import dump_markdown
 
     cells = [[str(c).replace("|", "\\|") for c in row] for row in rows]
     return dump_markdown(header, cells, right or [False] + [True] * (len(header) - 1)).splitlines() + [""]
@@ -163,7 +163,7 @@ def _one_line(text: str) -> str:
 
 
 def _setting(models: list[_Model], tables: list[Any], networks: list[Any], config: ReportConfig) -> list[str]:
-    from picost.estimate_report import LATENCY_MODEL
+    from picost.report.estimate_output import LATENCY_MODEL
 
     first = models[0].spec
     T = config.context if config.context is not None else "each model's context_length"
@@ -188,8 +188,8 @@ def _setting(models: list[_Model], tables: list[Any], networks: list[Any], confi
 
 
 def _summary(models: list[_Model], tables: list[Any], networks: list[Any], estimates: dict) -> list[str]:
-    from picost.compare import savings
-    from picost.render import human_bytes, human_count, human_seconds
+    from picost.analysis.compare import savings
+    from picost.report.render import human_bytes, human_count, human_seconds
 
     header = ["model", "protocol", "network", "T", "FLOPs", "comm", "rounds", "latency", "bytes-only bound",
               "dominant class", "uncosted rows"]
@@ -221,13 +221,13 @@ def _times(x: float | None) -> str:
 
 
 def _aero_section(config: ReportConfig, models: list[_Model], tables: list[Any], networks: list[Any]) -> list[str]:
-    from picost.ablation import ablation, estimate_cost, format_counts
-    from picost.aero import ENTROPY_REG_NOTE, Step
-    from picost.render import human_bytes, human_count, human_seconds
+    from picost.analysis.ablation import ablation, estimate_cost, format_counts
+    from picost.model.aero_transforms import ENTROPY_REG_NOTE, Step
+    from picost.report.render import human_bytes, human_count, human_seconds
 
     steps = [Step(m.label, "", m.spec) for m in models]
     out = ["## AERO ablation", "",
-           "AERO's steps (Jha & Reagen, arXiv 2410.13060) applied as spec transforms (`picost.aero`). "
+           "AERO's steps (Jha & Reagen, arXiv 2410.13060) applied as spec transforms (`picost.model.aero_transforms`). "
            f"Note: {ENTROPY_REG_NOTE}.", ""]
     for t in tables:
         for n in networks:
@@ -243,7 +243,7 @@ def _aero_section(config: ReportConfig, models: list[_Model], tables: list[Any],
 
 
 def _breakdowns(models: list[_Model], tables: list[Any], network: Any, estimates: dict) -> list[str]:
-    from picost.estimate_report import render
+    from picost.report.estimate_output import render
 
     out = ["## Per-class breakdown", "", f"Over `{network.name}` ({network.summary()}).", ""]
     for m in models:
@@ -272,9 +272,9 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def _sweep_section(models: list[_Model], tables: list[Any], networks: list[Any], contexts: list[int],
                    asset_dir: Path, md_path: Path, report: Report, plots: bool) -> list[str]:
-    from picost import plots as plotting
-    from picost.render import human_bytes, human_seconds
-    from picost.sweep import sweep
+    from picost.report import plots as plotting
+    from picost.report.render import human_bytes, human_seconds
+    from picost.analysis.sweep import sweep
 
     out = ["## Context sweep", "",
            f"T = {', '.join(str(t) for t in contexts)} (vectorized: `picost sweep`).", ""]
@@ -329,8 +329,8 @@ def _point(result: Any, protocol: str, network: str, i: int, n_contexts: int) ->
 
 
 def _formulas(models: list[_Model], tables: list[Any], estimates: dict) -> list[str]:
-    from picost.protocol_docs import entry_rows
-    from picost.protocols import FORMULA_FIELDS
+    from picost.report.protocol_docs import entry_rows
+    from picost.cost.protocol_table import FORMULA_FIELDS
 
     out = ["## Formulas and sources", "",
            "Per op kind used by these models: the protocol table's formulas (over the op's dimension symbols, "
@@ -376,7 +376,7 @@ def _uncosted(estimates: dict) -> list[str]:
 
 def load_examples(path: str | Path = EXAMPLES_FILE) -> list[ReportConfig]:
     """The example reports listed in ``reports/examples.yaml`` (name -> options)."""
-    from picost.yamlsrc import load_located
+    from picost.model.located_yaml import load_located
 
     path = Path(path)
     if not path.is_file():

@@ -2,14 +2,14 @@
 (and, on request, the layer count ``L`` and the width ``d``).
 
 The model is lowered with symbolic sizes; each row's cost formulas
-(:func:`picost.estimate.cost_expressions`) are summed per op class (``truncation``
+(:func:`picost.analysis.estimate.cost_expressions`) are summed per op class (``truncation``
 rows apart) and per field: ``comm_bytes`` (bytes, both directions), ``rounds``, ``compute_s``
 (seconds). Latency follows the estimate's model (``docs/latency-model.md``)::
 
     latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * delays_per_round * round_s
 
 With ``d`` symbolic, head_dim = d / n_heads and the FFN width keeps its ratio to d (as in
-:func:`picost.flops.symbolic_flops`); with ``L`` symbolic, the ops outside the blocks count once,
+:func:`picost.model.flops.symbolic_flops`); with ``L`` symbolic, the ops outside the blocks count once,
 a layer with an FFN ``L - n_pruned`` times and a pruned layer ``n_pruned`` times.
 """
 
@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from picost.errors import UserError
-from picost.network import Network
+from picost.cost.network import Network
 
 if TYPE_CHECKING:
-    from picost.ops import Op
-    from picost.protocols import ProtocolTable
-    from picost.spec import ModelSpec
+    from picost.model.ops import Op
+    from picost.cost.protocol_table import ProtocolTable
+    from picost.model.spec import ModelSpec
 
 COST_FIELDS = ("comm_bytes", "rounds", "compute_s")
 FORM_FIELDS = COST_FIELDS + ("flops",)
@@ -85,7 +85,7 @@ def class_forms(spec: "ModelSpec", table: "ProtocolTable", allow_uncosted: bool 
     """Lower ``spec`` with the chosen symbolic sizes and sum its rows' costs per op class."""
     import sympy
 
-    from picost.estimate import ROW_CLASSES, cost_expressions
+    from picost.analysis.estimate import ROW_CLASSES, cost_expressions
 
     chosen = set(symbols)
     if chosen - set(SYMBOLS):
@@ -118,7 +118,7 @@ def _weighted_ops(spec: "ModelSpec", T: Any, chosen: set[str]) -> list[tuple["Op
     """The ops to cost, each with how many times it counts (1, or a layer count in ``L``)."""
     import sympy
 
-    from picost.lower import lower_symbolic
+    from picost.model.lower import lower_symbolic
 
     ops = lower_symbolic(spec, T, sympy.Symbol("d", positive=True, integer=True) if "d" in chosen else None).ops
     if "L" not in chosen:

@@ -1,7 +1,7 @@
 """Vectorized context sweeps: costs per op class over many T, protocols and networks at once.
 
 For each protocol the model is lowered *once* with a sympy symbol ``T``; the cost expressions of
-its rows (:func:`picost.estimate.cost_expressions`) are summed per op class and field
+its rows (:func:`picost.analysis.estimate.cost_expressions`) are summed per op class and field
 (``comm_bytes``, ``rounds``, ``compute_s``), lambdified *once* and evaluated over a numpy array
 of contexts. Latency is then numpy arithmetic per network, with the estimate's model
 (``docs/latency-model.md``)::
@@ -17,15 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
-from picost.costforms import COST_FIELDS, ClassForms, class_forms
+from picost.analysis.closed_forms import COST_FIELDS, ClassForms, class_forms
 from picost.errors import UserError
-from picost.network import Network
+from picost.cost.network import Network
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from picost.protocols import ProtocolTable
-    from picost.spec import ModelSpec
+    from picost.cost.protocol_table import ProtocolTable
+    from picost.model.spec import ModelSpec
 
 @dataclass
 class SweepResult:
@@ -60,7 +60,7 @@ class SweepResult:
 def _evaluate(expr: Any, T: Any, contexts: "np.ndarray") -> "np.ndarray":
     import numpy as np
 
-    from picost.formula import lambdify_numpy
+    from picost.cost.formula import lambdify_numpy
 
     if not expr.free_symbols:
         return np.full(contexts.shape, float(expr))
@@ -85,7 +85,7 @@ def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["Protocol
         cf = class_forms(spec, table, allow_uncosted)
         per_table.append(cf)
         ordered_classes += [c for c in cf.costed_classes if c not in ordered_classes]
-    from picost.estimate import ROW_CLASSES
+    from picost.analysis.estimate import ROW_CLASSES
 
     classes = tuple(c for c in ROW_CLASSES if c in ordered_classes)
     n_pts = len(T_values)

@@ -15,8 +15,8 @@ import platform
 import time
 from typing import Any, Callable, Iterable
 
-from picost.calibration import KindTime, Profile
-from picost.ops import Block, Holder, Op
+from picost.cost.calibration import KindTime, Profile
+from picost.model.ops import Block, Holder, Op
 
 PROTOCOL = "picost-2pc"
 
@@ -91,11 +91,11 @@ def fit_kind_time(points: list[tuple[float, float]]) -> KindTime:
 def calibrate(kinds: Iterable[str] | None = None, repeats: int = 3,
               on_progress: Callable[[int, int], None] | None = None) -> Profile:
     """Run the engine locally on :data:`CALIBRATION_SHAPES` and fit a profile."""
-    from picost.calibration import elements_expression
-    from picost.formula import parse
+    from picost.cost.calibration import elements_expression
+    from picost.cost.formula import parse
     from picost.mpc.launcher import run_batch
     from picost.mpc.validate import ops_job
-    from picost.protocols import ENTRY_SYMBOLS, load_protocol
+    from picost.cost.protocol_table import ENTRY_SYMBOLS, load_protocol
 
     table = load_protocol(PROTOCOL)
     kinds = list(kinds or CALIBRATION_SHAPES)

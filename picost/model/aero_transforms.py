@@ -1,6 +1,6 @@
 """AERO's architectural steps as spec-to-spec transforms (Jha & Reagen, arXiv 2410.13060).
 
-Each transform takes a :class:`~picost.spec.ModelSpec` and returns a new, validated one; none
+Each transform takes a :class:`~picost.model.spec.ModelSpec` and returns a new, validated one; none
 changes its input. They compose (``fuse_ffn(softmax_only(spec))``) and :func:`aero_steps`
 applies them in AERO's order to give the rows of an ablation table:
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from picost.errors import UserError
-from picost.spec import GATED_ACTIVATIONS, ModelSpec, SpecRuleError
+from picost.model.spec import GATED_ACTIVATIONS, ModelSpec, SpecRuleError
 
 ENTROPY_REG_NOTE = ("entropy regularization changes the training loss only: it adds no inference "
                     "op, so it costs nothing unless its learnable temperature is kept")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from picost.errors import UserError
-from picost.spec import ModelSpec, Origins, validate_spec
-from picost.yamlsrc import load_located
+from picost.model.spec import ModelSpec, Origins, validate_spec
+from picost.model.located_yaml import load_located
 
 _GPT2_ACT = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
 _NEOX_ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "relu": "relu"}

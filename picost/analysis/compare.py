@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from picost.estimate import ROW_CLASSES, Estimate
+from picost.analysis.estimate import ROW_CLASSES, Estimate
 
 METRICS = ("comm_bytes", "rounds", "latency_s", "flops")
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from picost.lower import Lowered, lower, lower_symbolic
-from picost.ops import NONLINEAR_KINDS, Block, Op
-from picost.spec import ModelSpec
+from picost.model.lower import Lowered, lower, lower_symbolic
+from picost.model.ops import NONLINEAR_KINDS, Block, Op
+from picost.model.spec import ModelSpec
 
 FLOP_GROUPS = ("embedding", "attn_proj", "attn_scores_values", "ffn", "head")
 

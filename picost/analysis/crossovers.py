@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from picost.errors import UserError
-from picost.ops import Block
+from picost.model.ops import Block
 
 T_MAX = 2**40
 """Largest context searched for an integer crossover (tokens)."""
@@ -79,7 +79,7 @@ def _integer_fn(diff: Any, T: Any) -> Callable[[int], float]:
     """``diff`` as a function of an integer T: numpy-evaluated (exact log2), for speed."""
     import numpy as np
 
-    from picost.formula import lambdify_numpy
+    from picost.cost.formula import lambdify_numpy
 
     fn = lambdify_numpy(diff, [T])
 
@@ -142,7 +142,7 @@ def flop_conventions(spec: Any, symbolic_width: bool = True) -> list[FlopConvent
     """Attention vs FFN FLOPs of ``spec`` in ``T`` (and ``d`` if ``symbolic_width``) under:
 
     * ``picost``: 2 FLOPs per multiply-add; attention = QKV and output projections + QK^T + AV,
-      masked scores computed (picost's convention, :mod:`picost.flops`);
+      masked scores computed (picost's convention, :mod:`picost.model.flops`);
     * ``scores-only``: attention = QK^T + AV only (projections counted with the linears);
     * ``causal``: like ``picost`` but QK^T and AV only over unmasked scores (T(T+1)/2 per head);
     * ``kaplan``: Kaplan et al. 2020 per-token forward count, whose attention term
@@ -152,7 +152,7 @@ def flop_conventions(spec: Any, symbolic_width: bool = True) -> list[FlopConvent
     """
     import sympy
 
-    from picost.flops import symbolic_flops
+    from picost.model.flops import symbolic_flops
 
     groups = symbolic_flops(spec, ("T", "d") if symbolic_width else ("T",))
     T = sympy.Symbol("T", positive=True, integer=True)
@@ -176,7 +176,7 @@ def flop_conventions(spec: Any, symbolic_width: bool = True) -> list[FlopConvent
 
 def _unmasked_fraction(spec: Any, T: Any) -> Any:
     """Unmasked scores / all scores of the first softmax, lowered at symbolic T."""
-    from picost.lower import lower
+    from picost.model.lower import lower
 
     for op in lower(spec, T).ops:
         if op.kind == "softmax" and op.block is Block.ATTENTION:
@@ -197,7 +197,7 @@ def aero_claim_condition() -> str:
 # ---------------------------------------------------------------------------------------------
 
 def cost_crossovers(forms: Any, network: Any) -> dict[str, Crossover]:
-    """Crossovers of :class:`~picost.costforms.ClassForms` in ``T`` over ``network``:
+    """Crossovers of :class:`~picost.analysis.closed_forms.ClassForms` in ``T`` over ``network``:
 
     * ``softmax_comm_vs_rest``: the T at which softmax communication exceeds that of all other
       classes together;

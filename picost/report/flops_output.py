@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from picost.flops import FlopsReport, count_flops
-from picost.render import dump_csv, dump_json, human_count, rich_table
-from picost.spec import ModelSpec
+from picost.model.flops import FlopsReport, count_flops
+from picost.report.render import dump_csv, dump_json, human_count, rich_table
+from picost.model.spec import ModelSpec
 
 SCHEMA = "picost.flops/1"
 

@@ -2,7 +2,7 @@
 
 Per step: nonlinear op counts in AERO's notation (``SM: 144 x R^{128x128}``), FFN FLOPs,
 attention FLOPs (projections + QK^T + AV), total FLOPs, and, when a cost function is given
-(protocol x network, see :mod:`picost.estimate`), communication and latency; each numeric
+(protocol x network, see :mod:`picost.analysis.estimate`), communication and latency; each numeric
 column also as savings (x) against the baseline row.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from picost.aero import Step
-from picost.flops import FlopsReport
-from picost.lower import Lowered, lower
-from picost.ops import NONLINEAR_KINDS, Op
+from picost.model.aero_transforms import Step
+from picost.model.flops import FlopsReport
+from picost.model.lower import Lowered, lower
+from picost.model.ops import NONLINEAR_KINDS, Op
 
 KIND_LABELS = {"softmax": "SM", "layernorm": "LN", "rmsnorm": "RMSNorm", "gelu": "GELU",
                "gelu_tanh": "GELU", "relu": "ReLU", "silu": "SiLU", "argmax": "argmax"}
@@ -26,7 +26,7 @@ CostFn = Callable[[Lowered], tuple[float, float]]
 def estimate_cost(table: Any, network: Any, allow_uncosted: bool = False) -> CostFn:
     """A :data:`CostFn` from the estimate: total online bytes and latency under ``table`` over
     ``network`` (uncosted rows, if allowed, are left out of the totals)."""
-    from picost.estimate import estimate_lowered
+    from picost.analysis.estimate import estimate_lowered
 
     def cost(lowered: Lowered) -> tuple[float, float]:
         est = estimate_lowered(lowered, table, network, allow_uncosted)

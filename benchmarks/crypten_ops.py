@@ -9,7 +9,8 @@ dependency; run it from a separate virtualenv::
 (run it from the top of the repo or anywhere outside the crypten package directory). benchmarks/results/crypten_ops.jsonl was made with
 ``... mul square matmul linear embedding weight_mul relu ltz exp reciprocal inv_sqrt sigmoid tanh erf
 gelu gelu_tanh silu max_row argmax_row softmax_row layernorm_row rmsnorm_row --shape 4x128 8x64 4x100``
-then ``softmax_row argmax_row --shape 2x2 2x3 2x20 1x1024`` and ``softmax_row --shape 1x148 1x149``.
+then ``softmax_row argmax_row --shape 2x2 2x3 2x20 1x1024`` and ``softmax_row --shape 1x148 1x149``, and
+``linear embedding weight_mul layernorm_row rmsnorm_row --shape 4x128 8x64 4x100 --weights public``.
 
 Defaults of ``configs/default.yaml`` (2 parties, TFP Beaver triples, 16 fractional bits). Each op
 runs once on a fresh ``MPCTensor`` of shape ROWSxCOLS with values ~ N(0, 1); the counters
@@ -30,8 +31,9 @@ import sys
 def _op(name: str):
     """The CrypTen computation for ``name``: a function of x (ROWSxCOLS) and encrypted weights.
 
-    ``w`` holds encrypted server weights (in CrypTen a model's weights are secret-shared too):
-    ``w["mat"]`` COLSxCOLS, ``w["gain"]``/``w["bias"]`` of length COLS, ``w["table"]`` COLSx16.
+    ``w`` holds the server weights, encrypted (secret-shared, as in a CrypTen model) or, with
+    ``--weights public``, plain torch tensors: ``w["mat"]`` COLSxCOLS, ``w["gain"]``/``w["bias"]`` of
+    length COLS, ``w["table"]`` COLSx16.
     """
     import math
 
@@ -72,7 +74,7 @@ def _op(name: str):
     return table[name]
 
 
-def _run(ops: list[str], shapes: list[tuple[int, int]]) -> None:
+def _run(ops: list[str], shapes: list[tuple[int, int]], weights: str) -> None:
     import crypten
     import crypten.communicator as comm
     import torch
@@ -86,14 +88,14 @@ def _run(ops: list[str], shapes: list[tuple[int, int]]) -> None:
         for name in ops:
             for rows, cols in shapes:
                 x = crypten.cryptensor(torch.randn(rows, cols))
-                w = {"mat": crypten.cryptensor(torch.randn(cols, cols) / cols ** 0.5),
-                     "gain": crypten.cryptensor(torch.ones(cols)),
-                     "bias": crypten.cryptensor(torch.zeros(cols)),
-                     "table": crypten.cryptensor(torch.randn(cols, 16))}
+                plain = {"mat": torch.randn(cols, cols) / cols ** 0.5, "gain": torch.ones(cols),
+                         "bias": torch.zeros(cols), "table": torch.randn(cols, 16)}
+                w = plain if weights == "public" else {k: crypten.cryptensor(v) for k, v in plain.items()}
                 comm.get().reset_communication_stats()
                 _op(name)(x, w)
                 stats = comm.get().get_communication_stats()
-                rows_out.append({"op": name, "rows": rows, "cols": cols, "rank": comm.get().get_rank(),
+                rows_out.append({"op": name, **({"weights": "public"} if weights == "public" else {}),
+                                 "rows": rows, "cols": cols, "rank": comm.get().get_rank(),
                                  "rounds": int(stats["rounds"]), "bytes": int(stats["bytes"]),
                                  "sent_bytes": int(stats["bytes"]) // 2})
         if comm.get().get_rank() == 0:
@@ -112,8 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("ops", nargs="+")
     parser.add_argument("--shape", nargs="+", type=_shape, default=[(4, 128)])
+    parser.add_argument("--weights", choices=("shared", "public"), default="shared",
+                        help="server weights secret-shared (a CrypTen model) or public plain tensors")
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    _run(ns.ops, ns.shape)
+    _run(ns.ops, ns.shape, ns.weights)
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ def valid_specs(draw: st.DrawFn, max_layers: int = 4) -> ModelSpec:
     n_layers = data["n_layers"] = draw(st.integers(1, max_layers))
     activation = data["activation"] = draw(st.sampled_from(ACTIVATIONS))
     pruning = draw(st.sampled_from(["none", "list", "from"]))
-    data["ffn"] = {"fused": activation == "identity" and draw(st.booleans()),
-                   "learnable_output_scale": draw(st.booleans())}
+    fused = activation == "identity" and draw(st.booleans())
+    data["ffn"] = {"fused": fused, "learnable_output_scale": not fused and draw(st.booleans())}
     if pruning == "list":
         data["ffn"]["pruned_layers"] = draw(st.lists(st.integers(0, n_layers - 1), unique=True, max_size=n_layers))
     elif pruning == "from":

@@ -92,10 +92,11 @@ def test_softmax_comm_crossover_is_where_estimates_cross(spec_name, protocol):
 
 
 def test_fixture_softmax_crossover_has_the_exact_root():
-    # sweepfix gpt2: softmax 28800 T^2 vs the rest 2592 T^2 + 10576896 T + 990875764
+    # sweepfix gpt2: softmax 28800 T^2 vs the rest 2592 T^2 + 10346496 T + 991106164 (the final
+    # LayerNorm, 300 B per element over the one row the head reads, is 230400 B whatever T)
     x = cost_crossovers(class_forms(load_spec("gpt2"), load_protocol(FIXTURE)), get_network("wan"))[
         "softmax_comm_vs_rest"]
-    a, b, c = 28800 - 2592, -10576896, -990875764
+    a, b, c = 28800 - 2592, -10346496, -991106164
     assert not x.exact.free_symbols
     root = (-b + (b * b - 4 * a * c) ** 0.5) / (2 * a)
     assert float(x.exact) == pytest.approx(root, rel=1e-12) and x.first_t == int(root) + 1
@@ -121,7 +122,7 @@ def test_symbolic_cli_with_protocol(cli):
     T = sympy.Symbol("T")
     comm = sympy.sympify(data["classes"]["softmax"]["comm_bytes"], locals={"T": T})
     assert comm == 28800 * T**2
-    assert data["cost_crossovers"]["softmax_comm_vs_rest"]["first_T"] == 483
+    assert data["cost_crossovers"]["softmax_comm_vs_rest"]["first_T"] == 475  # test_fixture_softmax_crossover_has_the_exact_root
     for args in (("--symbols", "T,x"), ("-p", "nosuch"), ("-n", "moon"), ("--format", "md")):
         bad = cli("symbolic", "gpt2", "-p", FIXTURE, *args)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, (args, bad.stderr)

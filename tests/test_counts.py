@@ -8,7 +8,8 @@ Sizes: GPT-2 small from HuggingFace ``gpt2/config.json`` (n_layer 12, n_embd 768
 n_inner 4*768 = 3072, vocab 50257, gelu_new); Llama-3-8B from ``meta-llama/Meta-Llama-3-8B/
 config.json`` (32 layers, hidden 4096, 32 heads of 128, 8 KV heads, intermediate 14336,
 vocab 128256). The GPT-2 counts at T=128 are those of issue 2, item 3 (144 softmaxes over
-128x128, 24 LayerNorms over 128x768 plus the final one, 12 GELUs over 128x3072).
+128x128, 24 LayerNorms over 128x768 plus the final one, 12 GELUs over 128x3072). With head
+``last`` the final LayerNorm runs on the one row the head reads (1x768).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def test_gpt2_at_128_nonlinear_counts() -> None:
     # LayerNorm: 2 per block (before attention, before FFN) * 12 = 24 over 128 x 768; final apart.
     assert (nl["layernorm"]["ops"], nl["layernorm"]["shape"]) == (24, "128x768")
     assert nl["layernorm"]["elements"] == 24 * 128 * 768 == 2_359_296
-    assert (nl["layernorm (final)"]["ops"], nl["layernorm (final)"]["elements"]) == (1, 128 * 768)
+    assert (nl["layernorm (final)"]["ops"], nl["layernorm (final)"]["elements"]) == (1, 768)  # head: last
     # GELU (tanh form, gelu_new): one per block over T x d_ff = 128 * 3072 elements.
     assert nl["gelu_tanh"]["ops"] == 12
     assert nl["gelu_tanh"]["elements"] == 12 * 128 * 3072 == 4_718_592

@@ -94,7 +94,9 @@ def test_op_counts_scale_with_layers_heads_and_pruning(spec: ModelSpec, T: int) 
         else:
             assert len(in_block) == L + with_ffn  # 2 * L when nothing is pruned
         rows = B if decode else B * T
-        assert all((op.dims["rows"], op.dims["cols"]) == (rows, spec.d_model) for op in norms)
+        assert all((op.dims["rows"], op.dims["cols"]) == (rows, spec.d_model) for op in in_block)
+        head_rows = B if spec.head == "last" else rows  # after the last layer: the rows the head reads
+        assert all((op.dims["rows"], op.dims["cols"]) == (head_rows, spec.d_model) for op in final)
 
     ffn_layers = {op.layer for op in ops if op.block is Block.FFN and op.kind != "add"}
     assert ffn_layers == set(range(L)) - pruned

@@ -121,12 +121,22 @@ CRYPTEN_SHAPES = {
 }
 
 
-def test_crypten_matches_its_counters_exactly():
-    table = load_protocol("crypten")
-    runs = [r for r in _jsonl("crypten_ops.jsonl") if r["op"] in CRYPTEN_SHAPES]
-    assert len({r["op"] for r in runs}) == len(CRYPTEN_SHAPES)
+CRYPTEN_PUBLIC = {"weights": "public", "norm_gain": "public"}
+
+
+@pytest.mark.parametrize("weights", ["shared", "public"])
+def test_crypten_matches_its_counters_exactly(weights):
+    """Every CrypTen run (secret-shared weights; or public weights and gains, with the options that
+    say so) equals the table exactly: bytes on the wire, bytes per party, rounds."""
+    table = load_protocol("crypten", CRYPTEN_PUBLIC if weights == "public" else None)
+    shapes = {**CRYPTEN_SHAPES, "weight_mul": ("weight_mul", lambda r, c: {"n": r * c})} if weights == "public" \
+        else CRYPTEN_SHAPES
+    runs = [r for r in _jsonl("crypten_ops.jsonl") if r["op"] in shapes and r.get("weights", "shared") == weights]
+    expected_ops = set(shapes) if weights == "shared" else {"linear", "embedding", "weight_mul", "layernorm_row",
+                                                             "rmsnorm_row"}
+    assert {r["op"] for r in runs} == expected_ops
     for run in runs:
-        kind, dims = CRYPTEN_SHAPES[run["op"]]
+        kind, dims = shapes[run["op"]]
         d = dims(run["rows"], run["cols"])
         # CrypTen's per-party count is sent + received = all bytes on the wire in 2PC
         assert _cost(table, kind, "comm_bytes", **d) == run["bytes"], run

@@ -63,9 +63,10 @@ def _instance_shape(op: Op, rows: Any) -> tuple[int, str]:
 
 def format_counts(counts: dict[str, list[tuple[int, str]]], skip: tuple[str, ...] = ("argmax",),
                   sep: str = "; ") -> str:
-    """``{"SM": [(144, "128x128")]}`` -> ``SM: 144 x R^{128x128}``; parts joined by ``sep``."""
-    parts = [f"{label}: {n} x R^{{{shape}}}" for label, shapes in counts.items() if label not in skip
-             for n, shape in shapes]
+    """``{"SM": [(144, "128x128")], "LN": [(24, "128x768"), (1, "1x768")]}`` ->
+    ``SM: 144 x R^{128x128}; LN: 24 x R^{128x768} + 1 x R^{1x768}``; labels joined by ``sep``."""
+    parts = [f"{label}: " + " + ".join(f"{n} x R^{{{shape}}}" for n, shape in shapes)
+             for label, shapes in counts.items() if label not in skip and shapes]
     return sep.join(parts) if parts else "none"
 
 

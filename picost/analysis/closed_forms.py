@@ -110,7 +110,7 @@ def class_forms(spec: "ModelSpec", table: "ProtocolTable", allow_uncosted: bool 
                 per_field[f].append(weights[row.op.name] * row.exprs[f])
     forms = {c: {f: sympy.expand(sympy.Add(*ts)) if chosen - {"T"} else sympy.Add(*ts)
                  for f, ts in terms[c].items()} for c in ROW_CLASSES if c in terms}
-    return ClassForms(spec.name, table.name, T, forms, tuple(uncosted), tuple(c for c in forms if c in costed),
+    return ClassForms(spec.name, table.label, T, forms, tuple(uncosted), tuple(c for c in forms if c in costed),
                       table.setting.delays_per_round)
 
 

@@ -206,16 +206,18 @@ def row_latency_s(cost: Any, network: Network, table: ProtocolTable) -> float:
 
 def estimate(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTable,
              network: str | Network | None = None, context: int | None = None, *,
-             bandwidth: str | None = None, rtt: str | None = None, allow_uncosted: bool = False) -> Estimate:
+             bandwidth: str | None = None, rtt: str | None = None, allow_uncosted: bool = False,
+             options: Mapping[str, str] | None = None) -> Estimate:
     """The Python API of ``picost estimate``.
 
     ``spec``: a :class:`~picost.model.spec.ModelSpec`, a shipped spec name or a path; ``protocol``: a
-    shipped table name, a path or a loaded :class:`ProtocolTable`; ``network``: a preset name or
+    shipped table name, a path or a loaded :class:`ProtocolTable`; ``options``: the table's options
+    (``{"weights": "public"}``; the others at their defaults); ``network``: a preset name or
     a :class:`Network` (``bandwidth``/``rtt`` text such as ``"100Mbps"``/``"80ms"`` override it);
     ``context``: tokens T (default: the spec's ``context_length``).
     """
     model = _spec(spec)
-    table = load_protocol(protocol)
+    table = load_protocol(protocol, options)
     link = get_network(network, bandwidth=bandwidth, rtt=rtt)
     return estimate_lowered(lower(model, context), table, link, allow_uncosted)
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import typer
 
+from picost.cli.whatif import OPTION_HELP
 from picost.errors import UserError
 
 app = typer.Typer(
@@ -101,6 +102,7 @@ def estimate(
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json | csv | md."),
     allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="List ops the table cannot cost as UNCOSTED rows instead of failing."),
     calibration: Optional[str] = typer.Option(None, "--calibration", help="Compute profile from `picost calibrate` (YAML): this machine's compute time per op kind."),
+    option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
 ) -> None:
     """Communication, rounds and latency of one private forward pass, per op and per group."""
     from picost.report import estimate_output as estimate_report
@@ -109,7 +111,7 @@ def estimate(
 
     _choice(by, ("op", "layer", "block", "class"), "--by")
     _choice(fmt, ("table", "json", "csv", "md"), "--format")
-    result = run_estimate(spec, calibrated_table(protocol, calibration), network, context, bandwidth=bandwidth,
+    result = run_estimate(spec, calibrated_table(protocol, calibration, option), network, context, bandwidth=bandwidth,
                           rtt=rtt, allow_uncosted=allow_uncosted)
     out = estimate_report.render(result, by=by, fmt=fmt)
     _print(out) if fmt == "table" else _echo(out)
@@ -137,13 +139,14 @@ def protocols(ctx: typer.Context) -> None:
 def protocols_show(
     protocol: str = typer.Argument(..., help="Shipped table name or path."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | md (the generated docs page)."),
+    option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
 ) -> None:
-    """Each op kind's formulas (bytes, rounds, compute, offline) and sources."""
+    """Each op kind's formulas (bytes, rounds, compute, offline) and sources, and the table's options."""
     from picost.report import protocol_docs
-    from picost.cost.protocol_table import load_protocol
+    from picost.cost.table_options import load_tables
 
     _choice(fmt, ("table", "md"), "--format")
-    table = load_protocol(protocol)
+    table = load_tables([protocol], option)[0]
     _echo(protocol_docs.markdown(table)) if fmt == "md" else _print(protocol_docs.rich_view(table))
 
 # -- the two-party engine (picost.mpc; needs torch) -------------------------------------------

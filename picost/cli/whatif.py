@@ -15,6 +15,8 @@ import typer
 from picost.errors import UserError
 
 FMT_HELP = "Output: table | json | csv | md."
+OPTION_HELP = ("A protocol table option, NAME=VALUE (every table) or TABLE:NAME=VALUE; repeatable. "
+               "`picost protocols show P` lists a table's options.")
 
 
 def _out(text: str) -> None:
@@ -58,6 +60,7 @@ def aero(
     network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset (default wan)."),
     bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
     rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
     fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
 ) -> None:
     """AERO's steps applied to SPEC as spec transforms: the ablation table of a PI paper.
@@ -74,7 +77,7 @@ def aero(
     steps = aero_steps(load_spec(spec), prune=prune, keep_temperature=temperature)
     cost, where = None, ""
     if protocol is not None:
-        cost, where = _cost_fn(protocol, network, bandwidth, rtt)
+        cost, where = _cost_fn(protocol, network, bandwidth, rtt, option)
     rows = ablation(steps, context, cost)
     ctx = context or steps[0].spec.context_length
     human = fmt in ("table", "md")
@@ -106,13 +109,14 @@ def aero(
         _out(f"note: {ENTROPY_REG_NOTE}.")
 
 
-def _cost_fn(protocol: str, network: str | None, bandwidth: str | None, rtt: str | None) -> tuple[Any, str]:
+def _cost_fn(protocol: str, network: str | None, bandwidth: str | None, rtt: str | None,
+             option: Sequence[str] | None) -> tuple[Any, str]:
     """A cost function (lowered model -> (comm bytes, latency s)) and a phrase saying where."""
     from picost.analysis.ablation import estimate_cost
 
     link = _one_network(network, bandwidth, rtt)
-    table = _one_table(protocol)
-    return estimate_cost(table, link), f" under {table.name} over {link.name} ({link.summary()})"
+    table = _one_table(protocol, option)
+    return estimate_cost(table, link), f" under {table.label} over {link.name} ({link.summary()})"
 
 
 def symbolic(
@@ -123,6 +127,7 @@ def symbolic(
     network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset (default wan)."),
     bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
     rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
     allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="Leave out ops the table cannot cost."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
 ) -> None:
@@ -160,16 +165,17 @@ def symbolic(
     lines.append(f"\nAERO's 'FFN FLOPs dominate when T < 8/3 d': {aero_claim_condition()}.")
     if protocol is not None:
         link = _one_network(network, bandwidth, rtt)
-        table = _one_table(protocol)
+        table = _one_table(protocol, option)
         cf = class_forms(model, table, allow_uncosted, chosen)
         per_class = {c: {"flops": f["flops"], "comm_bytes": f["comm_bytes"], "rounds": f["rounds"],
                          "latency_s": sympy.N(cf.latency(link, [c]), 6)} for c, f in cf.forms.items()}
         totals = {"flops": cf.total("flops"), "comm_bytes": cf.total("comm_bytes"), "rounds": cf.total("rounds"),
                   "latency_s": sympy.N(cf.latency(link), 6)}
-        obj.update({"protocol": table.name, "network": link.as_dict(), "uncosted": list(cf.uncosted),
+        obj.update({"protocol": table.name, "options": dict(table.chosen), "network": link.as_dict(),
+                    "uncosted": list(cf.uncosted),
                     "classes": {c: {k: str(v) for k, v in f.items()} for c, f in per_class.items()},
                     "total": {k: str(v) for k, v in totals.items()}})
-        lines.append(f"\nUnder {table.name} over {link.name} ({link.summary()}); bytes, rounds, seconds:")
+        lines.append(f"\nUnder {table.label} over {link.name} ({link.summary()}); bytes, rounds, seconds:")
         for c, f in list(per_class.items()) + [("total", totals)]:
             lines += [f"  {c:>16} flops      = {f['flops']}",
                       f"  {'':>16} comm_bytes = {_readable(f['comm_bytes'])}",
@@ -227,13 +233,13 @@ def _networks(names: str | None, bandwidth: str | None, rtt: str | None, default
     return [get_network(n, bandwidth=bandwidth, rtt=rtt) for n in chosen]
 
 
-def _tables(protocols: str) -> list[Any]:
-    from picost.cost.protocol_table import load_protocol
+def _tables(protocols: str, option: Sequence[str] | None) -> list[Any]:
+    from picost.cost.table_options import load_tables
 
     names = _split_list(protocols)
     if not names:
         raise UserError("give at least one protocol", field="--protocol")
-    return [load_protocol(n) for n in names]
+    return load_tables(names, option)
 
 
 def _one_network(names: str | None, bandwidth: str | None, rtt: str | None) -> Any:
@@ -244,9 +250,9 @@ def _one_network(names: str | None, bandwidth: str | None, rtt: str | None) -> A
     return found[0]
 
 
-def _one_table(protocols: str) -> Any:
+def _one_table(protocols: str, option: Sequence[str] | None) -> Any:
     """The single protocol table of a command that takes one."""
-    found = _tables(protocols)
+    found = _tables(protocols, option)
     if len(found) != 1:
         raise UserError(f"this command takes one protocol (got {len(found)})", field="--protocol")
     return found[0]
@@ -265,6 +271,7 @@ def sweep(
                                           "(default lan,wan)."),
     bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
     rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
     share: str = typer.Option("latency", "--share", help="Class shares of: latency | comm."),
     allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="Leave out ops the table cannot cost."),
     fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
@@ -279,7 +286,7 @@ def sweep(
     if share not in ("latency", "comm"):
         raise UserError(f"unknown value '{share}' for --share; choose from latency, comm", field="--share")
     contexts = sweeps.parse_contexts(context)
-    result = sweeps.sweep(load_spec(spec), contexts, _tables(protocol), _networks(network, bandwidth, rtt),
+    result = sweeps.sweep(load_spec(spec), contexts, _tables(protocol, option), _networks(network, bandwidth, rtt),
                           allow_uncosted)
     field = "latency_s" if share == "latency" else "comm_bytes"
     shares = {c: result.share(c, field) for c in result.classes}
@@ -318,6 +325,7 @@ def compare(
     network: Optional[str] = typer.Option(None, "--network", "-n", help="Network preset (default wan)."),
     bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
     rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
     context: Optional[int] = typer.Option(None, "--context", "-T", help="Tokens T (default: each spec's own)."),
     allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="List ops the table cannot cost."),
     fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
@@ -333,14 +341,15 @@ def compare(
     _check_format(fmt)
     if len(specs) < 2:
         raise UserError("give at least two specs to compare", field="SPECS")
-    table = _one_table(protocol)
+    table = _one_table(protocol, option)
     link = _one_network(network, bandwidth, rtt)
     estimates = [estimate_lowered(lower(load_spec(s), context), table, link, allow_uncosted) for s in specs]
     cmp = compare_estimates(estimates)
     names = [e.spec_name for e in estimates]
     if fmt == "json":
         emit_table(fmt, "", (), (), {
-            "schema": "picost.compare/1", "protocol": table.name, "network": link.as_dict(),
+            "schema": "picost.compare/1", "protocol": table.name, "options": dict(table.chosen),
+            "network": link.as_dict(),
             "specs": [{"spec": e.spec_name, "context": e.context,
                        "classes": {c: {**cmp.values[i][c],
                                        "savings": {m: _json_ratio(cmp.savings(i, c, m)) for m in cmp.values[i][c]}}
@@ -348,7 +357,7 @@ def compare(
         return
     human = fmt in ("table", "md")
     ctx = ", ".join(f"{e.spec_name} T={e.context}" for e in estimates)
-    title = f"{table.name} over {link.name} ({link.summary()}): {ctx}"
+    title = f"{table.label} over {link.name} ({link.summary()}): {ctx}"
     if not human:
         header = ["class"] + [f"{n} {m}" for n in names for m in ("comm_bytes", "latency_s")]
         header += [f"{n} {m} savings" for n in names[1:] for m in ("comm_bytes", "latency_s")]
@@ -431,6 +440,7 @@ def report(
     network: str = typer.Option("lan,wan", "--network", "-n", help="Network preset(s), comma-separated."),
     bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
     rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
+    option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
     context: Optional[int] = typer.Option(None, "--context", "-T", help="Tokens T of the tables (default: the "
                                           "spec's)."),
     sweep_contexts: str = typer.Option("64,128,...,8192", "--sweep", help="Contexts of the sweep and plots."),
@@ -456,7 +466,7 @@ def report(
         configs = [(ReportConfig(name=Path(output).stem, specs=tuple(specs), protocols=tuple(_split_list(protocol)),
                                  networks=tuple(_split_list(network)), context=context, sweep=sweep_contexts,
                                  aero=aero_steps, prune=prune, title=title, bandwidth=bandwidth, rtt=rtt,
-                                 output=output), output)]
+                                 output=output, options=tuple(option or ())), output)]
     built = [build_report(c, out) for c, out in configs]  # everything computed before anything is written
     for r in built:
         if not r.markdown_path.parent.is_dir():

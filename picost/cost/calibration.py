@@ -23,7 +23,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from picost.cost import formula
 from picost.errors import UserError
@@ -138,11 +138,12 @@ def apply_calibration(table: ProtocolTable, profile: Profile, profile_file: str 
     return dataclasses.replace(table, entries=entries, _values={})
 
 
-def calibrated_table(protocol: Any, calibration: str | Path | None) -> ProtocolTable:
-    """Load ``protocol`` and, when a profile file is given, apply it."""
-    from picost.cost.protocol_table import load_protocol
+def calibrated_table(protocol: Any, calibration: str | Path | None,
+                     option_texts: Sequence[str] | None = None) -> ProtocolTable:
+    """Load ``protocol`` with its ``--option`` values and, when a profile file is given, apply it."""
+    from picost.cost.table_options import load_tables
 
-    table = load_protocol(protocol)
+    table = load_tables([protocol], option_texts)[0]
     if calibration is None:
         return table
     return apply_calibration(table, load_profile(calibration), str(calibration))

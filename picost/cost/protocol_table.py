@@ -12,6 +12,7 @@ This module knows the op IR, never the spec's YAML, the network or any face.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import keyword
 import math
@@ -37,12 +38,14 @@ FORMULA_FIELDS = ("comm_bytes", "bytes_client_to_server", "bytes_server_to_clien
                   "compute_s", "offline_bytes")
 _REQUIRED_FORMULAS = ("comm_bytes", "rounds")
 _ENTRY_KEYS = FORMULA_FIELDS + ("includes_truncation", "source", "notes")
-_TOP_KEYS = ("name", "description", "citations", "setting", "confidence", "params", "ops")
+_TOP_KEYS = ("name", "description", "citations", "setting", "confidence", "params", "options", "ops")
 _TOP_REQUIRED = ("name", "description", "setting", "confidence", "ops")
 _SETTING_KEYS = ("parties", "threat_model", "correlated_randomness", "ring_bits", "fractional_bits", "he",
                  "delays_per_round")
 _CORRELATED = ("none", "dealer", "third_party")
 _PARAM_KEYS = ("value", "unit", "source")
+_OPTION_KEYS = ("description", "default", "choices")
+_CHOICE_KEYS = ("source", "notes", "params", "ops")
 _SOURCE_PREFIXES = ("derived:", "measured:")
 
 
@@ -99,6 +102,31 @@ class Entry:
     line: int | None
     field_lines: Mapping[str, int | None] = field(default_factory=dict)
     """Line of each formula field, for located evaluation errors."""
+    where: str = ""
+    """Where the entry is written: ``ops.relu``, or ``options.gelu.choices.stock.ops.gelu``."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One value of a table option: the parameter values and op entries it puts in force."""
+
+    name: str
+    source: str
+    notes: str | None
+    params: Mapping[str, int | float]
+    """New values of parameters the table declares."""
+    entries: Mapping[str, Entry]
+    """Entries that replace (or add to) the table's ``ops`` for their kinds."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """A named choice the modelled engine offers (who holds the weights, which GELU, ...)."""
+
+    name: str
+    description: str
+    default: str
+    choices: Mapping[str, Choice]
 
 
 @dataclass(frozen=True)
@@ -138,8 +166,51 @@ class ProtocolTable:
     params: Mapping[str, Param]
     entries: Mapping[str, Entry]
     path: str
+    options: Mapping[str, Option] = field(default_factory=dict)
+    """The options the table declares (``docs/protocol-tables.md``)."""
+    chosen: Mapping[str, str] = field(default_factory=dict)
+    """The value of every option in force (defaults included), in declaration order."""
+    base_params: Mapping[str, Param] = field(default_factory=dict, repr=False)
+    base_entries: Mapping[str, Entry] = field(default_factory=dict, repr=False)
+    """``params`` and ``entries`` as written under ``params:``/``ops:``, before any option applies."""
     _values: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
     """Evaluated formulas per (kind, dims): the layers of a model repeat the same shapes."""
+
+    @property
+    def label(self) -> str:
+        """The table's name, with the options that differ from their defaults: ``crypten[weights=public]``."""
+        changed = [f"{k}={v}" for k, v in self.chosen.items() if v != self.options[k].default]
+        return f"{self.name}[{','.join(changed)}]" if changed else self.name
+
+    def with_options(self, selected: Mapping[str, str] | None) -> "ProtocolTable":
+        """This table with ``selected`` option values (the others at their defaults).
+
+        An unknown option or value is a :class:`UserError` naming the table and the choices."""
+        chosen = {name: option.default for name, option in self.options.items()}
+        for name, value in (selected or {}).items():
+            option = self.options.get(name)
+            if option is None:
+                known = ", ".join(self.options) or "none"
+                close = difflib.get_close_matches(name, list(self.options), n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise UserError(f"protocol table '{self.name}' has no option '{name}'; {hint}its options: {known}",
+                                file=self.path, field="--option")
+            if value not in option.choices:
+                close = difflib.get_close_matches(value, list(option.choices), n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise UserError(f"option '{name}' of protocol table '{self.name}' has no value '{value}'; {hint}"
+                                f"choices: {', '.join(option.choices)}", file=self.path, field="--option")
+            chosen[name] = value
+        if chosen == dict(self.chosen):
+            return self
+        params = dict(self.base_params)
+        entries = dict(self.base_entries)
+        for name, value in chosen.items():
+            choice = self.options[name].choices[value]
+            for pname, pvalue in choice.params.items():
+                params[pname] = Param(pname, pvalue, params[pname].unit, choice.source)
+            entries.update(choice.entries)
+        return dataclasses.replace(self, params=params, entries=entries, chosen=chosen, _values={})
 
     @property
     def param_values(self) -> dict[str, Any]:
@@ -238,7 +309,7 @@ class ProtocolTable:
             shape = ", ".join(f"{k}={env[k]}" for k in ENTRY_SYMBOLS[entry.kind])
             raise UserError(f"{field_name} of op {row} cannot be evaluated at {shape}: {exc}", file=self.path,
                             line=entry.field_lines.get(field_name, entry.line),
-                            field=f"ops.{entry.kind}.{field_name}") from None
+                            field=f"{entry.where}.{field_name}") from None
 
     def _checked(self, entry: Entry, field_name: str, value: Any, row: str) -> Any:
         try:
@@ -248,7 +319,7 @@ class ProtocolTable:
         if not ok:
             raise UserError(f"{field_name} of op {row} evaluates to {value!r}; costs must be finite and >= 0",
                             file=self.path, line=entry.field_lines.get(field_name, entry.line),
-                            field=f"ops.{entry.kind}.{field_name}")
+                            field=f"{entry.where}.{field_name}")
         return value
 
 
@@ -282,10 +353,15 @@ def resolve_protocol_path(ref: str | Path) -> Path:
 _CACHE: dict[tuple[str, int], ProtocolTable] = {}
 
 
-def load_protocol(ref: str | Path | ProtocolTable) -> ProtocolTable:
-    """Load and validate a table by path or shipped name (cached per file and modification time)."""
+def load_protocol(ref: str | Path | ProtocolTable, options: Mapping[str, str] | None = None) -> ProtocolTable:
+    """Load and validate a table by path or shipped name (cached per file and modification time),
+    with ``options`` (``{"weights": "public"}``) in force and the table's defaults for the rest."""
     if isinstance(ref, ProtocolTable):
-        return ref
+        return ref.with_options(options) if options else ref
+    return _load_file(ref).with_options(options)
+
+
+def _load_file(ref: str | Path) -> ProtocolTable:
     path = resolve_protocol_path(ref).resolve()
     key = (str(path), path.stat().st_mtime_ns)
     table = _CACHE.get(key)
@@ -338,10 +414,57 @@ class _Validator:
         ops = self.mapping(top["ops"], ("ops",), tuple(ENTRY_SYMBOLS), what="op kind")
         if not ops:
             raise self.error(("ops",), "a table needs at least one op entry")
-        entries = {kind: self.entry(kind, raw, params, citations) for kind, raw in ops.items()}
-        return ProtocolTable(name, self.text(top["description"], ("description",)), citations,
+        entries = {kind: self.entry(kind, raw, params, citations, ("ops", kind)) for kind, raw in ops.items()}
+        options = self.options(top.get("options", {}), params, citations)
+        base = ProtocolTable(name, self.text(top["description"], ("description",)), citations,
                              self.setting(top["setting"]), self.text(top["confidence"], ("confidence",)),
-                             params, entries, self.file)
+                             params, entries, self.file, options, {}, params, entries)
+        return base.with_options({})
+
+    def options(self, raw: Any, params: Mapping[str, Param], citations: Mapping[str, str]) -> dict[str, Option]:
+        """The ``options:`` block; no two options may set the same parameter or op kind."""
+        out: dict[str, Option] = {}
+        owner: dict[tuple[str, str], str] = {}  # ("param"|"op", name) -> option that sets it
+        for name, spec in self.mapping(raw, ("options",), None).items():
+            path = ("options", name)
+            if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+                raise self.error(path, f"option name '{name}' must be a word (letters, digits, - or _)")
+            o = self.mapping(spec, path, _OPTION_KEYS, _OPTION_KEYS)
+            choices_raw = self.mapping(o["choices"], path + ("choices",), None)
+            if not choices_raw:
+                raise self.error(path + ("choices",), "an option needs at least one choice")
+            choices = {str(c): self.choice(str(c), raw_choice, params, citations, path + ("choices", c))
+                       for c, raw_choice in choices_raw.items()}
+            default = o["default"]
+            if not isinstance(default, str) or default not in choices:
+                raise self.error(path + ("default",), f"default '{default}' is not one of the choices "
+                                                      f"({', '.join(choices)})")
+            for choice in choices.values():
+                touched = [("param", p) for p in choice.params] + [("op", k) for k in choice.entries]
+                for key in touched:
+                    if owner.setdefault(key, name) != name:
+                        raise self.error(path + ("choices", choice.name), f"option '{name}' sets {key[0]} "
+                                         f"'{key[1]}', which option '{owner[key]}' sets too; one option per "
+                                         "parameter and per op kind, so that any combination is well defined")
+            out[name] = Option(name, self.text(o["description"], path + ("description",)), default, choices)
+        return out
+
+    def choice(self, name: str, raw: Any, params: Mapping[str, Param], citations: Mapping[str, str],
+               path: KeyPath) -> Choice:
+        c = self.mapping(raw, path, _CHOICE_KEYS, ("source",))
+        source = self.source(c["source"], path + ("source",), citations)
+        notes = self.text(c["notes"], path + ("notes",)) if "notes" in c else None
+        values: dict[str, int | float] = {}
+        for pname, value in self.mapping(c.get("params", {}), path + ("params",), None).items():
+            if pname not in params:
+                raise self.error(path + ("params", pname), f"'{pname}' is not a parameter of this table "
+                                 f"(declared: {', '.join(params) or 'none'})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise self.error(path + ("params", pname), "a parameter value must be a finite number")
+            values[pname] = value
+        ops = self.mapping(c.get("ops", {}), path + ("ops",), tuple(ENTRY_SYMBOLS), what="op kind")
+        entries = {kind: self.entry(kind, e, params, citations, path + ("ops", kind)) for kind, e in ops.items()}
+        return Choice(name, source, notes, values, entries)
 
     def setting(self, raw: Any) -> Setting:
         path = ("setting",)
@@ -398,8 +521,8 @@ class _Validator:
             raise self.error(path, f"source '{text}' must name the table or section after the citation key")
         return text
 
-    def entry(self, kind: str, raw: Any, params: Mapping[str, Param], citations: Mapping[str, str]) -> Entry:
-        path = ("ops", kind)
+    def entry(self, kind: str, raw: Any, params: Mapping[str, Param], citations: Mapping[str, str],
+              path: KeyPath) -> Entry:
         e = self.mapping(raw, path, _ENTRY_KEYS)
         if "source" not in e:
             raise self.error(path, "missing source (a citation, 'derived: ...' or 'measured: ...')")
@@ -425,7 +548,7 @@ class _Validator:
                              f"({', '.join(k for k, v in KINDS.items() if v.fixed_point_product)})")
         notes = self.text(e["notes"], path + ("notes",)) if "notes" in e else None
         return Entry(kind, formulas, includes, source, notes, line_of(self.lines, path),
-                     {f: line_of(self.lines, path + (f,)) for f in formulas})
+                     {f: line_of(self.lines, path + (f,)) for f in formulas}, ".".join(str(p) for p in path))
 
     def check_directions(self, kind: str, formulas: Mapping[str, formula.Formula], params: Mapping[str, Param],
                          path: KeyPath) -> None:

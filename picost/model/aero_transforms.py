@@ -94,12 +94,13 @@ def softmax_only(spec: ModelSpec, scaled_ffn: bool = True) -> ModelSpec:
                    activation="identity", norm={"kind": "none"}, ffn=ffn)
 
 
-def fuse_ffn(spec: ModelSpec, fold_output_scale: bool = True) -> ModelSpec:
+def fuse_ffn(spec: ModelSpec) -> ModelSpec:
     """AERO's FFN fusion: with an identity activation, ``x W_up W_down`` is one ``d x d`` linear.
 
     Refused with a :class:`UserError` while an activation remains (fusion would be wrong).
-    A learned per-channel output scale is linear too, so by default it is folded into the fused
-    weights (``W = W_up W_down diag(s)``); ``fold_output_scale=False`` keeps it as its own op.
+    A learned per-channel output scale is linear too, so it is folded into the fused weights
+    (``W = W_up W_down diag(s)``): the same definition as a spec's ``ffn.fused`` (which requires
+    ``learnable_output_scale: false``).
     """
     if spec.ffn.fused:
         return spec
@@ -107,9 +108,8 @@ def fuse_ffn(spec: ModelSpec, fold_output_scale: bool = True) -> ModelSpec:
         raise UserError(f"{spec.name}: cannot fuse the FFN linears: activation '{spec.activation}' "
                         "remains between them (make the model Softmax-only first: identity activation)",
                         field="activation")
-    scale = spec.ffn.learnable_output_scale and not fold_output_scale
-    return _derive(spec, "fused", "FFN linears fused into one d x d linear",
-                   ffn={"fused": True, "learnable_output_scale": scale})
+    return _derive(spec, "fused", "FFN linears (and output scale) fused into one d x d linear",
+                   ffn={"fused": True, "learnable_output_scale": False})
 
 
 def prune_deep_ffns(spec: ModelSpec, count: int | None = None) -> ModelSpec:

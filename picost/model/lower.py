@@ -86,15 +86,20 @@ class _Lowerer:
         pruned = s.pruned_ffn_layers
         for layer in range(s.n_layers):
             self.layer(layer, has_ffn=layer not in pruned)
-        if s.has_norm and s.norm.final:
-            self.norm("final_norm", None, notes=("final norm, outside the blocks",))
+        if s.has_norm and s.norm.final:  # only on the rows the head reads
+            self.norm("final_norm", None, rows=self.head_rows, notes=("final norm, outside the blocks",))
         self.head()
         return self.out
 
     # -- pieces ---------------------------------------------------------------------------
-    def norm(self, name: str, layer: int | None, notes: tuple[str, ...] = ()) -> None:
+    @property
+    def head_rows(self) -> Any:
+        """Rows the ops after the last layer run on: one per sequence for head ``last``."""
+        return self.B if self.s.head == "last" else self.rows
+
+    def norm(self, name: str, layer: int | None, rows: Any = None, notes: tuple[str, ...] = ()) -> None:
         self.emit(name, self.s.norm.kind, Block.NORM, layer, (S, W), notes=notes,
-                  rows=self.rows, cols=self.s.d_model)
+                  rows=self.rows if rows is None else rows, cols=self.s.d_model)
 
     def residual(self, name: str, layer: int) -> None:
         self.emit(name, "add", Block.ATTENTION if ".attn." in name else Block.FFN, layer, (S, S),
@@ -159,15 +164,14 @@ class _Lowerer:
             if act != "identity":
                 self.emit(f"{L}.act", act, F, layer, (S,), n=n_hidden)
             self.emit(f"{L}.down", "linear", F, layer, (S, W), m=self.rows, k=dff, n=d)
-        if s.ffn.learnable_output_scale:
+        if s.ffn.learnable_output_scale:  # never with ffn.fused, which folds the scale (spec rule)
             self.emit(f"{L}.out_scale", "weight_mul", F, layer, (S, W), n=self.rows * d)
 
     def head(self) -> None:
         s = self.s
         if s.head == "none":
             return
-        rows = self.B if s.head == "last" else self.rows
-        self.emit("head.proj", "linear", Block.HEAD, None, (S, W), m=rows, k=s.d_model, n=s.vocab_size,
+        self.emit("head.proj", "linear", Block.HEAD, None, (S, W), m=self.head_rows, k=s.d_model, n=s.vocab_size,
                   notes=("tied to the token embedding",) if s.tied_embeddings else ())
         if s.argmax:
             self.emit("head.argmax", "argmax", Block.HEAD, None, (S,), rows=self.B, cols=s.vocab_size)

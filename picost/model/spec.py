@@ -66,7 +66,8 @@ class FFNSpec(_Strict):
     """Feed-forward network options."""
 
     fused: bool = False
-    """The two FFN linears merged into one d_model x d_model linear (identity activation only)."""
+    """The two FFN linears merged into one d_model x d_model linear (identity activation only); a
+    learned output scale is folded into it, so ``learnable_output_scale`` must be false."""
     learnable_output_scale: bool = False
     """FFN output multiplied by learned (server-held) scales (AERO's scaled FFN)."""
     pruned_layers: list[int] = Field(default_factory=list)
@@ -177,6 +178,12 @@ def check_rules(spec: ModelSpec) -> None:
             "ffn.fused",
             f"fusing the FFN linears needs activation 'identity' (got '{spec.activation}'): "
             "a nonlinearity between them cannot be fused",
+        )
+    if spec.ffn.fused and spec.ffn.learnable_output_scale:
+        raise SpecRuleError(
+            "ffn.learnable_output_scale",
+            "a fused FFN folds its output scale into the fused linear (W_up W_down diag(s), AERO's fusion): "
+            "set learnable_output_scale: false",
         )
     if spec.ffn.pruned_layers and spec.ffn.pruned_from_layer is not None:
         raise SpecRuleError("ffn.pruned_from_layer", "give pruned_layers or pruned_from_layer, not both")

@@ -361,11 +361,11 @@ class ReferenceModel(nn.Module):
             x = self.pos(x, positions)
         for block in self.blocks:
             x = block(x, positions, cache)
+        if self.spec.head == "last":  # the ops after the last layer run on the rows the head reads
+            x = x[:, -1:]
         if self.final_norm is not None:
             x = self.final_norm(x)
-        if self.head_proj is None:
-            return x
-        return self.head_proj(x if self.spec.head == "full" else x[:, -1:])
+        return x if self.head_proj is None else self.head_proj(x)
 
     def predict(self, ids: torch.Tensor, cache: KVCache | None = None) -> Prediction:
         """Everything the lowering describes: logits and, if the spec has one, the argmax."""

@@ -87,12 +87,12 @@ class SecureModel:
         pruned = s.pruned_ffn_layers
         for layer in range(s.n_layers):
             x = self.block(layer, x, tokens, layer not in pruned)
+        if s.head == "last":  # the ops after the last layer run on the rows the head reads
+            x = x[-1:]
         if s.has_norm and s.norm.final:
             x = self.norm("final_norm", "final_norm", x)
         if s.head == "none":
             return x, None
-        if s.head == "last":
-            x = x[-1:]
         logits = self.linear("head.proj", "head_proj", x, s.d_model, s.vocab_size)
         token = X.argmax(ctx, "head.argmax", logits[-1:]) if s.argmax else None
         return logits, token

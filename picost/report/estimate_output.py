@@ -8,7 +8,7 @@ table, or the row is uncosted)::
       "spec": str, "context": int, "phase": "prefill" | "decode", "batch_size": int,
       "protocol": {"name", "description", "setting": {"parties", "threat_model",
                    "correlated_randomness", "ring_bits", "fractional_bits", "he"}, "confidence",
-                   "params": {name: number}},
+                   "params": {name: number}, "options": {option: chosen value}},
       "network": {"name", "bandwidth_bps", "rtt_s", "round_s", "source"},
       "latency_model": str,
       "totals": TOTALS + {"bytes_bound_s": float, "dominant_class": str | null},
@@ -55,7 +55,7 @@ def as_dict(est: Estimate) -> dict[str, Any]:
         "spec": est.spec_name, "context": est.context, "phase": est.phase, "batch_size": est.batch_size,
         "protocol": {"name": p.name, "description": p.description,
                      "setting": {**asdict(p.setting), "he": dict(p.setting.he)}, "confidence": p.confidence,
-                     "params": p.param_values},
+                     "params": p.param_values, "options": dict(p.chosen)},
         "network": est.network.as_dict(),
         "latency_model": LATENCY_MODEL,
         "totals": totals,
@@ -143,7 +143,7 @@ def summary_lines(est: Estimate) -> list[str]:
 
 
 def _title(est: Estimate) -> str:
-    return (f"{est.spec_name} at T={est.context} ({est.phase}, batch {est.batch_size}) under {est.protocol.name} "
+    return (f"{est.spec_name} at T={est.context} ({est.phase}, batch {est.batch_size}) under {est.protocol.label} "
             f"over {est.network.name} ({est.network.summary()})")
 
 

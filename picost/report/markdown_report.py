@@ -42,6 +42,8 @@ class ReportConfig:
     output: str | None = None
     """The markdown path as the user gave it (shown in the regenerate command); default
     ``reports/<name>.md``."""
+    options: tuple[str, ...] = ()
+    """Protocol table options, as ``--option`` takes them (``weights=public``)."""
 
     def command(self) -> str:
         """The ``picost report`` command line that regenerates this report."""
@@ -58,6 +60,8 @@ class ReportConfig:
             parts += ["--bandwidth", self.bandwidth]
         if self.rtt:
             parts += ["--rtt", self.rtt]
+        for option in self.options:
+            parts += ["--option", option]
         if self.title:
             parts += ["--title", f"'{self.title}'"]
         return " ".join(parts) + f" -o {self.output or f'reports/{self.name}.md'}"
@@ -103,14 +107,14 @@ def build_report(config: ReportConfig, markdown_path: str | Path, plots: bool = 
     from picost.analysis.estimate import estimate_lowered
     from picost.model.lower import lower
     from picost.cost.network import get_network
-    from picost.cost.protocol_table import load_protocol
+    from picost.cost.table_options import load_tables
     from picost.analysis.sweep import parse_contexts
 
     md_path = Path(markdown_path)
     if md_path.suffix != ".md":
         raise UserError(f"the report must be a .md file (got '{md_path}')", field="--output")
     models = _models(config)
-    tables = [load_protocol(p) for p in config.protocols]
+    tables = load_tables(config.protocols, config.options)
     networks = [get_network(n, bandwidth=config.bandwidth, rtt=config.rtt) for n in config.networks]
     if not tables or not networks:
         raise UserError("give at least one protocol and one network", field="--protocol")
@@ -163,6 +167,7 @@ def _one_line(text: str) -> str:
 
 
 def _setting(models: list[_Model], tables: list[Any], networks: list[Any], config: ReportConfig) -> list[str]:
+    from picost.cost.table_options import describe_options
     from picost.report.estimate_output import LATENCY_MODEL
 
     first = models[0].spec
@@ -175,7 +180,8 @@ def _setting(models: list[_Model], tables: list[Any], networks: list[Any], confi
             f"L={m.spec.n_layers}, d={m.spec.d_model}, H={m.spec.n_heads}, d_ff={m.spec.ffn_width}" for m in models]
     out.append("- **Protocols:**")
     for t in tables:
-        out.append(f"  - `{t.name}`: {_one_line(t.description)}. Setting: {t.setting.summary()}. "
+        chosen = f"; options: {describe_options(t.chosen)}" if t.chosen else ""
+        out.append(f"  - `{t.name}`: {_one_line(t.description)}. Setting: {t.setting.summary()}{chosen}. "
                    f"Confidence: {_one_line(t.confidence)}")
         out += [f"    - `{key}`: {_one_line(text)}" for key, text in t.citations.items()]
     out.append("- **Networks:**")

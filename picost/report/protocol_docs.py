@@ -41,6 +41,22 @@ def entry_rows(table: ProtocolTable) -> list[tuple[str, ...]]:
     return rows
 
 
+def option_rows(table: ProtocolTable) -> list[tuple[str, str, str, str]]:
+    """Per option choice: option (with its description), choice (``(default)`` marked), what it
+    sets (parameter values; entries by kind with their bytes and rounds formulas), source."""
+    rows = []
+    for option in table.options.values():
+        for choice in option.choices.values():
+            sets = [f"{k} = {v}" for k, v in choice.params.items()]
+            sets += [f"{kind}: bytes {e.formulas['comm_bytes'].text}, rounds {e.formulas['rounds'].text}"
+                     for kind, e in choice.entries.items()]
+            source = choice.source + (f" — {choice.notes}" if choice.notes else "")
+            rows.append((f"{option.name}: {option.description}",
+                         choice.name + (" (default)" if choice.name == option.default else ""),
+                         "; ".join(sets) or "the table's own entries", " ".join(source.split())))
+    return rows
+
+
 def _md_cell(text: str, code: bool = False) -> str:
     text = text.replace("|", "\\|")
     return f"`{text}`" if code and text else text
@@ -61,6 +77,11 @@ def markdown(table: ProtocolTable) -> str:
         lines += ["## Parameters", "", "| name | value | unit | source |", "|---|---:|---|---|"]
         lines += [f"| `{p.name}` | {p.value} | {p.unit or ''} | {_md_cell(' '.join(p.source.split()))} |"
                   for p in table.params.values()]
+        lines.append("")
+    if table.options:
+        lines += ["## Options", "", "Choose with `--option NAME=VALUE` (API: `options={...}`); the costs below use "
+                  "the defaults.", "", "| option | choice | sets | source |", "|---|---|---|---|"]
+        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in option_rows(table)]
         lines.append("")
     present = [f for f in FORMULA_FIELDS if any(f in e.formulas for e in table.entries.values())]
     header = ["op kind"] + [FIELD_LABELS[f] for f in present] + ["truncation", "source"]
@@ -88,6 +109,11 @@ def rich_view(table: ProtocolTable) -> Any:
         out.append("\nparameters\n", style="bold")
         for p in table.params.values():
             out.append(f"  {p.name} = {p.value}{' ' + p.unit if p.unit else ''}   ({' '.join(p.source.split())})\n")
+    if table.options:
+        out.append("\noptions (--option NAME=VALUE; in force: " + ", ".join(f"{k}={v}" for k, v in table.chosen.items())
+                   + ")\n", style="bold")
+        for option, choice, sets, source in option_rows(table):
+            out.append(f"  {option}\n    {choice}: {sets}   ({source})\n")
     width = max(len(label) for label in FIELD_LABELS.values())
     for kind, e in table.entries.items():
         out.append(f"\n{kind}", style="bold cyan")

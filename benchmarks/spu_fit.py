@@ -1,0 +1,210 @@
+"""Fit the spu-* protocol tables' measured entries to SPU 0.9.5 runs, shape-aware.
+
+Reads the campaign's raw runs (``benchmarks/results/spu/{semi2k,aby3,cheetah}.jsonl``, made by
+``benchmarks/spu_campaign.py``) and fits, per series (one op kind under one construction and one
+operand setting), the bytes on the wire (``total_bytes``: all parties' sent bytes of a warm run)
+as a non-negative combination of the series' basis terms (:data:`BASES`: a documented
+functional form per op kind, e.g. ``a + b*rows + c*rows*cols`` for row ops), minimising the
+*relative* error at the fitted points. The held-out point of each series (``heldout``) is not
+used in the fit; its error is reported. Rounds are SPU's send actions (messages; an upper bound
+on sequential depth): the largest count measured over the series' sizes (row ops: a line in
+``log2(cols)`` through the largest counts).
+
+Writes ``benchmarks/results/spu/fits.json``: per series the formula (picost's restricted
+grammar, over the op kind's dimension symbols), the points, the residual at each fitted point,
+the held-out error, and the ranges covered. Run with picost's interpreter (needs numpy)::
+
+    python benchmarks/spu_fit.py                  # all protocols; prints a summary
+    python benchmarks/spu_fit.py --check          # exit 1 if a fit misses 3% or a rule below
+
+Rules checked per series (issue 9): at least 4 fitted sizes spanning at least 16x in elements;
+row ops over at least 4 row lengths from 16 to 1024, norms over widths 64 to 4096; max fitted
+residual 3%; a held-out point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results" / "spu"
+PROTOCOLS = ("semi2k", "aby3", "cheetah")
+MAX_RESIDUAL = 0.03
+
+#: Basis terms per op kind, in picost's formula grammar over the kind's dims (``poly_n``: the HE
+#: polynomial degree, a table parameter). The fit keeps the non-negative combination.
+BASES: dict[str, tuple[str, ...]] = {
+    **{k: ("1", "n") for k in ("add", "scale", "weight_mul", "mul", "rope", "gelu", "gelu_tanh", "relu",
+                               "silu", "truncation")},
+    "softmax": ("1", "rows", "rows*cols"),
+    "argmax": ("1", "rows", "rows*cols"),
+    "layernorm": ("1", "rows", "cols", "rows*cols"),
+    "rmsnorm": ("1", "rows", "cols", "rows*cols"),
+    "embedding": ("1", "tokens", "tokens*vocab", "vocab*width", "tokens*width"),
+    "linear": ("1", "m*k", "k*n", "m*n"),
+    "matmul": ("b", "b*m*k", "b*k*n", "b*m*n"),
+}
+#: CHEETAH's products are HE: ciphertext counts, not elements (see protocols/bumblebee.yaml).
+HE_BASES: dict[str, tuple[str, ...]] = {
+    "linear": ("1", "ceil(m*k/poly_n)", "ceil(k*n/poly_n)", "ceil(m*n/poly_n)", "m*n"),
+    "matmul": ("b", "b*ceil(m*k/poly_n)", "b*ceil(k*n/poly_n)", "b*ceil(m*n/poly_n)", "b*m*n"),
+}
+ROW_KINDS = ("softmax", "argmax", "layernorm", "rmsnorm")
+POLY_N = 8192  # SPU 0.9.5 CHEETAH's logged degree (protocols/bumblebee.yaml poly_n)
+
+
+def _term(expr: str, dims: dict) -> float:
+    env = {**dims, "poly_n": POLY_N, "ceil": math.ceil, "log2": math.log2}
+    return float(eval(expr, {"__builtins__": {}}, env))  # noqa: S307 - our own constant basis strings
+
+
+def _elements(kind: str, d: dict) -> int:
+    if kind in ROW_KINDS:
+        return d["rows"] * d["cols"]
+    if kind == "embedding":
+        return d["tokens"] * d["vocab"]
+    if kind == "linear":
+        return d["m"] * d["k"] * d["n"]
+    if kind == "matmul":
+        return d["b"] * d["m"] * d["k"] * d["n"]
+    return d["n"]
+
+
+def nnls_relative(A: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares on relative error: min |(A x - y) / y| with x >= 0, by
+    dropping the most negative coefficient and refitting until none is negative."""
+    scale = np.where(y > 0, y, 1.0)
+    active = list(range(A.shape[1]))
+    while True:
+        x = np.zeros(A.shape[1])
+        if active:
+            sol, *_ = np.linalg.lstsq(A[:, active] / scale[:, None], y / scale, rcond=None)
+            x[active] = sol
+        negative = [i for i in active if x[i] < 0]
+        if not negative:
+            return x
+        active.remove(min(negative, key=lambda i: x[i]))
+
+
+def _formula(terms: tuple[str, ...], coefs: np.ndarray) -> str:
+    parts = [f"{c:.6g}" if t == "1" else f"{c:.6g} * {t}" for t, c in zip(terms, coefs) if c > 0]
+    return " + ".join(parts) if parts else "0"
+
+
+def _rounds(kind: str, points: list[dict]) -> str:
+    actions = [p["max_send_actions"] for p in points]
+    if kind in ROW_KINDS and len({p["dims"]["cols"] for p in points}) > 1:
+        by_cols: dict[int, int] = defaultdict(int)
+        for p in points:
+            by_cols[p["dims"]["cols"]] = max(by_cols[p["dims"]["cols"]], p["max_send_actions"])
+        x = np.log2(np.array(sorted(by_cols)))
+        y = np.array([by_cols[c] for c in sorted(by_cols)], dtype=float)
+        slope, icpt = np.polyfit(x, y, 1)
+        slope = max(slope, 0.0)
+        icpt = float(np.max(y - slope * x))  # through the largest counts: an upper bound at every size
+        return f"{icpt:.6g} + {slope:.6g} * log2(cols)" if slope > 0 else f"{max(actions)}"
+    return str(max(actions))
+
+
+def fit_series(protocol: str, series: str, rows: list[dict]) -> dict:
+    kind = rows[0]["kind"]
+    terms = (HE_BASES if protocol == "cheetah" else {}).get(kind, BASES[kind])
+    fit_pts = [r for r in rows if not r.get("heldout")]
+    held = [r for r in rows if r.get("heldout")]
+    A = np.array([[_term(t, r["dims"]) for t in terms] for r in fit_pts])
+    y = np.array([float(r["total_bytes"]) for r in fit_pts])
+    coefs = nnls_relative(A, y) if len(fit_pts) else np.zeros(len(terms))
+    negligible = coefs * (A.max(axis=0) if len(fit_pts) else 0) < 0.5  # under half a byte anywhere: noise
+    if negligible.any() and len(fit_pts):
+        keep = ~negligible
+        coefs = np.zeros(len(terms))
+        coefs[keep] = nnls_relative(A[:, keep], y)
+    pred = A @ coefs if len(fit_pts) else np.array([])
+
+    def rel(p: float, m: float) -> float:
+        return 0.0 if m == 0 and p == 0 else (p - m) / m if m else math.inf
+
+    residuals = [rel(p, m) for p, m in zip(pred, y)]
+    held_err = [rel(float(np.array([_term(t, r["dims"]) for t in terms]) @ coefs), float(r["total_bytes"]))
+                for r in held]
+    elements = [_elements(kind, r["dims"]) for r in fit_pts]
+    out = {"protocol": protocol, "series": series, "kind": kind,
+           "options": {k: rows[0].get(k) for k in ("construction", "weights", "input", "mask", "operands")},
+           "basis": list(terms), "coefficients": [float(c) for c in coefs],
+           "comm_bytes": _formula(terms, coefs), "rounds": _rounds(kind, fit_pts or rows),
+           "points": [{"dims": r["dims"], "total_bytes": r["total_bytes"], "max_send_actions": r["max_send_actions"],
+                       "heldout": bool(r.get("heldout"))} for r in rows],
+           "residuals": residuals, "max_residual": max((abs(r) for r in residuals), default=0.0),
+           "heldout_errors": held_err, "n_fit": len(fit_pts),
+           "element_span": (max(elements) / min(elements)) if elements and min(elements) else None}
+    if kind in ROW_KINDS:
+        out["cols"] = sorted({r["dims"]["cols"] for r in fit_pts})
+    out["problems"] = problems(out)
+    return out
+
+
+def problems(fit: dict) -> list[str]:
+    """The rules of issue 9 this fit breaks (empty if none)."""
+    out = []
+    if fit["n_fit"] < 4:
+        out.append(f"{fit['n_fit']} fitted sizes (< 4)")
+    span = fit["element_span"]
+    if span is not None and span < 16 and fit["max_residual"] > 0:
+        out.append(f"sizes span {span:.1f}x in elements (< 16x)")
+    if fit["max_residual"] > MAX_RESIDUAL:
+        out.append(f"max residual {100 * fit['max_residual']:.1f}% (> 3%)")
+    if not fit["heldout_errors"]:
+        out.append("no held-out point")
+    cols = fit.get("cols")
+    if cols is not None and fit["max_residual"] > 0:
+        lo, hi = (64, 4096) if fit["kind"] in ("layernorm", "rmsnorm") else (16, 1024)
+        if len(cols) < 4 or min(cols) > lo or max(cols) < hi:
+            out.append(f"row lengths {cols} do not cover {lo}..{hi} with 4 values")
+    return out
+
+
+def load_runs(protocol: str) -> dict[str, list[dict]]:
+    path = RESULTS / f"{protocol}.jsonl"
+    series: dict[str, list[dict]] = defaultdict(list)
+    if not path.is_file():
+        return series
+    for line in path.read_text().splitlines():
+        if line.strip():
+            run = json.loads(line)
+            if "error" not in run:
+                series[run["series"]].append(run)
+    return series
+
+
+def fit_all() -> dict[str, dict[str, dict]]:
+    return {p: {name: fit_series(p, name, rows) for name, rows in sorted(load_runs(p).items())} for p in PROTOCOLS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if any fit breaks a rule")
+    ns = parser.parse_args(argv)
+    fits = fit_all()
+    (RESULTS / "fits.json").write_text(json.dumps(fits, indent=1, sort_keys=True) + "\n")
+    bad = 0
+    for protocol, series in fits.items():
+        for name, f in series.items():
+            held = ", ".join(f"{100 * e:+.1f}%" for e in f["heldout_errors"]) or "none"
+            flag = "; ".join(f["problems"])
+            bad += bool(f["problems"])
+            print(f"{protocol:8} {name:34} n={f['n_fit']:2} max res {100 * f['max_residual']:5.2f}% "
+                  f"held-out {held:>8}  bytes = {f['comm_bytes']}  rounds = {f['rounds']}"
+                  + (f"  !! {flag}" if flag else ""))
+    print(f"wrote {RESULTS / 'fits.json'}; {bad} series break a rule")
+    return 1 if ns.check and bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

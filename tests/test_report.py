@@ -170,3 +170,7 @@ def test_committed_reports_are_fresh(example, monkeypatch):
     for path, content in built.data_files().items():
         assert path.read_text() == content, f"{path} is stale: run `python -m picost report --all`"
         assert path.with_suffix(".png").is_file(), f"{path.with_suffix('.png')} is missing"
+    assets = md.parent / example.name
+    expected = {p.name for p in built.data_files()} | {p.with_suffix(".png").name for p in built.data_files()}
+    left_over = sorted(p.name for p in assets.iterdir()) if assets.is_dir() else []
+    assert set(left_over) == expected, f"{assets} holds files the report no longer writes: {sorted(set(left_over) - expected)}"

@@ -168,13 +168,15 @@ def test_ablation_bars_equal_the_ablation_table(aero_report, drawn):
     fig = drawn(plan)
     lefts, rights = [ax for ax in fig.axes if ax.get_title()], [ax for ax in fig.axes if not ax.get_title()]
     assert len(lefts) == len(rights) == 2
-    scale = (_scale(plan.comm_unit, figures.BYTE_UNITS), _scale(plan.time_unit, figures.TIME_UNITS))
     for left, right, panel, protocol in zip(lefts, rights, plan.panels, ("sweepfix", "bumblebee")):
         mine = [r for t, r in expected if t == protocol]
+        scale = (_scale(panel.comm_unit, figures.BYTE_UNITS), _scale(panel.time_unit, figures.TIME_UNITS))
         assert [b.get_height() * scale[0] for b in left.patches] == pytest.approx([r.comm_bytes for r in mine])
         assert [b.get_height() * scale[1] for b in right.patches] == pytest.approx([r.latency_s for r in mine])
         annotations = [t.get_text() for t in left.texts] + [t.get_text() for t in right.texts]
         assert annotations == list(panel.comm_x) + list(panel.latency_x)
+        assert (left.get_ylabel(), right.get_ylabel()) == (panel.comm_label, panel.latency_label)
+        assert left.get_shared_x_axes().joined(left, lefts[0])
         assert UNIT.search(left.get_ylabel()) and UNIT.search(right.get_ylabel())
     assert "![AERO ablation" in built.markdown and "a/aero-ablation.png" in built.markdown
 

@@ -9,7 +9,8 @@ depends on the bands below it, and small classes vanish or swell), so the size i
 total and the split from the shares. Classes keep one colour and one stacking order everywhere.
 
 *AERO ablation* (:func:`ablation_figure`): one panel per protocol and network, communication and
-latency as grouped bars per step, each bar annotated with its savings against the first step.
+latency as grouped bars per step (left and right axes), each bar annotated with its savings against
+the first step; the panels share the steps, each has its own scale.
 """
 
 from __future__ import annotations
@@ -81,27 +82,19 @@ def class_figure(csv_text: str, quantity: str, title: str) -> ClassFigure:
 
 @dataclass(frozen=True)
 class AblationPanel:
-    """One protocol over one network: per step, communication and latency (in the figure's units)
-    and their savings against the first step, as printed (``2.55x``)."""
+    """One protocol over one network: per step, communication and latency (in the panel's units)
+    and their savings against the first step, as printed (``2.55x``). Units are per panel: latency
+    over a LAN and over a WAN can differ by orders of magnitude, and a shared scale would flatten
+    the smaller; panels compare through the savings labels."""
 
     title: str
     steps: tuple[str, ...]
+    comm_unit: str
+    time_unit: str
     comm: tuple[float, ...]
     latency: tuple[float, ...]
     comm_x: tuple[str, ...]
     latency_x: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class AblationFigure:
-    title: str
-    comm_unit: str
-    time_unit: str
-    panels: tuple[AblationPanel, ...]
-
-    @property
-    def note(self) -> str:
-        return f"bar labels: savings against {self.panels[0].steps[0]}"
 
     @property
     def comm_label(self) -> str:
@@ -112,20 +105,30 @@ class AblationFigure:
         return f"latency ({self.time_unit})"
 
 
+@dataclass(frozen=True)
+class AblationFigure:
+    title: str
+    panels: tuple[AblationPanel, ...]
+
+    @property
+    def note(self) -> str:
+        return f"bar labels: savings against {self.panels[0].steps[0]}"
+
+
 def ablation_figure(csv_text: str, title: str) -> AblationFigure:
     """The plan of an ablation CSV (:func:`picost.report.plot_data.ablation_csv`)."""
     from picost.report.render import human_times
 
     rows = read_csv(csv_text)
-    comm_unit, comm_scale = pick_unit([float(r["comm_bytes"]) for r in rows], BYTE_UNITS)
-    time_unit, time_scale = pick_unit([float(r["latency_s"]) for r in rows], TIME_UNITS)
     panels = []
     for key in dict.fromkeys((r["protocol"], r["network"]) for r in rows):
         mine = [r for r in rows if (r["protocol"], r["network"]) == key]
+        comm_unit, comm_scale = pick_unit([float(r["comm_bytes"]) for r in mine], BYTE_UNITS)
+        time_unit, time_scale = pick_unit([float(r["latency_s"]) for r in mine], TIME_UNITS)
         panels.append(AblationPanel(
-            f"{key[0]} over {key[1]}", tuple(r["step"] for r in mine),
+            f"{key[0]} over {key[1]}", tuple(r["step"] for r in mine), comm_unit, time_unit,
             tuple(float(r["comm_bytes"]) / comm_scale for r in mine),
             tuple(float(r["latency_s"]) / time_scale for r in mine),
             tuple(human_times(float(r["comm_x"])) for r in mine),
             tuple(human_times(float(r["latency_x"])) for r in mine)))
-    return AblationFigure(title, comm_unit, time_unit, tuple(panels))
+    return AblationFigure(title, tuple(panels))

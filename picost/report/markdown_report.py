@@ -243,8 +243,9 @@ def _aero_section(config: ReportConfig, models: list[_Model], tables: list[Any],
                 [False, False, True, True, True, True, True, True])
     T = config.context if config.context is not None else models[0].spec.context_length
     title = f"AERO ablation of {config.specs[0]} at T = {T} tokens"
-    out += ["Communication and latency per step, grouped, one panel per protocol and network; each bar is "
-            f"labelled with its savings against `{models[0].label}` (the *x* columns above).", ""]
+    out += ["Communication (left axis) and latency (right axis) per step, grouped, one panel per protocol and "
+            "network, each with its own scale; each bar is labelled with its savings against "
+            f"`{models[0].label}` (the *x* columns above).", ""]
     out += _figure(report, asset_dir, md_path, "aero-ablation", plot_data.ablation_csv(panels),
                    lambda text: figures.ablation_figure(text, title), "AERO ablation: communication and latency per step",
                    plots)

@@ -118,27 +118,21 @@ def _draw_ablation(plan: AblationFigure) -> Any:
     fig, axes = plt.subplots(n, 1, figsize=(WIDTH_IN, 0.9 + 3.3 * n), sharex=True, squeeze=False,
                              layout="constrained")
     fig.suptitle(plan.title)
-    first_right = None
+    width = 0.38
     for ax, panel in zip(axes[:, 0], plan.panels):
         x = range(len(panel.steps))
         right = ax.twinx()
-        if first_right is None:
-            first_right = right
-        else:
-            right.sharey(first_right)
-        width = 0.38
-        comm = ax.bar([i - width / 2 for i in x], panel.comm, width, color=COMM_COLOUR, label=plan.comm_label)
-        latency = right.bar([i + width / 2 for i in x], panel.latency, width, color=LATENCY_COLOUR,
-                            label=plan.latency_label)
+        comm = ax.bar([i - width / 2 for i in x], panel.comm, width, color=COMM_COLOUR)
+        latency = right.bar([i + width / 2 for i in x], panel.latency, width, color=LATENCY_COLOUR)
         ax.bar_label(comm, labels=list(panel.comm_x), padding=3, fontsize=9, rotation=90)
         right.bar_label(latency, labels=list(panel.latency_x), padding=3, fontsize=9, rotation=90)
-        ax.set_ylim(0, 1.25 * max(max(p.comm) for p in plan.panels))
-        right.set_ylim(0, 1.25 * max(max(p.latency) for p in plan.panels))
-        ax.set_ylabel(plan.comm_label, color=COMM_COLOUR)
-        right.set_ylabel(plan.latency_label, color=LATENCY_COLOUR)
+        ax.set_ylim(0, 1.25 * max(panel.comm))  # room for the labels above the bars
+        right.set_ylim(0, 1.25 * max(panel.latency))
+        ax.set_ylabel(panel.comm_label, color=COMM_COLOUR)
+        right.set_ylabel(panel.latency_label, color=LATENCY_COLOUR)
         ax.set_title(panel.title)
         ax.set_xticks(list(x), [textwrap.fill(s, 11) for s in panel.steps])
         ax.grid(alpha=0.3, axis="y")
-    fig.legend([comm, latency], [plan.comm_label, plan.latency_label], loc="outside lower center", ncol=2,
-               frameon=False, title=plan.note)
+    fig.legend([comm, latency], ["communication (left axis)", "latency (right axis)"], loc="outside lower center",
+               ncol=2, frameon=False, title=plan.note)
     return fig

@@ -43,7 +43,7 @@ def test_report_structure_tables_and_images(tmp_path):
     assert human_bytes(est.totals.comm_bytes) in text and human_seconds(est.totals.latency_s) in text
     # images referenced relative to the markdown exist and are PNGs, with their data beside them
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(images) == 4
+    assert images == ["r/comm-tiny.png", "r/latency-tiny-lan.png", "r/latency-tiny-wan.png"]
     for rel in images:
         png = md.parent / rel
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -58,15 +58,22 @@ def test_report_structure_tables_and_images(tmp_path):
 
 
 def test_plotted_data_equals_the_sweep(tmp_path):
-    r = build_report(config(), tmp_path / "r.md", plots=False)
-    data = r.files[tmp_path / "r" / "latency-tiny-sweepfix.csv"]
-    lines = data.splitlines()
-    assert lines[0] == "T,lan,wan"
-    for line in lines[1:]:
-        T, lan, wan = line.split(",")
-        for net, value in (("lan", lan), ("wan", wan)):
-            est = estimate_lowered(lower(load_spec("tiny"), int(T)), load_protocol(FIXTURE), get_network(net))
-            assert float(value) == pytest.approx(est.totals.latency_s, rel=1e-9)
+    """The latency CSVs hold, per protocol and T, each class's latency and the total, as the
+    point-by-point estimate gives them."""
+    from picost.report.plot_data import read_csv
+
+    r = build_report(config(protocols=(FIXTURE, "crypten")), tmp_path / "r.md", plots=False)
+    tables = {"sweepfix": load_protocol(FIXTURE), "crypten": load_protocol("crypten")}
+    for net in ("lan", "wan"):
+        rows = read_csv(r.files[tmp_path / "r" / f"latency-tiny-{net}.csv"])
+        assert [(row["protocol"], row["T"]) for row in rows] == [(p, str(T)) for p in tables for T in (4, 8, 16, 32, 64)]
+        for row in rows:
+            est = estimate_lowered(lower(load_spec("tiny"), int(row["T"])), tables[row["protocol"]], get_network(net))
+            by_class = {c: g.latency_s for c, g in est.by("class").items()}
+            assert set(by_class) - {"total"} <= set(row), "a class of the estimate is missing from the CSV"
+            for c in set(row) - {"protocol", "T", "total"}:
+                assert float(row[c]) == pytest.approx(by_class.get(c, 0.0), rel=1e-9, abs=1e-15), c
+            assert float(row["total"]) == pytest.approx(est.totals.latency_s, rel=1e-9)
     assert not any(p.suffix == ".png" for p in r.files)
 
 
@@ -117,7 +124,7 @@ def test_atomic_writing_leaves_nothing_on_error(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.md"] and md.read_text() == "old report\n"
     monkeypatch.undo()
     write_report(built)
-    assert md.read_text() == built.markdown and (tmp_path / "r" / "latency-tiny-sweepfix.csv").is_file()
+    assert md.read_text() == built.markdown and (tmp_path / "r" / "latency-tiny-lan.csv").is_file()
     assert (md.stat().st_mode & 0o777) == 0o666 & ~atomic._umask()
 
 
@@ -125,7 +132,7 @@ def test_report_cli_and_bad_options(cli, tmp_path):
     out = tmp_path / "c.md"
     ok = cli("report", "tiny", "-p", FIXTURE, "-n", "wan", "-T", "8", "--sweep", "4,8", "-o", str(out))
     assert ok.returncode == 0, ok.stderr
-    assert out.is_file() and (tmp_path / "c" / "latency-tiny-sweepfix.png").is_file()
+    assert out.is_file() and (tmp_path / "c" / "latency-tiny-wan.png").is_file()
     for args in (["tiny", "-p", FIXTURE, "-o", str(tmp_path / "x.txt")],
                  ["tiny", "-p", FIXTURE, "-o", str(tmp_path / "nodir" / "x.md")],
                  ["tiny", "-p", FIXTURE, "--sweep", "4,x", "-o", str(tmp_path / "y.md")],
@@ -163,3 +170,7 @@ def test_committed_reports_are_fresh(example, monkeypatch):
     for path, content in built.data_files().items():
         assert path.read_text() == content, f"{path} is stale: run `python -m picost report --all`"
         assert path.with_suffix(".png").is_file(), f"{path.with_suffix('.png')} is missing"
+    assets = md.parent / example.name
+    expected = {p.name for p in built.data_files()} | {p.with_suffix(".png").name for p in built.data_files()}
+    left_over = sorted(p.name for p in assets.iterdir()) if assets.is_dir() else []
+    assert set(left_over) == expected, f"{assets} holds files the report no longer writes: {sorted(set(left_over) - expected)}"

@@ -92,3 +92,8 @@ def human_seconds(x: Any) -> str:
     if x >= 1:
         return f"{x:.2f} s"
     return f"{x * 1e3:.2f} ms"
+
+
+def human_times(x: float | None) -> str:
+    """A savings factor: 2.547 -> '2.55x' ('-' when unknown, 'inf' when the cost went to zero)."""
+    return "-" if x is None else ("inf" if x == float("inf") else f"{x:.2f}x")

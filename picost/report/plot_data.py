@@ -1,0 +1,59 @@
+"""The data behind a report's plots, as CSV: written from analysis results, read back to draw.
+
+Every plot is drawn from the text of its CSV file (kept beside the PNG), so a reader can redraw
+it from that file alone. Values are in base units (bytes, seconds), numbers written with 10
+significant digits (deterministic text for the staleness test of the committed reports).
+
+Two schemas:
+
+- *by class* (``comm-*.csv``, ``latency-*.csv``): ``protocol,T,<class>...,total``, one row per
+  protocol and context; class columns in report order (:data:`picost.analysis.estimate.ROW_CLASSES`),
+  ``total`` their sum.
+- *ablation* (``aero-ablation.csv``): ``protocol,network,step,comm_bytes,latency_s,comm_x,latency_x``,
+  one row per protocol, network and AERO step; ``*_x`` the savings against the first step.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Any, Sequence
+
+ABLATION_HEADER = ("protocol", "network", "step", "comm_bytes", "latency_s", "comm_x", "latency_x")
+
+
+def _number(x: Any) -> str:
+    x = float(x)
+    return "inf" if math.isinf(x) else f"{x:.10g}"
+
+
+def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    from picost.report.render import dump_csv
+
+    return dump_csv(header, [[c if isinstance(c, str) else _number(c) for c in row] for row in rows])
+
+
+def by_class_csv(result: Any, field: str, network: str) -> str:
+    """``field`` (``comm_bytes`` or ``latency_s``) per class of a sweep over ``network``, every
+    protocol of the sweep (see the module for the schema)."""
+    rows = []
+    for j in range(len(result)):
+        if result.network[j] != network:
+            continue
+        rows.append([str(result.protocol[j]), int(result.context[j])]
+                    + [result.by_class[c][field][j] for c in result.classes] + [result.total[field][j]])
+    return _csv(["protocol", "T", *result.classes, "total"], rows)
+
+
+def ablation_csv(panels: Sequence[tuple[str, str, Sequence[Any]]]) -> str:
+    """``(protocol, network, ablation rows)`` per panel (rows from :func:`picost.analysis.ablation.ablation`
+    with costs)."""
+    return _csv(ABLATION_HEADER, [[protocol, network, r.label, r.comm_bytes, r.latency_s,
+                                   r.savings["comm_bytes"], r.savings["latency_s"]]
+                                  for protocol, network, rows in panels for r in rows])
+
+
+def read_csv(text: str) -> list[dict[str, str]]:
+    """The rows of a plot's CSV text, as column -> text."""
+    return list(csv.DictReader(io.StringIO(text)))

@@ -6,6 +6,7 @@ through their renderers with synthetic rows."""
 from __future__ import annotations
 
 import re
+from importlib.metadata import version
 
 import pytest
 from rich.cells import cell_len
@@ -40,6 +41,8 @@ COMMANDS = {
     "aero-flops": ("aero", "gpt2", "-T", "128"),
     "symbolic": ("symbolic", "gpt2", "-p", "bumblebee", "-n", "wan"),
     "check": ("check", "--comm", "25.3GB", "--latency", "8.2min", "-n", "wan", "--rounds", "300"),
+    "help": ("--help",),
+    "help-symbolic": ("symbolic", "--help"),
 }
 
 
@@ -130,6 +133,17 @@ def test_networks_and_specs_keep_their_content():
 
     names = {r[0] for r in table_rows(out)}
     assert set(shipped_spec_names()) <= names
+
+
+def test_help_paragraphs_are_not_broken_mid_sentence():
+    out = run(200, "--help")
+    sweep = next(line for line in out.splitlines() if line.startswith("│ sweep"))
+    assert "op class's share" in sweep
+
+
+def test_version():
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output == f"picost {version('picost')}\n"
 
 
 # -- the engine commands, through their renderers ----------------------------------------------

@@ -32,6 +32,22 @@ def _print(renderable: Any) -> None:
     Console().print(renderable)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        _echo(f"picost {version('picost')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the installed picost version and exit."),
+) -> None:
+    pass
+
+
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
     if value not in allowed:
         raise UserError(f"unknown value '{value}' for {option}; choose from {', '.join(allowed)}", field=option)
@@ -341,3 +357,19 @@ def main() -> None:
 from picost.cli.whatif import register as _register_whatif  # noqa: E402
 
 _register_whatif(app)
+
+
+def _unwrap_help(typer_app: typer.Typer) -> None:
+    """Give every command its docstring with the line breaks inside paragraphs removed: typer's
+    help keeps them, which breaks lines mid-sentence at any terminal width."""
+    import inspect
+
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(info.callback.__doc__).split("\n\n"))
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _unwrap_help(group.typer_instance)
+
+
+_unwrap_help(app)

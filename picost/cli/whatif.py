@@ -147,9 +147,11 @@ def symbolic(
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
 ) -> None:
     """Closed forms (sympy) of FLOPs and, with --protocol, of communication, rounds and latency
-    per op class, in T (and L, d); and crossover points: attention vs FFN FLOPs (under several
-    counting conventions, AERO's T < 8/3 d among them), softmax communication vs everything else,
-    and the T where latency turns from round-bound to bandwidth-bound."""
+    per op class, and crossover points.
+
+    The forms are in T (and L, d). The crossovers: attention vs FFN FLOPs (under several counting
+    conventions, AERO's T < 8/3 d among them), softmax communication vs everything else, and the
+    T where latency turns from round-bound to bandwidth-bound."""
     import sympy
 
     from picost.analysis.closed_forms import class_forms
@@ -290,7 +292,10 @@ def sweep(
     fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
 ) -> None:
     """Costs over many contexts (and protocols, networks): one row per point with totals and each
-    op class's share. Vectorized: lowered once per protocol with a symbolic T."""
+    op class's share.
+
+    Vectorized: lowered once per protocol with a symbolic T. In a narrow terminal the table keeps
+    the totals and the classes with the largest shares; -f csv gives every column."""
     from picost.analysis import sweep as sweeps
     from picost.report.render import human_bytes, human_count, human_seconds
     from picost.model.load import load_spec

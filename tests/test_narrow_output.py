@@ -169,8 +169,8 @@ def test_validate_and_mpc_run_tables_fit(width):
     from picost.mpc import report
     from picost.mpc.validate import Validation
 
-    parts = report.render_validation(Validation(_row_checks(), [_model_check()], 3.0)) + report.render_model(_model_check())
-    for part in parts:
+    parts = report.render_validation(Validation(_row_checks(), [_model_check()], 3.0))
+    for part in parts + report.render_model(_model_check()):
         out = render(width, part)
         assert_readable(out, width)
     models = table_rows(render(width, report.models_table([_model_check()])))
@@ -196,8 +196,9 @@ def test_calibrate_table_fits(width):
 def test_fit_table_shortens_then_drops_by_priority_and_spills():
     from picost.report.render import CLASS_LABELS, Column, rich_table
 
-    columns = [Column("class", short=CLASS_LABELS), Column("bytes", numeric=True), Column("extra", numeric=True, drop=2),
-               Column("more", numeric=True, drop=1), Column("why", text=True, spill=True, drop=3)]
+    columns = [Column("class", short=CLASS_LABELS), Column("bytes", numeric=True),
+               Column("extra", numeric=True, drop=2), Column("more", numeric=True, drop=1),
+               Column("why", text=True, spill=True, drop=3)]
     rows = [("attention_matmul", "1.00 GB", "12345678901", "22", "a long reason " * 5)]
     wide = render(200, rich_table("t", columns, rows))
     assert "attention_matmul" in wide and "not shown" not in wide and "why:" not in wide

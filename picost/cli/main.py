@@ -67,9 +67,11 @@ def specs() -> None:
     from picost.report.render import Column, rich_table
 
     drop = {"V": 3, "H_kv": 2, "norm": 1}
-    columns = [Column("name")] + [Column(h, numeric=True, drop=drop.get(h, 0)) for h in ("L", "d", "H", "H_kv", "d_ff", "V")]
+    columns = [Column("name")] + [Column(h, numeric=True, drop=drop.get(h, 0))
+                                  for h in ("L", "d", "H", "H_kv", "d_ff", "V")]
     columns += [Column("activation"), Column("norm", drop=1), Column("description", text=True, spill=True, drop=9)]
-    _print(rich_table(f"Shipped specs ({shipped_specs_dir()})", columns, rows, hint="every field: the spec files (model_specs/)"))
+    _print(rich_table(f"Shipped specs ({shipped_specs_dir()})", columns, rows,
+                      hint="every field: the spec files (model_specs/)"))
 
 
 @app.command()

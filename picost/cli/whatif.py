@@ -358,8 +358,8 @@ def _sweep_table(result: Any, share: str, shares: dict[str, Any], rows: list[tup
     columns = [Column(("protocol", "network")[i]) for i in keep]
     columns += [Column("T", numeric=True), Column("comm", numeric=True), Column("rounds", numeric=True, drop=1),
                 Column("latency", numeric=True)]
-    columns += [Column(result.classes[k], numeric=True, drop=10 + rank, short_header=CLASS_LABELS.get(result.classes[k]))
-                for rank, k in enumerate(order)]
+    columns += [Column(c, numeric=True, drop=10 + rank, short_header=CLASS_LABELS.get(c))
+                for rank, c in enumerate(result.classes[k] for k in order)]
     body = [[row[i] for i in keep] + list(row[2:6]) + [row[6 + k] for k in order] for row in rows]
     return rich_table(f"{result.spec_name}{where}, by T: totals, then each class's share of {share} "
                       "(largest first)", columns, body, hint="every column: -f csv")

@@ -78,9 +78,9 @@ def render(report: FlopsReport, by: str, fmt: str) -> Any:
     if by == "op":  # narrow terminals: dims wrap between symbols, elements then kind are left out
         columns = [Column("op"), Column("kind", drop=2), Column("dims", text=True, min_width=16),
                    Column("FLOPs", numeric=True), Column("elements", numeric=True, drop=1)]
+    footer = ["total"] + [human_count(report.total) if h == "FLOPs" else "" for h in header[1:]]
     main = rich_table(f"{spec.name}: FLOPs at T={report.lowered.context} ({spec.phase}, batch {spec.batch_size})",
-                      columns, pretty, footer=["total"] + [human_count(report.total) if h == "FLOPs" else "" for h in header[1:]],
-                      hint="every column: -f csv")
+                      columns, pretty, footer=footer, hint="every column: -f csv")
     nl = report.nonlinear()
     nl_rows = [(k, v["ops"], v["instances"], v["shape"], human_count(v["elements"])) for k, v in nl.items()]
     side = rich_table("Nonlinear ops (elements, not FLOPs)",

@@ -120,11 +120,15 @@ class FitTable:
         col = self.columns[i]
         return col.short_header if short and col.short_header else col.header
 
-    def _width(self, i: int, short: bool) -> int:
-        """The width column ``i`` needs: the widest cell, or for free text at most its ``min_width``."""
+    def _natural(self, i: int, short: bool) -> int:
+        """The width of the widest cell of column ``i`` (header and footer included)."""
         cells = [self._label(i, row[i], short) for row in self.rows]
         cells += [self._header(i, short)] + ([self.footer[i]] if self.footer else [])
-        natural = max(_cell_width(c) for c in cells)
+        return max(_cell_width(c) for c in cells)
+
+    def _width(self, i: int, short: bool) -> int:
+        """The width column ``i`` needs: the widest cell, or for free text at most its ``min_width``."""
+        natural = self._natural(i, short)
         return min(natural, self.columns[i].min_width) if self.columns[i].text else natural
 
     def layout(self, width: int) -> tuple[list[int], bool]:
@@ -149,7 +153,13 @@ class FitTable:
 
         width = options.max_width
         shown, short = self.layout(width)
-        table = Table(title=Text(self.title) if self.title else None, show_footer=self.footer is not None)
+        # a title wider than the table goes above it, wrapped to the terminal (not to the table)
+        natural = sum(max(self._width(i, short), self._natural(i, short)) + 3 for i in shown) + 1
+        title_inside = len(self.title) <= min(width, natural)
+        if self.title and not title_inside:
+            yield Text(fill(self.title, width), style="italic")
+        table = Table(title=Text(self.title) if self.title and title_inside else None,
+                      show_footer=self.footer is not None)
         for i in shown:
             col = self.columns[i]
             table.add_column(Text(self._header(i, short)), footer=Text(self.footer[i]) if self.footer else "",
@@ -185,8 +195,9 @@ class FitTable:
         from rich.text import Text
 
         key = self.spill_key
-        pairs = dict.fromkeys((row[key], "; ".join(" ".join(line.split()) for line in row[i].splitlines() if line.strip()))
-                              for row in self.rows if row[i].strip())
+        one_line = ("; ".join(" ".join(line.split()) for line in row[i].splitlines() if line.strip())
+                    for row in self.rows)
+        pairs = dict.fromkeys((row[key], text) for row, text in zip(self.rows, one_line) if text)
         if not pairs:
             return
         by = f" (by {self.columns[key].header})" if key != 0 else ""

@@ -171,14 +171,14 @@ class FitTable:
         if short:
             used = {full: s for i in shown for full, s in self._short_pairs(i) if full != s}
             if used:
-                notes.append("short labels: " + ", ".join(f"{s} = {full}" for full, s in used.items()))
+                notes.append("short labels: " + ", ".join(f"{s}{_NBSP}={_NBSP}{full}" for full, s in used.items()))
         left_out = [self.columns[i].header for i in range(len(self.columns))
                     if i not in shown and not self.columns[i].spill]
         if left_out:
             notes.append(f"not shown at {width} columns: {', '.join(left_out)}"
                          + (f"; {self.hint}" if self.hint else "; a wider terminal shows them"))
         for note in notes:
-            yield Text(note)
+            yield Text(fill(note, width))
         for i in range(len(self.columns)):
             if i not in shown and self.columns[i].spill:
                 yield from self._spill(i, width)

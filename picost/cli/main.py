@@ -33,6 +33,22 @@ def _print(renderable: Any) -> None:
     Console().print(renderable)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        _echo(f"picost {version('picost')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the installed picost version and exit."),
+) -> None:
+    pass
+
+
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
     if value not in allowed:
         raise UserError(f"unknown value '{value}' for {option}; choose from {', '.join(allowed)}", field=option)
@@ -49,11 +65,14 @@ def specs() -> None:
         spec = load_spec(name)
         rows.append((name, spec.n_layers, spec.d_model, spec.n_heads, spec.kv_heads, spec.ffn_width,
                      spec.vocab_size, spec.activation, spec.norm.kind, spec.description))
-    from picost.report.render import rich_table
+    from picost.report.render import Column, rich_table
 
-    header = ("name", "L", "d", "H", "H_kv", "d_ff", "V", "activation", "norm", "description")
-    _print(rich_table(f"Shipped specs ({shipped_specs_dir()})", header, rows,
-                      [False, True, True, True, True, True, True, False, False, False]))
+    drop = {"V": 3, "H_kv": 2, "norm": 1}
+    columns = [Column("name")] + [Column(h, numeric=True, drop=drop.get(h, 0))
+                                  for h in ("L", "d", "H", "H_kv", "d_ff", "V")]
+    columns += [Column("activation"), Column("norm", drop=1), Column("description", text=True, spill=True, drop=9)]
+    _print(rich_table(f"Shipped specs ({shipped_specs_dir()})", columns, rows,
+                      hint="every field: the spec files (model_specs/)"))
 
 
 @app.command()
@@ -82,8 +101,9 @@ def flops(
             _echo(dump_json({"schema": "picost.flops.symbolic/1", "spec": model.name,
                              "symbols": symbols.split(","), "flops": {k: str(v) for k, v in forms.items()}}))
         else:
-            for group, expr in forms.items():
-                _echo(f"{group:>20} = {expr}")
+            from picost.report.render import wrap_lines
+
+            _echo(wrap_lines([f"{group:>20} = {expr}" for group, expr in forms.items()]))
         return
     report = flops_report.build(model, context)
     _echo(flops_report.render(report, by=by, fmt=fmt)) if fmt != "table" else _print(
@@ -129,10 +149,11 @@ def protocols(ctx: typer.Context) -> None:
         return
     from picost.report.protocol_docs import listing
     from picost.cost.protocol_table import shipped_protocols_dir
-    from picost.report.render import rich_table
+    from picost.report.render import Column, rich_table
 
-    _print(rich_table(f"Protocol tables ({shipped_protocols_dir()})", ("name", "setting", "op kinds", "confidence"),
-                      listing(), [False, False, True, False]))
+    columns = (Column("name"), Column("setting", text=True), Column("op kinds", numeric=True, drop=1),
+               Column("confidence", text=True, spill=True, drop=2))
+    _print(rich_table(f"Protocol tables ({shipped_protocols_dir()})", columns, listing(limit=None)))
 
 
 @protocols_app.command("show")
@@ -277,10 +298,8 @@ def calibrate(
 
     from rich.progress import Progress
 
-    from picost.cost.calibration import compute_formula
     from picost.mpc.measure_compute import CALIBRATION_SHAPES, calibrate as run_calibration
     from picost.mpc.launcher import MpcRunError
-    from picost.report.render import rich_table
 
     chosen = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
     for kind in chosen or ():
@@ -298,18 +317,32 @@ def calibrate(
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(profile.to_yaml())
     tmp.replace(target)
-    rows = [(kind, compute_formula(kind, t)) for kind, t in profile.kinds.items()]
-    _print(rich_table(f"Compute seconds per row kind (written to {out})", ("kind", "compute_s"), rows))
+    _print(calibration_table(profile, out))
+
+
+def calibration_table(profile: Any, out: str) -> Any:
+    """The table `picost calibrate` prints: per row kind, compute_s = fixed + per element x elements."""
+    from picost.cost.calibration import elements_expression
+    from picost.report.render import Column, rich_table
+
+    rows = [(kind, f"{t.fixed_s:.3g} s", f"{t.per_element_s:.3g} s", elements_expression(kind))
+            for kind, t in profile.kinds.items()]
+    columns = (Column("kind"), Column("fixed", numeric=True), Column("per element", numeric=True),
+               Column("elements", text=True, min_width=12))
+    return rich_table(f"Compute seconds per row kind: fixed + per element x elements (written to {out})", columns,
+                      rows)
 
 
 @app.command()
 def networks() -> None:
     """List the network presets (bandwidth, RTT, source); a round costs RTT/2 (docs/latency-model.md)."""
     from picost.cost.network import presets
-    from picost.report.render import rich_table
+    from picost.report.render import Column, rich_table
 
     rows = [(n.name, n.summary(), n.description, n.source) for n in presets().values()]
-    _print(rich_table("Network presets (picost/cost/networks.yaml)", ("name", "link", "what", "source"), rows))
+    columns = (Column("name"), Column("link"), Column("what", text=True, min_width=24),
+               Column("source", text=True, spill=True, drop=1))
+    _print(rich_table("Network presets (picost/cost/networks.yaml)", columns, rows))
 
 
 def main() -> None:
@@ -329,3 +362,19 @@ def main() -> None:
 from picost.cli.whatif import register as _register_whatif  # noqa: E402
 
 _register_whatif(app)
+
+
+def _unwrap_help(typer_app: typer.Typer) -> None:
+    """Give every command its docstring with the line breaks inside paragraphs removed: typer's
+    help keeps them, which breaks lines mid-sentence at any terminal width."""
+    import inspect
+
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(info.callback.__doc__).split("\n\n"))
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _unwrap_help(group.typer_instance)
+
+
+_unwrap_help(app)

@@ -31,21 +31,35 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
-def emit_table(fmt: str, title: str, header: Sequence[str], rows: Sequence[Sequence[Any]],
-               json_obj: Any, align_right: Sequence[bool] | None = None) -> None:
-    """Print one table as a rich table, CSV, markdown, or ``json_obj`` as JSON."""
+def emit_table(fmt: str, title: str, header: Sequence[Any], rows: Sequence[Sequence[Any]],
+               json_obj: Any, align_right: Sequence[bool] | None = None, hint: str = "") -> None:
+    """Print one table as a rich table, CSV, markdown, or ``json_obj`` as JSON. ``header`` holds
+    names or :class:`~picost.report.render.Column` s (how the terminal table fits its width)."""
     from picost.report import render
 
+    names = [getattr(h, "header", h) for h in header]
     if fmt == "json":
         _out(render.dump_json(json_obj))
     elif fmt == "csv":
-        _out(render.dump_csv(header, rows))
+        _out(render.dump_csv(names, rows))
     elif fmt == "md":
-        _out(f"**{title}**\n\n" + render.dump_markdown(header, rows, align_right) + "\n")
+        _out(f"**{title}**\n\n" + render.dump_markdown(names, rows, align_right) + "\n")
     else:
-        from rich.console import Console
+        _print(render.rich_table(title, header, rows, align_right, hint=hint))
 
-        Console().print(render.rich_table(title, header, rows, align_right))
+
+def _print(renderable: Any) -> None:
+    from rich.console import Console
+
+    Console().print(renderable)
+
+
+def _out_wrapped(lines: Sequence[str]) -> None:
+    """Plain text lines, wrapped on spaces to the terminal's width."""
+    from picost.report.render import wrap_lines
+
+    if lines:
+        _out(wrap_lines(lines))
 
 
 def aero(
@@ -70,7 +84,7 @@ def aero(
     """
     from picost.analysis.ablation import ablation, format_counts
     from picost.model.aero_transforms import ENTROPY_REG_NOTE, aero_steps
-    from picost.report.render import human_bytes, human_count, human_seconds
+    from picost.report.render import Column, human_bytes, human_count, human_seconds
     from picost.model.load import load_spec
 
     _check_format(fmt)
@@ -103,10 +117,16 @@ def aero(
                       "ffn_flops": r.ffn_flops, "attention_flops": r.attention_flops, "total_flops": r.total_flops,
                       "comm_bytes": r.comm_bytes, "latency_s": r.latency_s,
                       "savings": {k: _json_ratio(v) for k, v in r.savings.items()}} for r in rows]}
-    emit_table(fmt, f"AERO ablation of {steps[0].spec.name} at T={ctx}{where}", header, cells, obj,
-               [False, False] + [True] * (len(header) - 2))
+    # narrow terminals: with costs, the FLOPs columns go first and the nonlinear ops move below the table
+    drop = ({"nonlinear ops": 6, "attn FLOPs": 5, "FFN FLOPs": 4, "FLOPs x": 3, "comm x": 2} if cost is not None
+            else {"attn FLOPs": 5, "FFN FLOPs": 4, "nonlinear ops": 3})
+    columns = [Column("step", text=True, min_width=16),
+               Column("nonlinear ops", text=True, spill=True, min_width=24, drop=drop["nonlinear ops"])]
+    columns += [Column(h, numeric=True, drop=drop.get(h, 0)) for h in header[2:]]
+    emit_table(fmt, f"AERO ablation of {steps[0].spec.name} at T={ctx}{where}", columns, cells, obj,
+               [False, False] + [True] * (len(header) - 2), hint=f"every column: -f csv or -f md")
     if human:
-        _out(f"note: {ENTROPY_REG_NOTE}.")
+        _out_wrapped([f"note: {ENTROPY_REG_NOTE}."])
 
 
 def _cost_fn(protocol: str, network: str | None, bandwidth: str | None, rtt: str | None,
@@ -132,9 +152,11 @@ def symbolic(
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
 ) -> None:
     """Closed forms (sympy) of FLOPs and, with --protocol, of communication, rounds and latency
-    per op class, in T (and L, d); and crossover points: attention vs FFN FLOPs (under several
-    counting conventions, AERO's T < 8/3 d among them), softmax communication vs everything else,
-    and the T where latency turns from round-bound to bandwidth-bound."""
+    per op class, and crossover points.
+
+    The forms are in T (and L, d). The crossovers: attention vs FFN FLOPs (under several counting
+    conventions, AERO's T < 8/3 d among them), softmax communication vs everything else, and the
+    T where latency turns from round-bound to bandwidth-bound."""
     import sympy
 
     from picost.analysis.closed_forms import class_forms
@@ -196,7 +218,7 @@ def symbolic(
     if fmt == "json":
         _out(dump_json(obj))
     else:
-        _out("\n".join(lines))
+        _out_wrapped(lines)
 
 
 def _readable(expr: Any) -> str:
@@ -277,7 +299,10 @@ def sweep(
     fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
 ) -> None:
     """Costs over many contexts (and protocols, networks): one row per point with totals and each
-    op class's share. Vectorized: lowered once per protocol with a symbolic T."""
+    op class's share.
+
+    Vectorized: lowered once per protocol with a symbolic T. In a narrow terminal the table keeps
+    the totals and the classes with the largest shares; -f csv gives every column."""
     from picost.analysis import sweep as sweeps
     from picost.report.render import human_bytes, human_count, human_seconds
     from picost.model.load import load_spec
@@ -313,10 +338,38 @@ def sweep(
             head = (float(totals["comm_bytes"][i]), float(totals["rounds"][i]), float(totals["latency_s"][i]))
             tail = tuple(float(shares[c][i]) for c in result.classes)
         rows.append((result.protocol[i], result.network[i], int(result.context[i])) + head + tail)
-    emit_table(fmt, f"{result.spec_name}: sweep over T (class shares of {share})", header, rows, None,
-               [False, False] + [True] * (len(header) - 2))
-    for proto, names in result.uncosted.items():
-        _out(f"uncosted under {proto} (left out of the totals): {', '.join(names)}")
+    if fmt == "table":
+        _print(_sweep_table(result, share, shares, rows))
+    else:
+        emit_table(fmt, f"{result.spec_name}: sweep over T (class shares of {share})", header, rows, None,
+                   [False, False] + [True] * (len(header) - 2))
+    _out_wrapped([f"uncosted under {proto} (left out of the totals): {', '.join(names)}"
+                  for proto, names in result.uncosted.items()])
+
+
+def _sweep_table(result: Any, share: str, shares: dict[str, Any], rows: list[tuple[Any, ...]]) -> Any:
+    """The terminal view of a sweep: a single protocol or network goes into the title; the class
+    columns come by their largest share, so a narrow terminal keeps the totals and the top classes."""
+    from picost.report.render import CLASS_LABELS, Column, rich_table
+
+    where, keep = "", []
+    for i, (name, values) in enumerate((("protocol", result.protocol), ("network", result.network))):
+        distinct = list(dict.fromkeys(values))
+        if len(distinct) > 1:
+            keep.append(i)
+        elif name == "protocol":
+            where += f" under {distinct[0]}"
+        else:
+            where += f" over {distinct[0]} ({result.networks[distinct[0]].summary()})"
+    order = sorted(range(len(result.classes)), key=lambda k: -float(max(shares[result.classes[k]], default=0)))
+    columns = [Column(("protocol", "network")[i]) for i in keep]
+    columns += [Column("T", numeric=True), Column("comm", numeric=True), Column("rounds", numeric=True, drop=1),
+                Column("latency", numeric=True)]
+    columns += [Column(c, numeric=True, drop=10 + rank, short_header=CLASS_LABELS.get(c))
+                for rank, c in enumerate(result.classes[k] for k in order)]
+    body = [[row[i] for i in keep] + list(row[2:6]) + [row[6 + k] for k in order] for row in rows]
+    return rich_table(f"{result.spec_name}{where}, by T: totals, then each class's share of {share} "
+                      "(largest first)", columns, body, hint="every column: -f csv")
 
 
 def compare(
@@ -335,7 +388,7 @@ def compare(
     from picost.analysis.compare import compare as compare_estimates
     from picost.analysis.estimate import estimate_lowered
     from picost.model.lower import lower
-    from picost.report.render import human_bytes, human_seconds
+    from picost.report.render import CLASS_LABELS, Column, human_bytes, human_seconds
     from picost.model.load import load_spec
 
     _check_format(fmt)
@@ -373,7 +426,9 @@ def compare(
             for i in range(1, len(names)):
                 cells.append(f"{show(cmp.values[i][c][metric])} ({_times(cmp.savings(i, c, metric))})")
             rows.append(tuple([c] + cells))
-        emit_table(fmt, f"{label}: {title}", ["class"] + names, rows, None, [False] + [True] * len(names))
+        columns = [Column("class", short=CLASS_LABELS)] + [Column(n, numeric=True, drop=i) for i, n in enumerate(names)]
+        emit_table(fmt, f"{label}: {title}", columns, rows, None, [False] + [True] * len(names),
+                   hint="every column: -f csv or -f md")
 
 
 def _json_ratio(x: float | None) -> float | str | None:
@@ -415,22 +470,23 @@ def check(
                         "round_budget": r.round_budget}))
         return
     implied = 8 * r.implied_bandwidth_bytes_per_s
-    _out(f"network {link.name}: {link.summary()} (a round costs RTT/2 = {human_seconds(link.round_s)})")
-    _out(f"reported: {human_bytes(r.comm_bytes)} in {human_seconds(r.latency_s)}"
-         + (f", {r.rounds} rounds" if r.rounds is not None else ""))
-    _out(f"implied bandwidth (all latency spent moving bytes): {implied / 1e6:.4g} Mbit/s "
-         f"= {implied / link.bandwidth_bps:.3g} x the network's")
-    _out(f"latency floor from bytes alone: {human_seconds(r.transfer_floor_s)} "
-         f"(full duplex, perfectly balanced: {human_seconds(r.duplex_floor_s)})")
+    lines = [f"network {link.name}: {link.summary()} (a round costs RTT/2 = {human_seconds(link.round_s)})"]
+    lines.append(f"reported: {human_bytes(r.comm_bytes)} in {human_seconds(r.latency_s)}"
+                 + (f", {r.rounds} rounds" if r.rounds is not None else ""))
+    lines.append(f"implied bandwidth (all latency spent moving bytes): {implied / 1e6:.4g} Mbit/s "
+                 f"= {implied / link.bandwidth_bps:.3g} x the network's")
+    lines.append(f"latency floor from bytes alone: {human_seconds(r.transfer_floor_s)} "
+                 f"(full duplex, perfectly balanced: {human_seconds(r.duplex_floor_s)})")
     if r.rounds is not None:
-        _out(f"plus {r.rounds} rounds x {human_seconds(link.round_s)} = {human_seconds(r.rounds_floor_s)}; "
-             f"floor {human_seconds(r.latency_floor_s)}")
-    _out(f"the transfer floor is {100 * r.transfer_share:.1f}% of the reported latency; "
-         f"room left for {r.round_budget:.0f} round delays (compute taken as 0)")
+        lines.append(f"plus {r.rounds} rounds x {human_seconds(link.round_s)} = {human_seconds(r.rounds_floor_s)}; "
+                     f"floor {human_seconds(r.latency_floor_s)}")
+    lines.append(f"the transfer floor is {100 * r.transfer_share:.1f}% of the reported latency; "
+                 f"room left for {r.round_budget:.0f} round delays (compute taken as 0)")
     verdicts = {"consistent": "consistent: the reported latency is at or above the floor",
                 "needs-duplex": "consistent only if both directions ran at full rate at once, perfectly balanced",
                 "impossible": "INCONSISTENT: the reported latency is below what the bytes alone need on this network"}
-    _out(f"verdict: {verdicts[r.verdict]}")
+    lines.append(f"verdict: {verdicts[r.verdict]}")
+    _out_wrapped(lines)
 
 
 def report(

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from picost.mpc.validate import FIELDS, ModelCheck, RowCheck, Validation
-from picost.report.render import human_bytes, rich_table
+from picost.report.render import Column, human_bytes, rich_table
 
 _SHORT = {"bytes_client_to_server": "client->server B", "bytes_server_to_client": "server->client B",
           "rounds": "rounds", "offline_bytes": "dealer B"}
+_SHORTER = {"client->server B": "c->s B", "server->client B": "s->c B", "client->server": "c->s",
+            "server->client": "s->c", "mismatches": "bad", "max |err| logits": "max|err|", "next token": "next",
+            "plaintext": "plain"}
 
 
 def _pair(row: RowCheck, f: str) -> str:
@@ -17,15 +20,21 @@ def _pair(row: RowCheck, f: str) -> str:
 
 
 def rows_table(title: str, rows: list[RowCheck]) -> Any:
+    drop = {"kind": 3, _SHORT["offline_bytes"]: 2, "wall ms": 4}
     header = ("row", "kind", *(_SHORT[f] for f in FIELDS), "wall ms", "check")
+    columns = [Column(h, numeric=h not in ("row", "kind", "check"), drop=drop.get(h, 0), short_header=_SHORTER.get(h))
+               for h in header]
     body = [(r.name, r.kind, *(_pair(r, f) for f in FIELDS), f"{1000 * r.wall_s:.1f}", "ok" if r.ok else "MISMATCH")
             for r in rows]
-    return rich_table(title, header, body, [False, False, True, True, True, True, True, False])
+    return rich_table(title, columns, body, hint="every column: -f json")
 
 
 def models_table(models: list[ModelCheck]) -> Any:
     header = ("spec", "phase", "T", "rows", "mismatches", "client->server", "server->client", "rounds", "dealer",
               "max |err| logits", "next token", "plaintext", "wall s")
+    drop = {"phase": 5, "rows": 6, "rounds": 2, "dealer": 4, "max |err| logits": 3, "wall s": 7}
+    columns = [Column(h, numeric=h not in ("spec", "phase"), drop=drop.get(h, 0), short_header=_SHORTER.get(h))
+               for h in header]
     body = []
     for m in models:
         tot = {f: sum(r.measured[f] or 0 for r in m.rows) for f in FIELDS}
@@ -34,8 +43,8 @@ def models_table(models: list[ModelCheck]) -> Any:
                      tot["rounds"], human_bytes(tot["offline_bytes"]),
                      f"{m.max_abs_error:.2e} (of {m.max_abs_logit:.1f})", m.next_token, m.reference_token,
                      f"{m.wall_s:.2f}"))
-    return rich_table("Whole models: measured totals (every row checked against the table)", header, body,
-                      [False, False, True, True, True, True, True, True, True, True, True, True, True])
+    return rich_table("Whole models: measured totals (every row checked against the table)", columns, body,
+                      hint="every column: -f json")
 
 
 def render_validation(v: Validation) -> list[Any]:

@@ -34,7 +34,8 @@ from dataclasses import asdict
 from typing import Any
 
 from picost.analysis.estimate import Estimate, Row, Totals
-from picost.report.render import dump_csv, dump_json, dump_markdown, human_bytes, human_count, human_seconds
+from picost.report.render import (CLASS_LABELS, Column, dump_csv, dump_json, dump_markdown, human_bytes,
+                                  human_count, human_seconds)
 
 SCHEMA = "picost.estimate/1"
 LATENCY_MODEL = ("latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * delays_per_round * round_s, "
@@ -161,19 +162,28 @@ def render(est: Estimate, by: str, fmt: str) -> Any:
         return (f"## {_title(est)}\n\n" + dump_markdown(header, rows, align) + "\n"
                 + "".join(f"- {line}\n" for line in summary_lines(est)))
     from rich.console import Group
-    from rich.text import Text
 
-    from picost.report.render import rich_table
+    from picost.report.render import Paragraphs, rich_table
 
-    if by == "op":  # the terminal view keeps sources short; md, csv and json give them in full
-        rows = [row[:-1] + (_shorten(row[-1]),) for row in rows]
-    table = rich_table(_title(est), header, rows, align)
-    return Group(table, Text("\n".join(summary_lines(est))))
+    # narrow terminals: short class labels, then the least telling columns left out; sources (long
+    # text, the same for every op of a kind) go below the table, one paragraph per kind
+    columns = _op_columns() if by == "op" else _group_columns(by)
+    table = rich_table(_title(est), columns, rows, hint="every column: -f csv or -f md",
+                       spill_key=1 if by == "op" else 0)
+    return Group(table, Paragraphs(summary_lines(est)))
 
 
-def _shorten(text: str | None, limit: int = 60) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _op_columns() -> list[Column]:
+    drop = {"kind": 5, "class": 4, "rounds": 3, "share": 2, "compute": 7, "comm": 6}
+    columns = [Column(h, numeric=h not in ("op", "kind", "class", "source"), drop=drop.get(h, 0),
+                      short=CLASS_LABELS if h == "class" else None) for h in _OP_HEADER[:-1]]
+    return columns + [Column("source", text=True, spill=True, drop=9, min_width=100)]
+
+
+def _group_columns(by: str) -> list[Column]:
+    drop = {"rows": 5, "rounds": 3, "share": 1, "compute": 6, "comm": 4}
+    return [Column(by, short=CLASS_LABELS if by == "class" else None)] + [
+        Column(h, numeric=True, drop=drop.get(h, 0)) for h in _GROUP_HEADER]
 
 
 def _csv(est: Estimate, by: str) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from picost.model.flops import FlopsReport, count_flops
-from picost.report.render import dump_csv, dump_json, human_count, rich_table
+from picost.report.render import Column, dump_csv, dump_json, human_count, rich_table
 from picost.model.spec import ModelSpec
 
 SCHEMA = "picost.flops/1"
@@ -74,11 +74,17 @@ def render(report: FlopsReport, by: str, fmt: str) -> Any:
 
     spec = report.lowered.spec
     pretty = [tuple(human_count(c) if isinstance(c, int) and i > 0 else c for i, c in enumerate(r)) for r in rows]
+    columns = [Column(header[0])] + [Column(h, numeric=True) for h in header[1:]]
+    if by == "op":  # narrow terminals: dims wrap between symbols, elements then kind are left out
+        columns = [Column("op"), Column("kind", drop=2), Column("dims", text=True, min_width=16),
+                   Column("FLOPs", numeric=True), Column("elements", numeric=True, drop=1)]
+    footer = ["total"] + [human_count(report.total) if h == "FLOPs" else "" for h in header[1:]]
     main = rich_table(f"{spec.name}: FLOPs at T={report.lowered.context} ({spec.phase}, batch {spec.batch_size})",
-                      header, pretty, [False] + [True] * (len(header) - 1),
-                      footer=("total", human_count(report.total)) + ("",) * (len(header) - 2))
+                      columns, pretty, footer=footer, hint="every column: -f csv")
     nl = report.nonlinear()
     nl_rows = [(k, v["ops"], v["instances"], v["shape"], human_count(v["elements"])) for k, v in nl.items()]
-    side = rich_table("Nonlinear ops (elements, not FLOPs)", ("kind", "ops", "instances", "shape", "elements"),
-                      nl_rows, [False, True, True, True, True])
+    side = rich_table("Nonlinear ops (elements, not FLOPs)",
+                      [Column("kind"), Column("ops", numeric=True, drop=2), Column("instances", numeric=True, drop=1),
+                       Column("shape", numeric=True), Column("elements", numeric=True)], nl_rows,
+                      hint="every column: -f json")
     return Group(main, side)

@@ -14,20 +14,21 @@ FIELD_LABELS = {"comm_bytes": "bytes (total)", "bytes_client_to_server": "bytes 
 DOCS_HEADER = "<!-- generated from protocols/{name}.yaml by scripts/gen_protocol_docs.py; do not edit -->"
 
 
-def listing() -> list[tuple[str, str, str, str]]:
-    """``(name, setting, op kinds, confidence)`` for every shipped table."""
+def listing(limit: int | None = 160) -> list[tuple[str, str, str, str]]:
+    """``(name, setting, op kinds, confidence)`` for every shipped table; the confidence is its
+    first sentence, cut to ``limit`` characters (``None``: whole)."""
     rows = []
     for name in shipped_protocol_names():
         t = load_protocol(name)
-        rows.append((name, t.setting.summary(), str(len(t.entries)), _first_sentence(t.confidence)))
+        rows.append((name, t.setting.summary(), str(len(t.entries)), _first_sentence(t.confidence, limit)))
     return rows
 
 
-def _first_sentence(text: str, limit: int = 160) -> str:
+def _first_sentence(text: str, limit: int | None) -> str:
     text = " ".join(text.split())
     cut = text.find(". ")
     first = text if cut < 0 else text[: cut + 1]
-    return first if len(first) <= limit else first[: limit - 1] + "…"
+    return first if limit is None or len(first) <= limit else first[: limit - 1] + "…"
 
 
 def entry_rows(table: ProtocolTable) -> list[tuple[str, ...]]:
@@ -97,39 +98,44 @@ def markdown(table: ProtocolTable) -> str:
 
 
 def rich_view(table: ProtocolTable) -> Any:
-    """`picost protocols show P` as rich text: the header, then one block per op kind."""
+    """`picost protocols show P` for the terminal: the header, then one block per op kind. Each
+    block is a grid of label and text, so long text wraps on words under its own column at any
+    terminal width."""
+    from rich.console import Group
+    from rich.table import Table
     from rich.text import Text
 
+    def grid(rows: list[tuple[str, str]]) -> Any:
+        g = Table.grid(padding=(0, 2), pad_edge=True)
+        g.add_column(no_wrap=True)
+        g.add_column(overflow="fold")
+        for label, text in rows:
+            g.add_row(Text(label), Text(" ".join(text.split())))
+        return g
+
     s = table.setting
-    out = Text()
-    out.append(f"{table.name}", style="bold")
-    out.append(f": {' '.join(table.description.split())}\n")
-    out.append(f"setting: {s.summary()}\nconfidence: {' '.join(table.confidence.split())}\nfile: {table.path}\n")
+    parts: list[Any] = [Text.assemble((table.name, "bold"), f": {' '.join(table.description.split())}"),
+                        grid([("setting", s.summary()), ("confidence", table.confidence), ("file", str(table.path))])]
     if table.params:
-        out.append("\nparameters\n", style="bold")
-        for p in table.params.values():
-            out.append(f"  {p.name} = {p.value}{' ' + p.unit if p.unit else ''}   ({' '.join(p.source.split())})\n")
+        parts += [Text("\nparameters", style="bold"),
+                  grid([(p.name, f"= {p.value}{' ' + p.unit if p.unit else ''} ({p.source})")
+                        for p in table.params.values()])]
     if table.options:
-        out.append("\noptions (--option NAME=VALUE; in force: " + ", ".join(f"{k}={v}" for k, v in table.chosen.items())
-                   + ")\n", style="bold")
-        for option, choice, sets, source in option_rows(table):
-            out.append(f"  {option}\n    {choice}: {sets}   ({source})\n")
-    width = max(len(label) for label in FIELD_LABELS.values())
+        in_force = ", ".join(f"{k}={v}" for k, v in table.chosen.items())
+        parts += [Text(f"\noptions (--option NAME=VALUE; in force: {in_force})", style="bold"),
+                  grid([(f"{option}\n  {choice}", f"{sets} ({source})")
+                        for option, choice, sets, source in option_rows(table)])]
     for kind, e in table.entries.items():
-        out.append(f"\n{kind}", style="bold cyan")
-        out.append(f"   source: {' '.join(e.source.split())}\n")
-        for f in FORMULA_FIELDS:
-            if f in e.formulas:
-                out.append(f"  {FIELD_LABELS[f]:<{width}}  {e.formulas[f].text}\n")
+        rows = [("source", e.source)] + [(FIELD_LABELS[f], e.formulas[f].text) for f in FORMULA_FIELDS
+                                          if f in e.formulas]
         if e.includes_truncation:
-            out.append(f"  {'truncation':<{width}}  included in the bytes and rounds above\n")
+            rows.append(("truncation", "included in the bytes and rounds above"))
         if e.notes:
-            out.append(f"  {'notes':<{width}}  {' '.join(e.notes.split())}\n")
+            rows.append(("notes", e.notes))
+        parts += [Text(f"\n{kind}", style="bold cyan"), grid(rows)]
     if table.citations:
-        out.append("\ncitations\n", style="bold")
-        for key, text in table.citations.items():
-            out.append(f"  {key}: {' '.join(text.split())}\n")
-    return out
+        parts += [Text("\ncitations", style="bold"), grid(list(table.citations.items()))]
+    return Group(*parts)
 
 
 def expected_docs() -> dict[str, str]:

@@ -1,0 +1,185 @@
+"""Write the stock-SPU protocol tables (protocols/spu-{semi2k,aby3,cheetah}.yaml) from the fits.
+
+Every measured entry of these tables comes from ``benchmarks/results/spu/fits.json`` (made by
+``benchmarks/spu_fit.py`` from the runs of ``benchmarks/spu_campaign.py``), so the tables cannot
+drift from the data: regenerate them with::
+
+    python benchmarks/spu_fit.py && python benchmarks/spu_tables.py
+
+and ``tests/test_spu_tables.py`` fails when a committed table differs from what this script
+writes. The mapping from measured series to table entries and options is :data:`ENTRIES` and
+:data:`OPTIONS` below; the tables model SPU 0.9.5 running a JAX model written the obvious way
+(``picost/spu/jax_ops.py``): defaults client-private token ids, server-private weights (SPU's
+colocated optimization), stock ``jax.nn.gelu`` / ``jax.nn.softmax``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FITS = REPO / "benchmarks" / "results" / "spu" / "fits.json"
+
+#: Base entries (the defaults): op kind -> measured series.
+ENTRIES = {
+    "add": "add.secret",
+    "scale": "scale",
+    "rope": "rope",
+    "mul": "mul",
+    "relu": "relu",
+    "silu": "silu",
+    "gelu": "gelu.stock_erf",
+    "gelu_tanh": "gelu.stock_tanh",
+    "softmax": "softmax.stock.causal.where",
+    "argmax": "argmax",
+    "matmul": "matmul",
+    "truncation": "truncation",
+    "linear": "linear.server-private",
+    "weight_mul": "weight_mul.server-private",
+    "layernorm": "layernorm.server-private",
+    "rmsnorm": "rmsnorm.server-private",
+    "embedding": "embedding.client-private.server-private",
+}
+
+#: option -> (description, default, {choice: (what it means, {kind: series})}).
+OPTIONS = {
+    "weights": ("who holds the model's weights (linears, learned scales, norm gains)", "server-private", {
+        "server-private": ("the server's private inputs (VIS_PRIVATE, colocated optimization): the entries "
+                           "under ops:", {}),
+        "shared": ("weights secret-shared between the parties (VIS_SECRET)",
+                   {"linear": "linear.shared", "weight_mul": "weight_mul.shared", "layernorm": "layernorm.shared",
+                    "rmsnorm": "rmsnorm.shared"}),
+        "public": ("weights known to both parties (VIS_PUBLIC)",
+                   {"linear": "linear.public", "weight_mul": "weight_mul.public", "layernorm": "layernorm.public",
+                    "rmsnorm": "rmsnorm.public"}),
+    }),
+    "input": ("how the client's tokens enter (the embedding table is server-private)", "client-private", {
+        "client-private": ("token ids private to the client; one_hot(ids) @ wte: the entry under ops:", {}),
+        "shared": ("token ids secret-shared", {"embedding": "embedding.shared.server-private"}),
+        "client-embedded": ("the client feeds embedded vectors (it holds the table)",
+                            {"embedding": "embedding.client-embedded.server-private"}),
+    }),
+    "gelu": ("GELU construction", "stock", {
+        "stock": ("jax.nn.gelu as written: erf form for gelu, tanh form for gelu_tanh (the entries under ops:)", {}),
+        "puma": ("PUMA's piecewise polynomial (PUMA §4.2) for both forms",
+                 {"gelu": "gelu.puma", "gelu_tanh": "gelu.puma"}),
+    }),
+    "softmax": ("softmax construction", "stock", {
+        "stock": ("jax.nn.softmax with the causal mask applied by jnp.where (the entry under ops:)", {}),
+        "puma": ("PUMA's softmax (PUMA §4.3 Alg. 2)", {"softmax": "softmax.puma.causal.where"}),
+    }),
+}
+
+PROTOCOL_HEADERS = {
+    "semi2k": {
+        "description": "SecretFlow SPU 0.9.5 SEMI2K (2PC additive sharing, trusted-dealer Beaver triples) running a "
+                       "JAX model written the obvious way; measured",
+        "parties": 2, "correlated_randomness": "third_party",
+        "spu": "SecretFlow SPU 0.9.5 (pip spu==0.9.5), SEMI2K protocol, FM64, 18 fractional bits, in-process "
+               "simulator, warm run",
+    },
+    "aby3": {
+        "description": "SecretFlow SPU 0.9.5 ABY3 (3PC replicated sharing, honest majority) running a JAX model "
+                       "written the obvious way; measured",
+        "parties": 3, "correlated_randomness": "none",
+        "spu": "SecretFlow SPU 0.9.5 (pip spu==0.9.5), ABY3 protocol, FM64, 18 fractional bits, in-process "
+               "simulator, warm run",
+    },
+    "cheetah": {
+        "description": "SecretFlow SPU 0.9.5 CHEETAH (2PC, silent OT and RLWE HE matmuls) running a JAX model "
+                       "written the obvious way; measured",
+        "parties": 2, "correlated_randomness": "none",
+        "spu": "SecretFlow SPU 0.9.5 (pip spu==0.9.5), CHEETAH protocol, FM64, 18 fractional bits, in-process "
+               "simulator, warm run",
+    },
+}
+
+
+def _dims_text(points: list[dict]) -> str:
+    keys = list(points[0]["dims"])
+    lo = {k: min(p["dims"][k] for p in points) for k in keys}
+    hi = {k: max(p["dims"][k] for p in points) for k in keys}
+    return ", ".join(f"{k} {lo[k]}" + (f"..{hi[k]}" if hi[k] != lo[k] else "") for k in keys)
+
+
+def _entry(protocol: str, fit: dict) -> dict:
+    fitted = [p for p in fit["points"] if not p["heldout"]]
+    held = [p for p in fit["points"] if p["heldout"]]
+    held_text = "; ".join(
+        f"held out {'x'.join(str(v) for v in p['dims'].values())} ({p['total_bytes']:,} B): {100 * e:+.2f}%"
+        for p, e in zip(held, fit["heldout_errors"]))
+    basis = " + ".join(f"c{i}*{t}" if t != "1" else f"c{i}" for i, t in enumerate(fit["basis"]))
+    return {
+        "comm_bytes": fit["comm_bytes"],
+        "rounds": fit["rounds"],
+        **({"includes_truncation": True} if fit["kind"] in ("mul", "weight_mul", "linear", "matmul", "scale", "rope")
+           else {}),
+        "source": (f"measured: benchmarks/spu_campaign.py --protocol {protocol.upper()} (series {fit['series']}, "
+                   f"{fit['n_fit']} sizes: {_dims_text(fitted)}), fitted by benchmarks/spu_fit.py as {basis} "
+                   f"(non-negative, relative least squares): max residual {100 * fit['max_residual']:.2f}%"),
+        "notes": (f"{held_text or 'no held-out point'}. Rounds: SPU send actions (messages), the most over the "
+                  "measured sizes: an upper bound on sequential rounds. Bytes: all parties' sent bytes, warm run."),
+    }
+
+
+def build(protocol: str, fits: dict[str, dict]) -> dict:
+    """The table of ``protocol`` as a YAML-ready mapping."""
+    head = PROTOCOL_HEADERS[protocol]
+    missing = sorted({s for s in ENTRIES.values() if s not in fits}
+                     | {s for _, _, ch in OPTIONS.values() for _, kinds in ch.values() for s in kinds.values()
+                        if s not in fits})
+    if missing:
+        raise SystemExit(f"spu-{protocol}: no fit for series {', '.join(missing)} (run the campaign and spu_fit.py)")
+    table = {
+        "name": f"spu-{protocol}",
+        "description": head["description"],
+        "citations": {"spu": head["spu"],
+                      "puma": "Dong et al., PUMA: Secure Inference of LLaMA-7B in Five Minutes, arXiv 2307.12533v3"},
+        "setting": {"parties": head["parties"], "threat_model": "semi-honest", "correlated_randomness":
+                    head["correlated_randomness"], "ring_bits": 64, "fractional_bits": 18},
+        "confidence": (f"Medium-high for what SPU 0.9.5 {protocol.upper()} sends for these JAX functions "
+                       "(picost/spu/jax_ops.py): every entry is fitted over at least 4 sizes spanning at least 16x, "
+                       "with a held-out size (notes). Rounds are message counts, an upper bound on depth. Whole "
+                       "models: `picost validate --against spu` and docs/validation.md."),
+    }
+    if protocol == "cheetah":
+        table["params"] = {"poly_n": {"value": 8192, "unit": "RLWE polynomial degree N", "source":
+                           "measured: SPU 0.9.5 CHEETAH log line of every dot ('CheetahDot uses 3@2 modulus 8192 "
+                           "degree for 64 bit ring', cheetah_dot.cc:310)"}}
+    options = {}
+    for name, (description, default, choices) in OPTIONS.items():
+        options[name] = {"description": description, "default": default, "choices": {}}
+        for choice, (meaning, kinds) in choices.items():
+            entry = {"source": f"derived: {meaning}"}
+            if kinds:
+                entry["ops"] = {kind: _entry(protocol, fits[series]) for kind, series in kinds.items()}
+            options[name]["choices"][choice] = entry
+    table["options"] = options
+    table["ops"] = {kind: _entry(protocol, fits[series]) for kind, series in ENTRIES.items()}
+    return table
+
+
+def dump(table: dict) -> str:
+    import yaml
+
+    header = ("# Generated by benchmarks/spu_tables.py from benchmarks/results/spu/fits.json; do not edit.\n"
+              "# Regenerate: python benchmarks/spu_fit.py && python benchmarks/spu_tables.py\n")
+    return header + yaml.safe_dump(table, sort_keys=False, width=110, allow_unicode=True)
+
+
+def expected_tables() -> dict[Path, str]:
+    fits = json.loads(FITS.read_text())
+    return {REPO / "protocols" / f"spu-{p}.yaml": dump(build(p, fits[p])) for p in PROTOCOL_HEADERS if fits.get(p)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    for path, text in expected_tables().items():
+        path.write_text(text)
+        print(f"wrote {path.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -65,10 +65,14 @@ DIMS = {
 NORM_EPS = 1e-5
 ROPE_BASE = 10000.0
 SCALE = 0.125  # the public constant of `scale` and `truncation` (1/sqrt(64))
-#: The score a causal mask puts on masked positions. jnp.finfo(float32).min (what Flax models use)
-#: is far outside SPU's fixed-point range (FM64, 18 fractional bits: |x| < 2^45); -1e4 is inside it
-#: and exp() of it is 0 in both constructions.
-MASKED_SCORE = -1e4
+#: The score a causal mask puts on masked positions. SPU 0.9.5's stock softmax (jax.nn.softmax:
+#: exp of x - max by a Taylor step and repeated squaring) returns wrong probabilities -- max abs
+#: error 1.0 on 64 x 16 causal scores -- when a masked score minus the row max is below about -256:
+#: jnp.finfo(float32).min (what Flax models use), -1e4 and -1e3 all fail; -200, -100, -30 and
+#: jax.nn.softmax(x, where=mask) give 0.0034 (the unmasked error). -100 is safe while unmasked
+#: scores stay within ~150 of their row max. PUMA's softmax clips below -14 and takes any value.
+#: The value is a public constant: it changes no cost.
+MASKED_SCORE = -100.0
 
 
 @dataclass

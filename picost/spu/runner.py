@@ -14,8 +14,9 @@ library and its siblings ``jax_ops.py`` / ``jax_model.py`` (by path), never pico
 
 Method
 ------
-Each measurement is one SPU executable compiled from its JAX function, run in a child process (a
-fresh SPU state) as an in-process simulation: one thread per party, in-memory links, FM64 ring,
+Each measurement is one SPU executable compiled from its JAX function, run in a child process
+(CHEETAH: one child each; SEMI2K and ABY3 may share one child, each on fresh runtimes and links,
+see :func:`measure_batch`) as an in-process simulation: one thread per party, in-memory links, FM64 ring,
 18 fractional bits, ``enable_pphlo_profile``. The executable runs ``runs`` times on the same
 runtimes (default 2; 4 under CHEETAH, see below) and a warm run (not the first) is reported, so
 one-time OT and HE setup are excluded. Bytes and send actions come from every party's ``Link details`` line of
@@ -107,7 +108,7 @@ _WALL = re.compile(r"^@@WALL (\d+) ([0-9.e-]+)$", re.M)
 #: keys of an ``ops`` measurement and their defaults
 MEASUREMENT_DEFAULTS = {"construction": None, "weights": "server-private", "input": "client-private",
                         "operands": None, "causal": False, "mask": "where", "bias": False,
-                        "rotated": None, "seed": 0, "runs": None}
+                        "rotated": None, "roles": None, "seed": 0, "runs": None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,6 +128,9 @@ def _visibility(role: str, weights: str, input: str) -> tuple[str, int]:
     if role == "embedded":
         return "secret", CLIENT
     raise ValueError(f"unknown role {role!r}")
+
+
+_LINK_IDS: list[int] = []
 
 
 def _run_in_spu(protocol: str, fun, args: list, roles: list[str], weights: str, input: str,
@@ -160,6 +164,8 @@ def _run_in_spu(protocol: str, fun, args: list, roles: list[str], weights: str, 
     shares = [io.make_shares(np.asarray(a), v, o) for a, v, (_, o) in zip(args, vis, vis_owner)]
 
     desc = libspu.link.Desc()
+    _LINK_IDS.append(len(_LINK_IDS))
+    desc.id = f"picost-spu-{_LINK_IDS[-1]}"  # fresh links for every executable of a batch
     desc.recv_timeout_ms = CHILD_TIMEOUT_S * 1000  # large HE matmuls take minutes on 2 cores
     for rank in range(nparties):
         desc.add_party(f"id_{rank}", f"thread_{rank}")
@@ -198,6 +204,17 @@ def _run_in_spu(protocol: str, fun, args: list, roles: list[str], weights: str, 
     return [io.reconstruct([outputs[r][i] for r in range(nparties)]) for i in range(len(out_names))]
 
 
+def _child_ops(ms: list[dict]) -> None:
+    """Several measurements in one process, one after another, each ``@@CASE i``-marked and run
+    on fresh runtimes and links (saves the interpreter start and imports per measurement)."""
+    for i, m in enumerate(ms):
+        print(f"@@CASE {i}", flush=True)
+        try:
+            _child_op(m)
+        except Exception as exc:  # noqa: BLE001 - reported per case
+            print(f"@@FAILED {json.dumps(repr(exc)[-1500:])}", flush=True)
+
+
 def _child_op(m: dict) -> None:
     import jax_ops
 
@@ -205,6 +222,10 @@ def _child_op(m: dict) -> None:
     case = jax_ops.build(m["kind"], m["dims"], construction=opts["construction"], weights=opts["weights"],
                          input=opts["input"], operands=opts["operands"], causal=opts["causal"],
                          mask=opts["mask"], bias=opts["bias"], rotated=opts["rotated"], seed=opts["seed"])
+    if opts.get("roles"):  # e.g. the position add of a client-embedded model: ["embedded", "weight"]
+        if len(opts["roles"]) != len(case.roles):
+            raise ValueError(f"roles {opts['roles']} do not match the operands {case.roles}")
+        case.roles = list(opts["roles"])
     print(f"@@RESULT {json.dumps({'describe': case.describe, 'roles': case.roles})}", flush=True)
     _run_in_spu(m["protocol"], case.fun, case.args, case.roles, opts["weights"], opts["input"],
                 _runs(m["protocol"], opts["runs"]))
@@ -228,6 +249,12 @@ def _child_model(m: dict) -> None:
     result = {"logits_shape": list(want.shape), "logits_max_abs_error": float(np.max(np.abs(logits - want))),
               "logits_max_abs": float(np.max(np.abs(want))), "inputs": len(model.args),
               "weight_elements": int(sum(a.size for a, r in zip(model.args, roles) if r == "weight"))}
+    if (m.get("gelu") or "").startswith("puma") or m.get("softmax") == "puma":
+        exact = jax_model.build(m["spec"], context=m.get("context"), input=m.get("input", "client-private"),
+                                mask=m.get("mask", "where"), seed=m.get("seed", 0))
+        with jax.default_device(jax.devices("cpu")[0]):
+            stock = np.asarray(jax.tree_util.tree_leaves(jax.jit(exact.fun)(*exact.args))[0], dtype=np.float64)
+        result["logits_max_abs_error_vs_stock"] = float(np.max(np.abs(logits - stock)))
     if len(got) > 1:  # the argmax
         result["next_token"] = np.asarray(got[1]).tolist()
         result["next_token_plaintext"] = expected[1].tolist()
@@ -240,7 +267,7 @@ def _runs(protocol: str, runs: int | None) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# In the parent: one child per measurement, its log parsed
+# In the parent: child processes, their logs parsed
 # ---------------------------------------------------------------------------------------------
 
 def _spawn(mode: str, request: dict, timeout: float) -> str:
@@ -314,12 +341,44 @@ def _by_rank(run_text: str, nparties: int) -> list[int] | None:
 
 def measure(m: dict, timeout: float = CHILD_TIMEOUT_S) -> dict:
     """Measure one op (see the module doc); the result repeats the measurement's keys."""
-    m = {**{k: v for k, v in MEASUREMENT_DEFAULTS.items() if k not in ("runs", "seed")}, **m}
+    m = {**{k: v for k, v in MEASUREMENT_DEFAULTS.items() if k not in ("runs", "seed", "roles")}, **m}
     text = _spawn("op", m, timeout)
     info = json.loads(_RESULT.search(text).group(1))
     result = {**m, **parse_log(text, PROTOCOLS[m["protocol"]]), "describe": info["describe"],
               "roles": info["roles"], "spu": _spu_version()}
     return result
+
+
+def measure_batch(ms: list[dict], timeout: float = CHILD_TIMEOUT_S) -> list[dict]:
+    """Measure several ops in ONE child process (each on fresh runtimes and links), for
+    SEMI2K and ABY3 whose bytes do not depend on what ran before. A failed case is returned with
+    ``error``; if the child dies, the cases it did not report are measured one by one."""
+    if not ms:
+        return []
+    full = [{**{k: v for k, v in MEASUREMENT_DEFAULTS.items() if k not in ("runs", "seed", "roles")}, **m}
+            for m in ms]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "ops"],
+                          input=json.dumps(full), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout * len(ms), env=env)
+    cases = {int(c.split(None, 1)[0]): c for c in proc.stdout.split("@@CASE ")[1:]}
+    results = []
+    for i, m in enumerate(full):
+        text = cases.get(i)
+        if text is None or (i == max(cases, default=-1) and proc.returncode != 0 and "@@FAILED" not in text):
+            try:
+                results.append(measure(m, timeout))
+            except Exception as exc:  # noqa: BLE001
+                results.append({**m, "error": str(exc)[-2000:]})
+            continue
+        failed = re.search(r"^@@FAILED (.*)$", text, re.M)
+        if failed:
+            results.append({**m, "error": json.loads(failed.group(1))})
+            continue
+        info = json.loads(_RESULT.search(text).group(1))
+        results.append({**m, **parse_log(text, PROTOCOLS[m["protocol"]]), "describe": info["describe"],
+                        "roles": info["roles"], "spu": _spu_version()})
+    return results
 
 
 def measure_model(request: dict, timeout: float = CHILD_TIMEOUT_S) -> dict:
@@ -338,11 +397,16 @@ def measure_model(request: dict, timeout: float = CHILD_TIMEOUT_S) -> dict:
                         **json.loads(_RESULT.search(text).group(1)),
                         "child_wall_s": round(time.perf_counter() - start, 3)}
     if request.get("ops"):
-        out["ops"] = [_measure_model_op(request, op, timeout) for op in request["ops"]]
+        ms = [_model_op_measurement(request, op) for op in request["ops"]]
+        if request["protocol"] == "CHEETAH":
+            results = [measure(m, timeout) for m in ms]
+        else:
+            results = measure_batch(ms, timeout)
+        out["ops"] = [{"name": op["name"], **r} for op, r in zip(request["ops"], results)]
     return out
 
 
-def _measure_model_op(request: dict, op: dict, timeout: float) -> dict:
+def _model_op_measurement(request: dict, op: dict) -> dict:
     """One op of a lowered model, measured as in ``ops`` mode with the model's options."""
     spec = request["spec"]
     kind = op["kind"]
@@ -356,7 +420,11 @@ def _measure_model_op(request: dict, op: dict, timeout: float) -> dict:
          "operands": op.get("operands"), "causal": bool(op.get("causal", False)),
          "mask": request.get("mask", "where"), "bias": bool(spec.get("bias", False)) and kind == "linear"
          and not op["name"].startswith("head."), "rotated": _rotated(spec) if kind == "rope" else None}
-    return {"name": op["name"], **measure(m, timeout)}
+    if op["name"] == "embed.pos" and m["input"] == "client-embedded":
+        m["roles"] = ["embedded", "weight"]  # the client's vectors meet the server's positions
+    if request.get("runs"):
+        m["runs"] = request["runs"]
+    return m
 
 
 def _rotated(spec: dict) -> int:
@@ -381,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         request = json.load(sys.stdin)
-        (_child_op if argv[1] == "op" else _child_model)(request)
+        {"op": _child_op, "ops": _child_ops, "model": _child_model}[argv[1]](request)
         return 0
     import argparse
 
@@ -393,12 +461,18 @@ def main(argv: list[str] | None = None) -> int:
     request = json.loads(Path(ns.request).read_text() if ns.request else sys.stdin.read())
     if ns.mode == "ops":
         failed = 0
+        batch = [m for m in request if m.get("protocol") != "CHEETAH"]
+        batched = iter(measure_batch(batch, ns.timeout))
         for m in request:
-            try:
-                print(json.dumps(measure(m, ns.timeout)), flush=True)
-            except Exception as exc:  # noqa: BLE001 - one failed measurement does not stop the rest
-                failed += 1
-                print(json.dumps({**m, "error": str(exc)[-2000:]}), flush=True)
+            if m.get("protocol") != "CHEETAH":
+                result = next(batched)
+            else:
+                try:
+                    result = measure(m, ns.timeout)
+                except Exception as exc:  # noqa: BLE001 - one failed measurement does not stop the rest
+                    result = {**m, "error": str(exc)[-2000:]}
+            failed += "error" in result
+            print(json.dumps(result), flush=True)
         return 1 if failed else 0
     print(json.dumps(measure_model(request, ns.timeout)), flush=True)
     return 0

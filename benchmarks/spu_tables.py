@@ -32,7 +32,7 @@ ENTRIES = {
     "silu": "silu",
     "gelu": "gelu.stock_erf",
     "gelu_tanh": "gelu.stock_tanh",
-    "softmax": "softmax.stock.causal.where",
+    "softmax": "softmax.stock",
     "argmax": "argmax",
     "matmul": "matmul",
     "truncation": "truncation",
@@ -67,8 +67,8 @@ OPTIONS = {
                  {"gelu": "gelu.puma", "gelu_tanh": "gelu.puma"}),
     }),
     "softmax": ("softmax construction", "stock", {
-        "stock": ("jax.nn.softmax with the causal mask applied by jnp.where (the entry under ops:)", {}),
-        "puma": ("PUMA's softmax (PUMA §4.3 Alg. 2)", {"softmax": "softmax.puma.causal.where"}),
+        "stock": ("jax.nn.softmax (the entry under ops:)", {}),
+        "puma": ("PUMA's softmax (PUMA §4.3 Alg. 2)", {"softmax": "softmax.puma"}),
     }),
 }
 
@@ -98,7 +98,7 @@ PROTOCOL_HEADERS = {
 
 
 def _dims_text(points: list[dict]) -> str:
-    keys = list(points[0]["dims"])
+    keys = sorted(points[0]["dims"])
     lo = {k: min(p["dims"][k] for p in points) for k in keys}
     hi = {k: max(p["dims"][k] for p in points) for k in keys}
     return ", ".join(f"{k} {lo[k]}" + (f"..{hi[k]}" if hi[k] != lo[k] else "") for k in keys)
@@ -108,7 +108,7 @@ def _entry(protocol: str, fit: dict) -> dict:
     fitted = [p for p in fit["points"] if not p["heldout"]]
     held = [p for p in fit["points"] if p["heldout"]]
     held_text = "; ".join(
-        f"held out {'x'.join(str(v) for v in p['dims'].values())} ({p['total_bytes']:,} B): {100 * e:+.2f}%"
+        f"held out {', '.join(f'{k}={v}' for k, v in sorted(p['dims'].items()))} ({p['total_bytes']:,} B): {100 * e:+.2f}%"
         for p, e in zip(held, fit["heldout_errors"]))
     basis = " + ".join(f"c{i}*{t}" if t != "1" else f"c{i}" for i, t in enumerate(fit["basis"]))
     return {
@@ -169,8 +169,9 @@ def dump(table: dict) -> str:
     return header + yaml.safe_dump(table, sort_keys=False, width=110, allow_unicode=True)
 
 
-def expected_tables() -> dict[Path, str]:
-    fits = json.loads(FITS.read_text())
+def expected_tables(fits: dict | None = None) -> dict[Path, str]:
+    """``{path: text}`` of every table whose protocol has fits (default: the committed fits.json)."""
+    fits = json.loads(FITS.read_text()) if fits is None else fits
     return {REPO / "protocols" / f"spu-{p}.yaml": dump(build(p, fits[p])) for p in PROTOCOL_HEADERS if fits.get(p)}
 
 

@@ -206,11 +206,23 @@ def validate(
     context: int = typer.Option(4, "--context", "-T", min=1, help="Prompt tokens per model run (cached tokens for decode specs)."),
     ops: bool = typer.Option(True, "--ops/--no-ops", help="Also run every op kind at three shapes."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for any message before failing."),
-    protocol: str = typer.Option("picost-2pc", "--protocol", "-p", help="Table to check the measurements against."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Table to check the engine against (default picost-2pc); with --against spu, the SPU protocol: semi2k, cheetah or aby3 (default semi2k)."),
+    against: str = typer.Option("engine", "--against", help="engine (picost's own two-party engine) or spu (SecretFlow SPU 0.9.5, in .venv-spu: bash scripts/setup-spu.sh)."),
+    option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
 ) -> None:
-    """Run the two-party engine and check measured bytes and rounds against picost-2pc (exit 1 on a mismatch)."""
+    """Run a real engine and check measured bytes against picost's tables (exit 1 on a mismatch): picost's
+    own engine against picost-2pc (bytes and rounds, exactly), or SPU against spu-* (totals within 10%,
+    op classes within 20%)."""
     _choice(fmt, ("table", "json"), "--format")
+    _choice(against, ("engine", "spu"), "--against")
+    if against == "spu":
+        _validate_spu(specs or ["tiny", "tiny-relu", "tiny-smonly-fused", "tiny-llama"], context,
+                      protocol or "semi2k", option, timeout if timeout != 60.0 else None, fmt)
+        return
+    if option:
+        raise UserError("--option applies to --against spu (the engine has no table options)", field="--option")
+    protocol = protocol or "picost-2pc"
     _need_torch()
     from rich.progress import Progress
 
@@ -237,6 +249,43 @@ def validate(
                   f"{sum(r.ok for r in result.op_rows) + sum(r.ok for m in result.models for r in m.rows)} of "
                   f"{len(result.op_rows) + sum(len(m.rows) for m in result.models)} rows; launch wall time "
                   f"{result.wall_s:.1f} s")
+
+
+def _validate_spu(specs: list[str], context: int, protocol: str, option: Optional[list[str]],
+                  timeout: Optional[float], fmt: str) -> None:
+    """``validate --against spu``: each spec run in SPU next to the spu-<protocol> estimate."""
+    from rich.progress import Progress
+
+    from picost.cost.table_options import parse_option_args
+    from picost.model.load import load_spec
+    from picost.spu import bridge, validate as spu_validate
+
+    if protocol not in spu_validate.SPU_PROTOCOLS:
+        raise UserError(f"unknown SPU protocol '{protocol}'; choose from {', '.join(spu_validate.SPU_PROTOCOLS)}",
+                        field="--protocol")
+    args = parse_option_args(option)
+    options = {**args.get(None, {}), **args.get(f"spu-{protocol}", {})}
+    models = [load_spec(ref) for ref in specs]  # bad specs fail fast with a located error
+    for model in models:  # and bad options, before any SPU run
+        spu_validate.estimate_bytes(model, context, protocol, options)
+    bridge.spu_python()
+    checks = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"SPU {protocol} runs (whole model, then op by op)", total=len(models))
+        for model in models:
+            checks.append(spu_validate.check(model, context, protocol, options, timeout))
+            progress.update(task, advance=1)
+    ok = all(c.ok for c in checks)
+    if fmt == "json":
+        from picost.report.render import dump_json
+
+        _echo(dump_json({"schema": "picost.validate.spu/1", "checks": [c.as_dict() for c in checks]}))
+    else:
+        _print(spu_validate.render(checks))
+        _echo(f"{'OK' if ok else 'OUTSIDE TOLERANCE'}: {sum(c.ok for c in checks)} of {len(checks)} runs within "
+              f"{spu_validate.TOTAL_TOLERANCE:.0%} in total and {spu_validate.CLASS_TOLERANCE:.0%} per op class")
+    if not ok:
+        raise typer.Exit(1)
 
 
 mpc_app = typer.Typer(help="The real two-party engine: private runs of a spec.", no_args_is_help=True)

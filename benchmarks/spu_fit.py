@@ -112,7 +112,7 @@ def _rounds(kind: str, points: list[dict]) -> str:
         icpt = round(float(np.max(y - slope * x)), 3)  # through the largest counts: an upper bound at every size
         if not slope:
             return f"{max(actions)}"
-        return f"{icpt:g} + {slope:g} * log2(cols)" if icpt > 0 else f"{slope:g} * log2(cols)"
+        return f"ceil({icpt:g} + {slope:g} * log2(cols))" if icpt > 0 else f"ceil({slope:g} * log2(cols))"
     return str(max(actions))
 
 

@@ -51,7 +51,8 @@ OPTIONS = {
         "shared": ("weights secret-shared between the parties (VIS_SECRET)",
                    {"linear": "linear.shared", "weight_mul": "weight_mul.shared", "layernorm": "layernorm.shared",
                     "rmsnorm": "rmsnorm.shared"}),
-        "public": ("weights known to both parties (VIS_PUBLIC)",
+        "public": ("weights known to both parties (VIS_PUBLIC); the embedding keeps its ids cost (an upper "
+                   "bound: with a public table SPU looks up client-private ids locally)",
                    {"linear": "linear.public", "weight_mul": "weight_mul.public", "layernorm": "layernorm.public",
                     "rmsnorm": "rmsnorm.public"}),
     }),
@@ -104,6 +105,41 @@ def _dims_text(points: list[dict]) -> str:
     return ", ".join(f"{k} {lo[k]}" + (f"..{hi[k]}" if hi[k] != lo[k] else "") for k in keys)
 
 
+TABLE_TERM = "vocab*width"
+TABLE_PARAM = "table_share_bytes"
+
+
+def _coefficient(fit: dict, term: str) -> float:
+    return dict(zip(fit["basis"], fit["coefficients"])).get(term, 0.0)
+
+
+def _embedding_formula(fit: dict) -> str:
+    """A fitted embedding formula with its ``vocab*width`` term (bringing the server's table into
+    the computation) as ``table_share_bytes * vocab*width``: the weights option sets that. A run
+    that never touches the server's table (the client embeds) keeps its fit as it is."""
+    if not _coefficient(fit, TABLE_TERM):
+        return fit["comm_bytes"]
+    parts = [f"{c:.6g}" if t == "1" else f"{c:.6g} * {t}" for t, c in zip(fit["basis"], fit["coefficients"])
+             if c > 0 and t != TABLE_TERM]
+    return " + ".join(parts + [f"{TABLE_PARAM} * {TABLE_TERM}"])
+
+
+def _table_share_bytes(fits: dict, weights: str) -> float:
+    """Bytes per table element under ``weights``, from the client-private-ids runs; the same
+    decomposition must hold for shared ids (checked)."""
+    value = _coefficient(fits[f"embedding.client-private.{weights}"], TABLE_TERM)
+    base = fits["embedding.shared.server-private"]
+    other = fits.get(f"embedding.shared.{weights}")
+    if other is not None:
+        for term, coef in zip(base["basis"], base["coefficients"]):
+            want = value if term == TABLE_TERM else coef
+            got = _coefficient(other, term)
+            if abs(got - want) > 0.01 * max(abs(want), 1.0):
+                raise SystemExit(f"embedding: the {TABLE_TERM} decomposition does not hold for shared ids under "
+                                 f"weights={weights} ({term}: {got} vs {want})")
+    return value
+
+
 def _entry(protocol: str, fit: dict) -> dict:
     fitted = [p for p in fit["points"] if not p["heldout"]]
     held = [p for p in fit["points"] if p["heldout"]]
@@ -112,7 +148,7 @@ def _entry(protocol: str, fit: dict) -> dict:
         for p, e in zip(held, fit["heldout_errors"]))
     basis = " + ".join(f"c{i}*{t}" if t != "1" else f"c{i}" for i, t in enumerate(fit["basis"]))
     return {
-        "comm_bytes": fit["comm_bytes"],
+        "comm_bytes": _embedding_formula(fit) if fit["kind"] == "embedding" else fit["comm_bytes"],
         "rounds": fit["rounds"],
         **({"includes_truncation": True} if fit["kind"] in ("mul", "weight_mul", "linear", "matmul", "scale", "rope")
            else {}),
@@ -144,17 +180,28 @@ def build(protocol: str, fits: dict[str, dict]) -> dict:
                        "with a held-out size (notes). Rounds are message counts, an upper bound on depth. Whole "
                        "models: `picost validate --against spu` and docs/validation.md."),
     }
+    table["params"] = {TABLE_PARAM: {
+        "value": _table_share_bytes(fits, "server-private"), "unit": "bytes per embedding-table element",
+        "source": (f"measured: benchmarks/spu_campaign.py --protocol {protocol.upper()}, the {TABLE_TERM} "
+                   "coefficient of series embedding.client-private.server-private (benchmarks/spu_fit.py): what "
+                   "bringing the server's private table into one_hot(ids) @ wte costs; the weights option sets it "
+                   "from the runs with a shared or public table")}}
     if protocol == "cheetah":
-        table["params"] = {"poly_n": {"value": 8192, "unit": "RLWE polynomial degree N", "source":
-                           "measured: SPU 0.9.5 CHEETAH log line of every dot ('CheetahDot uses 3@2 modulus 8192 "
-                           "degree for 64 bit ring', cheetah_dot.cc:310)"}}
+        table["params"]["poly_n"] = {"value": 8192, "unit": "RLWE polynomial degree N", "source":
+                                     "measured: SPU 0.9.5 CHEETAH log line of every dot ('CheetahDot uses 3@2 "
+                                     "modulus 8192 degree for 64 bit ring', cheetah_dot.cc:310)"}
     options = {}
     for name, (description, default, choices) in OPTIONS.items():
         options[name] = {"description": description, "default": default, "choices": {}}
         for choice, (meaning, kinds) in choices.items():
-            entry = {"source": f"derived: {meaning}"}
+            series = sorted(set(kinds.values()) | ({f"embedding.client-private.{choice}"}
+                                                   if name == "weights" and choice != default else set()))
+            entry = {"source": (f"measured: benchmarks/spu_campaign.py --protocol {protocol.upper()}, series "
+                                f"{', '.join(series)}: {meaning}") if series else f"derived: {meaning}"}
+            if name == "weights" and choice != default:
+                entry["params"] = {TABLE_PARAM: _table_share_bytes(fits, choice)}
             if kinds:
-                entry["ops"] = {kind: _entry(protocol, fits[series]) for kind, series in kinds.items()}
+                entry["ops"] = {kind: _entry(protocol, fits[s]) for kind, s in kinds.items()}
             options[name]["choices"][choice] = entry
     table["options"] = options
     table["ops"] = {kind: _entry(protocol, fits[series]) for kind, series in ENTRIES.items()}

@@ -60,26 +60,28 @@ def test_all_own_tables_are_shipped():
 @pytest.mark.parametrize("name", TABLES)
 def test_table_schema_and_sources(name):
     raw = _raw(name)
+    base = _raw(raw["extends"]) if raw.get("extends") else {}  # a table that extends another inherits
     for key in ("name", "description", "setting", "confidence", "ops"):
-        assert raw.get(key), f"{name}: missing {key}"
+        assert raw.get(key) or (key in ("setting", "ops") and base.get(key)), f"{name}: missing {key}"
     assert raw["name"] == name
-    citations = raw.get("citations") or {}
+    citations = {**(base.get("citations") or {}), **(raw.get("citations") or {})}
     for key, text in citations.items():
         assert isinstance(text, str) and text.strip(), f"{name}: empty citation {key}"
-    setting = raw["setting"]
+    setting = raw.get("setting") or base["setting"]
     assert setting["parties"] in (1, 2, 3)
     assert setting["correlated_randomness"] in ("none", "dealer", "third_party")
     for pname, param in (raw.get("params") or {}).items():
         assert isinstance(param["value"], (int, float)) and not isinstance(param["value"], bool), pname
         assert _source_ok(param.get("source"), citations), f"{name}: param {pname} has a bad source"
     allowed = set(KINDS) | {TRUNCATION}
-    for kind, entry in raw["ops"].items():
+    ops = {**(base.get("ops") or {}), **(raw.get("ops") or {})}
+    for kind, entry in ops.items():
         assert kind in allowed, f"{name}: unknown op kind {kind}"
         assert "comm_bytes" in entry and "rounds" in entry, f"{name}.{kind}"
         assert _source_ok(entry.get("source"), citations), f"{name}.{kind} has a bad source"
     # the real loader accepts it (symbols, grammar, per-direction sums)
     table = load_protocol(name)
-    assert set(table.entries) == set(raw["ops"])
+    assert set(table.entries) == set(ops)
 
 
 @pytest.mark.parametrize("name", TABLES)

@@ -38,7 +38,9 @@ FORMULA_FIELDS = ("comm_bytes", "bytes_client_to_server", "bytes_server_to_clien
                   "compute_s", "offline_bytes")
 _REQUIRED_FORMULAS = ("comm_bytes", "rounds")
 _ENTRY_KEYS = FORMULA_FIELDS + ("includes_truncation", "source", "notes")
-_TOP_KEYS = ("name", "description", "citations", "setting", "confidence", "params", "options", "ops")
+_TOP_KEYS = ("name", "description", "extends", "defaults", "citations", "setting", "confidence", "params", "options",
+             "ops")
+_EXTENDS_DEPTH = 8
 _TOP_REQUIRED = ("name", "description", "setting", "confidence", "ops")
 _SETTING_KEYS = ("parties", "threat_model", "correlated_randomness", "ring_bits", "fractional_bits", "he",
                  "delays_per_round")
@@ -361,13 +363,17 @@ def load_protocol(ref: str | Path | ProtocolTable, options: Mapping[str, str] | 
     return _load_file(ref).with_options(options)
 
 
-def _load_file(ref: str | Path) -> ProtocolTable:
+def _load_file(ref: str | Path, chain: tuple[str, ...] = ()) -> ProtocolTable:
     path = resolve_protocol_path(ref).resolve()
     key = (str(path), path.stat().st_mtime_ns)
     table = _CACHE.get(key)
     if table is None:
         data, lines = load_located(path)
-        table = _Validator(str(path), lines).table(data, path.stem)
+        validator = _Validator(str(path), lines)
+        base = None
+        if isinstance(data, dict) and "extends" in data:
+            base = validator.base_table(data["extends"], path, chain + (str(path),))
+        table = validator.table(data, path.stem, base)
         _CACHE[key] = table
     return table
 
@@ -403,23 +409,61 @@ class _Validator:
             raise self.error(path, "expected a non-empty string")
         return value.strip()
 
-    def table(self, data: Any, stem: str) -> ProtocolTable:
-        top = self.mapping(data, (), _TOP_KEYS, _TOP_REQUIRED)
+    def base_table(self, ref: Any, path: Path, chain: tuple[str, ...]) -> ProtocolTable:
+        """The table an ``extends:`` names: a shipped name or a path relative to this file."""
+        if not isinstance(ref, str) or not ref.strip():
+            raise self.error(("extends",), "'extends' must name a protocol table (a shipped name or a path)")
+        if len(chain) > _EXTENDS_DEPTH:
+            raise self.error(("extends",), f"'extends' is nested more than {_EXTENDS_DEPTH} tables deep")
+        relative = path.parent / ref
+        target = relative if relative.is_file() else Path(ref)
+        try:
+            resolved = str(resolve_protocol_path(target).resolve())
+        except UserError as exc:
+            raise self.error(("extends",), exc.message) from None
+        if resolved in chain:
+            raise self.error(("extends",), "'extends' forms a cycle: " + " -> ".join(chain + (resolved,)))
+        return _load_file(target, chain)
+
+    def table(self, data: Any, stem: str, base: ProtocolTable | None = None) -> ProtocolTable:
+        """A table; one that ``extends`` ``base`` inherits its citations, setting, parameters,
+        options and entries, and may add or override each (``defaults`` changes option defaults)."""
+        required = ("name", "description", "confidence") if base else _TOP_REQUIRED
+        top = self.mapping(data, (), _TOP_KEYS, required)
+        if base is None and "defaults" in top:
+            raise self.error(("defaults",), "'defaults' applies to a table that 'extends' another")
         name = self.text(top["name"], ("name",))
         if name != stem:
             raise self.error(("name",), f"name '{name}' must equal the file stem '{stem}'")
-        citations = {str(k): self.text(v, ("citations", k))
-                     for k, v in self.mapping(top.get("citations", {}), ("citations",), None).items()}
-        params = self.params(top.get("params", {}), citations)
-        ops = self.mapping(top["ops"], ("ops",), tuple(ENTRY_SYMBOLS), what="op kind")
-        if not ops:
+        citations = {**(base.citations if base else {}),
+                     **{str(k): self.text(v, ("citations", k))
+                        for k, v in self.mapping(top.get("citations", {}), ("citations",), None).items()}}
+        params = {**(base.base_params if base else {}), **self.params(top.get("params", {}), citations)}
+        ops = self.mapping(top.get("ops", {}), ("ops",), tuple(ENTRY_SYMBOLS), what="op kind")
+        entries = {**(base.base_entries if base else {}),
+                   **{kind: self.entry(kind, raw, params, citations, ("ops", kind)) for kind, raw in ops.items()}}
+        if not entries:
             raise self.error(("ops",), "a table needs at least one op entry")
-        entries = {kind: self.entry(kind, raw, params, citations, ("ops", kind)) for kind, raw in ops.items()}
-        options = self.options(top.get("options", {}), params, citations)
-        base = ProtocolTable(name, self.text(top["description"], ("description",)), citations,
-                             self.setting(top["setting"]), self.text(top["confidence"], ("confidence",)),
-                             params, entries, self.file, options, {}, params, entries)
-        return base.with_options({})
+        options = {**(base.options if base else {}), **self.options(top.get("options", {}), params, citations)}
+        options = self.defaults(top.get("defaults", {}), options)
+        setting = self.setting(top["setting"]) if "setting" in top else base.setting  # type: ignore[union-attr]
+        table = ProtocolTable(name, self.text(top["description"], ("description",)), citations, setting,
+                              self.text(top["confidence"], ("confidence",)), params, entries, self.file, options,
+                              {}, params, entries)
+        return table.with_options({})
+
+    def defaults(self, raw: Any, options: dict[str, Option]) -> dict[str, Option]:
+        """``defaults: {option: choice}`` of an extending table, checked against the options."""
+        out = dict(options)
+        for name, value in self.mapping(raw, ("defaults",), None).items():
+            if name not in out:
+                raise self.error(("defaults", name), f"no option '{name}' to set a default for "
+                                                     f"(options: {', '.join(out) or 'none'})")
+            if value not in out[name].choices:
+                raise self.error(("defaults", name), f"'{value}' is not a choice of option '{name}' "
+                                                     f"({', '.join(out[name].choices)})")
+            out[name] = dataclasses.replace(out[name], default=value)
+        return out
 
     def options(self, raw: Any, params: Mapping[str, Param], citations: Mapping[str, str]) -> dict[str, Option]:
         """The ``options:`` block; no two options may set the same parameter or op kind."""

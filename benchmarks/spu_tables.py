@@ -25,6 +25,7 @@ FITS = REPO / "benchmarks" / "results" / "spu" / "fits.json"
 #: Base entries (the defaults): op kind -> measured series.
 ENTRIES = {
     "add": "add.secret",
+    "weight_add": "add.weight.server-private",
     "scale": "scale",
     "rope": "rope",
     "mul": "mul",
@@ -50,11 +51,11 @@ OPTIONS = {
                            "under ops:", {}),
         "shared": ("weights secret-shared between the parties (VIS_SECRET)",
                    {"linear": "linear.shared", "weight_mul": "weight_mul.shared", "layernorm": "layernorm.shared",
-                    "rmsnorm": "rmsnorm.shared"}),
+                    "rmsnorm": "rmsnorm.shared", "weight_add": "add.weight.shared"}),
         "public": ("weights known to both parties (VIS_PUBLIC); the embedding keeps its ids cost (an upper "
                    "bound: with a public table SPU looks up client-private ids locally)",
                    {"linear": "linear.public", "weight_mul": "weight_mul.public", "layernorm": "layernorm.public",
-                    "rmsnorm": "rmsnorm.public"}),
+                    "rmsnorm": "rmsnorm.public", "weight_add": "add.weight.public"}),
     }),
     "input": ("how the client's tokens enter (the embedding table is server-private)", "client-private", {
         "client-private": ("token ids private to the client; one_hot(ids) @ wte: the entry under ops:", {}),
@@ -140,22 +141,50 @@ def _table_share_bytes(fits: dict, weights: str) -> float:
     return value
 
 
-def _entry(protocol: str, fit: dict) -> dict:
+def _linear_formula(fit: dict, with_bias: dict) -> tuple[str, str]:
+    """The linear formula: the fit without a bias, plus ``bias *`` what the runs with a bias add
+    (per basis term), and a note on how the composed formula does on the bias runs."""
+    base = dict(zip(fit["basis"], fit["coefficients"]))
+    extra = {t: c - base.get(t, 0.0) for t, c in zip(with_bias["basis"], with_bias["coefficients"])}
+    parts = [f"{c:.6g}" if t == "1" else f"{c:.6g} * {t}" for t, c in base.items() if c > 0]
+    parts += [f"{c:.6g} * bias" if t == "1" else f"{c:.6g} * bias * {t}" for t, c in extra.items() if c > 0.5]
+    errors = []
+    for p in with_bias["points"]:
+        d = {**p["dims"], "bias": 1}
+        value = sum(c * _term(t, d) for t, c in base.items()) + sum(
+            c * _term(t, d) for t, c in extra.items() if c > 0.5)
+        errors.append(abs(value / p["total_bytes"] - 1) if p["total_bytes"] else 0.0)
+    note = (f" With a bias (bias = 1): series {with_bias['series']}, {len(errors)} sizes, max error "
+            f"{100 * max(errors):.2f}%.")
+    return " + ".join(parts) or "0", note
+
+
+def _term(expr: str, dims: dict) -> float:
+    import math
+
+    return float(eval(expr, {"__builtins__": {}}, {**dims, "poly_n": 8192, "ceil": math.ceil}))  # noqa: S307
+
+
+def _entry(protocol: str, fit: dict, fits: dict | None = None) -> dict:
     fitted = [p for p in fit["points"] if not p["heldout"]]
     held = [p for p in fit["points"] if p["heldout"]]
     held_text = "; ".join(
         f"held out {', '.join(f'{k}={v}' for k, v in sorted(p['dims'].items()))} ({p['total_bytes']:,} B): {100 * e:+.2f}%"
         for p, e in zip(held, fit["heldout_errors"]))
     basis = " + ".join(f"c{i}*{t}" if t != "1" else f"c{i}" for i, t in enumerate(fit["basis"]))
+    comm_bytes = _embedding_formula(fit) if fit["kind"] == "embedding" else fit["comm_bytes"]
+    bias_note = ""
+    if fit["kind"] == "linear" and fits is not None:
+        comm_bytes, bias_note = _linear_formula(fit, fits[fit["series"].replace("linear.", "linear.bias.", 1)])
     return {
-        "comm_bytes": _embedding_formula(fit) if fit["kind"] == "embedding" else fit["comm_bytes"],
+        "comm_bytes": comm_bytes,
         "rounds": fit["rounds"],
         **({"includes_truncation": True} if fit["kind"] in ("mul", "weight_mul", "linear", "matmul", "scale", "rope")
            else {}),
         "source": (f"measured: benchmarks/spu_campaign.py --protocol {protocol.upper()} (series {fit['series']}, "
                    f"{fit['n_fit']} sizes: {_dims_text(fitted)}), fitted by benchmarks/spu_fit.py as {basis} "
                    f"(non-negative, relative least squares): max residual {100 * fit['max_residual']:.2f}%"),
-        "notes": (f"{held_text or 'no held-out point'}. Rounds: SPU send actions (messages), the most over the "
+        "notes": (f"{held_text or 'no held-out point'}.{bias_note} Rounds: SPU send actions (messages), the most over the "
                   "measured sizes: an upper bound on sequential rounds. Bytes: all parties' sent bytes, warm run."),
     }
 
@@ -201,10 +230,10 @@ def build(protocol: str, fits: dict[str, dict]) -> dict:
             if name == "weights" and choice != default:
                 entry["params"] = {TABLE_PARAM: _table_share_bytes(fits, choice)}
             if kinds:
-                entry["ops"] = {kind: _entry(protocol, fits[s]) for kind, s in kinds.items()}
+                entry["ops"] = {kind: _entry(protocol, fits[s], fits) for kind, s in kinds.items()}
             options[name]["choices"][choice] = entry
     table["options"] = options
-    table["ops"] = {kind: _entry(protocol, fits[series]) for kind, series in ENTRIES.items()}
+    table["ops"] = {kind: _entry(protocol, fits[series], fits) for kind, series in ENTRIES.items()}
     return table
 
 

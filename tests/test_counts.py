@@ -68,7 +68,7 @@ def test_llama3_8b_gqa_prefill_at_128() -> None:
     qk = 2 * Hkv * (g * T) * dh * T
     assert ops["L0.attn.qk"].flops == qk == 2 * H * T * dh * T == 134_217_728  # same as 32 unshared heads
     # QKV linear: n = (32 + 2*8) * 128 = 6144 output columns.
-    assert dict(ops["L0.attn.qkv"].dims) == {"m": 128, "k": 4096, "n": (32 + 2 * 8) * 128}
+    assert dict(ops["L0.attn.qkv"].dims) == {"m": 128, "k": 4096, "n": (32 + 2 * 8) * 128, "bias": 0}
     qkv = 2 * T * d * (H + 2 * Hkv) * dh
     assert ops["L0.attn.qkv"].flops == qkv == 6_442_450_944
     out = 2 * T * (H * dh) * d  # 4_294_967_296

@@ -71,6 +71,7 @@ class _Lowerer:
         self.q_len = 1 if decode else T  # queries per head
         self.kv_len = T + 1 if decode else T  # keys per query
         self.B = B
+        self.bias = int(spec.bias)  # the blocks' linears carry a bias (the head never does)
         self.out: list[Op] = []
 
     def emit(self, name: str, kind: str, block: Block, layer: int | None, operands: tuple[Holder, ...],
@@ -82,7 +83,7 @@ class _Lowerer:
         self.emit("embed.tok", "embedding", Block.EMBEDDING, None, (C, W),
                   tokens=self.rows, vocab=s.vocab_size, width=s.d_model)
         if s.positional == "learned":
-            self.emit("embed.pos", "add", Block.EMBEDDING, None, (S, W), n=self.rows * s.d_model)
+            self.emit("embed.pos", "weight_add", Block.EMBEDDING, None, (S, W), n=self.rows * s.d_model)
         pruned = s.pruned_ffn_layers
         for layer in range(s.n_layers):
             self.layer(layer, has_ffn=layer not in pruned)
@@ -129,7 +130,8 @@ class _Lowerer:
         H, Hkv, dh = s.n_heads, s.kv_heads, s.dim_head
         group = H // Hkv
         heads = self.B * H
-        self.emit(f"{L}.qkv", "linear", A, layer, (S, W), m=self.rows, k=s.d_model, n=(H + 2 * Hkv) * dh)
+        self.emit(f"{L}.qkv", "linear", A, layer, (S, W), m=self.rows, k=s.d_model, n=(H + 2 * Hkv) * dh,
+                  bias=self.bias)
         if s.positional == "rope":
             rotated = _whole(s.rope_fraction * dh)
             self.emit(f"{L}.rope", "rope", A, layer, (S, P), n=self.rows * (H + Hkv) * rotated)
@@ -146,24 +148,24 @@ class _Lowerer:
                   rows=heads * self.q_len, cols=self.kv_len, valid=valid)
         self.emit(f"{L}.av", "matmul", A, layer, (S, S), instances=heads,
                   b=self.B * Hkv, m=group * self.q_len, k=self.kv_len, n=dh)
-        self.emit(f"{L}.out", "linear", A, layer, (S, W), m=self.rows, k=H * dh, n=s.d_model)
+        self.emit(f"{L}.out", "linear", A, layer, (S, W), m=self.rows, k=H * dh, n=s.d_model, bias=self.bias)
 
     def ffn(self, layer: int) -> None:
         s, L, F = self.s, f"L{layer}.ffn", Block.FFN
         d, dff, act = s.d_model, s.ffn_width, s.activation
         n_hidden = self.rows * dff
         if s.ffn.fused:
-            self.emit(f"{L}.fused", "linear", F, layer, (S, W), m=self.rows, k=d, n=d)
+            self.emit(f"{L}.fused", "linear", F, layer, (S, W), m=self.rows, k=d, n=d, bias=self.bias)
         elif act in GATED_ACTIVATIONS:
-            self.emit(f"{L}.gate_up", "linear", F, layer, (S, W), m=self.rows, k=d, n=2 * dff)
+            self.emit(f"{L}.gate_up", "linear", F, layer, (S, W), m=self.rows, k=d, n=2 * dff, bias=self.bias)
             self.emit(f"{L}.act", "silu" if act == "swiglu" else "gelu", F, layer, (S,), n=n_hidden)
             self.emit(f"{L}.gate_mul", "mul", F, layer, (S, S), n=n_hidden)
-            self.emit(f"{L}.down", "linear", F, layer, (S, W), m=self.rows, k=dff, n=d)
+            self.emit(f"{L}.down", "linear", F, layer, (S, W), m=self.rows, k=dff, n=d, bias=self.bias)
         else:
-            self.emit(f"{L}.up", "linear", F, layer, (S, W), m=self.rows, k=d, n=dff)
+            self.emit(f"{L}.up", "linear", F, layer, (S, W), m=self.rows, k=d, n=dff, bias=self.bias)
             if act != "identity":
                 self.emit(f"{L}.act", act, F, layer, (S,), n=n_hidden)
-            self.emit(f"{L}.down", "linear", F, layer, (S, W), m=self.rows, k=dff, n=d)
+            self.emit(f"{L}.down", "linear", F, layer, (S, W), m=self.rows, k=dff, n=d, bias=self.bias)
         if s.ffn.learnable_output_scale:  # never with ffn.fused, which folds the scale (spec rule)
             self.emit(f"{L}.out_scale", "weight_mul", F, layer, (S, W), n=self.rows * d)
 
@@ -172,7 +174,7 @@ class _Lowerer:
         if s.head == "none":
             return
         self.emit("head.proj", "linear", Block.HEAD, None, (S, W), m=self.head_rows, k=s.d_model, n=s.vocab_size,
-                  notes=("tied to the token embedding",) if s.tied_embeddings else ())
+                  bias=0, notes=("tied to the token embedding",) if s.tied_embeddings else ())
         if s.argmax:
             self.emit("head.argmax", "argmax", Block.HEAD, None, (S,), rows=self.B, cols=s.vocab_size)
 

@@ -88,8 +88,9 @@ KINDS: dict[str, KindInfo] = {
         "lookup of `tokens` client-held token ids in a server-held `vocab` x `width` table",
         _zero, lambda d: d["tokens"], lambda d: d["tokens"] * d["width"], False),
     "linear": KindInfo(
-        ("m", "k", "n"),
-        "secret activations (m x k) times server weights (k x n); bias, if any, is a local add",
+        ("m", "k", "n", "bias"),
+        "secret activations (m x k) times server weights (k x n), plus the server's bias (n values) when "
+        "`bias` = 1 (0: none)",
         lambda d: 2 * d["m"] * d["k"] * d["n"], lambda d: d["m"] * d["k"] * d["n"],
         lambda d: d["m"] * d["n"], True),
     "matmul": KindInfo(
@@ -97,8 +98,9 @@ KINDS: dict[str, KindInfo] = {
         "b independent products of two secret matrices, (m x k) times (k x n)",
         lambda d: 2 * d["b"] * d["m"] * d["k"] * d["n"], lambda d: d["b"] * d["m"] * d["k"] * d["n"],
         lambda d: d["b"] * d["m"] * d["n"], True),
-    "add": _elementwise("elementwise add of a secret tensor and a secret or server-held one (residual, "
-                        "positions)", False),
+    "add": _elementwise("elementwise add of two secret tensors (residual)", False),
+    "weight_add": _elementwise("elementwise add of server-held values to a secret tensor (learned positions)",
+                               False),
     "scale": _elementwise("elementwise multiply by a public constant", True),
     "weight_mul": _elementwise("elementwise multiply by server-held values (learned scales/temperatures)", True),
     "mul": _elementwise("elementwise product of two secret tensors (gated FFNs)", True),

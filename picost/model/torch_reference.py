@@ -339,7 +339,7 @@ class ReferenceModel(nn.Module):
         self.spec = spec
         d = spec.d_model
         self.embed = _op(nn.Embedding(spec.vocab_size, d), "embed.tok", "embedding")
-        self.pos = (_op(PositionAdd(spec.context_length, d), "embed.pos", "add")
+        self.pos = (_op(PositionAdd(spec.context_length, d), "embed.pos", "weight_add")
                     if spec.positional == "learned" else None)
         pruned = spec.pruned_ffn_layers
         self.blocks = nn.ModuleList(Block(spec, i, i not in pruned) for i in range(spec.n_layers))
@@ -415,7 +415,8 @@ def _leading(x: torch.Tensor) -> int:
 
 _DIMS: dict[str, Callable[[nn.Module, tuple[Any, ...], Any], dict[str, int]]] = {
     "embedding": lambda m, a, o: {"tokens": a[0].numel(), "vocab": m.num_embeddings, "width": m.embedding_dim},
-    "linear": lambda m, a, o: {"m": a[0].numel() // m.in_features, "k": m.in_features, "n": m.out_features},
+    "linear": lambda m, a, o: {"m": a[0].numel() // m.in_features, "k": m.in_features, "n": m.out_features,
+                               "bias": int(m.bias is not None)},
     "matmul": lambda m, a, o: {"b": _leading(a[0]), "m": a[0].shape[-2], "k": a[0].shape[-1],
                                "n": a[1].shape[-1]},
     "rope": lambda m, a, o: {"n": sum(t.numel() // t.shape[-1] for t in a[:2]) * m.rotated},

@@ -24,9 +24,11 @@ PROTOCOL = "picost-2pc"
 CALIBRATION_SHAPES: dict[str, list[dict[str, int]]] = {
     "embedding": [{"tokens": 4, "vocab": 256, "width": 64}, {"tokens": 8, "vocab": 256, "width": 64},
                   {"tokens": 16, "vocab": 256, "width": 64}],
-    "linear": [{"m": 8, "k": 64, "n": 64}, {"m": 8, "k": 64, "n": 256}, {"m": 16, "k": 256, "n": 64}],
+    "linear": [{"m": 8, "k": 64, "n": 64, "bias": 1}, {"m": 8, "k": 64, "n": 256, "bias": 1},
+               {"m": 16, "k": 256, "n": 64, "bias": 1}],
     "matmul": [{"b": 4, "m": 8, "k": 16, "n": 8}, {"b": 4, "m": 8, "k": 8, "n": 16}, {"b": 8, "m": 16, "k": 16, "n": 16}],
     "add": [{"n": 512}, {"n": 2048}, {"n": 8192}],
+    "weight_add": [{"n": 512}, {"n": 2048}, {"n": 8192}],
     "scale": [{"n": 512}, {"n": 2048}, {"n": 8192}],
     "weight_mul": [{"n": 512}, {"n": 2048}, {"n": 8192}],
     "mul": [{"n": 512}, {"n": 2048}, {"n": 8192}],

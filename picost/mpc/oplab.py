@@ -39,7 +39,7 @@ def client_inputs(kind: str, dims: dict[str, int], gen: torch.Generator) -> dict
         return {"x": g(dims["b"], dims["m"], dims["k"]), "y": g(dims["b"], dims["k"], dims["n"])}
     if kind in ("add", "mul"):
         return {"x": g(dims["n"], s=2.0), "y": g(dims["n"], s=2.0)}
-    if kind in ("scale", "weight_mul"):
+    if kind in ("scale", "weight_mul", "weight_add"):
         return {"x": g(dims["n"], s=2.0)}
     if kind == "rope":
         return {"x": g(dims["n"] // 2, 2)}
@@ -63,9 +63,12 @@ def server_inputs(kind: str, dims: dict[str, int], gen: torch.Generator) -> dict
         return {"table": torch.randn(dims["vocab"], dims["width"], generator=gen, dtype=torch.float64)}
     if kind == "linear":
         bound = dims["k"] ** -0.5
-        return {"w": u(dims["k"], dims["n"], lo=-bound, hi=bound), "b": u(dims["n"], lo=-bound, hi=bound)}
+        weights = {"w": u(dims["k"], dims["n"], lo=-bound, hi=bound)}
+        return {**weights, "b": u(dims["n"], lo=-bound, hi=bound)} if dims.get("bias", 1) else weights
     if kind == "weight_mul":
         return {"w": u(dims["n"], lo=0.5, hi=1.5)}
+    if kind == "weight_add":
+        return {"w": u(dims["n"], lo=-1.0, hi=1.0)}
     if kind in ("layernorm", "rmsnorm"):
         return {"gain": u(dims["cols"], lo=0.5, hi=1.5), "shift": u(dims["cols"], lo=-0.1, hi=0.1)}
     return {}
@@ -112,6 +115,9 @@ def run_op(ctx: Ctx, name: str, kind: str, dims: dict[str, int], seed: int) -> d
     elif kind == "add":
         with ctx.tx.op(name):
             out = x + y
+    elif kind == "weight_add":
+        with ctx.tx.op(name):
+            out = X.server_add(ctx, x, enc.get("w"))
     elif kind == "scale":
         out = X.scale(ctx, name, x, SCALE_FACTOR)
     elif kind == "weight_mul":
@@ -149,11 +155,13 @@ def plaintext(kind: str, dims: dict[str, int], client: dict[str, torch.Tensor], 
     if kind == "embedding":
         return server["table"][client["ids"]]
     if kind == "linear":
-        return x @ server["w"] + server["b"]
+        return x @ server["w"] + server.get("b", 0)
     if kind == "matmul":
         return x @ y
     if kind == "add":
         return x + y
+    if kind == "weight_add":
+        return x + server["w"]
     if kind == "scale":
         return x * SCALE_FACTOR
     if kind == "weight_mul":

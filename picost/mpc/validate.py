@@ -79,9 +79,11 @@ def _int(value: Any) -> int | None:
 SHAPES: dict[str, list[dict[str, int]]] = {
     "embedding": [{"tokens": 1, "vocab": 5, "width": 3}, {"tokens": 3, "vocab": 10, "width": 4},
                   {"tokens": 4, "vocab": 7, "width": 6}],
-    "linear": [{"m": 1, "k": 4, "n": 3}, {"m": 3, "k": 8, "n": 5}, {"m": 5, "k": 6, "n": 2}],
+    "linear": [{"m": 1, "k": 4, "n": 3, "bias": 1}, {"m": 3, "k": 8, "n": 5, "bias": 0},
+               {"m": 5, "k": 6, "n": 2, "bias": 1}],
     "matmul": [{"b": 1, "m": 2, "k": 3, "n": 4}, {"b": 2, "m": 3, "k": 4, "n": 5}, {"b": 3, "m": 4, "k": 2, "n": 3}],
     "add": [{"n": 1}, {"n": 7}, {"n": 20}],
+    "weight_add": [{"n": 1}, {"n": 7}, {"n": 20}],
     "scale": [{"n": 1}, {"n": 7}, {"n": 20}],
     "weight_mul": [{"n": 1}, {"n": 7}, {"n": 20}],
     "mul": [{"n": 1}, {"n": 7}, {"n": 20}],

@@ -254,12 +254,13 @@ def build(spec: dict[str, Any], context: int | None = None, input: str = "client
             x = x + ffn(layer, nrm(n_ffn, x) if pre and n_ffn else x)
             if post and n_ffn:
                 x = nrm(n_ffn, x)
+        if head == "last":  # the ops after the last layer run on the rows the head reads
+            x = x[-1:]
         if s.final_norm:
             x = nrm("final_norm", x)
         if head == "none":
             return (x,)
-        h = x if head == "full" else x[-1:]
-        logits = h @ (w["wte"].T if tie else w["head.proj.w"])
+        logits = x @ (w["wte"].T if tie else w["head.proj.w"])
         if spec.get("argmax", True):
             return logits, jnp.argmax(logits[-1])
         return (logits,)

@@ -33,8 +33,8 @@ from typing import Any, Callable
 import numpy as np
 
 #: picost op kinds (picost/model/ops.py KINDS) plus the truncation row of the protocol tables.
-PICOST_KINDS = ("embedding", "linear", "matmul", "add", "scale", "weight_mul", "mul", "rope", "gelu",
-                "gelu_tanh", "relu", "silu", "softmax", "layernorm", "rmsnorm", "argmax", "truncation")
+PICOST_KINDS = ("embedding", "linear", "matmul", "add", "weight_add", "scale", "weight_mul", "mul", "rope",
+                "gelu", "gelu_tanh", "relu", "silu", "softmax", "layernorm", "rmsnorm", "argmax", "truncation")
 #: SPU building blocks measured for the protocol tables' notes (all-secret, ``n`` elements or
 #: ``rows`` x ``cols``): not picost kinds.
 PRIMITIVE_KINDS = ("less", "equal", "exp", "negexp", "reciprocal", "rsqrt", "tanh", "max")
@@ -261,7 +261,7 @@ def build(kind: str, dims: dict[str, int], construction: str | None = None,
     if kind == "linear":
         m, k, n = _need(kind, dims, DIMS[kind])
         w = wt(k, n, scale=1 / math.sqrt(k))
-        if bias:
+        if bias or dims.get("bias"):  # picost's IR says bias = 1 when the server adds one
             return OpCase(lambda x, w, b: x @ w + b, [act(m, k), w, wt(n, scale=0.02)],
                           ["activation", "weight", "weight"], "x @ W + b")
         return OpCase(lambda x, w: x @ w, [act(m, k), w], ["activation", "weight"], "x @ W")
@@ -289,8 +289,9 @@ def build(kind: str, dims: dict[str, int], construction: str | None = None,
 
     (n,) = _need(kind, dims, ("n",))
     x = act(n)
-    if kind == "add":
-        second = "weight" if operands and len(operands) > 1 and operands[1] == "server" else "activation"
+    if kind in ("add", "weight_add"):
+        weight = kind == "weight_add" or bool(operands and len(operands) > 1 and operands[1] == "server")
+        second = "weight" if weight else "activation"
         return OpCase(lambda x, y: x + y, [x, act(n)], ["activation", second], f"x + y (y: {second})")
     if kind in ("scale", "truncation"):
         return OpCase(lambda x: x * SCALE, [x], ["activation"], f"x * {SCALE} (public constant)")

@@ -61,3 +61,9 @@ def test_opt_embedding_projection_refused(tmp_path):
     path.write_text(json.dumps(raw, indent=1))
     with pytest.raises(UserError, match="word_embed_proj_dim"):
         load_spec(path)
+
+
+def test_mixtral_config_refused_on_the_cli():
+    path = DATA.parent / "hf-refused" / "mixtral-8x7b-config.json"
+    r = run_cli("flops", str(path))
+    assert r.returncode == 2 and "mixture of experts" in r.stderr and ":7" in r.stderr, r.stderr

@@ -9,16 +9,19 @@ Python API (same functions as the CLI)::
     from picost import estimate
     est = estimate("gpt2", protocol="bumblebee", network="wan", context=128)
     est.totals.latency_s, est.by("class"), est.to_frame()
+    gen = estimate("gpt2", protocol="bumblebee", network="wan", context=128, new_tokens=32)
+    gen.ttft_s, gen.mean_token_s, gen.totals()
 
 Nothing heavy (sympy, pandas, torch) is imported here.
 """
 
 from picost.errors import UserError
-from picost.analysis.estimate import Estimate, estimate
+from picost.analysis.estimate import Estimate
+from picost.analysis.generation import Generation, estimate, generation
 from picost.model.flops import count_flops, symbolic_flops
 from picost.model.lower import lower
 from picost.model.load import load_spec
 from picost.model.spec import ModelSpec
 
-__all__ = ["Estimate", "ModelSpec", "UserError", "count_flops", "estimate", "load_spec", "lower", "symbolic_flops"]
+__all__ = ["Estimate", "Generation", "generation", "ModelSpec", "UserError", "count_flops", "estimate", "load_spec", "lower", "symbolic_flops"]
 __version__ = "0.1.0"

@@ -123,14 +123,26 @@ def estimate(
     allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="List ops the table cannot cost as UNCOSTED rows instead of failing."),
     calibration: Optional[str] = typer.Option(None, "--calibration", help="Compute profile from `picost calibrate` (YAML): this machine's compute time per op kind."),
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
+    new_tokens: Optional[int] = typer.Option(None, "--new-tokens", "-N", help="Generation: the prefill of T tokens, then N decode steps at a growing KV cache (time to first token, per-token latency, totals)."),
 ) -> None:
-    """Communication, rounds and latency of one private forward pass, per op and per group."""
+    """Communication, rounds and latency of one private forward pass, per op and per group (with
+    --new-tokens N: of a prefill and N decode steps)."""
     from picost.report import estimate_output as estimate_report
     from picost.cost.calibration import calibrated_table
     from picost.analysis.estimate import estimate as run_estimate
 
     _choice(by, ("op", "layer", "block", "class"), "--by")
     _choice(fmt, ("table", "json", "csv", "md"), "--format")
+    if new_tokens is not None:
+        from picost.analysis.generation import check_new_tokens, generation
+        from picost.report import generation_output
+
+        check_new_tokens(new_tokens)
+        gen = generation(spec, calibrated_table(protocol, calibration, option), network, context, new_tokens,
+                         bandwidth=bandwidth, rtt=rtt, allow_uncosted=allow_uncosted)
+        out = generation_output.render(gen, fmt)
+        _print(out) if fmt == "table" else _echo(out)
+        return
     result = run_estimate(spec, calibrated_table(protocol, calibration, option), network, context, bandwidth=bandwidth,
                           rtt=rtt, allow_uncosted=allow_uncosted)
     out = estimate_report.render(result, by=by, fmt=fmt)
@@ -210,6 +222,7 @@ def validate(
     against: str = typer.Option("engine", "--against", help="engine (picost's own two-party engine) or spu (SecretFlow SPU 0.9.5, in .venv-spu: bash scripts/setup-spu.sh)."),
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
+    new_tokens: Optional[int] = typer.Option(None, "--new-tokens", "-N", help="Engine only: run a generation (prefill of T tokens, then N decode steps on the cache it left) per spec and check every step's rows and the generation totals exactly."),
 ) -> None:
     """Run a real engine and check measured bytes against picost's tables (exit 1 on a mismatch): picost's
     own engine against picost-2pc (bytes and rounds, exactly), or SPU against spu-* (totals within 10%,
@@ -224,6 +237,9 @@ def validate(
         raise UserError("--option applies to --against spu (the engine has no table options)", field="--option")
     protocol = protocol or "picost-2pc"
     _need_torch()
+    if new_tokens is not None:
+        _validate_generation(specs, context, new_tokens, protocol, timeout, fmt)
+        return
     from rich.progress import Progress
 
     from picost.mpc import report
@@ -249,6 +265,45 @@ def validate(
                   f"{sum(r.ok for r in result.op_rows) + sum(r.ok for m in result.models for r in m.rows)} of "
                   f"{len(result.op_rows) + sum(len(m.rows) for m in result.models)} rows; launch wall time "
                   f"{result.wall_s:.1f} s")
+
+
+def _validate_generation(specs: Optional[list[str]], context: int, new_tokens: int, protocol: str, timeout: float,
+                         fmt: str) -> None:
+    from picost.cost.protocol_table import load_protocol
+    from picost.model.load import load_spec
+    from picost.mpc.generate import run_generation_check
+    from picost.mpc.launcher import MpcRunError
+    from picost.mpc.validate import token_ids
+    from picost.report.render import dump_json
+
+    table = load_protocol(protocol)
+    checks = []
+    for ref in specs or ["tiny", "tiny-llama"]:
+        spec = load_spec(ref)
+        try:
+            checks.append(run_generation_check(ref, token_ids(spec.vocab_size, context), new_tokens, timeout_s=timeout,
+                                               table=table))
+        except MpcRunError as exc:
+            _mpc_failed(exc)
+    ok = all(c.ok for c in checks)
+    if fmt == "json":
+        _echo(dump_json({"schema": "picost.validate-generation/1", "protocol": table.name, "ok": ok, "checks": [
+            {"spec": c.spec, "prompt": c.prompt, "new_tokens": c.new_tokens, "ok": c.ok, "predicted": c.predicted,
+             "measured": c.measured, "rows": len(c.rows), "rows_ok": sum(r.ok for r in c.rows),
+             "op_order_ok": c.op_order_ok, "tokens": c.tokens, "reference_tokens": c.reference_tokens}
+            for c in checks]}))
+    else:
+        for c in checks:
+            _echo(f"{c.spec}: prompt {c.prompt}, {c.new_tokens} decode steps: {sum(r.ok for r in c.rows)} of "
+                  f"{len(c.rows)} rows equal; totals predicted {c.predicted} measured {c.measured}: "
+                  f"{'equal' if c.totals_ok else 'DIFFERENT'}; tokens {c.tokens} (plaintext reference "
+                  f"{c.reference_tokens})")
+            for r in c.rows:
+                if not r.ok:
+                    _echo(f"  MISMATCH {r.name}: predicted {r.predicted} measured {r.measured}")
+        _echo(f"{'OK' if ok else 'MISMATCH'}: generation on the engine vs {table.name}")
+    if not ok:
+        raise typer.Exit(1)
 
 
 def _validate_spu(specs: list[str], context: int, protocol: str, option: Optional[list[str]],

@@ -1,4 +1,5 @@
-"""Read a HuggingFace ``config.json`` (GPT-2, GPT-NeoX/Pythia, Llama/Mistral) into a ModelSpec.
+"""Read a HuggingFace ``config.json`` (GPT-2, GPT-NeoX/Pythia, Llama/Mistral; BERT, RoBERTa, OPT, Qwen2,
+Phi-3, Gemma in :mod:`picost.model.hf_families`) into a ModelSpec.
 
 No hub access: the user passes the file. Keys that do not bear on cost are ignored (HF configs
 carry many); the keys we need are required, and errors point at the HF key and its line.
@@ -11,6 +12,7 @@ from typing import Any, Callable
 
 from picost.errors import UserError
 from picost.model.spec import ModelSpec, Origins, validate_spec
+from picost.model import hf_families
 from picost.model.located_yaml import load_located
 
 _GPT2_ACT = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
@@ -49,7 +51,10 @@ def load_hf_config(path: Path) -> ModelSpec:
     if not isinstance(raw, dict):
         raise UserError("a HuggingFace config must be a JSON object", file=file, line=1)
     model_type = raw.get("model_type")
-    builders = {"gpt2": _gpt2, "gpt_neox": _neox, "llama": _llama, "mistral": _llama}
+    builders = {"gpt2": _gpt2, "gpt_neox": _neox, "llama": _llama, "mistral": _llama, **hf_families.READERS}
+    if model_type in hf_families.UNSUPPORTED:
+        raise UserError(f"model_type {model_type!r} cannot be expressed: {hf_families.UNSUPPORTED[model_type]}",
+                        file=file, line=lines.get(("model_type",)), field="model_type")
     if model_type not in builders:
         raise UserError(
             f"unsupported model_type {model_type!r}; supported: {', '.join(builders)}",
@@ -59,7 +64,9 @@ def load_hf_config(path: Path) -> ModelSpec:
     data = builders[model_type](r)
     data["name"] = str(raw.get("_name_or_path") or path.stem).rsplit("/", 1)[-1] or path.stem
     data["description"] = f"imported from HuggingFace config {path.name} (model_type {model_type})"
-    if raw.get("sliding_window"):
+    if model_type in hf_families.NOTES:
+        data["description"] += f"; {hf_families.NOTES[model_type]}"
+    if raw.get("sliding_window") and raw.get("use_sliding_window", True):
         data["description"] += (f"; sliding_window={raw['sliding_window']} is not modelled: attention is "
                                 "costed over the full context")
     return validate_spec(data, r.origins, default_file=file)

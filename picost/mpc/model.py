@@ -68,6 +68,9 @@ class SecureModel:
         self.cache = cache
         """Shares of each layer's cached keys (after RoPE) and values, (n_kv_heads, past, dh)."""
         self.past = 0 if cache is None else cache[0][0].shape[1]
+        self.kept: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        """When a list: each layer's keys and values (shares, cache included) after a forward pass,
+        the next decode step's cache (generation, :mod:`picost.mpc.generate`)."""
 
     def _w(self, name: str) -> torch.Tensor | None:
         return self.w.get(name) if self.ctx.role == SERVER else None
@@ -144,6 +147,8 @@ class SecureModel:
         if self.cache is not None:
             k = torch.cat([self.cache[layer][0], k], dim=1)
             v = torch.cat([self.cache[layer][1], v], dim=1)
+        if self.kept is not None:
+            self.kept.append((k.contiguous(), v.contiguous()))
         keys = k.shape[1]
         scores = X.matmul(ctx, f"{A}.qk", q.reshape(Hkv, group * T, dh), k.transpose(-1, -2).contiguous())
         scores = scores.reshape(H, T, keys)

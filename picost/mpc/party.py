@@ -86,6 +86,10 @@ def _run_one(ctx: Any, job: dict[str, Any], rank: int) -> dict[str, Any]:
         if ids is None or len(ids) != tokens:
             raise ValueError(f"the client's job needs client_input.ids with {tokens} token ids")
         return run_model(ctx, spec, int(job["seed"]), ids, int(job["context"]))
+    if job["kind"] == "generate":
+        from picost.mpc.generate import run_generation_job
+
+        return run_generation_job(ctx, job, rank)
     raise ValueError(f"unknown job kind {job['kind']!r}")
 
 

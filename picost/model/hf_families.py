@@ -1,0 +1,144 @@
+"""More HuggingFace families for :mod:`picost.model.hf_config`: encoders (BERT, RoBERTa), OPT,
+Qwen2, Phi-3, Gemma -- and the families picost cannot express, refused with what is missing.
+
+Each reader maps a ``config.json`` to spec fields through the shared ``_Reader`` (errors name the
+HF key and its line). What a family has that does not bear on FLOPs or on any op picost counts
+(biases, embedding scalings by a public constant) is noted in the spec's description.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+_BERT_ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
+_OPT_ACT = {"relu": "relu", "gelu": "gelu", "gelu_new": "gelu_tanh"}
+_GATED_ACT = {"silu": "swiglu", "gelu": "geglu", "gelu_pytorch_tanh": "geglu", "gelu_new": "geglu"}
+
+#: model_type -> what picost lacks to express it (the refusal message).
+UNSUPPORTED: dict[str, str] = {
+    "phi": ("Phi-1/2 run attention and the MLP in parallel on ONE shared input LayerNorm, and picost's parallel "
+            "residual has one norm per branch; a shared-norm parallel block is not modelled"),
+    "gemma2": ("Gemma 2 caps attention and final logits with tanh soft-capping (no tanh op kind), adds post-sublayer "
+               "norms to the pre-norms and alternates sliding-window layers; none of these is modelled"),
+    "mixtral": ("Mixtral is a mixture of experts (a router picks the top-k of E expert FFNs per token); picost's "
+                "FFN is dense and it has no routing op, so neither the router's cost nor what a private router "
+                "reveals (which experts a token uses) can be expressed"),
+    "qwen2_moe": "a mixture of experts (see mixtral): routed expert FFNs are not modelled",
+}
+
+
+def _sizes(r: Any) -> dict[str, Any]:
+    return {
+        "n_layers": r.take("n_layers", "num_hidden_layers"),
+        "d_model": r.take("d_model", "hidden_size"),
+        "n_heads": r.take("n_heads", "num_attention_heads"),
+        "d_ff": r.take("d_ff", "intermediate_size"),
+        "vocab_size": r.take("vocab_size", "vocab_size"),
+        "context_length": r.take("context_length", "max_position_embeddings"),
+    }
+
+
+def bert(r: Any) -> dict[str, Any]:
+    """BERT / RoBERTa encoders: post-LN, bidirectional, learned positions, the encoder's hidden
+    states as output (no pooler, no classifier head: ``head: none``). The embedding LayerNorm
+    and the token-type embedding add are not ops here (no FLOPs; noted in the description)."""
+    data = {
+        **_sizes(r),
+        "activation": r.take("activation", "hidden_act", default="gelu", convert=_BERT_ACT.__getitem__),
+        "norm": {"kind": "layernorm", "placement": "post", "final": False},
+        "attention": {"causal": False},
+        "positional": "learned",
+        "tied_embeddings": True,
+        "bias": True,
+        "head": "none",
+        "argmax": False,
+    }
+    r.take("position_embedding_type", "position_embedding_type", default="absolute",
+           convert={"absolute": "absolute"}.__getitem__)
+    return data
+
+
+def opt(r: Any) -> dict[str, Any]:
+    """OPT: learned positions, LayerNorm before (``do_layer_norm_before``) or after each sublayer,
+    ReLU FFN of ``ffn_dim``, tied head; a ``word_embed_proj_dim`` other than ``hidden_size`` (OPT-350m's
+    extra projections) is refused."""
+    d = r.take("d_model", "hidden_size")
+    proj = r.take("word_embed_proj_dim", "word_embed_proj_dim", default=d)
+    if proj != d:
+        from picost.errors import UserError
+
+        raise UserError(f"word_embed_proj_dim={proj} differs from hidden_size={d}: OPT's embedding projections in "
+                        "and out are not modelled", file=r.file, line=r.lines.get(("word_embed_proj_dim",)),
+                        field="word_embed_proj_dim")
+    before = r.take("norm.placement", "do_layer_norm_before", default=True)
+    return {
+        "n_layers": r.take("n_layers", "num_hidden_layers"),
+        "d_model": d,
+        "n_heads": r.take("n_heads", "num_attention_heads"),
+        "d_ff": r.take("d_ff", "ffn_dim"),
+        "vocab_size": r.take("vocab_size", "vocab_size"),
+        "context_length": r.take("context_length", "max_position_embeddings"),
+        "activation": r.take("activation", "activation_function", default="relu", convert=_OPT_ACT.__getitem__),
+        "norm": {"kind": "layernorm", "placement": "pre" if before else "post", "final": bool(before)},
+        "positional": "learned",
+        "tied_embeddings": r.take("tied_embeddings", "tie_word_embeddings", default=True),
+        "bias": r.take("bias", "enable_bias", default=True),
+    }
+
+
+def _gated(r: Any, default_act: str, tied_default: bool) -> dict[str, Any]:
+    data = {
+        **_sizes(r),
+        "n_kv_heads": r.take("n_kv_heads", "num_key_value_heads", default=None),
+        "activation": r.take("activation", "hidden_activation", "hidden_act", default=default_act,
+                             convert=_GATED_ACT.__getitem__),
+        "norm": {"kind": "rmsnorm", "placement": "pre", "final": True},
+        "positional": "rope",
+        "tied_embeddings": r.take("tied_embeddings", "tie_word_embeddings", default=tied_default),
+        "bias": False,
+    }
+    head_dim = r.take("head_dim", "head_dim", default=None)
+    if head_dim is not None:
+        data["head_dim"] = head_dim
+    fraction = r.take("rope_fraction", "partial_rotary_factor", default=None)
+    if fraction is not None:
+        data["rope_fraction"] = float(fraction)
+    return data
+
+
+def qwen2(r: Any) -> dict[str, Any]:
+    """Qwen2 / Qwen2.5: Llama's structure with biases on Q, K and V (no FLOPs: a local add)."""
+    data = _gated(r, "silu", tied_default=False)
+    data["bias"] = True
+    return data
+
+
+def phi3(r: Any) -> dict[str, Any]:
+    """Phi-3: fused QKV and fused gate/up (picost's convention for every family), SwiGLU, RMSNorm, RoPE."""
+    return _gated(r, "silu", tied_default=False)
+
+
+def gemma(r: Any) -> dict[str, Any]:
+    """Gemma: GeGLU (tanh GELU on the gate), RMSNorm, RoPE, head_dim given, tied head. The embedding's
+    scaling by sqrt(hidden_size) is a public constant (no FLOPs; noted)."""
+    data = _gated(r, "gelu_pytorch_tanh", tied_default=True)
+    return data
+
+
+def roberta(r: Any) -> dict[str, Any]:
+    """RoBERTa: BERT's structure; its position table keeps 2 rows for the padding offset."""
+    data = bert(r)
+    data["context_length"] = max(1, data["context_length"] - 2)
+    return data
+
+
+READERS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "bert": bert, "roberta": roberta, "opt": opt, "qwen2": qwen2, "phi3": phi3, "gemma": gemma,
+}
+
+NOTES: dict[str, str] = {
+    "bert": "the embedding LayerNorm and the token-type add are left out (no FLOPs); no pooler or classifier",
+    "roberta": "the embedding LayerNorm is left out (no FLOPs); no pooler or classifier",
+    "gemma": "the embedding's scaling by sqrt(hidden_size) is left out (a public constant, no FLOPs)",
+    "qwen2": "Q, K and V carry biases (local adds, no FLOPs)",
+}

@@ -1,0 +1,69 @@
+"""HF config.json import of the newer families (tests/data/hf: the public model cards' numbers),
+the shipped encoder specs they match, and the families refused with what is missing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from picost.errors import UserError
+from picost.model.flops import count_flops
+from picost.model.load import load_spec
+from tests.conftest import run_cli
+from tests.test_hf_config import DATA
+
+
+@pytest.mark.parametrize("config,shipped", [("bert-base-uncased", "bert-base"), ("roberta-base", "roberta-base")])
+def test_encoder_configs_match_shipped_specs(config, shipped):
+    spec, ref = load_spec(DATA / f"{config}-config.json"), load_spec(shipped)
+    for field in ("n_layers", "d_model", "n_heads", "ffn_width", "vocab_size", "context_length", "activation",
+                  "positional", "head", "argmax"):
+        assert getattr(spec, field) == getattr(ref, field), field
+    assert (spec.norm.placement, spec.attention.causal) == ("post", False)
+    assert count_flops(spec, 128).total == count_flops(ref, 128).total
+
+
+@pytest.mark.parametrize("config,want", [
+    ("qwen2.5-0.5b", {"n_kv_heads": 2, "bias": True, "activation": "swiglu", "tied_embeddings": True}),
+    ("opt-125m", {"activation": "relu", "positional": "learned", "d_model": 768}),
+    ("phi3-mini-4k", {"activation": "swiglu", "norm": "rmsnorm", "n_layers": 32}),
+    ("gemma-2b", {"activation": "geglu", "dim_head": 256, "kv_heads": 1, "tied_embeddings": True}),
+])
+def test_decoder_families_load(config, want):
+    spec = load_spec(DATA / f"{config}-config.json")
+    for field, value in want.items():
+        got = spec.norm.kind if field == "norm" else getattr(spec, field)
+        assert got == value, field
+
+
+def test_flops_cli_on_each_new_config():
+    for config in ("bert-base-uncased", "roberta-base", "qwen2.5-0.5b", "opt-125m", "phi3-mini-4k", "gemma-2b"):
+        r = run_cli("flops", str(DATA / f"{config}-config.json"), "-T", "64", "-f", "json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["total_flops"] == count_flops(load_spec(DATA / f"{config}-config.json"), 64).total
+
+
+@pytest.mark.parametrize("model_type,missing", [("mixtral", "mixture of experts"), ("phi", "shared input LayerNorm"),
+                                                ("gemma2", "soft-capping")])
+def test_unexpressible_families_are_refused_saying_what_is_missing(model_type, missing, tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": model_type, "hidden_size": 64}, indent=1))
+    with pytest.raises(UserError, match=missing) as info:
+        load_spec(path)
+    assert info.value.line == 2 and "cannot be expressed" in str(info.value)
+
+
+def test_opt_embedding_projection_refused(tmp_path):
+    raw = json.loads((DATA / "opt-125m-config.json").read_text())
+    raw["word_embed_proj_dim"] = 512
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw, indent=1))
+    with pytest.raises(UserError, match="word_embed_proj_dim"):
+        load_spec(path)
+
+
+def test_mixtral_config_refused_on_the_cli():
+    path = DATA.parent / "hf-refused" / "mixtral-8x7b-config.json"
+    r = run_cli("flops", str(path))
+    assert r.returncode == 2 and "mixture of experts" in r.stderr and ":7" in r.stderr, r.stderr

@@ -42,8 +42,8 @@ def entry_rows(table: ProtocolTable) -> list[tuple[str, ...]]:
     return rows
 
 
-def option_rows(table: ProtocolTable) -> list[tuple[str, str, str, str]]:
-    """Per option choice: option (with its description), choice (``(default)`` marked), what it
+def option_rows(table: ProtocolTable) -> list[tuple[str, str, str, str, str]]:
+    """Per option choice: option name, its description, choice (``(default)`` marked), what it
     sets (parameter values; entries by kind with their bytes and rounds formulas), source."""
     rows = []
     for option in table.options.values():
@@ -52,7 +52,7 @@ def option_rows(table: ProtocolTable) -> list[tuple[str, str, str, str]]:
             sets += [f"{kind}: bytes {e.formulas['comm_bytes'].text}, rounds {e.formulas['rounds'].text}"
                      for kind, e in choice.entries.items()]
             source = choice.source + (f" — {choice.notes}" if choice.notes else "")
-            rows.append((f"{option.name}: {option.description}",
+            rows.append((option.name, option.description,
                          choice.name + (" (default)" if choice.name == option.default else ""),
                          "; ".join(sets) or "the table's own entries", " ".join(source.split())))
     return rows
@@ -82,7 +82,8 @@ def markdown(table: ProtocolTable) -> str:
     if table.options:
         lines += ["## Options", "", "Choose with `--option NAME=VALUE` (API: `options={...}`); the costs below use "
                   "the defaults.", "", "| option | choice | sets | source |", "|---|---|---|---|"]
-        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in option_rows(table)]
+        lines += ["| " + " | ".join(_md_cell(c) for c in (f"{name}: {what}", choice, sets, source)) + " |"
+                  for name, what, choice, sets, source in option_rows(table)]
         lines.append("")
     present = [f for f in FORMULA_FIELDS if any(f in e.formulas for e in table.entries.values())]
     header = ["op kind"] + [FIELD_LABELS[f] for f in present] + ["truncation", "source"]
@@ -123,8 +124,8 @@ def rich_view(table: ProtocolTable) -> Any:
     if table.options:
         in_force = ", ".join(f"{k}={v}" for k, v in table.chosen.items())
         parts += [Text(f"\noptions (--option NAME=VALUE; in force: {in_force})", style="bold"),
-                  grid([(f"{option}\n  {choice}", f"{sets} ({source})")
-                        for option, choice, sets, source in option_rows(table)])]
+                  grid([(f"{name}={choice.split()[0]}", f"{what}{' (default)' if choice.endswith('(default)') else ''}: "
+                         f"{sets} ({source})") for name, what, choice, sets, source in option_rows(table)])]
     for kind, e in table.entries.items():
         rows = [("source", e.source)] + [(FIELD_LABELS[f], e.formulas[f].text) for f in FORMULA_FIELDS
                                           if f in e.formulas]

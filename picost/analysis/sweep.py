@@ -156,7 +156,7 @@ def parse_contexts(text: str, option: str = "--context") -> list[int]:
                 raise ValueError
             count = max(0, (parts[1] - parts[0]) // parts[2] + 1)
             if count > MAX_SWEEP_POINTS:
-                raise UserError(f"{limits.short(count)} contexts in '{text}'; a sweep takes at most {MAX_SWEEP_POINTS} "
+                raise UserError(f"{limits.short(count)} contexts in '{limits.short(text)[1:-1]}'; a sweep takes at most {MAX_SWEEP_POINTS} "
                                 "(see docs/limits.md)", field=option)
             values = list(range(parts[0], parts[1] + 1, parts[2]))
         else:
@@ -170,10 +170,10 @@ def parse_contexts(text: str, option: str = "--context") -> list[int]:
             else:
                 values = [int(p) for p in items]
     except ValueError:
-        raise UserError(f"cannot read contexts '{text}'; write e.g. 64,128,...,32768 (doubling), "
+        raise UserError(f"cannot read contexts '{limits.short(text)[1:-1]}'; write e.g. 64,128,...,32768 (doubling), "
                         "64,128,256 or 64:32768:64 (start:stop:step)", field=option) from None
     if not values or any(v < 1 for v in values):
-        raise UserError(f"contexts must be positive numbers of tokens (got '{text}')", field=option)
+        raise UserError(f"contexts must be positive numbers of tokens (got '{limits.short(text)[1:-1]}')", field=option)
     if len(values) > MAX_SWEEP_POINTS:
         raise UserError(f"{len(values)} contexts; a sweep takes at most {MAX_SWEEP_POINTS} (see docs/limits.md)",
                         field=option)

@@ -187,6 +187,7 @@ def validate(
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for any message before failing."),
     protocol: str = typer.Option("picost-2pc", "--protocol", "-p", help="Table to check the measurements against."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
+    force: bool = typer.Option(False, "--force", help="Run even if the estimated memory exceeds what is available."),
 ) -> None:
     """Run the two-party engine and check measured bytes and rounds against picost-2pc (exit 1 on a mismatch)."""
     _choice(fmt, ("table", "json"), "--format")
@@ -194,11 +195,12 @@ def validate(
     from rich.progress import Progress
 
     from picost.mpc import report
-    from picost.mpc.launcher import MpcRunError
+    from picost.mpc.launcher import MpcRunError, check_launch
     from picost.mpc.validate import DEFAULT_SPECS, run_validation
     from picost.cost.protocol_table import load_protocol
     from picost.model.load import load_spec
 
+    check_launch("127.0.0.1", None, timeout)
     table = load_protocol(protocol)
     chosen = list(specs) if specs else list(DEFAULT_SPECS)
     for ref in chosen:
@@ -207,7 +209,7 @@ def validate(
     with Progress(transient=True) as progress:
         task = progress.add_task("two-party runs (client, server, dealer)", total=total)
         try:
-            result = run_validation(chosen, context, ops, timeout_s=timeout, table=table,
+            result = run_validation(chosen, context, ops, timeout_s=timeout, table=table, force=force,
                                     on_progress=lambda done, _: progress.update(task, completed=done))
         except MpcRunError as exc:
             _mpc_failed(exc)
@@ -233,6 +235,7 @@ def mpc_run(
     host: str = typer.Option("127.0.0.1", "--host", help="Address the parties rendezvous at."),
     port: Optional[int] = typer.Option(None, "--port", help="Rendezvous port (default: a free one)."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
+    force: bool = typer.Option(False, "--force", help="Run even if the estimated memory exceeds what is available."),
 ) -> None:
     """Run SPEC privately on --tokens: next token, error vs plaintext, per-op cost (measured and predicted)."""
     _choice(fmt, ("table", "json"), "--format")
@@ -242,10 +245,11 @@ def mpc_run(
     except ValueError:
         raise UserError(f"--tokens must be comma-separated integers (got '{tokens}')", field="--tokens") from None
     from picost.mpc import report
-    from picost.mpc.launcher import MpcRunError, model_job, run_local
+    from picost.mpc.launcher import MpcRunError, check_launch, model_job, run_local
     from picost.mpc.validate import check_model
 
-    job = model_job(spec, ids, seed, frac_bits, cached)
+    check_launch(host, port, timeout)
+    job = model_job(spec, ids, seed, frac_bits, cached, force=force)
     try:
         run = run_local(job, host=host, port=port, timeout_s=timeout)
     except MpcRunError as exc:
@@ -317,11 +321,27 @@ def main() -> None:
 
     Usage errors (unknown option, bad option type) are reported by typer with exit code 2.
     """
+    import signal
+
+    seen: list[int] = []
+
+    def interrupted(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM cleans up like Ctrl-C: staged files, engine parties
+        signal.signal(sig, interrupted)
     try:
         app()
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(2)
+    except (KeyboardInterrupt, SystemExit) as exc:  # typer turns an interrupt into a silent exit 130
+        if not seen and not isinstance(exc, KeyboardInterrupt):
+            raise
+        signum = seen[0] if seen else signal.SIGINT
+        sys.stderr.write(f"error: interrupted ({signal.Signals(signum).name}); nothing was left half-written\n")
+        sys.exit(128 + signum)
 
 
 # The what-if commands (aero, symbolic, sweep, compare, check, report) live in their own module;

@@ -293,15 +293,20 @@ def calibrate(
     target = Path(out)
     if not target.parent.is_dir():
         raise UserError("the directory of the output file does not exist", file=out, field="--out")
+    if target.is_dir():
+        raise UserError("the output is a directory; give a file name", file=out, field="--out")
     with Progress(transient=True) as progress:
         progress.add_task("timing the engine's ops (client, server, dealer on this machine)", total=None)
         try:
             profile = run_calibration(chosen, repeats)
         except MpcRunError as exc:
             _mpc_failed(exc)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(profile.to_yaml())
-    tmp.replace(target)
+    from picost.report.atomic_write import write_all_atomic
+
+    try:
+        write_all_atomic({target: profile.to_yaml()})  # all or nothing; no temporary file left behind
+    except OSError as exc:
+        raise UserError(f"cannot write the profile: {exc.strerror or exc}", file=out, field="--out") from None
     rows = [(kind, compute_formula(kind, t)) for kind, t in profile.kinds.items()]
     _print(rich_table(f"Compute seconds per row kind (written to {out})", ("kind", "compute_s"), rows))
 

@@ -208,9 +208,13 @@ def verify_point(spec: "ModelSpec", table: ProtocolTable, context: int, allow_un
     closed forms call this so that they never accept a table the estimate refuses."""
     from picost.errors import UserError
 
+    sums = {f: 0 for f in ("comm_bytes", "rounds", "compute_s", "offline_bytes")}
     try:
         for op in lower(spec, context).ops:
-            table.cost(op, allow_uncosted)
+            for cost in table.cost(op, allow_uncosted):
+                for f in sums:
+                    sums[f] += getattr(cost, f) or 0
+        require_finite(sums, f"the costs of {spec.name} under {table.label} at T = {context}")
     except UserError as exc:
         raise UserError(f"{exc.message} (T = {context})", file=exc.file, line=exc.line, field=exc.field) from None
 

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -167,7 +168,7 @@ def _launch(port: int, jobs: list[dict[str, Any]], host: str, timeout_s: float,
                     [*prefix, sys.executable, "-m", "picost.mpc.party", "--role", role, "--host", host, "--port",
                      str(port), "--job", "-", "--out", "-", "--timeout", str(timeout_s), "--connect-timeout",
                      str(timeout_s), *owner],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                     process_group=0 if group is None else group)
                 group = procs[role].pid if group is None else group
                 _hand_over(procs[role], json.dumps({**options, "kind": "batch", "jobs": mine, "nonce": nonce}))
@@ -205,7 +206,7 @@ def _hand_over(proc: subprocess.Popen, job: str) -> None:
 
     def write() -> None:
         try:
-            proc.stdin.write(job)  # type: ignore[union-attr]
+            proc.stdin.write(job.encode("utf-8"))  # type: ignore[union-attr]
             proc.stdin.close()  # type: ignore[union-attr]
         except (BrokenPipeError, OSError, ValueError):  # the party died first: its exit code tells
             pass
@@ -237,15 +238,30 @@ def _stop_group(procs: dict[str, subprocess.Popen], group: int | None) -> None:
 def _follow(proc: subprocess.Popen, total: int, on_progress: Callable[[int, int], None] | None,
             into: list[str]) -> threading.Thread:
     """Read a party's stdout in a thread: report the client's ``progress <done>`` lines, keep the
-    ``result`` line."""
+    complete ``result`` line. Raw reads of the pipe (a result is megabytes long), robust to a
+    descriptor someone made non-blocking."""
+
+    def handle(line: bytes) -> None:
+        if line.startswith(b"progress "):
+            if on_progress is not None:
+                on_progress(int(line.split()[1]), total)
+        elif line.startswith(b"result "):
+            into.append(line.decode("ascii"))
 
     def read() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            if line.startswith("progress "):
-                if on_progress is not None:
-                    on_progress(int(line.split()[1]), total)
-            elif line.startswith("result "):
-                into.append(line.rstrip("\n"))
+        fd, buf = proc.stdout.fileno(), bytearray()  # type: ignore[union-attr]
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                select.select([fd], [], [], 1.0)
+                continue
+            if not chunk:
+                return  # an unterminated last line is an incomplete result: dropped
+            buf += chunk
+            while (end := buf.find(b"\n")) >= 0:
+                handle(bytes(buf[:end]))
+                del buf[:end + 1]
 
     thread = threading.Thread(target=read, daemon=True)
     thread.start()
@@ -254,7 +270,8 @@ def _follow(proc: subprocess.Popen, total: int, on_progress: Callable[[int, int]
 
 def _drain(stream: Any, into: list[str]) -> threading.Thread:
     """Collect a party's stderr in a thread (so a chatty party never blocks on a full pipe)."""
-    thread = threading.Thread(target=lambda: into.extend(stream), daemon=True)
+    thread = threading.Thread(target=lambda: into.extend(line.decode("utf-8", "replace") for line in stream),
+                              daemon=True)
     thread.start()
     return thread
 

@@ -75,7 +75,7 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
             runs.append({"stats": {name: vars(s) for name, s in tx.stats.items()}, "results": results,
                          "views": tx.views, "preprocess_s": preprocess_s})
             if rank == transport.CLIENT:
-                print(f"progress {len(runs)}", flush=True)
+                emit(f"progress {len(runs)}".encode())
         tx.finish()
         return {"role": rank, "runs": runs}
     finally:
@@ -99,6 +99,16 @@ def _run_one(ctx: Any, job: dict[str, Any], rank: int) -> dict[str, Any]:
             raise ValueError(f"the client's job needs client_input.ids with {tokens} token ids")
         return run_model(ctx, spec, int(job["seed"]), ids, int(job["context"]))
     raise ValueError(f"unknown job kind {job['kind']!r}")
+
+
+def emit(line: bytes) -> None:
+    """Write one whole line to stdout. Raw, blocking writes: ``print`` can silently drop part of a
+    long line when a library has made the descriptor non-blocking."""
+    sys.stdout.flush()
+    os.set_blocking(1, True)
+    view = memoryview(line + b"\n")
+    while view:
+        view = view[os.write(1, view):]
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -163,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out == "-":
         buffer = io.BytesIO()
         torch.save(result, buffer)
-        print("result " + base64.b64encode(buffer.getvalue()).decode("ascii"), flush=True)
+        emit(b"result " + base64.b64encode(buffer.getvalue()))
     else:
         out = Path(args.out)
         tmp = out.with_suffix(".tmp")
@@ -171,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.replace(out)
     for run in result["runs"]:
         if "next_token" in run["results"]:
-            print(f"next_token {run['results']['next_token']}", flush=True)
+            emit(f"next_token {run['results']['next_token']}".encode())
     return 0
 
 

@@ -39,4 +39,5 @@ class UserError(Exception):
         if self.field:
             parts.append(f"field '{self.field}'")
         prefix = ", ".join(parts)
-        return f"{prefix}: {self.message}" if prefix else self.message
+        text = f"{prefix}: {self.message}" if prefix else self.message
+        return text.replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever the user typed

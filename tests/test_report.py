@@ -119,7 +119,7 @@ def test_atomic_writing_leaves_nothing_on_error(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.md"] and md.read_text() == "old report\n"
     # a failure while renaming into place keeps the old report and removes the new empty directory
     monkeypatch.setattr(atomic.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match="disk full"):
         write_report(built)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.md"] and md.read_text() == "old report\n"
     monkeypatch.undo()

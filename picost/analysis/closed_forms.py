@@ -81,11 +81,17 @@ class ClassForms:
 
 
 def class_forms(spec: "ModelSpec", table: "ProtocolTable", allow_uncosted: bool = False,
-                symbols: Iterable[str] = ("T",)) -> ClassForms:
-    """Lower ``spec`` with the chosen symbolic sizes and sum its rows' costs per op class."""
+                symbols: Iterable[str] = ("T",), verify_at: Iterable[int] | None = None) -> ClassForms:
+    """Lower ``spec`` with the chosen symbolic sizes and sum its rows' costs per op class.
+
+    First the estimate's own check runs at the contexts ``verify_at`` (default: the spec's
+    ``context_length``), so that closed forms refuse exactly the tables the estimate refuses."""
     import sympy
 
-    from picost.analysis.estimate import ROW_CLASSES, cost_expressions
+    from picost.analysis.estimate import ROW_CLASSES, cost_expressions, verify_point
+
+    for T_check in (spec.context_length,) if verify_at is None else verify_at:
+        verify_point(spec, table, T_check, allow_uncosted)
 
     chosen = set(symbols)
     if chosen - set(SYMBOLS):

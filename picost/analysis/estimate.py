@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from picost.analysis.finite import require_finite
 from picost.model.lower import Lowered, lower
 from picost.cost.network import Network, get_network
 from picost.model.ops import CLASSES, Op
@@ -193,8 +194,29 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
                             cost.rounds, cost.compute_s, comm_s, latency_s, cost.offline_bytes,
                             cost.source, cost.formulas, dims=dims))
     spec = lowered.spec
-    return Estimate(spec.name, lowered.context, spec.phase, spec.batch_size, table, network, tuple(rows),
-                    Totals.of(rows))
+    totals = Totals.of(rows)
+    require_finite({name: getattr(totals, name) for name in _SUMMED + ("bytes_client_to_server",
+                                                                      "bytes_server_to_client")},
+                   f"the estimate of {spec.name} under {table.label} at T = {lowered.context}")
+    return Estimate(spec.name, lowered.context, spec.phase, spec.batch_size, table, network, tuple(rows), totals)
+
+
+def verify_point(spec: "ModelSpec", table: ProtocolTable, context: int, allow_uncosted: bool = False) -> None:
+    """The estimate's verdict on every formula of ``table`` at ``context`` tokens (exact numbers,
+    as :func:`estimate` computes them): a formula that is complex, not finite, negative or
+    outside its domain there raises the estimate's located error, with the T added. Sweeps and
+    closed forms call this so that they never accept a table the estimate refuses."""
+    from picost.errors import UserError
+
+    sums = {f: 0 for f in ("comm_bytes", "rounds", "compute_s", "offline_bytes")}
+    try:
+        for op in lower(spec, context).ops:
+            for cost in table.cost(op, allow_uncosted):
+                for f in sums:
+                    sums[f] += getattr(cost, f) or 0
+        require_finite(sums, f"the costs of {spec.name} under {table.label} at T = {context}")
+    except UserError as exc:
+        raise UserError(f"{exc.message} (T = {context})", file=exc.file, line=exc.line, field=exc.field) from None
 
 
 def row_latency_s(cost: Any, network: Network, table: ProtocolTable) -> float:

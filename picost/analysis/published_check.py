@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from picost.errors import UserError
+from picost.model import limits
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,9 @@ def check_published(comm_bytes: float, latency_s: float, bandwidth_bytes_per_s: 
     for name, value in (("comm", comm_bytes), ("latency", latency_s), ("bandwidth", bandwidth_bytes_per_s)):
         if not value > 0:
             raise UserError(f"{name} must be positive (got {value})", field=f"--{name}")
-    if rounds is not None and rounds < 0:
-        raise UserError(f"rounds must be >= 0 (got {rounds})", field="--rounds")
+    if rounds is not None:
+        rounds = limits.whole(rounds, "--rounds", 0, limits.MAX_ROUNDS)
+    if not latency_s > 0:
+        raise UserError(f"latency must be positive (got {latency_s:g} s)", field="--latency")
     return CheckResult(float(comm_bytes), float(latency_s), float(bandwidth_bytes_per_s),
                        None if round_delay_s is None else float(round_delay_s), rounds)

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 from picost.analysis.closed_forms import COST_FIELDS, ClassForms, class_forms
+from picost.analysis.finite import require_finite
+from picost.model import limits
+from picost.model.limits import MAX_SWEEP_POINTS
 from picost.errors import UserError
 from picost.cost.network import Network
 
@@ -63,10 +66,15 @@ def _evaluate(expr: Any, T: Any, contexts: "np.ndarray") -> "np.ndarray":
     from picost.cost.formula import lambdify_numpy
 
     if not expr.free_symbols:
-        return np.full(contexts.shape, float(expr))
+        value = complex(expr)
+        return np.full(contexts.shape, value if value.imag else value.real)
     fn = lambdify_numpy(expr, [T])
     with np.errstate(all="ignore"):
-        return np.broadcast_to(np.asarray(fn(contexts), dtype=float), contexts.shape).copy()
+        out = np.asarray(fn(contexts))
+        if not np.iscomplexobj(out):  # complex values stay complex: the check refuses them
+            out = out.astype(float)
+        return np.broadcast_to(out, contexts.shape).copy()
+
 
 
 def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["ProtocolTable"],
@@ -74,15 +82,16 @@ def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["Protocol
     """Costs of ``spec`` at every (table, network, context), vectorized over contexts."""
     import numpy as np
 
-    T_values = np.asarray(contexts, dtype=float)
-    if T_values.ndim != 1 or len(T_values) == 0 or np.any(T_values < 1) or np.any(T_values % 1):
-        raise UserError("contexts must be a non-empty list of positive whole numbers of tokens", field="--context")
+    if isinstance(contexts, (str, bytes)) or not hasattr(contexts, "__len__") or not 0 < len(contexts) <= MAX_SWEEP_POINTS:
+        raise UserError(f"contexts must be a list of 1..{MAX_SWEEP_POINTS} whole numbers of tokens "
+                        "(see docs/limits.md)", field="--context")
+    T_values = np.asarray([limits.context(t, "--context") for t in contexts], dtype=float)
     if not tables or not networks:
         raise UserError("give at least one protocol and one network", field="--protocol")
     ordered_classes: list[str] = []
     per_table = []
     for table in tables:
-        cf = class_forms(spec, table, allow_uncosted)
+        cf = class_forms(spec, table, allow_uncosted, verify_at=sorted({int(T_values[0]), int(T_values[-1])}))
         per_table.append(cf)
         ordered_classes += [c for c in cf.costed_classes if c not in ordered_classes]
     from picost.analysis.estimate import ROW_CLASSES
@@ -94,7 +103,7 @@ def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["Protocol
     for cf in per_table:
         values = {c: {f: _evaluate(cf.forms[c][f], cf.T, T_values) if c in cf.costed_classes else np.zeros(n_pts)
                       for f in COST_FIELDS} for c in classes}
-        _check_finite(cf, values, T_values)
+        _check_finite(spec, table, cf, values, T_values, allow_uncosted)
         for net in networks:
             for c in classes:
                 v = values[c]
@@ -103,6 +112,7 @@ def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["Protocol
                 for f in COST_FIELDS:
                     cols[c][f].append(v[f])
                 cols[c]["latency_s"].append(latency)
+                require_finite({"latency_s": latency}, f"the sweep of {spec.name} under {cf.protocol} over {net.name}")
             proto_col.append(np.full(n_pts, cf.protocol, dtype=object))
             net_col.append(np.full(n_pts, net.name, dtype=object))
             ctx_col.append(T_values.astype(np.int64))
@@ -113,14 +123,20 @@ def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["Protocol
                        {cf.protocol: cf.uncosted for cf in per_table if cf.uncosted})
 
 
-def _check_finite(cf: ClassForms, values: dict[str, dict[str, "np.ndarray"]], T_values: "np.ndarray") -> None:
-    """A formula outside its domain at some T (e.g. log2(0)) is an error, never a silent NaN."""
+def _check_finite(spec: "ModelSpec", table: "ProtocolTable", cf: ClassForms,
+                  values: dict[str, dict[str, "np.ndarray"]], T_values: "np.ndarray", allow_uncosted: bool) -> None:
+    """A formula outside its domain at some T (e.g. log2(0), sqrt(T - 100) at T = 64) is an
+    error naming the op, the table line and the T (the estimate's own check at that T), never a
+    silent NaN or a dropped imaginary part."""
     import numpy as np
+
+    from picost.analysis.estimate import verify_point
 
     for c, fields in values.items():
         for f, arr in fields.items():
-            bad = ~np.isfinite(arr) | (arr < 0)
+            bad = ~np.isfinite(arr) | (arr.real < 0) | (arr.imag != 0)
             if bad.any():
+                verify_point(spec, table, int(T_values[bad][0]), allow_uncosted)
                 shown = ", ".join(str(int(t)) for t in T_values[bad][:5])
                 raise UserError(f"protocol table '{cf.protocol}': {f} of class {c} is not a finite, non-negative "
                                 f"number at T = {shown} (a formula outside its domain there)",
@@ -132,10 +148,16 @@ def parse_contexts(text: str, option: str = "--context") -> list[int]:
     ``64,128,256``, or a range ``64:32768:64`` (start:stop:step, stop included)."""
     text = text.strip()
     try:
+        if len(text) > 100_000:
+            raise ValueError
         if ":" in text:
             parts = [int(p) for p in text.split(":")]
             if len(parts) != 3 or parts[2] < 1:
                 raise ValueError
+            count = max(0, (parts[1] - parts[0]) // parts[2] + 1)
+            if count > MAX_SWEEP_POINTS:
+                raise UserError(f"{limits.short(count)} contexts in '{limits.short(text)[1:-1]}'; a sweep takes at most {MAX_SWEEP_POINTS} "
+                                "(see docs/limits.md)", field=option)
             values = list(range(parts[0], parts[1] + 1, parts[2]))
         else:
             items = [p.strip() for p in text.split(",") if p.strip()]
@@ -148,10 +170,15 @@ def parse_contexts(text: str, option: str = "--context") -> list[int]:
             else:
                 values = [int(p) for p in items]
     except ValueError:
-        raise UserError(f"cannot read contexts '{text}'; write e.g. 64,128,...,32768 (doubling), "
+        raise UserError(f"cannot read contexts '{limits.short(text)[1:-1]}'; write e.g. 64,128,...,32768 (doubling), "
                         "64,128,256 or 64:32768:64 (start:stop:step)", field=option) from None
     if not values or any(v < 1 for v in values):
-        raise UserError(f"contexts must be positive numbers of tokens (got '{text}')", field=option)
+        raise UserError(f"contexts must be positive numbers of tokens (got '{limits.short(text)[1:-1]}')", field=option)
+    if len(values) > MAX_SWEEP_POINTS:
+        raise UserError(f"{len(values)} contexts; a sweep takes at most {MAX_SWEEP_POINTS} (see docs/limits.md)",
+                        field=option)
+    for v in values:
+        limits.context(v, option)
     return values
 
 
@@ -165,7 +192,7 @@ def _extend(head: list[int], stop: int) -> list[int]:
     if not (geometric or arithmetic):
         raise ValueError
     values = list(head)
-    while True:
+    while len(values) <= MAX_SWEEP_POINTS:
         nxt = values[-1] * (b // a) if geometric else values[-1] + (b - a)
         if nxt > stop:
             break

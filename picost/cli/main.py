@@ -223,6 +223,7 @@ def validate(
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
     new_tokens: Optional[int] = typer.Option(None, "--new-tokens", "-N", help="Engine only: run a generation (prefill of T tokens, then N decode steps on the cache it left) per spec and check every step's rows and the generation totals exactly."),
+    force: bool = typer.Option(False, "--force", help="Run even if the estimated memory exceeds what is available."),
 ) -> None:
     """Run a real engine and check measured bytes against picost's tables (exit 1 on a mismatch): picost's
     own engine against picost-2pc (bytes and rounds, exactly), or SPU against spu-* (totals within 10%,
@@ -243,11 +244,12 @@ def validate(
     from rich.progress import Progress
 
     from picost.mpc import report
-    from picost.mpc.launcher import MpcRunError
+    from picost.mpc.launcher import MpcRunError, check_launch
     from picost.mpc.validate import DEFAULT_SPECS, run_validation
     from picost.cost.protocol_table import load_protocol
     from picost.model.load import load_spec
 
+    check_launch("127.0.0.1", None, timeout)
     table = load_protocol(protocol)
     chosen = list(specs) if specs else list(DEFAULT_SPECS)
     for ref in chosen:
@@ -256,7 +258,7 @@ def validate(
     with Progress(transient=True) as progress:
         task = progress.add_task("two-party runs (client, server, dealer)", total=total)
         try:
-            result = run_validation(chosen, context, ops, timeout_s=timeout, table=table,
+            result = run_validation(chosen, context, ops, timeout_s=timeout, table=table, force=force,
                                     on_progress=lambda done, _: progress.update(task, completed=done))
         except MpcRunError as exc:
             _mpc_failed(exc)
@@ -358,6 +360,7 @@ def mpc_run(
     host: str = typer.Option("127.0.0.1", "--host", help="Address the parties rendezvous at."),
     port: Optional[int] = typer.Option(None, "--port", help="Rendezvous port (default: a free one)."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
+    force: bool = typer.Option(False, "--force", help="Run even if the estimated memory exceeds what is available."),
 ) -> None:
     """Run SPEC privately on --tokens: next token, error vs plaintext, per-op cost (measured and predicted)."""
     _choice(fmt, ("table", "json"), "--format")
@@ -367,10 +370,11 @@ def mpc_run(
     except ValueError:
         raise UserError(f"--tokens must be comma-separated integers (got '{tokens}')", field="--tokens") from None
     from picost.mpc import report
-    from picost.mpc.launcher import MpcRunError, model_job, run_local
+    from picost.mpc.launcher import MpcRunError, check_launch, model_job, run_local
     from picost.mpc.validate import check_model
 
-    job = model_job(spec, ids, seed, frac_bits, cached)
+    check_launch(host, port, timeout)
+    job = model_job(spec, ids, seed, frac_bits, cached, force=force)
     try:
         run = run_local(job, host=host, port=port, timeout_s=timeout)
     except MpcRunError as exc:
@@ -412,15 +416,20 @@ def calibrate(
     target = Path(out)
     if not target.parent.is_dir():
         raise UserError("the directory of the output file does not exist", file=out, field="--out")
+    if target.is_dir():
+        raise UserError("the output is a directory; give a file name", file=out, field="--out")
     with Progress(transient=True) as progress:
         progress.add_task("timing the engine's ops (client, server, dealer on this machine)", total=None)
         try:
             profile = run_calibration(chosen, repeats)
         except MpcRunError as exc:
             _mpc_failed(exc)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(profile.to_yaml())
-    tmp.replace(target)
+    from picost.report.atomic_write import write_all_atomic
+
+    try:
+        write_all_atomic({target: profile.to_yaml()})  # all or nothing; no temporary file left behind
+    except OSError as exc:
+        raise UserError(f"cannot write the profile: {exc.strerror or exc}", file=out, field="--out") from None
     _print(calibration_table(profile, out))
 
 
@@ -454,11 +463,27 @@ def main() -> None:
 
     Usage errors (unknown option, bad option type) are reported by typer with exit code 2.
     """
+    import signal
+
+    seen: list[int] = []
+
+    def interrupted(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM cleans up like Ctrl-C: staged files, engine parties
+        signal.signal(sig, interrupted)
     try:
         app()
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(2)
+    except (KeyboardInterrupt, SystemExit) as exc:  # typer turns an interrupt into a silent exit 130
+        if not seen and not isinstance(exc, KeyboardInterrupt):
+            raise
+        signum = seen[0] if seen else signal.SIGINT
+        sys.stderr.write(f"error: interrupted ({signal.Signals(signum).name}); nothing was left half-written\n")
+        sys.exit(128 + signum)
 
 
 # The what-if commands (aero, symbolic, sweep, compare, check, report) live in their own module;

@@ -480,8 +480,10 @@ def check(
     if r.rounds is not None:
         lines.append(f"plus {r.rounds} rounds x {human_seconds(link.round_s)} = {human_seconds(r.rounds_floor_s)}; "
                      f"floor {human_seconds(r.latency_floor_s)}")
+    budget = ("any number of round delays (the RTT is 0)" if r.round_budget is None
+              else f"{r.round_budget:.0f} round delays")
     lines.append(f"the transfer floor is {100 * r.transfer_share:.1f}% of the reported latency; "
-                 f"room left for {r.round_budget:.0f} round delays (compute taken as 0)")
+                 f"room left for {budget} (compute taken as 0)")
     verdicts = {"consistent": "consistent: the reported latency is at or above the floor",
                 "needs-duplex": "consistent only if both directions ran at full rate at once, perfectly balanced",
                 "impossible": "INCONSISTENT: the reported latency is below what the bytes alone need on this network"}

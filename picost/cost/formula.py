@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Mapping
 
 from picost.errors import UserError
+from picost.model import limits
 
 FUNCTIONS: dict[str, tuple[int, int | None]] = {
     # name: (min args, max args or None for unbounded)
@@ -87,16 +88,37 @@ def parse(text: Any, allowed_names: Collection[str], *, file: str | None = None,
         raise fail("a formula must be a string or a number")
     if isinstance(text, float) and not math.isfinite(text):
         raise fail("a formula must be finite")
+    if isinstance(text, int) and not limits.number_ok(text):
+        raise fail(f"a number beyond {limits.MAX_INT_BITS} bits")
     source = str(text).strip()
     if not source:
         raise fail("empty formula")
+    if len(source) > limits.MAX_FORMULA_CHARS:
+        raise UserError(f"formula of {len(source)} characters; at most {limits.MAX_FORMULA_CHARS} "
+                        "(see docs/limits.md)", file=file, line=line, field=field_name)
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         raise fail(f"syntax error ({exc.msg})") from None
+    except (ValueError, RecursionError, MemoryError):  # a literal beyond Python's digit limit, deep nesting
+        raise fail("too large or too deeply nested (see docs/limits.md)") from None
+    _check_size(tree, fail)
     names: set[str] = set()
     _check(tree.body, frozenset(allowed_names), names, fail)
     return Formula(source, frozenset(names), tree, _build(tree.body, _PYTHON))
+
+
+def _check_size(tree: ast.Expression, fail: Callable[[str], UserError]) -> None:
+    """Refuse trees past :data:`~picost.model.limits.MAX_FORMULA_NODES` nodes or
+    :data:`~picost.model.limits.MAX_FORMULA_DEPTH` levels (iteratively: no recursion on input)."""
+    count, stack = 0, [(tree.body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > limits.MAX_FORMULA_NODES or depth > limits.MAX_FORMULA_DEPTH:
+            raise fail(f"more than {limits.MAX_FORMULA_NODES} terms or {limits.MAX_FORMULA_DEPTH} levels of "
+                       "nesting (see docs/limits.md)")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
 
 
 def _check(node: ast.AST, allowed: frozenset[str], names: set[str], fail: Callable[[str], UserError]) -> None:
@@ -104,6 +126,8 @@ def _check(node: ast.AST, allowed: frozenset[str], names: set[str], fail: Callab
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
             raise fail(f"only numbers are allowed as constants, not {node.value!r}")
+        if not limits.number_ok(node.value):
+            raise fail(f"constant {limits.short(node.value)} is not finite or exceeds {limits.MAX_INT_BITS} bits")
         return
     if isinstance(node, ast.Name):
         if node.id in FUNCTIONS:
@@ -182,10 +206,21 @@ def _fold(scalar: Callable[..., Any], array_name: str) -> Callable[..., Any]:
 
 
 def _pow(base: Any, exponent: Any) -> Any:
-    """``base ** exponent``, refusing integer powers too large to be a cost (they would hang)."""
-    if isinstance(exponent, int) and isinstance(base, int) and abs(base) > 1 and exponent > 4096:
-        raise OverflowError(f"{base} ** {exponent} is too large")
+    """``base ** exponent``, refusing whole-number powers beyond
+    :data:`~picost.model.limits.MAX_INT_BITS` before computing them (they would hang)."""
+    if not limits.power_ok(base, exponent):
+        raise OverflowError(f"{limits.short(base)} ** {limits.short(exponent)} exceeds {limits.MAX_INT_BITS} bits")
     return base ** exponent
+
+
+def _sympy_pow(base: Any, exponent: Any) -> Any:
+    """sympy's ``Pow`` with the same refusal as :func:`_pow` (sympy would compute ``10**10**10``)."""
+    import sympy
+
+    base, exponent = sympy.sympify(base), sympy.sympify(exponent)
+    if base.is_number and exponent.is_number and not limits.power_ok(base, exponent):
+        raise OverflowError(f"{limits.short(base)} ** {limits.short(exponent)} exceeds {limits.MAX_INT_BITS} bits")
+    return sympy.Pow(base, exponent)
 
 
 _PYTHON = _Backend({**{name: _unary(name) for name in ("log2", "ceil", "floor", "sqrt")},
@@ -197,7 +232,7 @@ def _sympy_backend() -> _Backend:
 
     return _Backend({"log2": lambda x: sympy.log(x, 2), "ceil": sympy.ceiling, "floor": sympy.floor,
                      "sqrt": sympy.sqrt, "min": sympy.Min, "max": sympy.Max},
-                    lambda v: sympy.Integer(v) if isinstance(v, int) else sympy.Rational(repr(v)), sympy.Pow)
+                    lambda v: sympy.Integer(v) if isinstance(v, int) else sympy.Rational(repr(v)), _sympy_pow)
 
 
 def _build(node: ast.AST, backend: _Backend) -> Callable[[Mapping[str, Any]], Any]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from picost.errors import UserError
+from picost.model import limits
 
 _PREFIXES = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
              "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40}
@@ -69,6 +70,9 @@ def parse_bandwidth(text: Any, option: str = "--bandwidth") -> float:
     bits_per_s = value * _BANDWIDTH_UNITS[unit]
     if bits_per_s <= 0:
         raise UserError(f"bandwidth '{text}' must be positive", field=option)
+    if not limits.MIN_BANDWIDTH_BPS <= bits_per_s <= limits.MAX_BANDWIDTH_BPS:
+        raise UserError(f"bandwidth '{text}' is outside {limits.MIN_BANDWIDTH_BPS:g} bit/s .. "
+                        f"{limits.MAX_BANDWIDTH_BPS:g} bit/s (see docs/limits.md)", field=option)
     return bits_per_s
 
 
@@ -79,7 +83,10 @@ def parse_duration(text: Any, option: str = "--rtt", default_unit: str | None = 
     if unit not in _TIME_UNITS:
         raise UserError(f"unknown time unit '{unit}' in '{text}'; use {', '.join(_TIME_UNITS)} (e.g. 80ms)",
                         field=option)
-    return value * _TIME_UNITS[unit]
+    seconds = value * _TIME_UNITS[unit]
+    if seconds > limits.MAX_DURATION_S:
+        raise UserError(f"time '{text}' exceeds {limits.MAX_DURATION_S:g} s (see docs/limits.md)", field=option)
+    return seconds
 
 
 def parse_bytes(text: Any, option: str = "--comm") -> float:
@@ -92,6 +99,8 @@ def parse_bytes(text: Any, option: str = "--comm") -> float:
     n_bytes = value * _SIZE_UNITS[unit]
     if n_bytes <= 0:
         raise UserError(f"size '{text}' must be positive", field=option)
+    if n_bytes > limits.MAX_BYTES:
+        raise UserError(f"size '{text}' exceeds {limits.MAX_BYTES:g} bytes (see docs/limits.md)", field=option)
     return n_bytes
 
 

@@ -24,6 +24,7 @@ from picost.cost import formula
 from picost.errors import UserError
 from picost.shipped import shipped_dir, shipped_names
 from picost.model.ops import KINDS, Op
+from picost.model import limits
 from picost.model.located_yaml import KeyPath, line_of, load_located
 
 TRUNCATION = "truncation"
@@ -279,8 +280,27 @@ class ProtocolTable:
                 out.append((name, kind, None))
                 continue
             env = {**params, **dims}
-            out.append((name, kind, {f: form.symbolic(env) for f, form in entry.formulas.items()}))
+            out.append((name, kind, {f: self._symbolic(entry, f, form, env, name) for f, form in entry.formulas.items()}))
         return out
+
+    def _symbolic(self, entry: Entry, field_name: str, form: formula.Formula, env: Mapping[str, Any], row: str) -> Any:
+        """``form`` as a sympy expression; an expression that is complex or not finite for every T
+        (``sqrt(0 - n)``, ``1/0``) is the estimate's located error, never a silently real sweep."""
+        import sympy
+
+        try:
+            expr = sympy.sympify(form.symbolic(env))
+        except (ValueError, ZeroDivisionError, OverflowError) as exc:
+            raise self._located(entry, field_name, f"{field_name} of op {row} cannot be evaluated: {exc}") from None
+        if expr.has(sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+            shape = ", ".join(f"{k}={env[k]}" for k in ENTRY_SYMBOLS[entry.kind])
+            raise self._located(entry, field_name, f"{field_name} of op {row} is {expr} at {shape}: not a finite "
+                                                   "real number (costs must be finite and >= 0)")
+        return expr
+
+    def _located(self, entry: Entry, field_name: str, message: str) -> UserError:
+        return UserError(message, file=self.path, line=entry.field_lines.get(field_name, entry.line),
+                         field=f"{entry.where}.{field_name}")
 
     def _sympy_params(self) -> dict[str, Any]:
         import sympy
@@ -307,21 +327,15 @@ class ProtocolTable:
                   row: str) -> Any:
         try:
             return form.value(env)
-        except (ValueError, ZeroDivisionError, OverflowError) as exc:  # log2(0), sqrt(-1), x / 0, huge powers
+        except (ValueError, ZeroDivisionError, OverflowError, TypeError) as exc:  # log2(0), sqrt(-1), x / 0, huge powers
             shape = ", ".join(f"{k}={env[k]}" for k in ENTRY_SYMBOLS[entry.kind])
-            raise UserError(f"{field_name} of op {row} cannot be evaluated at {shape}: {exc}", file=self.path,
-                            line=entry.field_lines.get(field_name, entry.line),
-                            field=f"{entry.where}.{field_name}") from None
+            raise self._located(entry, field_name, f"{field_name} of op {row} cannot be evaluated at {shape}: "
+                                                   f"{exc}") from None
 
     def _checked(self, entry: Entry, field_name: str, value: Any, row: str) -> Any:
-        try:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-        except OverflowError:  # an int beyond float range
-            ok = False
-        if not ok:
-            raise UserError(f"{field_name} of op {row} evaluates to {value!r}; costs must be finite and >= 0",
-                            file=self.path, line=entry.field_lines.get(field_name, entry.line),
-                            field=f"{entry.where}.{field_name}")
+        if not (limits.number_ok(value) and value >= 0):
+            raise self._located(entry, field_name, f"{field_name} of op {row} evaluates to {limits.short(value)}; "
+                                                   "costs must be finite and >= 0")
         return value
 
 
@@ -503,7 +517,7 @@ class _Validator:
             if pname not in params:
                 raise self.error(path + ("params", pname), f"'{pname}' is not a parameter of this table "
                                  f"(declared: {', '.join(params) or 'none'})")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not limits.number_ok(value):
                 raise self.error(path + ("params", pname), "a parameter value must be a finite number")
             values[pname] = value
         ops = self.mapping(c.get("ops", {}), path + ("ops",), tuple(ENTRY_SYMBOLS), what="op kind")
@@ -541,7 +555,7 @@ class _Validator:
                 raise self.error(path, f"parameter name '{name}' clashes with an op dimension or a function")
             p = self.mapping(spec, path, _PARAM_KEYS, ("value", "source"))
             value = p["value"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not limits.number_ok(value):
                 raise self.error(path + ("value",), "a parameter value must be a finite number")
             unit = self.text(p["unit"], path + ("unit",)) if "unit" in p else None
             out[name] = Param(name, value, unit, self.source(p["source"], path + ("source",), citations))
@@ -604,8 +618,10 @@ class _Validator:
             try:
                 both = formulas["bytes_client_to_server"].value(env) + formulas["bytes_server_to_client"].value(env)
                 total = formulas["comm_bytes"].value(env)
-            except (ValueError, ZeroDivisionError, OverflowError):
+            except (ValueError, ZeroDivisionError, OverflowError, TypeError):
                 continue  # outside a formula's domain at this sample shape; the estimate reports it if it matters
+            if not (limits.number_ok(both) and limits.number_ok(total)):
+                continue  # complex or huge at this sample shape; the estimate reports it if it matters
             if not math.isclose(both, total, rel_tol=1e-9, abs_tol=1e-9):
                 shape = ", ".join(f"{d}={env[d]}" for d in dims)
                 raise self.error(path + ("bytes_client_to_server",),

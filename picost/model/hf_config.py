@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from picost.errors import UserError
+from picost.model import limits
 from picost.model.spec import ModelSpec, Origins, validate_spec
 from picost.model import hf_families
 from picost.model.located_yaml import load_located
@@ -36,8 +37,8 @@ class _Reader:
                     return value
                 try:
                     return convert(value)
-                except KeyError:
-                    raise UserError(f"unsupported value {value!r}", file=self.file,
+                except (KeyError, TypeError, ValueError):
+                    raise UserError(f"unsupported value {limits.short(value)}", file=self.file,
                                     line=self.lines.get((key,)), field=key) from None
         if default is ...:
             raise UserError(f"required key missing (one of: {', '.join(keys)})", file=self.file,
@@ -52,17 +53,18 @@ def load_hf_config(path: Path) -> ModelSpec:
         raise UserError("a HuggingFace config must be a JSON object", file=file, line=1)
     model_type = raw.get("model_type")
     builders = {"gpt2": _gpt2, "gpt_neox": _neox, "llama": _llama, "mistral": _llama, **hf_families.READERS}
-    if model_type in hf_families.UNSUPPORTED:
+    if isinstance(model_type, str) and model_type in hf_families.UNSUPPORTED:
         raise UserError(f"model_type {model_type!r} cannot be expressed: {hf_families.UNSUPPORTED[model_type]}",
                         file=file, line=lines.get(("model_type",)), field="model_type")
-    if model_type not in builders:
+    if not isinstance(model_type, str) or model_type not in builders:
         raise UserError(
             f"unsupported model_type {model_type!r}; supported: {', '.join(builders)}",
             file=file, line=lines.get(("model_type",)), field="model_type",
         )
     r = _Reader(raw, lines, file)
     data = builders[model_type](r)
-    data["name"] = str(raw.get("_name_or_path") or path.stem).rsplit("/", 1)[-1] or path.stem
+    given = raw.get("_name_or_path")
+    data["name"] = (given if isinstance(given, str) and given else path.stem).rsplit("/", 1)[-1] or path.stem
     data["description"] = f"imported from HuggingFace config {path.name} (model_type {model_type})"
     if model_type in hf_families.NOTES:
         data["description"] += f"; {hf_families.NOTES[model_type]}"
@@ -72,14 +74,23 @@ def load_hf_config(path: Path) -> ModelSpec:
     return validate_spec(data, r.origins, default_file=file)
 
 
+def _fraction(value: Any) -> float:
+    """A number as a float (``rotary_pct: 1`` is 1.0); anything else is an unsupported value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(value)
+    return float(value)
+
+
 def _gpt2(r: _Reader) -> dict[str, Any]:
     d_model = r.take("d_model", "n_embd")
     inner = r.take("d_ff", "n_inner", default=None)
+    if inner is None and isinstance(d_model, int) and not isinstance(d_model, bool):
+        inner = 4 * d_model
     return {
         "n_layers": r.take("n_layers", "n_layer"),
         "d_model": d_model,
         "n_heads": r.take("n_heads", "n_head"),
-        "d_ff": inner if inner is not None else 4 * d_model,
+        "d_ff": inner if inner is not None else d_model,  # d_model's own error when it is not a count
         "vocab_size": r.take("vocab_size", "vocab_size"),
         "context_length": r.take("context_length", "n_positions", "n_ctx"),
         "activation": r.take("activation", "activation_function", default="gelu_tanh", convert=_GPT2_ACT.__getitem__),
@@ -108,7 +119,7 @@ def _neox(r: _Reader) -> dict[str, Any]:
         "activation": r.take("activation", "hidden_act", default="gelu", convert=_NEOX_ACT.__getitem__),
         "norm": {"kind": "layernorm", "placement": "pre", "final": True},
         "positional": "rope",
-        "rope_fraction": float(r.take("rope_fraction", "rotary_pct", default=1.0)),
+        "rope_fraction": r.take("rope_fraction", "rotary_pct", default=1.0, convert=_fraction),
         "tied_embeddings": r.take("tied_embeddings", "tie_word_embeddings", default=False),
         "parallel_residual": r.take("parallel_residual", "use_parallel_residual", default=True),
         "bias": True,

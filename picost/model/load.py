@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from picost.errors import UserError
+from picost.model import limits
 from picost.model.hf_config import load_hf_config
 from picost.model.located_yaml import KeyPath, load_located
 from picost.model.spec import ModelSpec, Origins, validate_spec
@@ -62,6 +63,9 @@ def _load_with_overlays(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, 
     if resolved in chain:
         cycle = " -> ".join(str(p) for p in chain + (resolved,))
         raise UserError(f"'extends' forms a cycle: {cycle}", file=str(path), field="extends")
+    if len(chain) >= limits.MAX_EXTENDS_DEPTH:
+        raise UserError(f"'extends' chain longer than {limits.MAX_EXTENDS_DEPTH} files (see docs/limits.md)",
+                        file=str(path), field="extends")
     raw, lines = load_located(path)
     file = str(path)
     if raw is None:

@@ -3,6 +3,14 @@
 ``load_located(path)`` returns ``(data, lines)`` where ``lines`` maps a key path
 (a tuple such as ``("norm", "kind")``) to the 1-based line where that key is written.
 Syntax errors and duplicate keys become :class:`~picost.errors.UserError` with file and line.
+
+The loader is safe by construction: it builds only plain data (mappings, lists, strings,
+integers, finite floats, booleans, null). Tags other than those (``!foo``, ``!!timestamp``,
+``!!binary``, ...), merge keys (``<<``), integers beyond :data:`~picost.model.limits.MAX_INT_BITS`,
+non-finite floats, files over :data:`~picost.model.limits.MAX_FILE_BYTES`, nesting deeper than
+:data:`~picost.model.limits.MAX_YAML_DEPTH` (which also stops recursive aliases) and more than
+:data:`~picost.model.limits.MAX_YAML_NODES` nodes after alias expansion (alias bombs) are
+located errors, never a traceback or unbounded work.
 """
 
 from __future__ import annotations
@@ -13,41 +21,91 @@ from typing import Any
 import yaml
 
 from picost.errors import UserError
+from picost.model import limits
 
 KeyPath = tuple[Any, ...]
 
 
-def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str) -> Any:
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null"))
+_MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+
+
+class _Budget:
+    """Nodes left to build (alias expansion counts again) for one file."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.left = limits.MAX_YAML_NODES
+
+    def take(self, node: yaml.Node, depth: int) -> None:
+        line = node.start_mark.line + 1
+        self.left -= 1
+        if self.left < 0:
+            raise UserError(f"more than {limits.MAX_YAML_NODES} YAML nodes after expanding aliases "
+                            "(an alias bomb?); see docs/limits.md", file=self.file, line=line)
+        if depth > limits.MAX_YAML_DEPTH:
+            raise UserError(f"nesting deeper than {limits.MAX_YAML_DEPTH} levels (or a recursive alias); "
+                            "see docs/limits.md", file=self.file, line=line)
+
+
+def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], budget: _Budget) -> Any:
     """Build Python data from a composed node, recording each key's line into ``lines``."""
+    file = budget.file
+    budget.take(node, len(path))
     if isinstance(node, yaml.MappingNode):
+        _expect_tag(node, _MAP_TAG, file)
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise UserError("mapping keys must be plain scalars", file=file,
                                 line=key_node.start_mark.line + 1)
-            key = _scalar(key_node)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise UserError("merge keys ('<<') are not supported; write the keys out", file=file,
+                                line=key_node.start_mark.line + 1)
+            key = _scalar(key_node, file)
             child = path + (key,)
             if key in out:
                 raise UserError(f"duplicate key '{key}'", file=file,
                                 line=key_node.start_mark.line + 1, field=_dotted(child))
             lines[child] = key_node.start_mark.line + 1
-            out[key] = _walk(value_node, child, lines, file)
+            out[key] = _walk(value_node, child, lines, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
+        _expect_tag(node, _SEQ_TAG, file)
         items = []
         for i, item in enumerate(node.value):
             lines[path + (i,)] = item.start_mark.line + 1
-            items.append(_walk(item, path + (i,), lines, file))
+            items.append(_walk(item, path + (i,), lines, budget))
         return items
-    return _scalar(node)
+    return _scalar(node, file)
+
+
+def _expect_tag(node: yaml.Node, tag: str, file: str) -> None:
+    if node.tag != tag:
+        raise UserError(f"YAML tag '{node.tag}' is not allowed (plain data only)", file=file,
+                        line=node.start_mark.line + 1)
 
 
 _CONSTRUCTOR = yaml.SafeLoader("")
 
 
-def _scalar(node: yaml.Node) -> Any:
-    """A scalar's value as the safe loader types it (int, float, bool, null, str)."""
-    return _CONSTRUCTOR.construct_object(node, deep=True)
+def _scalar(node: yaml.Node, file: str) -> Any:
+    """A scalar's value as the safe loader types it (int, float, bool, null, str); other tags,
+    malformed tagged values, huge integers and non-finite floats are errors."""
+    line = node.start_mark.line + 1
+    if node.tag not in _PLAIN_TAGS:
+        what = "dates are" if node.tag.endswith(":timestamp") else f"YAML tag '{node.tag}' is"
+        raise UserError(f"{what} not allowed (plain data only); quote the value to make it text",
+                        file=file, line=line)
+    try:
+        value = _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)  # no cache kept per node
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, KeyError):
+        raise UserError(f"cannot read {node.value[:40]!r} as {node.tag.rsplit(':', 1)[-1]}", file=file,
+                        line=line) from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not limits.number_ok(value):
+        raise UserError(f"number {limits.short(value)} is not finite or exceeds {limits.MAX_INT_BITS} bits; "
+                        "see docs/limits.md", file=file, line=line)
+    return value
 
 
 def _dotted(path: KeyPath) -> str:
@@ -56,8 +114,13 @@ def _dotted(path: KeyPath) -> str:
 
 def loads_located(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
     """Parse ``text`` (YAML or JSON); return the data and the line of every key path."""
+    if len(text) > limits.MAX_FILE_BYTES:
+        raise UserError(f"file larger than {limits.MAX_FILE_BYTES} bytes; see docs/limits.md", file=file)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise UserError(f"nesting deeper than {limits.MAX_YAML_DEPTH} levels; see docs/limits.md",
+                        file=file) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -68,13 +131,15 @@ def loads_located(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
     lines: dict[KeyPath, int] = {}
     if node is None:
         return None, lines
-    return _walk(node, (), lines, file), lines
+    return _walk(node, (), lines, _Budget(file)), lines
 
 
 def load_located(path: Path | str) -> tuple[Any, dict[KeyPath, int]]:
     """Read and parse a YAML/JSON file; see :func:`loads_located`."""
     path = Path(path)
     try:
+        if path.stat().st_size > limits.MAX_FILE_BYTES:
+            raise UserError(f"file larger than {limits.MAX_FILE_BYTES} bytes; see docs/limits.md", file=str(path))
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError("file not found", file=str(path)) from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from picost.errors import UserError
+from picost.model import limits
 from picost.model.ops import Block, Holder, Op
 from picost.model.spec import GATED_ACTIVATIONS, ModelSpec
 
@@ -34,9 +35,7 @@ class Lowered:
 
 def lower(spec: ModelSpec, context: Any = None) -> Lowered:
     """Lower ``spec`` at ``context`` tokens (default: ``spec.context_length``)."""
-    T = spec.context_length if context is None else context
-    if isinstance(T, bool) or (isinstance(T, int) and T < 1):
-        raise UserError(f"context must be a positive number of tokens (got {T!r})", field="context")
+    T = limits.context(spec.context_length if context is None else context)
     return Lowered(spec, T, tuple(_Lowerer(spec, T).ops()))
 
 

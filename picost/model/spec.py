@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from picost.errors import UserError
+from picost.model import limits
 from picost.model.located_yaml import line_of
 
 Activation = Literal["gelu", "gelu_tanh", "relu", "silu", "swiglu", "geglu", "identity"]
@@ -148,7 +149,10 @@ class ModelSpec(_Strict):
 
 
 def check_rules(spec: ModelSpec) -> None:
-    """Raise :class:`SpecRuleError` for the first cross-field rule ``spec`` breaks."""
+    """Raise :class:`SpecRuleError` for the first size limit or cross-field rule ``spec`` breaks."""
+    too_big = limits.spec_problem(spec)
+    if too_big is not None:
+        raise SpecRuleError(*too_big)
     if spec.head_dim is None and spec.d_model % spec.n_heads != 0:
         raise SpecRuleError(
             "n_heads",
@@ -263,4 +267,4 @@ def _describe(err: dict[str, Any]) -> str:
     if kind == "missing":
         return "required field is missing"
     value = err.get("input")
-    return f"{err['msg']} (got {value!r})"
+    return f"{err['msg']} (got {limits.short(value)})"

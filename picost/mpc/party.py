@@ -1,16 +1,28 @@
 """One party's entry point: ``python -m picost.mpc.party --role client|server|dealer ...``.
 
 For multi-host runs start the three roles on their hosts with the same ``--host``/``--port``
-(the client's address: rank 0 hosts the rendezvous) and the same job file; only the client's
-job file needs the token ids. Each party writes its measurements (and the client its result) to
-``--out`` as a torch file. Exit code 0 on success, 3 when a peer failed or went silent.
+(the client's address: rank 0 hosts the rendezvous) and the same job file (keep it private: mode
+0600; its ``nonce`` is the run's secret, and only the client's job file needs the token ids).
+Each party writes its measurements (and the client its result) to ``--out`` as a torch file.
+Exit code 0 on success, 2 for bad arguments, 3 when a peer failed or went silent.
+
+The local launcher (:mod:`picost.mpc.launcher`) passes the job on stdin (``--job -``), reads the
+result from stdout (``--out -``) so that no private input or output touches the disk, and gives
+``--parent-pid``: the party then dies with the launcher (Linux parent-death signal, and a
+watchdog on every platform).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import json
+import math
+import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -25,7 +37,7 @@ ROLES = {"client": transport.CLIENT, "server": transport.SERVER, "dealer": trans
 
 
 def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: float,
-            connect_timeout_s: float = 120.0) -> dict[str, Any]:
+            connect_timeout_s: float = 60.0) -> dict[str, Any]:
     """Join the parties, run ``job`` (or each job of a ``batch``) and return this party's
     measurements and results: ``{"runs": [{"stats", "results", "views", "preprocess_s"}, ...]}``.
     Client and server run each job twice: an offline rehearsal that receives and keeps the
@@ -34,7 +46,7 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
     from picost.mpc.protocols import Ctx
 
     torch.set_num_threads(1)
-    tx = transport.init(rank, host, port, timeout_s, connect_timeout_s)
+    tx = transport.init(rank, host, port, timeout_s, connect_timeout_s, job.get("nonce"))
     try:
         stall = job.get("debug_stall")
         if stall and ROLES[stall["role"]] == rank:  # tests: a party that stops answering
@@ -63,7 +75,7 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
             runs.append({"stats": {name: vars(s) for name, s in tx.stats.items()}, "results": results,
                          "views": tx.views, "preprocess_s": preprocess_s})
             if rank == transport.CLIENT:
-                print(f"progress {len(runs)}", flush=True)
+                emit(f"progress {len(runs)}".encode())
         tx.finish()
         return {"role": rank, "runs": runs}
     finally:
@@ -93,17 +105,67 @@ def _run_one(ctx: Any, job: dict[str, Any], rank: int) -> dict[str, Any]:
     raise ValueError(f"unknown job kind {job['kind']!r}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def emit(line: bytes) -> None:
+    """Write one whole line to stdout. Raw, blocking writes: ``print`` can silently drop part of a
+    long line when a library has made the descriptor non-blocking."""
+    sys.stdout.flush()
+    os.set_blocking(1, True)
+    view = memoryview(line + b"\n")
+    while view:
+        view = view[os.write(1, view):]
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this process when ``parent_pid`` (the launcher) dies: the kernel's parent-death signal
+    on Linux, and a watchdog thread (every 0.2 s) everywhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the watchdog alone
+        pass
+    if os.getppid() != parent_pid:  # the launcher died before the signal was armed
+        os._exit(4)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.2)
+        os._exit(4)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Run one party of a picost MPC job.")
     ap.add_argument("--role", choices=sorted(ROLES), required=True)
     ap.add_argument("--host", default="127.0.0.1", help="address of the client (rank 0 rendezvous)")
     ap.add_argument("--port", type=int, default=29500)
-    ap.add_argument("--job", type=Path, required=True, help="job JSON")
-    ap.add_argument("--out", type=Path, required=True, help="where to write this party's results (.pt)")
+    ap.add_argument("--job", required=True, help="job JSON file, or - for stdin")
+    ap.add_argument("--out", required=True, help="where to write this party's results (.pt), or - for stdout")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for any message")
-    ap.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to wait for the others to join")
+    ap.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for the others to join")
+    ap.add_argument("--parent-pid", type=int, default=None, help="exit when this process (the launcher) dies")
     args = ap.parse_args(argv)
-    job = json.loads(args.job.read_text())
+    if not 1 <= args.port <= 65535:
+        ap.error(f"--port must be in 1..65535 (got {args.port})")
+    for name in ("timeout", "connect_timeout"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and 0 < value <= 7 * 86400):
+            ap.error(f"--{name.replace('_', '-')} must be a positive, finite number of seconds (got {value})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
+    try:
+        job = json.loads(sys.stdin.read() if args.job == "-" else Path(args.job).read_text())
+        if not isinstance(job, dict) or "kind" not in job:
+            raise ValueError("a job is a JSON object with a 'kind'")
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"error: cannot read the job {args.job}: {exc}\n")
+        return 2
     try:
         result = run_job(ROLES[args.role], args.host, args.port, job, args.timeout, args.connect_timeout)
     except PartyError as exc:
@@ -112,12 +174,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # noqa: BLE001 - report, then fail the party
         sys.stderr.write(f"error: {args.role} failed:\n{traceback.format_exc()}")
         return 1
-    tmp = args.out.with_suffix(".tmp")
-    torch.save(result, tmp)
-    tmp.replace(args.out)
+    if args.out == "-":
+        buffer = io.BytesIO()
+        torch.save(result, buffer)
+        emit(b"result " + base64.b64encode(buffer.getvalue()))
+    else:
+        out = Path(args.out)
+        tmp = out.with_suffix(".tmp")
+        torch.save(result, tmp)
+        tmp.replace(out)
     for run in result["runs"]:
         if "next_token" in run["results"]:
-            print(f"next_token {run['results']['next_token']}", flush=True)
+            emit(f"next_token {run['results']['next_token']}".encode())
     return 0
 
 

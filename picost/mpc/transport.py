@@ -163,15 +163,45 @@ class Transport:
                              f"({what} during op {self.current})") from None
 
 
-def init(rank: int, host: str, port: int, timeout_s: float, connect_timeout_s: float = 120.0) -> Transport:
+def init(rank: int, host: str, port: int, timeout_s: float, connect_timeout_s: float = 120.0,
+         nonce: str | None = None) -> Transport:
     """Join the three-party gloo group at ``host:port`` (rank 0's address) and return the
     transport. Joining waits at most ``connect_timeout_s`` for the other parties to start;
-    afterwards every message wait is bounded by ``timeout_s``."""
+    afterwards every message wait is bounded by ``timeout_s``.
+
+    ``nonce`` is the run's secret (from the launcher, through the job): rank 0 hosts the
+    rendezvous store and announces a key derived from it; the other parties wait for that key, so
+    a party of another run, or any other program on the port, is refused with a clear message
+    instead of joining a foreign session. All rendezvous keys live under that derived prefix."""
+    import hashlib
+
+    tag = hashlib.sha256((nonce or "picost-shared-session").encode()).hexdigest()[:32]
+    where = f"{host}:{port}"
+    wait = timedelta(seconds=connect_timeout_s)
     try:
-        dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank, world_size=3,
+        store = dist.TCPStore(host, port, None, rank == CLIENT, wait, wait_for_workers=False)
+    except (RuntimeError, ValueError, OSError) as exc:
+        first = (str(exc).splitlines() or ["?"])[0]
+        if rank == CLIENT:
+            raise PartyError(f"client: cannot host the rendezvous at {where}: the port is in use (another run "
+                             f"or program) or the address is not local ({first})") from None
+        raise PartyError(f"{ROLE_NAMES[rank]}: could not reach the client's rendezvous at {where} within "
+                         f"{connect_timeout_s:g} s ({first})") from None
+    hello = f"picost/{tag}/hello"
+    if rank == CLIENT:
+        store.set(hello, "1")
+    else:
+        try:
+            store.wait([hello], wait)
+        except (RuntimeError, ValueError) as exc:
+            raise PartyError(f"{ROLE_NAMES[rank]}: refused the rendezvous at {where}: no party of this run "
+                             f"answered within {connect_timeout_s:g} s (another run or program holds the port?) "
+                             f"({(str(exc).splitlines() or ['?'])[0]})") from None
+    try:
+        dist.init_process_group("gloo", store=dist.PrefixStore(f"picost/{tag}/", store), rank=rank, world_size=3,
                                 timeout=timedelta(seconds=max(timeout_s, connect_timeout_s)))
     except RuntimeError as exc:
-        raise PartyError(f"{ROLE_NAMES[rank]}: could not reach the other parties at {host}:{port} "
+        raise PartyError(f"{ROLE_NAMES[rank]}: could not reach the other parties at {where} "
                          f"within {connect_timeout_s:g} s ({str(exc).splitlines()[0]})") from None
     return Transport(rank, timeout_s)
 

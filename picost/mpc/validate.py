@@ -202,10 +202,11 @@ class Validation:
 
 def run_validation(specs: Iterable[str] = DEFAULT_SPECS, context: int = 4, include_ops: bool = True,
                    seed: int = 0, timeout_s: float = 60.0, on_progress: Any = None,
-                   table: Any = None) -> Validation:
+                   table: Any = None, force: bool = False) -> Validation:
     """Run the op suite and each spec (prefill of ``context`` tokens, or decode of one token
     after ``context`` cached ones) in one launch of the
-    three parties and check every row against ``table`` (default ``picost-2pc``)."""
+    three parties and check every row against ``table`` (default ``picost-2pc``). A spec that
+    would need more memory than the machine has is refused before the launch, unless ``force``."""
     from picost.cost.protocol_table import load_protocol
 
     table = load_protocol(table or PROTOCOL)  # a bad table fails before any launch
@@ -217,7 +218,7 @@ def run_validation(specs: Iterable[str] = DEFAULT_SPECS, context: int = 4, inclu
     jobs = [ops_job(ops, seed)] if include_ops else []
     loaded = {s: load_spec(s) for s in specs}
     ids = {s: token_ids(m.vocab_size, 1 if m.phase == "decode" else context) for s, m in loaded.items()}
-    jobs += [model_job(s, ids[s], seed, cached=context) for s in specs]
+    jobs += [model_job(s, ids[s], seed, cached=context, force=force) for s in specs]
     runs = run_batch(jobs, timeout_s=timeout_s, on_progress=on_progress)
     op_rows = compare(ops, runs[0].stats, table) if include_ops else []
     models = [check_model(s, ids[s], seed, run, table, context)

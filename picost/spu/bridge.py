@@ -175,7 +175,13 @@ class ModelRun:
 
     @property
     def ops_total_bytes(self) -> int:
+        """Sum of the ops' reported (cheapest warm run) bytes."""
         return sum(op.total_bytes for op in self.ops)
+
+    @property
+    def ops_mean_warm_bytes(self) -> float:
+        """Sum of the ops' mean warm-run bytes (amortizes CHEETAH's pool refills; see runner.py)."""
+        return sum(op.raw.get("mean_warm_bytes", op.total_bytes) for op in self.ops)
 
     def bytes_by_class(self, ops: Iterable[Op]) -> dict[str, int]:
         """Measured bytes per op class (picost.model.ops.CLASSES), given the lowered ops."""

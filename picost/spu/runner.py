@@ -74,7 +74,19 @@ therefore default to 4 under CHEETAH (2 otherwise) and the reported run is the *
 (any run but the first; for SEMI2K/ABY3 they are all equal): the op's own traffic without a
 pool refill. Refills amortize to about 1.1 MB per 10 M OTs consumed, small against per-use
 traffic in a large model but several MB in a small whole-model run (which runs as often and
-reports the same way). ``runs_total_bytes`` keeps every run.
+reports the same way). ``runs_total_bytes`` keeps every run, ``mean_warm_bytes`` is their mean
+over the warm runs (an estimate of the amortized cost; noisy with few runs).
+
+The cheapest warm run UNDERSTATES CHEETAH's small secret products. ``MulAA`` (secret x secret,
+elementwise) takes Beaver triples from a cache when the product has fewer than 2 x the OLE batch
+elements (8,192 here) and opens x - a, y - b: 35.1 B per element (2 x 2 x 8 B + the 3.125 B
+truncation); the cache is refilled by HE (an OLE batch of random products) when it runs dry,
+~1.2 MB per refill of a few thousand triples, i.e. ~300 B per triple, on whichever run drains it
+(mul over 1,024 elements: 35,968 B on most runs, 302,227 or 1.2 MB on others). From 8,192
+elements on, the product is computed directly by HE (2.58 MB at 8,192, 3.63 MB at 16,384: every
+run pays it). A model's many small products drain the cache steadily, so a whole-model run pays
+the refills that a single op's cheapest run does not; use ``mean_warm_bytes`` over many runs (or
+the direct HE cost per element) for the amortized cost of small products.
 """
 
 from __future__ import annotations
@@ -312,6 +324,7 @@ def parse_log(text: str, nparties: int) -> dict[str, Any]:
         "max_send_actions": max(link[2] for link in links),
         "warm_s": max(times) if times else max(walls),
         "reported_run": chosen,
+        "mean_warm_bytes": round(sum(totals[i] for i in warm) / len(warm), 1),
         "runs_total_bytes": totals,
         "runs_max_send_actions": [max(link[2] for link in run) for run in per_run],
     }

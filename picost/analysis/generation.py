@@ -29,7 +29,7 @@ from picost.analysis.estimate import estimate as _one_pass
 from picost.cost.network import Network, get_network
 from picost.cost.protocol_table import ENTRY_SYMBOLS, ProtocolTable, load_protocol
 from picost.errors import UserError
-from picost.model.lower import lower
+from picost.model.lower import lower, lower_many
 
 if TYPE_CHECKING:
     import numpy as np
@@ -179,7 +179,7 @@ def decode_steps(spec: "ModelSpec", table: ProtocolTable, link: Network, prompt:
 
     cache = np.arange(prompt, prompt + new_tokens, dtype=np.int64)
     decode_spec = spec.model_copy(update={"phase": "decode"})
-    ops = lower(decode_spec, cache).ops
+    ops = lower_many(decode_spec, cache).ops
     params = table.param_values
     acc: dict[str, dict[str, Any]] = {}
     present: dict[str, dict[str, bool]] = {}

@@ -116,13 +116,20 @@ def _rounds(kind: str, points: list[dict]) -> str:
     return str(max(actions))
 
 
+def _bytes(run: dict) -> float:
+    """What a run sends: the mean over its warm runs where recorded (CHEETAH's runs differ: pool
+    refills and cached Beaver triples land on some runs only, and a model pays them on average),
+    else the warm run (SEMI2K and ABY3 send the same bytes on every warm run)."""
+    return run.get("mean_warm_bytes", run["total_bytes"])
+
+
 def fit_series(protocol: str, series: str, rows: list[dict]) -> dict:
     kind = rows[0]["kind"]
     terms = (HE_BASES if protocol == "cheetah" else {}).get(kind, BASES[kind])
     fit_pts = [r for r in rows if not r.get("heldout")]
     held = [r for r in rows if r.get("heldout")]
     A = np.array([[_term(t, r["dims"]) for t in terms] for r in fit_pts])
-    y = np.array([float(r["total_bytes"]) for r in fit_pts])
+    y = np.array([float(_bytes(r)) for r in fit_pts])
     coefs = nnls_relative(A, y) if len(fit_pts) else np.zeros(len(terms))
     negligible = coefs * (A.max(axis=0) if len(fit_pts) else 0) < 0.5  # under half a byte anywhere: noise
     if negligible.any() and len(fit_pts):
@@ -135,14 +142,14 @@ def fit_series(protocol: str, series: str, rows: list[dict]) -> dict:
         return 0.0 if m == 0 and p == 0 else (p - m) / m if m else math.inf
 
     residuals = [rel(p, m) for p, m in zip(pred, y)]
-    held_err = [rel(float(np.array([_term(t, r["dims"]) for t in terms]) @ coefs), float(r["total_bytes"]))
+    held_err = [rel(float(np.array([_term(t, r["dims"]) for t in terms]) @ coefs), float(_bytes(r)))
                 for r in held]
     elements = [_elements(kind, r["dims"]) for r in fit_pts]
     out = {"protocol": protocol, "series": series, "kind": kind,
            "options": {k: rows[0].get(k) for k in ("construction", "weights", "input", "mask", "operands")},
            "basis": list(terms), "coefficients": [float(c) for c in coefs],
            "comm_bytes": _formula(terms, coefs), "rounds": _rounds(kind, fit_pts or rows),
-           "points": [{"dims": r["dims"], "total_bytes": r["total_bytes"], "max_send_actions": r["max_send_actions"],
+           "points": [{"dims": r["dims"], "total_bytes": _bytes(r), "max_send_actions": r["max_send_actions"],
                        "heldout": bool(r.get("heldout"))} for r in rows],
            "residuals": residuals, "max_residual": max((abs(r) for r in residuals), default=0.0),
            "heldout_errors": held_err, "n_fit": len(fit_pts),

@@ -125,20 +125,25 @@ def _embedding_formula(fit: dict) -> str:
     return " + ".join(parts + [f"{TABLE_PARAM} * {TABLE_TERM}"])
 
 
-def _table_share_bytes(fits: dict, weights: str) -> float:
-    """Bytes per table element under ``weights``, from the client-private-ids runs; the same
-    decomposition must hold for shared ids (checked)."""
+def _table_share_bytes(fits: dict, weights: str) -> tuple[float, str]:
+    """Bytes per table element under ``weights``, from the client-private-ids runs, and a note
+    where the same decomposition does not hold for shared ids (then the other terms are the
+    server-private table's, and the note says by how much that is off)."""
     value = _coefficient(fits[f"embedding.client-private.{weights}"], TABLE_TERM)
     base = fits["embedding.shared.server-private"]
     other = fits.get(f"embedding.shared.{weights}")
-    if other is not None:
-        for term, coef in zip(base["basis"], base["coefficients"]):
-            want = value if term == TABLE_TERM else coef
-            got = _coefficient(other, term)
-            if abs(got - want) > 0.01 * max(abs(want), 1.0):
-                raise SystemExit(f"embedding: the {TABLE_TERM} decomposition does not hold for shared ids under "
-                                 f"weights={weights} ({term}: {got} vs {want})")
-    return value
+    if other is None:
+        return value, ""
+    worst = 0.0
+    for p in other["points"]:
+        d = {**p["dims"]}
+        predicted = sum(c * _term(t, d) for t, c in zip(base["basis"], base["coefficients"]) if t != TABLE_TERM)
+        predicted += value * d["vocab"] * d["width"]
+        worst = max(worst, abs(predicted / p["total_bytes"] - 1) if p["total_bytes"] else 0.0)
+    if worst <= 0.01:
+        return value, ""
+    return value, (f"; with shared ids and weights={weights} this decomposition is up to {100 * worst:.0f}% off the "
+                   f"runs of embedding.shared.{weights}")
 
 
 def _linear_formula(fit: dict, with_bias: dict) -> tuple[str, str]:
@@ -174,8 +179,11 @@ def _entry(protocol: str, fit: dict, fits: dict | None = None) -> dict:
     basis = " + ".join(f"c{i}*{t}" if t != "1" else f"c{i}" for i, t in enumerate(fit["basis"]))
     comm_bytes = _embedding_formula(fit) if fit["kind"] == "embedding" else fit["comm_bytes"]
     bias_note = ""
-    if fit["kind"] == "linear" and fits is not None:
-        comm_bytes, bias_note = _linear_formula(fit, fits[fit["series"].replace("linear.", "linear.bias.", 1)])
+    bias_series = fit["series"].replace("linear.", "linear.bias.", 1)
+    if fit["kind"] == "linear" and fits is not None and bias_series in fits:
+        comm_bytes, bias_note = _linear_formula(fit, fits[bias_series])
+    elif fit["kind"] == "linear":
+        bias_note = f" A bias was not measured in this setting ({bias_series}); costed as without one."
     return {
         "comm_bytes": comm_bytes,
         "rounds": fit["rounds"],
@@ -187,6 +195,30 @@ def _entry(protocol: str, fit: dict, fits: dict | None = None) -> dict:
         "notes": (f"{held_text or 'no held-out point'}.{bias_note} Rounds: SPU send actions (messages), the most over the "
                   "measured sizes: an upper bound on sequential rounds. Bytes: all parties' sent bytes, warm run."),
     }
+
+
+def _used_series() -> set[str]:
+    used = set(ENTRIES.values())
+    for _, _, choices in OPTIONS.values():
+        for _, kinds in choices.values():
+            used |= set(kinds.values())
+    return used
+
+
+def _confidence(protocol: str, fits: dict[str, dict]) -> str:
+    """The table's confidence, from its fits: how far the worst entries miss their runs."""
+    rough = sorted(((f["max_residual"], s) for s, f in fits.items() if s in _used_series()
+                    and f["max_residual"] > 0.03), reverse=True)
+    head = (f"what SPU 0.9.5 {protocol.upper()} sends for these JAX functions (picost/spu/jax_ops.py): every entry "
+            "is fitted over at least 4 sizes spanning at least 16x, with a held-out size (notes). ")
+    tail = ("Rounds are message counts, an upper bound on depth. Whole models: `picost validate --against spu` and "
+            "docs/validation.md.")
+    if not rough:
+        return f"Medium-high for {head}Every fit is within 3% of its runs. {tail}"
+    worst = ", ".join(f"{s} {100 * r:.0f}%" for r, s in rough[:6])
+    return (f"Medium-low for {head}{protocol.upper()}'s bytes are not smooth in the size (HE packing steps, OT pool "
+            f"refills and cached Beaver triples land on some calls only; fitted on the mean warm run), so {len(rough)} "
+            f"entries miss some of their runs by more than 3% (worst: {worst}). {tail}")
 
 
 def build(protocol: str, fits: dict[str, dict]) -> dict:
@@ -204,17 +236,15 @@ def build(protocol: str, fits: dict[str, dict]) -> dict:
                       "puma": "Dong et al., PUMA: Secure Inference of LLaMA-7B in Five Minutes, arXiv 2307.12533v3"},
         "setting": {"parties": head["parties"], "threat_model": "semi-honest", "correlated_randomness":
                     head["correlated_randomness"], "ring_bits": 64, "fractional_bits": 18},
-        "confidence": (f"Medium-high for what SPU 0.9.5 {protocol.upper()} sends for these JAX functions "
-                       "(picost/spu/jax_ops.py): every entry is fitted over at least 4 sizes spanning at least 16x, "
-                       "with a held-out size (notes). Rounds are message counts, an upper bound on depth. Whole "
-                       "models: `picost validate --against spu` and docs/validation.md."),
+        "confidence": _confidence(protocol, fits),
     }
+    notes = "".join(_table_share_bytes(fits, w)[1] for w in ("server-private", "shared", "public"))
     table["params"] = {TABLE_PARAM: {
-        "value": _table_share_bytes(fits, "server-private"), "unit": "bytes per embedding-table element",
+        "value": _table_share_bytes(fits, "server-private")[0], "unit": "bytes per embedding-table element",
         "source": (f"measured: benchmarks/spu_campaign.py --protocol {protocol.upper()}, the {TABLE_TERM} "
                    "coefficient of series embedding.client-private.server-private (benchmarks/spu_fit.py): what "
                    "bringing the server's private table into one_hot(ids) @ wte costs; the weights option sets it "
-                   "from the runs with a shared or public table")}}
+                   f"from the runs with a shared or public table{notes}")}}
     if protocol == "cheetah":
         table["params"]["poly_n"] = {"value": 8192, "unit": "RLWE polynomial degree N", "source":
                                      "measured: SPU 0.9.5 CHEETAH log line of every dot ('CheetahDot uses 3@2 "
@@ -228,7 +258,7 @@ def build(protocol: str, fits: dict[str, dict]) -> dict:
             entry = {"source": (f"measured: benchmarks/spu_campaign.py --protocol {protocol.upper()}, series "
                                 f"{', '.join(series)}: {meaning}") if series else f"derived: {meaning}"}
             if name == "weights" and choice != default:
-                entry["params"] = {TABLE_PARAM: _table_share_bytes(fits, choice)}
+                entry["params"] = {TABLE_PARAM: _table_share_bytes(fits, choice)[0]}
             if kinds:
                 entry["ops"] = {kind: _entry(protocol, fits[s], fits) for kind, s in kinds.items()}
             options[name]["choices"][choice] = entry

@@ -10,6 +10,7 @@ table change cannot silently break agreement. Run with picost's interpreter (SPU
 
     python benchmarks/spu_validation.py                       # every protocol (CHEETAH is slow)
     python benchmarks/spu_validation.py --protocol semi2k aby3
+    python benchmarks/spu_validation.py --protocol cheetah --width 32 --context 8 16   # a part of it
     python benchmarks/spu_validation.py --docs-only           # rewrite docs/validation.md
 """
 
@@ -67,13 +68,15 @@ def load() -> list[spu_validate.SpuCheck]:
     return [spu_validate.SpuCheck.from_dict(json.loads(line)) for line in RESULTS.read_text().splitlines() if line]
 
 
-def run(protocols: list[str]) -> None:
+def run(protocols: list[str], widths: tuple[int, ...] = (), contexts: tuple[int, ...] = (),
+        variants: tuple[str, ...] = ()) -> None:
+    """Run the matrix (or the part of it given by ``widths``/``contexts``/``variants``)."""
     done = {_key(c.protocol, c.spec, c.context) for c in load()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for protocol in protocols:
-        for d_model, heads, d_ff in WIDTHS:
-            for context in CONTEXTS:
-                for variant in VARIANTS:
+        for d_model, heads, d_ff in [w for w in WIDTHS if not widths or w[0] in widths]:
+            for context in [t for t in CONTEXTS if not contexts or t in contexts]:
+                for variant in [v for v in VARIANTS if not variants or v in variants]:
                     model = spec(variant, d_model, heads, d_ff)
                     if _key(protocol, model.name, context) in done:
                         continue
@@ -127,10 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--protocol", nargs="+", choices=spu_validate.SPU_PROTOCOLS,
                         default=list(spu_validate.SPU_PROTOCOLS))
+    parser.add_argument("--width", nargs="+", type=int, default=[], help="only these d_model (32 64 128)")
+    parser.add_argument("--context", nargs="+", type=int, default=[], help="only these T (8 16 32)")
+    parser.add_argument("--variant", nargs="+", choices=VARIANTS, default=[])
     parser.add_argument("--docs-only", action="store_true")
     ns = parser.parse_args(argv)
     if not ns.docs_only:
-        run(ns.protocol)
+        run(ns.protocol, tuple(ns.width), tuple(ns.context), tuple(ns.variant))
     DOC.write_text(docs())
     print(f"wrote {DOC.relative_to(REPO)}")
     return 0

@@ -25,14 +25,6 @@ MEASURED = [p for p in spu_fit.PROTOCOLS if FITS[p]]
 VALIDATION = REPO / "benchmarks" / "results" / "spu" / "validation.jsonl"
 
 
-def _used_series() -> set[str]:
-    used = set(spu_tables.ENTRIES.values())
-    for _, _, choices in spu_tables.OPTIONS.values():
-        for _, kinds in choices.values():
-            used |= set(kinds.values())
-    return used
-
-
 def test_some_protocols_are_measured():
     assert {"semi2k", "aby3"} <= set(MEASURED)
 
@@ -50,12 +42,20 @@ def test_committed_table_is_what_the_raw_runs_give(protocol):
 @pytest.mark.parametrize("protocol", MEASURED)
 def test_every_table_entry_follows_the_fit_rules(protocol):
     """At least 4 sizes spanning 16x in elements, row lengths 16..1024 (norm widths 64..4096) with
-    4 values, max residual 3%, a held-out point -- for every series a table entry uses."""
-    for series in sorted(_used_series()):
+    4 values, a held-out point -- for every series a table entry uses; max residual 3%, or (CHEETAH,
+    whose bytes step with HE packing and OT refills) the table says which entries miss it and by how much."""
+    table = load_protocol(f"spu-{protocol}")
+    for series in sorted(spu_tables._used_series()):
         fit = FITS[protocol][series]
-        assert fit["problems"] == [], (protocol, series, fit["problems"])
+        shape_rules = [p for p in fit["problems"] if "max residual" not in p]
+        assert shape_rules == [], (protocol, series, shape_rules)
         assert fit["n_fit"] >= 4 and fit["heldout_errors"]
-        assert fit["max_residual"] <= spu_fit.MAX_RESIDUAL
+        if fit["max_residual"] > spu_fit.MAX_RESIDUAL:
+            assert protocol == "cheetah", (protocol, series, fit["max_residual"])
+            assert "Medium-low" in table.confidence and "more than 3%" in table.confidence
+            assert f"max residual {100 * fit['max_residual']:.2f}%" in " ".join(
+                e.source for e in list(table.base_entries.values()) + [
+                    e for o in table.options.values() for c in o.choices.values() for e in c.entries.values()])
 
 
 def test_the_rules_catch_a_thin_series():

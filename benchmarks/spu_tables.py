@@ -149,8 +149,21 @@ def _table_share_bytes(fits: dict, weights: str) -> tuple[float, str]:
 def _linear_formula(fit: dict, with_bias: dict) -> tuple[str, str]:
     """The linear formula: the fit without a bias, plus ``bias *`` what the runs with a bias add
     (per basis term), and a note on how the composed formula does on the bias runs."""
+    import numpy as np
+
+    from spu_fit import nnls_relative
+
     base = dict(zip(fit["basis"], fit["coefficients"]))
-    extra = {t: c - base.get(t, 0.0) for t, c in zip(with_bias["basis"], with_bias["coefficients"])}
+    # what a bias adds: the bias runs minus the no-bias formula at their sizes, fitted per call and
+    # per output element (the bias runs vary m and n only, so a fit of their own would not separate
+    # the no-bias terms)
+    points = with_bias["points"]
+    predicted = np.array([sum(c * _term(t, {**p["dims"]}) for t, c in base.items()) for p in points])
+    measured = np.array([float(p["total_bytes"]) for p in points])
+    basis = ("1", "m*n")
+    A = np.array([[_term(t, p["dims"]) for t in basis] for p in points])
+    delta = nnls_relative(A, np.maximum(measured - predicted, 0.0))
+    extra = dict(zip(basis, delta))
     parts = [f"{c:.6g}" if t == "1" else f"{c:.6g} * {t}" for t, c in base.items() if c > 0]
     parts += [f"{c:.6g} * bias" if t == "1" else f"{c:.6g} * bias * {t}" for t, c in extra.items() if c > 0.5]
     errors = []

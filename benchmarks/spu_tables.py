@@ -146,6 +146,46 @@ def _table_share_bytes(fits: dict, weights: str) -> tuple[float, str]:
                    f"runs of embedding.shared.{weights}")
 
 
+#: CHEETAH's HE products, derived rather than fitted (protocols/bumblebee.yaml gives the
+#: derivation): ciphertexts of poly_n coefficients out (one per poly_n elements of the encrypted
+#: operand) and back (one per poly_n outputs, interleaved), times the measured ciphertext sizes,
+#: plus SPU's truncation of each output. term -> coefficient (in the table's parameters).
+HE_PRODUCTS = {
+    "linear.server-private": (("ceil(m*k/poly_n)", "ct_in_bytes"), ("ceil(m*n/poly_n)", "ct_out_bytes"),
+                              ("m*n", "3.125")),
+    "linear.shared": (("ceil(min(m*k, k*n)/poly_n)", "2*ct_in_bytes"), ("ceil(m*n/poly_n)", "2*ct_out_bytes"),
+                      ("m*n", "3.125")),
+    "matmul": (("b*ceil(min(m*k, k*n)/poly_n)", "2*ct_in_bytes"), ("b*ceil(m*n/poly_n)", "2*ct_out_bytes"),
+               ("b*m*n", "3.125")),
+}
+HE_PARAMS = {
+    "ct_in_bytes": (184983, "bytes per encrypted-operand ciphertext",
+                    "measured: least squares over six SPU 0.9.5 CHEETAH matmul runs with SPU's logged ciphertext "
+                    "counts (protocols/bumblebee.yaml param ct_in_bytes: one seeded polynomial of poly_n "
+                    "coefficients at about 180 bits)"),
+    "ct_out_bytes": (254349, "bytes per response ciphertext",
+                     "measured: same fit (protocols/bumblebee.yaml param ct_out_bytes: two polynomials at about "
+                     "124 bits each)"),
+}
+
+
+def _he_fit(fit: dict) -> dict:
+    """``fit`` with its bytes replaced by the derived HE formula and its errors against the same runs."""
+    terms = HE_PRODUCTS[fit["series"]]
+    values = {name: v for name, (v, _, _) in HE_PARAMS.items()}
+    coefs = [float(eval(c, {"__builtins__": {}}, values)) for _, c in terms]  # noqa: S307 - our constants
+    basis = [t for t, _ in terms]
+
+    def err(p: dict) -> float:
+        return sum(c * _term(t, p["dims"]) for t, c in zip(basis, coefs)) / p["total_bytes"] - 1
+
+    fitted = [p for p in fit["points"] if not p["heldout"]]
+    return {**fit, "basis": basis, "coefficients": coefs, "derived": True,
+            "comm_bytes": " + ".join(f"{c} * {t}" for t, c in terms),
+            "residuals": [err(p) for p in fitted], "max_residual": max(abs(err(p)) for p in fitted),
+            "heldout_errors": [err(p) for p in fit["points"] if p["heldout"]]}
+
+
 def _linear_formula(fit: dict, with_bias: dict) -> tuple[str, str]:
     """The linear formula: the fit without a bias, plus ``bias *`` what the runs with a bias add
     (per basis term), and a note on how the composed formula does on the bias runs."""
@@ -164,7 +204,8 @@ def _linear_formula(fit: dict, with_bias: dict) -> tuple[str, str]:
     A = np.array([[_term(t, p["dims"]) for t in basis] for p in points])
     delta = nnls_relative(A, np.maximum(measured - predicted, 0.0))
     extra = dict(zip(basis, delta))
-    parts = [f"{c:.6g}" if t == "1" else f"{c:.6g} * {t}" for t, c in base.items() if c > 0]
+    parts = [fit["comm_bytes"]] if fit.get("derived") else [
+        f"{c:.6g}" if t == "1" else f"{c:.6g} * {t}" for t, c in base.items() if c > 0]
     parts += [f"{c:.6g} * bias" if t == "1" else f"{c:.6g} * bias * {t}" for t, c in extra.items() if c > 0.5]
     errors = []
     for p in with_bias["points"]:
@@ -180,10 +221,12 @@ def _linear_formula(fit: dict, with_bias: dict) -> tuple[str, str]:
 def _term(expr: str, dims: dict) -> float:
     import math
 
-    return float(eval(expr, {"__builtins__": {}}, {**dims, "poly_n": 8192, "ceil": math.ceil}))  # noqa: S307
+    return float(eval(expr, {"__builtins__": {}}, {**dims, "poly_n": 8192, "ceil": math.ceil, "min": min}))  # noqa: S307
 
 
 def _entry(protocol: str, fit: dict, fits: dict | None = None) -> dict:
+    if protocol == "cheetah" and fit["series"] in HE_PRODUCTS:
+        fit = _he_fit(fit)
     fitted = [p for p in fit["points"] if not p["heldout"]]
     held = [p for p in fit["points"] if p["heldout"]]
     held_text = "; ".join(
@@ -202,7 +245,12 @@ def _entry(protocol: str, fit: dict, fits: dict | None = None) -> dict:
         "rounds": fit["rounds"],
         **({"includes_truncation": True} if fit["kind"] in ("mul", "weight_mul", "linear", "matmul", "scale", "rope")
            else {}),
-        "source": (f"measured: benchmarks/spu_campaign.py --protocol {protocol.upper()} (series {fit['series']}, "
+        "source": (f"derived: CHEETAH's HE product (HE_PRODUCTS in benchmarks/spu_tables.py; protocols/bumblebee.yaml "
+                   f"shows the derivation), checked against benchmarks/spu_campaign.py --protocol CHEETAH (series "
+                   f"{fit['series']}, {fit['n_fit']} sizes: {_dims_text(fitted)}): within 0.1% at "
+                   f"{sum(abs(r) <= 0.001 for r in fit['residuals'])} of them, max residual "
+                   f"{100 * fit['max_residual']:.2f}%" if fit.get("derived") else
+                   f"measured: benchmarks/spu_campaign.py --protocol {protocol.upper()} (series {fit['series']}, "
                    f"{fit['n_fit']} sizes: {_dims_text(fitted)}), fitted by benchmarks/spu_fit.py as {basis} "
                    f"(non-negative, relative least squares): max residual {100 * fit['max_residual']:.2f}%"),
         "notes": (f"{held_text or 'no held-out point'}.{bias_note} Rounds: SPU send actions (messages), the most over the "
@@ -259,6 +307,8 @@ def build(protocol: str, fits: dict[str, dict]) -> dict:
                    "bringing the server's private table into one_hot(ids) @ wte costs; the weights option sets it "
                    f"from the runs with a shared or public table{notes}")}}
     if protocol == "cheetah":
+        for name, (value, unit, source) in HE_PARAMS.items():
+            table["params"][name] = {"value": value, "unit": unit, "source": source}
         table["params"]["poly_n"] = {"value": 8192, "unit": "RLWE polynomial degree N", "source":
                                      "measured: SPU 0.9.5 CHEETAH log line of every dot ('CheetahDot uses 3@2 "
                                      "modulus 8192 degree for 64 bit ring', cheetah_dot.cc:310)"}

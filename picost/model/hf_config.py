@@ -101,21 +101,9 @@ def _gpt2(r: _Reader) -> dict[str, Any]:
     }
 
 
-def _sizes(r: _Reader) -> dict[str, Any]:
-    """The size keys GPT-NeoX and Llama-style configs share."""
-    return {
-        "n_layers": r.take("n_layers", "num_hidden_layers"),
-        "d_model": r.take("d_model", "hidden_size"),
-        "n_heads": r.take("n_heads", "num_attention_heads"),
-        "d_ff": r.take("d_ff", "intermediate_size"),
-        "vocab_size": r.take("vocab_size", "vocab_size"),
-        "context_length": r.take("context_length", "max_position_embeddings"),
-    }
-
-
 def _neox(r: _Reader) -> dict[str, Any]:
     return {
-        **_sizes(r),
+        **hf_families.sizes(r),
         "activation": r.take("activation", "hidden_act", default="gelu", convert=_NEOX_ACT.__getitem__),
         "norm": {"kind": "layernorm", "placement": "pre", "final": True},
         "positional": "rope",
@@ -128,7 +116,7 @@ def _neox(r: _Reader) -> dict[str, Any]:
 
 def _llama(r: _Reader) -> dict[str, Any]:
     data = {
-        **_sizes(r),
+        **hf_families.sizes(r),
         "n_kv_heads": r.take("n_kv_heads", "num_key_value_heads", default=None),
         "activation": r.take("activation", "hidden_act", default="silu", convert=_LLAMA_ACT.__getitem__),
         "norm": {"kind": "rmsnorm", "placement": "pre", "final": True},

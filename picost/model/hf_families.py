@@ -27,7 +27,8 @@ UNSUPPORTED: dict[str, str] = {
 }
 
 
-def _sizes(r: Any) -> dict[str, Any]:
+def sizes(r: Any) -> dict[str, Any]:
+    """The size keys most HF configs share (``r``: the config reader of :mod:`picost.model.hf_config`)."""
     return {
         "n_layers": r.take("n_layers", "num_hidden_layers"),
         "d_model": r.take("d_model", "hidden_size"),
@@ -43,7 +44,7 @@ def bert(r: Any) -> dict[str, Any]:
     states as output (no pooler, no classifier head: ``head: none``). The embedding LayerNorm
     and the token-type embedding add are not ops here (no FLOPs; noted in the description)."""
     data = {
-        **_sizes(r),
+        **sizes(r),
         "activation": r.take("activation", "hidden_act", default="gelu", convert=_BERT_ACT.__getitem__),
         "norm": {"kind": "layernorm", "placement": "post", "final": False},
         "attention": {"causal": False},
@@ -88,7 +89,7 @@ def opt(r: Any) -> dict[str, Any]:
 
 def _gated(r: Any, default_act: str, tied_default: bool) -> dict[str, Any]:
     data = {
-        **_sizes(r),
+        **sizes(r),
         "n_kv_heads": r.take("n_kv_heads", "num_key_value_heads", default=None),
         "activation": r.take("activation", "hidden_activation", "hidden_act", default=default_act,
                              convert=_GATED_ACT.__getitem__),

@@ -255,10 +255,20 @@ def _networks(names: str | None, bandwidth: str | None, rtt: str | None, default
     return [get_network(n, bandwidth=bandwidth, rtt=rtt) for n in chosen]
 
 
+def _protocol_list(text: str) -> list[str]:
+    """``-p a,b``: tables; a hybrid (``linear=bumblebee,nonlinear=sigma``) is one item, and with
+    others the items are separated by ``;`` (``crypten;linear=bumblebee,nonlinear=sigma``)."""
+    if ";" in text:
+        return [p.strip() for p in text.split(";") if p.strip()]
+    from picost.cost.hybrid import is_hybrid_text
+
+    return [text.strip()] if is_hybrid_text(text) else _split_list(text)
+
+
 def _tables(protocols: str, option: Sequence[str] | None) -> list[Any]:
     from picost.cost.table_options import load_tables
 
-    names = _split_list(protocols)
+    names = _protocol_list(protocols)
     if not names:
         raise UserError("give at least one protocol", field="--protocol")
     return load_tables(names, option)
@@ -521,7 +531,7 @@ def report(
     else:
         if not specs or protocol is None or output is None:
             raise UserError("give SPEC(s), --protocol and --output (or --all)", field="--output")
-        configs = [(ReportConfig(name=Path(output).stem, specs=tuple(specs), protocols=tuple(_split_list(protocol)),
+        configs = [(ReportConfig(name=Path(output).stem, specs=tuple(specs), protocols=tuple(_protocol_list(protocol)),
                                  networks=tuple(_split_list(network)), context=context, sweep=sweep_contexts,
                                  aero=aero_steps, prune=prune, title=title, bandwidth=bandwidth, rtt=rtt,
                                  output=output, options=tuple(option or ())), output)]

@@ -191,3 +191,13 @@ def test_conversions_table_entries_cite_sources():
     assert set(conv.entries) == {"reduce", "shift_up", "truncate_reduce", "extend"}
     for entry in conv.entries.values():
         assert entry.source.startswith("derived:")
+
+
+def test_report_of_a_hybrid_lists_each_parts_formulas(tmp_path):
+    out = tmp_path / "h.md"
+    proc = run_cli("report", "tiny", "-p", HYBRID, "-n", "wan", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    formulas = text[text.index("## Formulas"):]
+    assert "### bumblebee" in formulas and "### sigma" in formulas and "### conversions" in formulas
+    assert "No entry" not in formulas

@@ -114,3 +114,20 @@ def _timed(fn):
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def test_symbolic_new_tokens_prints_forms_equal_to_the_numbers():
+    """`picost symbolic --new-tokens`: the printed total form in T and N, evaluated, is the generation's total."""
+    import sympy
+
+    res = run_cli("symbolic", "tiny", "-p", "bumblebee", "-n", "wan", "--new-tokens", "-f", "json")
+    assert res.returncode == 0, res.stderr
+    forms = json.loads(res.stdout)["generation"]["classes"]
+    T, N = sympy.symbols("T N", positive=True, integer=True)
+    total = sympy.sympify(forms["total"]["comm_bytes"], locals={"T": T, "N": N})
+    gen = generation("tiny", "bumblebee", "wan", 6, 5)
+    assert float(total.subs({T: 6, N: 5}).doit()) == pytest.approx(gen.totals()["comm_bytes"], rel=1e-9)
+    assert sympy.sympify(forms["total"]["rounds"], locals={"T": T, "N": N}).subs({T: 6, N: 5}).doit() == \
+        gen.totals()["rounds"]
+    bad = run_cli("symbolic", "tiny", "--new-tokens")
+    assert bad.returncode == 2 and "--new-tokens needs --protocol" in bad.stderr

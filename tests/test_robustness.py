@@ -144,7 +144,7 @@ def test_huge_integers_on_the_command_line_and_in_parameters(tmp_path):
 
 def test_check_with_zero_rtt_is_answered():
     code, out, err = run_main("check", "--comm", "1GB", "--latency", "10s", "--bandwidth", "1Gbps", "--rtt", "0s")
-    assert code == 0 and "any number of round delays" in " ".join(out.split()), err  # lines wrap at the width
+    assert code == 0 and "any number of round delays" in " ".join(out.split()), err  # the text wraps at 80 columns
 
 
 def test_reports_to_unwritable_places_are_one_message(tmp_path):

@@ -28,12 +28,13 @@ from picost.analysis.finite import require_finite
 from picost.model.lower import Lowered, lower
 from picost.cost.network import Network, get_network
 from picost.model.ops import CLASSES, Op
-from picost.cost.protocol_table import TRUNCATION, ProtocolTable, load_protocol
+from picost.cost.hybrid import load_costing
+from picost.cost.protocol_table import ProtocolTable
 
 if TYPE_CHECKING:
     from picost.model.spec import ModelSpec
 
-ROW_CLASSES = CLASSES + ("truncation",)
+ROW_CLASSES = CLASSES + ("truncation", "conversion")
 GROUP_KEYS = ("layer", "block", "class")
 
 
@@ -61,6 +62,8 @@ class Row:
     uncosted_reason: str | None = None
     dims: Mapping[str, Any] = field(default_factory=dict)
     """The formulas' inputs: the op's dims (``{"n": outputs}`` for a truncation row)."""
+    table: str | None = None
+    """The table that costed the row (a hybrid's part, or its conversions table)."""
 
     @property
     def layer_label(self) -> str:
@@ -178,21 +181,20 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
                      allow_uncosted: bool = False) -> Estimate:
     """Cost every op of ``lowered`` (int shapes) under ``table`` over ``network``."""
     rows = []
-    for op in lowered.ops:
-        for cost in table.cost(op, allow_uncosted):
-            flops = 0 if cost.is_truncation else op.flops
-            op_class = "truncation" if cost.is_truncation else op.op_class
-            dims = {"n": op.outputs} if cost.is_truncation else op.dims
-            if not cost.costed:
-                rows.append(Row(cost.name, cost.kind, op_class, op.layer, op.block.value, flops, False,
-                                uncosted_reason=cost.uncosted_reason, dims=dims))
-                continue
-            comm_s = network.transfer_s(cost.comm_bytes)
-            latency_s = row_latency_s(cost, network, table)
-            rows.append(Row(cost.name, cost.kind, op_class, op.layer, op.block.value, flops, True,
-                            cost.comm_bytes, cost.bytes_client_to_server, cost.bytes_server_to_client,
-                            cost.rounds, cost.compute_s, comm_s, latency_s, cost.offline_bytes,
-                            cost.source, cost.formulas, dims=dims))
+    for cost in table.cost_ops(lowered.ops, allow_uncosted):
+        op = cost.op
+        flops = op.flops if cost.row_class == op.op_class else 0
+        dims = cost.dims
+        if not cost.costed:
+            rows.append(Row(cost.name, cost.kind, cost.row_class, op.layer, op.block.value, flops, False,
+                            uncosted_reason=cost.uncosted_reason, dims=dims, table=cost.table))
+            continue
+        comm_s = network.transfer_s(cost.comm_bytes)
+        latency_s = row_latency_s(cost, network, table)
+        rows.append(Row(cost.name, cost.kind, cost.row_class, op.layer, op.block.value, flops, True,
+                        cost.comm_bytes, cost.bytes_client_to_server, cost.bytes_server_to_client,
+                        cost.rounds, cost.compute_s, comm_s, latency_s, cost.offline_bytes,
+                        cost.source, cost.formulas, dims=dims, table=cost.table))
     spec = lowered.spec
     totals = Totals.of(rows)
     require_finite({name: getattr(totals, name) for name in _SUMMED + ("bytes_client_to_server",
@@ -210,10 +212,9 @@ def verify_point(spec: "ModelSpec", table: ProtocolTable, context: int, allow_un
 
     sums = {f: 0 for f in ("comm_bytes", "rounds", "compute_s", "offline_bytes")}
     try:
-        for op in lower(spec, context).ops:
-            for cost in table.cost(op, allow_uncosted):
-                for f in sums:
-                    sums[f] += getattr(cost, f) or 0
+        for cost in table.cost_ops(lower(spec, context).ops, allow_uncosted):
+            for f in sums:
+                sums[f] += getattr(cost, f) or 0
         require_finite(sums, f"the costs of {spec.name} under {table.label} at T = {context}")
     except UserError as exc:
         raise UserError(f"{exc.message} (T = {context})", file=exc.file, line=exc.line, field=exc.field) from None
@@ -239,7 +240,7 @@ def estimate(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTabl
     ``context``: tokens T (default: the spec's ``context_length``).
     """
     model = _spec(spec)
-    table = load_protocol(protocol, options)
+    table = load_costing(protocol, options)
     link = get_network(network, bandwidth=bandwidth, rtt=rtt)
     return estimate_lowered(lower(model, context), table, link, allow_uncosted)
 
@@ -270,14 +271,12 @@ def cost_expressions(ops: Iterable[Op], protocol: str | Path | ProtocolTable,
     """The estimate rows of ``ops`` with their costs as sympy expressions, the ops' dims (which may
     contain sympy symbols such as ``T``) substituted. A row the table cannot cost raises
     :class:`UserError` (as in the estimate), or with ``allow_uncosted`` has ``exprs = None``."""
-    table = load_protocol(protocol)
+    table = load_costing(protocol)
     out = []
-    for op in ops:
-        for name, kind, exprs in table.cost_exprs(op):
-            is_truncation = kind == TRUNCATION
-            if exprs is None and not allow_uncosted:
-                raise table.uncosted_error(op, name, is_truncation)
-            out.append(RowExprs(op, name, "truncation" if is_truncation else op.op_class, exprs))
+    for row, exprs in table.cost_exprs_ops(list(ops)):
+        if exprs is None and not allow_uncosted:
+            raise row.table.uncosted_error(row.op, row.name, row.is_truncation)
+        out.append(RowExprs(row.op, row.name, row.row_class, exprs))
     return out
 
 
@@ -289,7 +288,7 @@ def total_expressions(spec: Any, protocol: str | Path | ProtocolTable, network: 
     import sympy
 
     link = get_network(network, **network_overrides)
-    table = load_protocol(protocol)
+    table = load_costing(protocol)
     totals = {f: sympy.Integer(0) for f in ("comm_bytes", "rounds", "compute_s")}
     for row in cost_expressions(lower(_spec(spec), context).ops, table):
         for f in totals:

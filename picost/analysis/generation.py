@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 from picost.analysis.estimate import ROW_CLASSES, Estimate, _spec, estimate_lowered
 from picost.analysis.estimate import estimate as _one_pass
 from picost.cost.network import Network, get_network
-from picost.cost.protocol_table import ENTRY_SYMBOLS, ProtocolTable, load_protocol
+from picost.cost.hybrid import load_costing
+from picost.cost.protocol_table import ProtocolTable
 from picost.errors import UserError
-from picost.model.lower import lower, lower_many
+from picost.model.lower import lower
 
 if TYPE_CHECKING:
     import numpy as np
@@ -146,7 +147,7 @@ def generation(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTa
     """The Python API of ``picost estimate --new-tokens N``: prefill of ``context`` tokens (default:
     the spec's ``context_length``) and ``new_tokens`` decode steps."""
     model = _spec(spec)
-    table = load_protocol(protocol, options)
+    table = load_costing(protocol, options)
     link = get_network(network, bandwidth=bandwidth, rtt=rtt)
     return generation_of(model, table, link, context, new_tokens, allow_uncosted)
 
@@ -179,34 +180,32 @@ def decode_steps(spec: "ModelSpec", table: ProtocolTable, link: Network, prompt:
 
     cache = np.arange(prompt, prompt + new_tokens, dtype=np.int64)
     decode_spec = spec.model_copy(update={"phase": "decode"})
-    ops = lower_many(decode_spec, cache).ops
-    params = table.param_values
+    ops = lower(decode_spec, cache).ops
     acc: dict[str, dict[str, Any]] = {}
     present: dict[str, dict[str, bool]] = {}
     directions = True
     uncosted: list[str] = []
-    for op in ops:
-        for name, kind, entry, dims, is_trunc in table.rows_for(op):
-            cls = "truncation" if is_trunc else op.op_class
-            a = acc.setdefault(cls, {f: 0 for f in STEP_FIELDS if f != "latency_s"})
-            seen = present.setdefault(cls, {f: False for f in _COST})
-            if not is_trunc:
-                a["flops"] = a["flops"] + op.flops
-            if entry is None:
-                if not allow_uncosted:
-                    raise table.uncosted_error(op, name, is_trunc)
-                uncosted.append(name)
-                continue
-            if any(_is_array(v) for v in dims.values()):
-                values = _array_values(table, entry, dims, name, params, cache)
-            else:
-                values = table.values(entry, {k: int(v) for k, v in dims.items()}, name)
-            if "bytes_client_to_server" not in values:
-                directions = False
-            for f in _COST:
-                if f in values:
-                    a[f] = a[f] + values[f]
-                    seen[f] = True
+    for row in table.plan(ops):
+        op, name, entry, dims, cls, owner = row.op, row.name, row.entry, row.dims, row.row_class, row.table
+        a = acc.setdefault(cls, {f: 0 for f in STEP_FIELDS if f != "latency_s"})
+        seen = present.setdefault(cls, {f: False for f in _COST})
+        if cls == op.op_class:
+            a["flops"] = a["flops"] + op.flops
+        if entry is None:
+            if not allow_uncosted:
+                raise owner.uncosted_error(op, name, row.is_truncation)
+            uncosted.append(name)
+            continue
+        if any(_is_array(v) for v in dims.values()):
+            values = _array_values(owner, entry, dims, name, owner.param_values, cache)
+        else:
+            values = owner.values(entry, {k: int(v) for k, v in dims.items()}, name)
+        if "bytes_client_to_server" not in values:
+            directions = False
+        for f in _COST:
+            if f in values:
+                a[f] = a[f] + values[f]
+                seen[f] = True
     by_class: dict[str, dict[str, Any]] = {}
     round_s = link.round_s * table.setting.delays_per_round
     for cls in ROW_CLASSES:
@@ -281,7 +280,7 @@ def _array_values(table: ProtocolTable, entry: Any, dims: Mapping[str, Any], row
         bad = ~np.isfinite(arr) | (arr < 0) if arr.dtype.kind == "f" else arr < 0
         if np.any(bad):
             at = int(np.broadcast_to(cache, bad.shape)[bad][0]) if bad.shape else int(cache[0])
-            shape = ", ".join(f"{k}={_at(env[k], cache, at)}" for k in ENTRY_SYMBOLS[entry.kind])
+            shape = ", ".join(f"{k}={_at(env[k], cache, at)}" for k in entry.dims)
             raise UserError(f"{f} of op {row} is not a finite, non-negative number at decode cache length {at} "
                             f"({shape})", file=table.path, line=entry.field_lines.get(f, entry.line),
                             field=f"{entry.where}.{f}")

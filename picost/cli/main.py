@@ -168,6 +168,26 @@ def protocols(ctx: typer.Context) -> None:
     _print(rich_table(f"Protocol tables ({shipped_protocols_dir()})", columns, listing(limit=None)))
 
 
+@protocols_app.command("compose")
+def protocols_compose() -> None:
+    """What composes into a hybrid (`-p linear=bumblebee,nonlinear=sigma`): each table's share domain, and the
+    conversion steps inserted between two tables whose domains differ (or why the pair is refused)."""
+    from picost.cost.conversions import shipped_conversions_path
+    from picost.cost.hybrid import GROUPS
+    from picost.report.protocol_docs import compose_listing
+    from picost.report.render import Column, rich_table
+
+    domains, pairs = compose_listing()
+    _print(rich_table("Share domains (setting.sharing, ring_bits, fractional_bits) and transports",
+                      (Column("table"), Column("domain", text=True), Column("delays/round", numeric=True)), domains))
+    _print(rich_table(f"Conversions between 2PC additive domains ({shipped_conversions_path()})",
+                      (Column("from"), Column("to"), Column("steps", text=True, min_width=30)), pairs))
+    _echo("Tables with the same domain compose with no conversion. Any other pair (3PC replicated with 2PC, HE "
+          "ciphertexts with shares, plaintext with a protocol) has no conversion and is refused. Keys: op classes "
+          "or the groups " + "; ".join(f"{g} = {', '.join(cs)}" for g, cs in GROUPS.items())
+          + "; a bare table name covers the other classes (docs/protocol-tables.md, Hybrid protocols).")
+
+
 @protocols_app.command("show")
 def protocols_show(
     protocol: str = typer.Argument(..., help="Shipped table name or path."),

@@ -150,9 +150,11 @@ def symbolic(
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
     allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="Leave out ops the table cannot cost."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
+    new_tokens: bool = typer.Option(False, "--new-tokens", help="With --protocol: also the closed forms of a whole "
+                                    "generation (prefill of T tokens + N decode steps) in T and N, per op class."),
 ) -> None:
     """Closed forms (sympy) of FLOPs and, with --protocol, of communication, rounds and latency
-    per op class, and crossover points.
+    per op class, and crossover points (with --new-tokens: of a generation, in T and N).
 
     The forms are in T (and L, d). The crossovers: attention vs FFN FLOPs (under several counting
     conventions, AERO's T < 8/3 d among them), softmax communication vs everything else, and the
@@ -215,10 +217,41 @@ def symbolic(
             lines.append("")
             for k, x in found.items():
                 lines.append(f"  {labels[k]}: {_describe_crossover(x)}")
+    if new_tokens:
+        if protocol is None:
+            raise UserError("--new-tokens needs --protocol (the forms of a generation are costs)", field="--new-tokens")
+        obj["generation"] = _generation_forms(model, table, link, allow_uncosted, lines)
     if fmt == "json":
         _out(dump_json(obj))
     else:
         _out_wrapped(lines)
+
+
+def _generation_forms(model: Any, table: Any, link: Any, allow_uncosted: bool, lines: list[str]) -> dict[str, Any]:
+    """The closed forms of a generation (picost.analysis.generation.generation_forms) per class and
+    in total, with latency over ``link``; appends their text to ``lines``, returns their JSON."""
+    import sympy
+
+    from picost.analysis.generation import generation_forms
+
+    g = generation_forms(model, table, allow_uncosted)
+    round_s = sympy.nsimplify(link.round_s) * g["delays_per_round"]
+    bandwidth = sympy.nsimplify(link.bandwidth_bps)
+    rows = dict(g["forms"])
+    rows["total"] = {f: sympy.Add(*(c[f] for c in g["forms"].values())) for f in ("flops", "comm_bytes", "rounds",
+                                                                                   "compute_s")}
+    lines.append(f"\nGeneration (prefill of T tokens, then N decode steps) under {table.label}; in T and N:")
+    out = {}
+    for c, f in rows.items():
+        latency = f["compute_s"] + f["comm_bytes"] * 8 / bandwidth + f["rounds"] * round_s
+        if not latency.has(sympy.Sum):  # sympy cannot evalf a Sum with symbolic bounds
+            latency = sympy.N(latency, 6)
+        out[c] = {k: str(f[k]) for k in ("flops", "comm_bytes", "rounds")} | {"latency_s": str(latency)}
+        lines += [f"  {c:>16} flops      = {f['flops']}",
+                  f"  {'':>16} comm_bytes = {_readable(f['comm_bytes'])}",
+                  f"  {'':>16} rounds     = {_readable(f['rounds'])}",
+                  f"  {'':>16} latency_s  = {_readable(latency)}"]
+    return {"T": "prompt tokens", "N": "decode steps", "classes": out}
 
 
 def _readable(expr: Any) -> str:
@@ -255,10 +288,20 @@ def _networks(names: str | None, bandwidth: str | None, rtt: str | None, default
     return [get_network(n, bandwidth=bandwidth, rtt=rtt) for n in chosen]
 
 
+def _protocol_list(text: str) -> list[str]:
+    """``-p a,b``: tables; a hybrid (``linear=bumblebee,nonlinear=sigma``) is one item, and with
+    others the items are separated by ``;`` (``crypten;linear=bumblebee,nonlinear=sigma``)."""
+    if ";" in text:
+        return [p.strip() for p in text.split(";") if p.strip()]
+    from picost.cost.hybrid import is_hybrid_text
+
+    return [text.strip()] if is_hybrid_text(text) else _split_list(text)
+
+
 def _tables(protocols: str, option: Sequence[str] | None) -> list[Any]:
     from picost.cost.table_options import load_tables
 
-    names = _split_list(protocols)
+    names = _protocol_list(protocols)
     if not names:
         raise UserError("give at least one protocol", field="--protocol")
     return load_tables(names, option)
@@ -521,7 +564,7 @@ def report(
     else:
         if not specs or protocol is None or output is None:
             raise UserError("give SPEC(s), --protocol and --output (or --all)", field="--output")
-        configs = [(ReportConfig(name=Path(output).stem, specs=tuple(specs), protocols=tuple(_split_list(protocol)),
+        configs = [(ReportConfig(name=Path(output).stem, specs=tuple(specs), protocols=tuple(_protocol_list(protocol)),
                                  networks=tuple(_split_list(network)), context=context, sweep=sweep_contexts,
                                  aero=aero_steps, prune=prune, title=title, bandwidth=bandwidth, rtt=rtt,
                                  output=output, options=tuple(option or ())), output)]

@@ -44,7 +44,9 @@ _TOP_KEYS = ("name", "description", "extends", "defaults", "citations", "setting
 _EXTENDS_DEPTH = 8
 _TOP_REQUIRED = ("name", "description", "setting", "confidence", "ops")
 _SETTING_KEYS = ("parties", "threat_model", "correlated_randomness", "ring_bits", "fractional_bits", "he",
-                 "delays_per_round")
+                 "delays_per_round", "sharing")
+SHARINGS = ("plaintext", "additive", "replicated", "he")
+"""How activations are held between ops (``setting.sharing``): see :attr:`Setting.shares`."""
 _CORRELATED = ("none", "dealer", "third_party")
 _PARAM_KEYS = ("value", "unit", "source")
 _OPTION_KEYS = ("description", "default", "choices")
@@ -67,6 +69,14 @@ class Setting:
     """One-way network delays one round costs in this protocol's implementation: 1 when a
     message is sent as soon as it is ready; 2 when a transport first waits for the receiver's
     ready notice (gloo's point-to-point sends do; see docs/latency-model.md)."""
+    sharing: str | None = None
+    """How activations are held between ops, when the table says (``setting.sharing``)."""
+
+    @property
+    def shares(self) -> str:
+        """How activations are held between ops: the table's ``sharing``, else by party count
+        (1: plaintext, 2: additive shares, 3: replicated shares)."""
+        return self.sharing or {1: "plaintext", 2: "additive", 3: "replicated"}[self.parties]
 
     def summary(self) -> str:
         parts = [f"{self.parties}PC" if self.parties > 1 else "no protocol", self.threat_model]
@@ -107,6 +117,12 @@ class Entry:
     """Line of each formula field, for located evaluation errors."""
     where: str = ""
     """Where the entry is written: ``ops.relu``, or ``options.gelu.choices.stock.ops.gelu``."""
+    symbols: tuple[str, ...] = ()
+    """Its formulas' dimension symbols when not an op kind's (a conversion step's); else the kind's."""
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return self.symbols or ENTRY_SYMBOLS[self.kind]
 
 
 @dataclass(frozen=True)
@@ -155,6 +171,27 @@ class OpCost:
     source: str | None = None
     formulas: Mapping[str, str] = field(default_factory=dict)
     uncosted_reason: str | None = None
+    table: str | None = None
+    """The table whose entry costs the row (a hybrid's part, or its conversions table)."""
+    row_class: str | None = None
+    """The class the row is reported under (the op's, ``truncation`` or ``conversion``)."""
+    dims: Mapping[str, Any] = field(default_factory=dict)
+    """The formulas' inputs (the op's dims; ``{"n": outputs}`` for a truncation row)."""
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """One estimate row before costing: the op it belongs to (for a conversion, the op it feeds),
+    its name, kind and class, and the table, entry and dims that cost it."""
+
+    op: Op
+    name: str
+    kind: str
+    row_class: str
+    table: "ProtocolTable"
+    entry: "Entry | None"
+    dims: Mapping[str, Any]
+    is_truncation: bool = False
 
 
 @dataclass(frozen=True)
@@ -241,47 +278,65 @@ class ProtocolTable:
             rows.append((f"{op.name}.trunc", TRUNCATION, self.entries.get(TRUNCATION), {"n": op.outputs}, True))
         return rows
 
+    # -- a whole op sequence: what the estimate, generation, sweeps and closed forms call ---------
+
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        """The tables that cost rows: this one (a hybrid: its parts and its conversions)."""
+        return (self.name,)
+
+    def plan(self, ops: Any) -> list["PlannedRow"]:
+        """The estimate rows of ``ops`` in order, each with the table and entry that cost it."""
+        return [PlannedRow(op, name, kind, TRUNCATION if trunc else op.op_class, self, entry, dims, trunc)
+                for op in ops for name, kind, entry, dims, trunc in self.rows_for(op)]
+
+    def cost_ops(self, ops: Any, allow_uncosted: bool = False) -> list[OpCost]:
+        """Numeric costs of every row of ``ops`` (int dims), in order (see :meth:`cost`)."""
+        return [row.table.cost_row(row, allow_uncosted) for row in self.plan(ops)]
+
     def cost(self, op: Op, allow_uncosted: bool = False) -> list[OpCost]:
         """Numeric costs of ``op`` (int dims): its row and, if needed, its truncation row.
 
         An op the table cannot cost raises :class:`UserError` naming the op and the table,
         unless ``allow_uncosted`` (then the row says ``costed=False`` and why).
         """
-        out = []
-        for name, kind, entry, dims, is_trunc in self.rows_for(op):
-            if entry is None:
-                if not allow_uncosted:
-                    raise self.uncosted_error(op, name, is_trunc)
-                out.append(OpCost(name, kind, op, is_trunc, False,
-                                  uncosted_reason=self._uncosted_reason(op, kind, is_trunc)))
-                continue
-            values = self.values(entry, dims, name)
-            out.append(OpCost(name, kind, op, is_trunc, True,
-                              comm_bytes=values["comm_bytes"],
-                              bytes_client_to_server=values.get("bytes_client_to_server"),
-                              bytes_server_to_client=values.get("bytes_server_to_client"),
-                              rounds=values["rounds"], compute_s=values.get("compute_s"),
-                              offline_bytes=values.get("offline_bytes"), source=entry.source,
-                              formulas={f: form.text for f, form in entry.formulas.items()}))
-        return out
+        return self.cost_ops([op], allow_uncosted)
+
+    def cost_row(self, row: "PlannedRow", allow_uncosted: bool = False) -> OpCost:
+        """The costs of one planned row whose entry is this table's."""
+        op, name, kind, entry = row.op, row.name, row.kind, row.entry
+        if entry is None:
+            if not allow_uncosted:
+                raise self.uncosted_error(op, name, row.is_truncation)
+            return OpCost(name, kind, op, row.is_truncation, False, table=self.name,
+                          uncosted_reason=self._uncosted_reason(op, kind, row.is_truncation),
+                          row_class=row.row_class, dims=row.dims)
+        values = self.values(entry, row.dims, name)
+        return OpCost(name, kind, op, row.is_truncation, True,
+                      comm_bytes=values["comm_bytes"],
+                      bytes_client_to_server=values.get("bytes_client_to_server"),
+                      bytes_server_to_client=values.get("bytes_server_to_client"),
+                      rounds=values["rounds"], compute_s=values.get("compute_s"),
+                      offline_bytes=values.get("offline_bytes"), source=entry.source,
+                      formulas={f: form.text for f, form in entry.formulas.items()}, table=self.name,
+                      row_class=row.row_class, dims=row.dims)
+
+    def cost_exprs_ops(self, ops: Any) -> list[tuple["PlannedRow", dict[str, Any] | None]]:
+        """Sympy costs of every row of ``ops`` (dims may contain a symbol ``T``): ``(row, {field:
+        expr})``, or ``(row, None)`` for a row no table can cost (the caller raises
+        :meth:`uncosted_error` unless it allows uncosted rows). Sum these over ops and lambdify
+        the sums once (:func:`picost.cost.formula.lambdify_numpy`) for vectorized sweeps."""
+        return [(row, None if row.entry is None else row.table.row_exprs(row)) for row in self.plan(ops)]
+
+    def row_exprs(self, row: "PlannedRow") -> dict[str, Any]:
+        """``{field: sympy expression}`` of one planned row whose entry is this table's."""
+        env = {**self._sympy_params(), **row.dims}
+        return {f: self._symbolic(row.entry, f, form, env, row.name) for f, form in row.entry.formulas.items()}
 
     def cost_exprs(self, op: Op) -> list[tuple[str, str, dict[str, Any] | None]]:
-        """Sympy costs of ``op`` after substituting its dims (which may contain a symbol ``T``).
-
-        Returns ``(row name, entry kind, {field: expr} or None if uncosted)`` per row, fields as
-        in :data:`FORMULA_FIELDS` (present ones only); for a ``None`` row, raise
-        :meth:`uncosted_error` unless the caller allows uncosted rows. Sum these over ops and
-        lambdify the sums once (:func:`picost.cost.formula.lambdify_numpy`) for vectorized sweeps.
-        """
-        params = self._sympy_params()
-        out = []
-        for name, kind, entry, dims, _ in self.rows_for(op):
-            if entry is None:
-                out.append((name, kind, None))
-                continue
-            env = {**params, **dims}
-            out.append((name, kind, {f: self._symbolic(entry, f, form, env, name) for f, form in entry.formulas.items()}))
-        return out
+        """Sympy costs of ``op``: ``(row name, entry kind, {field: expr} or None if uncosted)``
+        per row (see :meth:`cost_exprs_ops`)."""
+        return [(row.name, row.kind, exprs) for row, exprs in self.cost_exprs_ops([op])]
 
     def _symbolic(self, entry: Entry, field_name: str, form: formula.Formula, env: Mapping[str, Any], row: str) -> Any:
         """``form`` as a sympy expression; an expression that is complex or not finite for every T
@@ -293,7 +348,7 @@ class ProtocolTable:
         except (ValueError, ZeroDivisionError, OverflowError) as exc:
             raise self._located(entry, field_name, f"{field_name} of op {row} cannot be evaluated: {exc}") from None
         if expr.has(sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
-            shape = ", ".join(f"{k}={env[k]}" for k in ENTRY_SYMBOLS[entry.kind])
+            shape = ", ".join(f"{k}={env[k]}" for k in entry.dims)
             raise self._located(entry, field_name, f"{field_name} of op {row} is {expr} at {shape}: not a finite "
                                                    "real number (costs must be finite and >= 0)")
         return expr
@@ -328,7 +383,7 @@ class ProtocolTable:
         try:
             return form.value(env)
         except (ValueError, ZeroDivisionError, OverflowError, TypeError) as exc:  # log2(0), sqrt(-1), x / 0, huge powers
-            shape = ", ".join(f"{k}={env[k]}" for k in ENTRY_SYMBOLS[entry.kind])
+            shape = ", ".join(f"{k}={env[k]}" for k in entry.dims)
             raise self._located(entry, field_name, f"{field_name} of op {row} cannot be evaluated at {shape}: "
                                                    f"{exc}") from None
 
@@ -542,8 +597,11 @@ class _Validator:
         delays = s.get("delays_per_round", 1)
         if isinstance(delays, bool) or not isinstance(delays, int) or delays < 1:
             raise self.error(path + ("delays_per_round",), "delays_per_round must be a positive integer")
+        sharing = s.get("sharing")
+        if sharing is not None and sharing not in SHARINGS:
+            raise self.error(path + ("sharing",), f"sharing must be one of {', '.join(SHARINGS)}")
         return Setting(s["parties"], self.text(s["threat_model"], path + ("threat_model",)),
-                       s["correlated_randomness"], s.get("ring_bits"), s.get("fractional_bits"), he, delays)
+                       s["correlated_randomness"], s.get("ring_bits"), s.get("fractional_bits"), he, delays, sharing)
 
     def params(self, raw: Any, citations: Mapping[str, str]) -> dict[str, Param]:
         out = {}
@@ -580,7 +638,8 @@ class _Validator:
         return text
 
     def entry(self, kind: str, raw: Any, params: Mapping[str, Param], citations: Mapping[str, str],
-              path: KeyPath) -> Entry:
+              path: KeyPath, symbols: tuple[str, ...] = ()) -> Entry:
+        """An entry of op kind ``kind`` (or, with ``symbols``, of a conversion step over them)."""
         e = self.mapping(raw, path, _ENTRY_KEYS)
         if "source" not in e:
             raise self.error(path, "missing source (a citation, 'derived: ...' or 'measured: ...')")
@@ -588,7 +647,8 @@ class _Validator:
         for key in _REQUIRED_FORMULAS:
             if key not in e:
                 raise self.error(path, f"missing required formula '{key}'")
-        allowed = set(ENTRY_SYMBOLS[kind]) | set(params)
+        dims = symbols or ENTRY_SYMBOLS[kind]
+        allowed = set(dims) | set(params)
         formulas = {f: formula.parse(e[f], allowed, file=self.file, line=line_of(self.lines, path + (f,)),
                                      field_name=".".join(path + (f,)))
                     for f in FORMULA_FIELDS if f in e}
@@ -596,22 +656,22 @@ class _Validator:
         if len(directions) == 1:
             raise self.error(path + (directions[0],), "give both per-direction byte counts or neither")
         if directions:
-            self.check_directions(kind, formulas, params, path)
+            self.check_directions(dims, formulas, params, path)
         includes = e.get("includes_truncation", False)
         if not isinstance(includes, bool):
             raise self.error(path + ("includes_truncation",), "includes_truncation must be true or false")
-        if "includes_truncation" in e and (kind == TRUNCATION or not KINDS[kind].fixed_point_product):
+        if "includes_truncation" in e and (kind not in KINDS or not KINDS[kind].fixed_point_product):
             raise self.error(path + ("includes_truncation",),
                              f"includes_truncation applies only to kinds with fixed-point products "
                              f"({', '.join(k for k, v in KINDS.items() if v.fixed_point_product)})")
         notes = self.text(e["notes"], path + ("notes",)) if "notes" in e else None
         return Entry(kind, formulas, includes, source, notes, line_of(self.lines, path),
-                     {f: line_of(self.lines, path + (f,)) for f in formulas}, ".".join(str(p) for p in path))
+                     {f: line_of(self.lines, path + (f,)) for f in formulas}, ".".join(str(p) for p in path),
+                     tuple(symbols))
 
-    def check_directions(self, kind: str, formulas: Mapping[str, formula.Formula], params: Mapping[str, Param],
-                         path: KeyPath) -> None:
+    def check_directions(self, dims: tuple[str, ...], formulas: Mapping[str, formula.Formula],
+                         params: Mapping[str, Param], path: KeyPath) -> None:
         """Per-direction bytes must add up to comm_bytes (checked at a few sample shapes)."""
-        dims = ENTRY_SYMBOLS[kind]
         for sample in (1, 7, 64, 1000):
             env: dict[str, Any] = {p.name: p.value for p in params.values()}
             env.update({d: sample + 3 * i for i, d in enumerate(dims)})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
-from picost.cost.protocol_table import ProtocolTable, load_protocol
+from picost.cost.protocol_table import ProtocolTable
 from picost.errors import UserError
 
 OptionArgs = dict[str | None, dict[str, str]]
@@ -41,15 +41,23 @@ def options_for(table_name: str, args: OptionArgs) -> dict[str, str]:
 
 def load_tables(refs: Sequence[str], option_texts: Iterable[str] | None = None) -> list[ProtocolTable]:
     """Load each table with its ``--option`` values in force."""
+    from picost.cost.hybrid import HybridTable, load_costing
+
     args = parse_option_args(option_texts)
     tables = []
     for ref in refs:
-        base = load_protocol(ref)
-        tables.append(base.with_options(options_for(base.name, args)))
-    unused = sorted(set(args) - {None} - {t.name for t in tables})
+        base = load_costing(ref)
+        if isinstance(base, HybridTable):
+            if args.get(None):
+                base = base.with_options(args[None])
+            tables.append(base.with_part_options({n: args.get(n, {}) for n in base.parts}))
+        else:
+            tables.append(base.with_options(options_for(base.name, args)))
+    names = [n for t in tables for n in t.table_names]
+    unused = sorted(set(args) - {None} - set(names))
     if unused:
         raise UserError(f"--option names table '{unused[0]}', which this command does not use "
-                        f"(tables: {', '.join(t.name for t in tables)})", field="--option")
+                        f"(tables: {', '.join(names)})", field="--option")
     return tables
 
 

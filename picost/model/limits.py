@@ -113,8 +113,13 @@ def whole(value: Any, field: str, lo: int = 1, hi: int | None = None, what: str 
 
 def context(value: Any, field: str = "context") -> Any:
     """A context T: a whole number of tokens in ``1..MAX_TOKENS``, or a sympy expression (symbolic
-    lowering) which passes unchanged."""
+    lowering) which passes unchanged, or a numpy array of such numbers (generation lowers the decode
+    phase once over its cache lengths), each checked."""
     if hasattr(value, "free_symbols") and getattr(value, "free_symbols", None):
+        return value
+    if hasattr(value, "dtype") and getattr(value, "ndim", 0) == 1:
+        for item in value.tolist():
+            whole(item, field, 1, MAX_TOKENS, "a whole number of tokens")
         return value
     if hasattr(value, "is_Integer") and getattr(value, "is_Integer", False):
         value = int(value)

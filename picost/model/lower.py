@@ -39,20 +39,6 @@ def lower(spec: ModelSpec, context: Any = None) -> Lowered:
     return Lowered(spec, T, tuple(_Lowerer(spec, T).ops()))
 
 
-def lower_many(spec: ModelSpec, contexts: Any) -> Lowered:
-    """Lower ``spec`` at many contexts at once: ``contexts`` is a 1-D numpy integer array (each one
-    a valid context), and every dim that depends on T is then an array of the same length (the
-    vectorized decode steps of a generation)."""
-    import numpy as np
-
-    T = np.asarray(contexts)
-    if T.ndim != 1 or not T.size or T.dtype.kind not in "iu":
-        raise UserError("contexts must be a non-empty 1-D array of whole numbers of tokens", field="context")
-    limits.context(int(T.min()))
-    limits.context(int(T.max()))
-    return Lowered(spec, T, tuple(_Lowerer(spec, T).ops()))
-
-
 def lower_symbolic(spec: ModelSpec, T: Any, d: Any = None) -> Lowered:
     """Lower ``spec`` at context ``T`` (an int or a sympy symbol); with ``d`` (e.g. a sympy symbol)
     the model width is ``d``, and head_dim and the FFN width keep their ratio to the spec's width

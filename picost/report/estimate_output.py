@@ -8,7 +8,9 @@ table, or the row is uncosted)::
       "spec": str, "context": int, "phase": "prefill" | "decode", "batch_size": int,
       "protocol": {"name", "description", "setting": {"parties", "threat_model",
                    "correlated_randomness", "ring_bits", "fractional_bits", "he"}, "confidence",
-                   "params": {name: number}, "options": {option: chosen value}},
+                   "params": {name: number}, "options": {option: chosen value},
+                   "composition": null | {"spelled", "classes": {class: table}, "conversions_table",
+                                          "conversions": [{"from", "to", "steps": [{"step", symbol: int}]}]}},
       "network": {"name", "bandwidth_bps", "rtt_s", "round_s", "source"},
       "latency_model": str,
       "totals": TOTALS + {"bytes_bound_s": float, "dominant_class": str | null},
@@ -16,7 +18,7 @@ table, or the row is uncosted)::
       "rows": [{"name", "kind", "class", "layer", "block", "flops", "costed", "comm_bytes",
                 "bytes_client_to_server", "bytes_server_to_client", "rounds", "compute_s",
                 "comm_s", "latency_s", "offline_bytes", "share", "source", "formulas": {field: str},
-                "dims": {symbol: int}, "uncosted_reason"}]
+                "dims": {symbol: int}, "uncosted_reason", "table"}]
     }
 
     TOTALS = {"rows", "costed", "uncosted", "flops", "comm_bytes", "bytes_client_to_server",
@@ -25,7 +27,10 @@ table, or the row is uncosted)::
 
 ``rows[].layer`` is ``L<i>`` inside the blocks and the block name outside them. A row explains
 itself: ``formulas`` evaluated at ``dims`` and the protocol's ``params`` give its numbers. ``share`` is the
-fraction of the total latency. Totals are the sums of the rows in order.
+fraction of the total latency. Totals are the sums of the rows in order. ``rows[].table`` names the
+table whose entry costed the row; for a hybrid protocol (``linear=bumblebee,nonlinear=sigma``) that is
+one of its parts or its conversions table, and ``protocol.composition`` records the composition
+(``null`` for a single table).
 """
 
 from __future__ import annotations
@@ -56,7 +61,8 @@ def as_dict(est: Estimate) -> dict[str, Any]:
         "spec": est.spec_name, "context": est.context, "phase": est.phase, "batch_size": est.batch_size,
         "protocol": {"name": p.name, "description": p.description,
                      "setting": {**asdict(p.setting), "he": dict(p.setting.he)}, "confidence": p.confidence,
-                     "params": p.param_values, "options": dict(p.chosen)},
+                     "params": p.param_values, "options": dict(p.chosen),
+                     "composition": p.composition() if hasattr(p, "composition") else None},
         "network": est.network.as_dict(),
         "latency_model": LATENCY_MODEL,
         "totals": totals,
@@ -71,7 +77,8 @@ def _row_dict(est: Estimate, r: Row) -> dict[str, Any]:
             "bytes_client_to_server": r.bytes_client_to_server, "bytes_server_to_client": r.bytes_server_to_client,
             "rounds": r.rounds, "compute_s": r.compute_s, "comm_s": r.comm_s, "latency_s": r.latency_s,
             "offline_bytes": r.offline_bytes, "share": est.share(r.latency_s), "source": r.source,
-            "formulas": dict(r.formulas), "dims": dict(r.dims), "uncosted_reason": r.uncosted_reason}
+            "formulas": dict(r.formulas), "dims": dict(r.dims), "uncosted_reason": r.uncosted_reason,
+            "table": r.table}
 
 
 # -- tables -----------------------------------------------------------------------------------
@@ -80,7 +87,7 @@ _OP_HEADER = ("op", "kind", "class", "bytes", "rounds", "compute", "comm", "late
 _GROUP_HEADER = ("rows", "bytes", "rounds", "compute", "comm", "latency", "share")
 _CSV_OP_HEADER = ("name", "kind", "class", "layer", "block", "flops", "comm_bytes", "bytes_client_to_server",
                   "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes", "share",
-                  "costed", "source")
+                  "costed", "source", "table")
 _CSV_GROUP_HEADER = ("rows", "uncosted", "flops", "comm_bytes", "rounds", "compute_s", "comm_s", "latency_s",
                      "offline_bytes", "share")
 
@@ -89,18 +96,24 @@ def _pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.1f}%"
 
 
+def _hybrid(est: Estimate) -> bool:
+    return len(est.protocol.table_names) > 1
+
+
 def _human_rows(est: Estimate, by: str) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
     if by == "op":
         rows = []
         for r in est.rows:
+            table = (r.table,) if _hybrid(est) else ()
             if not r.costed:
-                rows.append((r.name, r.kind, r.op_class, UNCOSTED, UNCOSTED, "", "", UNCOSTED, "",
+                rows.append((r.name, r.kind, r.op_class, *table, UNCOSTED, UNCOSTED, "", "", UNCOSTED, "",
                              r.uncosted_reason))
                 continue
-            rows.append((r.name, r.kind, r.op_class, human_bytes(r.comm_bytes), human_count(r.rounds),
+            rows.append((r.name, r.kind, r.op_class, *table, human_bytes(r.comm_bytes), human_count(r.rounds),
                          "" if r.compute_s is None else human_seconds(r.compute_s), human_seconds(r.comm_s),
                          human_seconds(r.latency_s), _pct(est.share(r.latency_s)), r.source))
-        return _OP_HEADER, rows
+        header = _OP_HEADER[:3] + ("table",) + _OP_HEADER[3:] if _hybrid(est) else _OP_HEADER
+        return header, rows
     rows = []
     for group, t in est.by(by).items():
         count = f"{t.rows}" + (f" ({t.uncosted} {UNCOSTED})" if t.uncosted else "")
@@ -157,7 +170,7 @@ def render(est: Estimate, by: str, fmt: str) -> Any:
     header, rows = _human_rows(est, by)
     align = [False] + [True] * (len(header) - 1)
     if by == "op":
-        align = [False, False, False, True, True, True, True, True, True, False]
+        align = [h not in ("op", "kind", "class", "table", "source") for h in header]
     if fmt == "md":
         return (f"## {_title(est)}\n\n" + dump_markdown(header, rows, align) + "\n"
                 + "".join(f"- {line}\n" for line in summary_lines(est)))
@@ -167,16 +180,16 @@ def render(est: Estimate, by: str, fmt: str) -> Any:
 
     # narrow terminals: short class labels, then the least telling columns left out; sources (long
     # text, the same for every op of a kind) go below the table, one paragraph per kind
-    columns = _op_columns() if by == "op" else _group_columns(by)
+    columns = _op_columns(header) if by == "op" else _group_columns(by)
     table = rich_table(_title(est), columns, rows, hint="every column: -f csv or -f md",
                        spill_key=1 if by == "op" else 0)
     return Group(table, Paragraphs(summary_lines(est)))
 
 
-def _op_columns() -> list[Column]:
+def _op_columns(header: tuple[str, ...]) -> list[Column]:
     drop = {"kind": 5, "class": 4, "rounds": 3, "share": 2, "compute": 7, "comm": 6}
-    columns = [Column(h, numeric=h not in ("op", "kind", "class", "source"), drop=drop.get(h, 0),
-                      short=CLASS_LABELS if h == "class" else None) for h in _OP_HEADER[:-1]]
+    columns = [Column(h, numeric=h not in ("op", "kind", "class", "table", "source"), drop=drop.get(h, 0),
+                      short=CLASS_LABELS if h == "class" else None) for h in header[:-1]]
     return columns + [Column("source", text=True, spill=True, drop=9, min_width=100)]
 
 
@@ -191,7 +204,7 @@ def _csv(est: Estimate, by: str) -> str:
         rows = [(r.name, r.kind, r.op_class, r.layer_label, r.block, r.flops, r.comm_bytes,
                  r.bytes_client_to_server, r.bytes_server_to_client, r.rounds, r.compute_s, r.comm_s, r.latency_s,
                  r.offline_bytes, est.share(r.latency_s), r.costed,
-                 r.source if r.costed else f"{UNCOSTED}: {r.uncosted_reason}") for r in est.rows]
+                 r.source if r.costed else f"{UNCOSTED}: {r.uncosted_reason}", r.table) for r in est.rows]
         return dump_csv(_CSV_OP_HEADER, rows)
     rows = [(g, t.rows, t.uncosted, t.flops, t.comm_bytes, t.rounds, t.compute_s, t.comm_s, t.latency_s,
              t.offline_bytes, est.share(t.latency_s)) for g, t in est.by(by).items()]

@@ -23,7 +23,7 @@ from picost.report.plot_data import read_csv
 
 #: One colour per op class (matplotlib's tab10, in class order), the same in every plot.
 CLASS_COLOURS = dict(zip(ROW_CLASSES, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-                                       "#e377c2", "#7f7f7f", "#bcbd22")))
+                                       "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")))
 BYTE_UNITS = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3), ("B", 1.0))
 TIME_UNITS = (("h", 3600.0), ("min", 60.0), ("s", 1.0), ("ms", 1e-3))
 QUANTITIES = {"comm": ("online communication", BYTE_UNITS), "latency": ("latency", TIME_UNITS)}

@@ -368,8 +368,7 @@ def _formulas(models: list[_Model], tables: list[Any], estimates: dict) -> list[
     out = ["## Formulas and sources", "",
            "Per op kind used by these models: the protocol table's formulas (over the op's dimension symbols, "
            "docs/protocol-tables.md) and their sources.", ""]
-    for t in tables:
-        used = {r.kind for key, e in estimates.items() if key[1] == t.name for r in e.rows}
+    for t, used in _tables_used(tables, estimates):
         fields = [f for f in ("comm_bytes", "rounds", "compute_s", "offline_bytes")
                   if any(f in t.entries[k].formulas for k in used if k in t.entries)]
         header = ["op kind"] + fields + ["truncation", "source"]
@@ -384,6 +383,19 @@ def _formulas(models: list[_Model], tables: list[Any], estimates: dict) -> list[
         if missing:
             out += [f"No entry in `{t.name}` for: {', '.join(f'`{k}`' for k in missing)} (see *Uncosted ops*).", ""]
     return out
+
+
+def _tables_used(tables: list[Any], estimates: dict) -> list[tuple[Any, set[str]]]:
+    """Each table whose entries cost rows, with the kinds it costs: a hybrid's parts and its
+    conversions table in place of the hybrid (each row names its table)."""
+    out: dict[str, tuple[Any, set[str]]] = {}
+    for t in tables:
+        parts = [*t.parts.values(), t.conversions] if hasattr(t, "parts") else [t]
+        for part in parts:
+            used = {r.kind for key, e in estimates.items() if key[1] == t.name for r in e.rows
+                    if r.table in (None, part.name)}
+            out.setdefault(part.name, (part, set()))[1].update(used)
+    return list(out.values())
 
 
 def _uncosted(estimates: dict) -> list[str]:

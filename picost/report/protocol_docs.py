@@ -149,3 +149,29 @@ def expected_docs() -> dict[str, str]:
               for name, setting, _, conf in listing()]
     pages["README.md"] = "\n".join(index) + "\n"
     return pages
+
+
+def compose_listing() -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """What composes with what (``picost protocols compose``): per shipped table its share domain
+    and transport, then per ordered pair of tables with different domains the conversion steps a
+    hybrid inserts between them, or why the pair is refused."""
+    from picost.cost.conversions import Domain, conversion_steps, describe_steps, load_conversions
+    from picost.errors import UserError
+
+    conv = load_conversions()
+    tables = [load_protocol(name) for name in shipped_protocol_names()]
+    domains = [(t.name, Domain.of(t).describe(), str(t.setting.delays_per_round)) for t in tables]
+    pairs = []
+    for a in tables:
+        for b in tables:
+            if a is b or Domain.of(a) == Domain.of(b) or Domain.of(a).shares != "additive" \
+                    or Domain.of(b).shares != "additive":
+                continue
+            try:
+                text = describe_steps(conversion_steps(a, b, conv))
+            except UserError as exc:
+                text = f"refused: {exc.message}"
+            if a.setting.delays_per_round != b.setting.delays_per_round:
+                text = "refused: different transports (delays_per_round)"
+            pairs.append((a.name, b.name, text))
+    return domains, pairs

@@ -58,7 +58,8 @@ def dump_markdown(header: Sequence[str], rows: Sequence[Sequence[Any]], align_ri
 #: Short labels of the op classes, used by tables that would not fit the terminal with the full
 #: names; such a table prints the labels it used under it ("attn = attention_matmul").
 CLASS_LABELS = {"embedding": "embed", "linear": "linear", "attention_matmul": "attn", "softmax": "softmax",
-                "activation": "act", "norm": "norm", "elementwise": "elem", "head": "head", "truncation": "trunc"}
+                "activation": "act", "norm": "norm", "elementwise": "elem", "head": "head", "truncation": "trunc",
+                "conversion": "conv"}
 
 TEXT_MIN_WIDTH = 30  # narrowest a free-text column gets before it is left out (or moved below the table)
 

@@ -11,7 +11,9 @@ used in the fit; its error is reported. ``messages`` are SPU's send actions (per
 depth): the largest count measured over the series' sizes (row ops: a line in
 ``log2(cols)`` through the largest counts). ``depth`` (where ``benchmarks/spu_depth.py`` measured
 the series: ``benchmarks/results/spu/depth-<protocol>.jsonl``) is the sequential depth in one-way
-delays, rounded per size, as a formula (:func:`depth_formula`): a constant (the largest), or for
+delays -- the slope through the per-delay *fastest* runs (load and CHEETAH's OT refills only add
+time, and at zero delay some runs stall ~36 ms: ABY3's ReLU 0.013 s once, 0.048 s twice), the
+median-based slope kept as a check -- rounded per size, as a formula (:func:`depth_formula`): a constant (the largest), or for
 row ops whose depth grows with the row a line in ``log2(cols)``; the tables write it as ``rounds``.
 
 Writes ``benchmarks/results/spu/fits.json``: per series the formula (picost's restricted
@@ -192,12 +194,17 @@ def depth_formula(kind: str, points: list[tuple[dict, float, int | None]]) -> st
       one TCP window per crossing (round trips of the transport, not flights of the protocol);
     * row ops measured at several row lengths whose depths differ: ``ceil(a + b * log2(cols))``
       through the deepest point per length (an upper bound at every measured length);
+    * a batched matmul whose depth differs with ``b`` (SPU runs the b products one after the
+      other): ``c * b``, ``c`` the largest depth per product;
     * otherwise the largest depth.
     """
     depths = [(d, max(0, round(x)), m) for d, x, m in points]
     if len({m for _, _, m in depths}) == 1:
         smallest = min(depths, key=lambda p: math.prod(p[0].values()))
         return str(smallest[1])
+    if kind == "matmul" and len({x for _, x, _ in depths}) > 1:
+        per = max(math.ceil(x / d["b"]) for d, x, _ in depths)
+        return f"{per} * b"
     by_cols: dict[int, int] = {}
     if kind in ROW_KINDS:
         for d, x, _ in depths:
@@ -224,7 +231,7 @@ def load_depths(protocol: str) -> dict[str, dict]:
                 series[row["series"]].append(row)
     out = {}
     for name, rows in sorted(series.items()):
-        out[name] = {"formula": depth_formula(rows[0]["kind"], [(r["dims"], r["depth_delays"], r["max_send_actions"])
+        out[name] = {"formula": depth_formula(rows[0]["kind"], [(r["dims"], r["depth_delays_min"], r["max_send_actions"])
                                                        for r in rows]),
                      "runs": sorted({f"{r['run']} ({r['date']})" for r in rows}),
                      "points": [{"dims": r["dims"], "depth_delays": r["depth_delays"],

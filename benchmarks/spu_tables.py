@@ -207,7 +207,7 @@ def _rounds(fit: dict) -> tuple[str, str, str]:
     place, said so."""
     depth = fit.get("depth")
     if depth is not None:
-        sizes = "; ".join(f"{', '.join(f'{k}={v}' for k, v in sorted(p['dims'].items()))}: {p['depth_delays']:g} "
+        sizes = "; ".join(f"{', '.join(f'{k}={v}' for k, v in sorted(p['dims'].items()))}: {p['depth_delays_min']:g} "
                           f"delays, {p['messages']} messages" for p in depth["points"])
         return (depth["formula"], f"; rounds measured: {' and '.join(depth['runs'])}, series {fit['series']}",
                 f"Rounds: sequential depth, the slope of wall time over the one-way delay with the parties as "
@@ -216,8 +216,8 @@ def _rounds(fit: dict) -> tuple[str, str, str]:
                 "benchmarks/spu_fit.py depth_formula).")
     if fit["messages"] == "0":
         return "0", "", "Rounds: 0 (no messages)."
-    return (fit["messages"], "", "Rounds: depth not measured; SPU's send actions (messages) stand in for it (where "
-                                 "measured, depth was at most a few % above the send actions, often far below).")
+    return (fit["messages"], "", "Rounds: depth not measured; SPU's send actions (messages) stand in for it (not a "
+                                 "bound: measured depths range from below the send actions to a few % above).")
 
 
 def _used_series() -> set[str]:

@@ -5,6 +5,7 @@ real SPU parties in netlab namespaces when root and the SPU environment are ther
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,18 @@ def test_spu_truncation_takes_one_one_way_delay():
     assert abs(trunc["depth_delays"] - 1) < 0.3, trunc
     assert abs(add["depth_delays"]) < 0.3, add
     assert trunc["max_send_actions"] == 1 and add["max_send_actions"] == 0
+
+
+def test_depth_formula_from_points():
+    """benchmarks/spu_fit.py's depth formulas: the smallest size where the message count is the
+    same (a big op's extra transport round trips are not protocol depth), c * b for a batched
+    matmul run product after product, a line in log2(cols) for row ops."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import spu_fit
+
+    assert spu_fit.depth_formula("gelu", [({"n": 1024}, 187.2, 181), ({"n": 16384}, 222.8, 181)]) == "187"
+    assert spu_fit.depth_formula("matmul", [({"b": 1, "m": 16, "k": 64, "n": 16}, 2.0, 2),
+                                            ({"b": 4, "m": 16, "k": 64, "n": 16}, 7.97, 8)]) == "2 * b"
+    formula = spu_fit.depth_formula("softmax", [({"rows": 8, "cols": 16}, 95.7, 95),
+                                                ({"rows": 8, "cols": 256}, 128.4, 127)])
+    assert formula == "ceil(64 + 8 * log2(cols))"

@@ -40,8 +40,9 @@ def fit_line(delays_s: Sequence[float], walls_s: Sequence[float]) -> LineFit:
 
 def summarize(walls_by_delay: Mapping[float, Sequence[float]]) -> dict:
     """Depth of one op from its runs: ``{delay_s: [wall_s of each run]}`` (each wall the slowest
-    party's). The slope through the per-delay medians is the depth; the slope through the
-    per-delay minima (load on a shared machine only adds time) is kept as a check."""
+    party's): ``depth_delays`` is the slope through the per-delay medians, ``depth_delays_min``
+    the slope through the per-delay minima (load on a shared machine only adds time, so the
+    fastest run is the least disturbed; ``benchmarks/spu_fit.py`` uses it, the median is the check)."""
     delays = sorted(walls_by_delay)
     medians = [statistics.median(walls_by_delay[d]) for d in delays]
     minima = [min(walls_by_delay[d]) for d in delays]

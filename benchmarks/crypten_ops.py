@@ -105,18 +105,77 @@ def _run(ops: list[str], shapes: list[tuple[int, int]], weights: str) -> None:
     party()
 
 
+def _depth_party() -> None:
+    """One CrypTen party as its own process (``depth-party`` mode), for
+    ``picost/netlab/crypten_runs.py``: CrypTen's distributed communicator from the environment
+    its multiprocess launcher would set (RANK, WORLD_SIZE, RENDEZVOUS, DISTRIBUTED_BACKEND=gloo),
+    here with each party in its own netlab namespace. Line protocol of
+    ``picost/netlab/party_runs.py``; ``send_actions`` are CrypTen's ``rounds`` counter per run."""
+    import os
+    import time
+
+    import crypten
+    import crypten.communicator as comm
+    import torch
+    from crypten.config import cfg
+
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+
+    def say(marker: str, payload) -> None:
+        out.write(f"@@{marker} {json.dumps(payload)}\n")
+
+    try:
+        request = json.loads(sys.stdin.readline())
+        crypten.init()
+        cfg.communicator.verbose = True
+        for i, case in enumerate(request["cases"]):
+            rows, cols = case["rows"], case["cols"]
+            torch.manual_seed(0)
+            x = crypten.cryptensor(torch.randn(rows, cols))
+            plain = {"mat": torch.randn(cols, cols) / cols ** 0.5, "gain": torch.ones(cols),
+                     "bias": torch.zeros(cols), "table": torch.randn(cols, 16)}
+            w = {k: crypten.cryptensor(v) for k, v in plain.items()}
+            fun = _op(case["op"])
+            for _ in range(int(request.get("warmup", 1))):
+                fun(x, w)
+            say("READY", i)
+            for line in sys.stdin:
+                verb, *args = line.split()
+                if verb == "next":
+                    break
+                walls, rounds, sent = [], [], []
+                for _ in range(int(args[1])):
+                    comm.get().barrier()
+                    comm.get().reset_communication_stats()
+                    start = time.perf_counter()
+                    fun(x, w)
+                    walls.append(round(time.perf_counter() - start, 6))
+                    stats = comm.get().get_communication_stats()
+                    rounds.append(int(stats["rounds"]))
+                    sent.append(int(stats["bytes"]) // 2)
+                say("TIMES", {"case": i, "label": args[0], "walls_s": walls, "send_actions": rounds,
+                              "send_bytes": sent})
+    except BaseException as exc:  # noqa: BLE001 - reported to the orchestrator
+        say("FAILED", repr(exc)[-3000:])
+        raise SystemExit(1)
+
+
 def _shape(text: str) -> tuple[int, int]:
     rows, cols = text.lower().split("x")
     return int(rows), int(cols)
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["depth-party"]:
+        _depth_party()
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("ops", nargs="+")
     parser.add_argument("--shape", nargs="+", type=_shape, default=[(4, 128)])
     parser.add_argument("--weights", choices=("shared", "public"), default="shared",
                         help="server weights secret-shared (a CrypTen model) or public plain tensors")
-    ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    ns = parser.parse_args(argv)
     _run(ns.ops, ns.shape, ns.weights)
 
 

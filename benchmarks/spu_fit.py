@@ -7,9 +7,14 @@ as a non-negative combination of the series' basis terms (:data:`BASES`: a docum
 functional form per op kind, e.g. ``a + b*rows + c*rows*(cols - 1) + d*rows*cols`` for softmax and argmax: a row's max is cols - 1
 comparisons), minimising the
 *relative* error at the fitted points. The held-out point of each series (``heldout``) is not
-used in the fit; its error is reported. Rounds are SPU's send actions (messages; an upper bound
-on sequential depth): the largest count measured over the series' sizes (row ops: a line in
-``log2(cols)`` through the largest counts).
+used in the fit; its error is reported. ``messages`` are SPU's send actions (per party; not a
+depth): the largest count measured over the series' sizes (row ops: a line in
+``log2(cols)`` through the largest counts). ``depth`` (where ``benchmarks/spu_depth.py`` measured
+the series: ``benchmarks/results/spu/depth-<protocol>.jsonl``) is the sequential depth in one-way
+delays -- the slope through the per-delay *fastest* runs (load and CHEETAH's OT refills only add
+time, and at zero delay some runs stall ~36 ms: ABY3's ReLU 0.013 s once, 0.048 s twice), the
+median-based slope kept as a check -- rounded per size, as a formula (:func:`depth_formula`): a constant (the largest), or for
+row ops whose depth grows with the row a line in ``log2(cols)``; the tables write it as ``rounds``.
 
 Writes ``benchmarks/results/spu/fits.json``: per series the formula (picost's restricted
 grammar, over the op kind's dimension symbols), the points, the residual at each fitted point,
@@ -99,7 +104,7 @@ def _formula(terms: tuple[str, ...], coefs: np.ndarray) -> str:
     return " + ".join(parts) if parts else "0"
 
 
-def _rounds(kind: str, points: list[dict]) -> str:
+def _messages(kind: str, points: list[dict]) -> str:
     actions = [p["max_send_actions"] for p in points]
     if kind in ROW_KINDS and len({p["dims"]["cols"] for p in points}) > 1:
         by_cols: dict[int, int] = defaultdict(int)
@@ -148,7 +153,7 @@ def fit_series(protocol: str, series: str, rows: list[dict]) -> dict:
     out = {"protocol": protocol, "series": series, "kind": kind,
            "options": {k: rows[0].get(k) for k in ("construction", "weights", "input", "mask", "operands")},
            "basis": list(terms), "coefficients": [float(c) for c in coefs],
-           "comm_bytes": _formula(terms, coefs), "rounds": _rounds(kind, fit_pts or rows),
+           "comm_bytes": _formula(terms, coefs), "messages": _messages(kind, fit_pts or rows),
            "points": [{"dims": r["dims"], "total_bytes": _bytes(r), "max_send_actions": r["max_send_actions"],
                        "heldout": bool(r.get("heldout"))} for r in rows],
            "residuals": residuals, "max_residual": max((abs(r) for r in residuals), default=0.0),
@@ -180,6 +185,61 @@ def problems(fit: dict) -> list[str]:
     return out
 
 
+def depth_formula(kind: str, points: list[tuple[dict, float, int | None]]) -> str:
+    """Depth (one-way delays) as a formula over the op's dims from ``(dims, measured depth,
+    messages)`` points, each depth rounded to an integer:
+
+    * the same message count at every size: the depth of the smallest size (the fewest bytes).
+      A larger size can measure deeper without a message more: its large messages take more than
+      one TCP window per crossing (round trips of the transport, not flights of the protocol);
+    * row ops measured at several row lengths whose depths differ: ``ceil(a + b * log2(cols))``
+      through the deepest point per length (an upper bound at every measured length);
+    * a batched matmul whose depth differs with ``b`` (SPU runs the b products one after the
+      other): ``c * b``, ``c`` the largest depth per product;
+    * otherwise the largest depth.
+    """
+    depths = [(d, max(0, round(x)), m) for d, x, m in points]
+    if len({m for _, _, m in depths}) == 1:
+        smallest = min(depths, key=lambda p: math.prod(p[0].values()))
+        return str(smallest[1])
+    if kind == "matmul" and len({x for _, x, _ in depths}) > 1:
+        per = max(math.ceil(x / d["b"]) for d, x, _ in depths)
+        return f"{per} * b"
+    by_cols: dict[int, int] = {}
+    if kind in ROW_KINDS:
+        for d, x, _ in depths:
+            by_cols[d["cols"]] = max(by_cols.get(d["cols"], 0), x)
+    if len(set(by_cols.values())) > 1:
+        cols = sorted(by_cols)
+        x = np.log2(np.array(cols, dtype=float))
+        y = np.array([by_cols[c] for c in cols], dtype=float)
+        slope = max(0.0, round(float(np.polyfit(x, y, 1)[0]), 3))
+        icpt = round(float(np.max(y - slope * x)), 3)
+        if slope:
+            return f"ceil({icpt:g} + {slope:g} * log2(cols))" if icpt > 0 else f"ceil({slope:g} * log2(cols))"
+    return str(max(x for _, x, _ in depths))
+
+
+def load_depths(protocol: str) -> dict[str, dict]:
+    """Per series: the measured depth points, the formula and the run (``spu_depth.py``)."""
+    path = RESULTS / f"depth-{protocol}.jsonl"
+    series: dict[str, list[dict]] = defaultdict(list)
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                series[row["series"]].append(row)
+    out = {}
+    for name, rows in sorted(series.items()):
+        out[name] = {"formula": depth_formula(rows[0]["kind"], [(r["dims"], r["depth_delays_min"], r["max_send_actions"])
+                                                       for r in rows]),
+                     "runs": sorted({f"{r['run']} ({r['date']})" for r in rows}),
+                     "points": [{"dims": r["dims"], "depth_delays": r["depth_delays"],
+                                 "depth_delays_min": r["depth_delays_min"], "messages": r["max_send_actions"]}
+                                for r in rows]}
+    return out
+
+
 def load_runs(protocol: str) -> dict[str, list[dict]]:
     path = RESULTS / f"{protocol}.jsonl"
     series: dict[str, list[dict]] = defaultdict(list)
@@ -194,7 +254,12 @@ def load_runs(protocol: str) -> dict[str, list[dict]]:
 
 
 def fit_all() -> dict[str, dict[str, dict]]:
-    return {p: {name: fit_series(p, name, rows) for name, rows in sorted(load_runs(p).items())} for p in PROTOCOLS}
+    out = {}
+    for p in PROTOCOLS:
+        depths = load_depths(p)
+        out[p] = {name: {**fit_series(p, name, rows), **({"depth": depths[name]} if name in depths else {})}
+                  for name, rows in sorted(load_runs(p).items())}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             flag = "; ".join(f["problems"])
             bad += bool(f["problems"])
             print(f"{protocol:8} {name:34} n={f['n_fit']:2} max res {100 * f['max_residual']:5.2f}% "
-                  f"held-out {held:>8}  bytes = {f['comm_bytes']}  rounds = {f['rounds']}"
+                  f"held-out {held:>8}  bytes = {f['comm_bytes']}  messages = {f['messages']}"
+                  f"  depth = {f['depth']['formula'] if 'depth' in f else '-'}"
                   + (f"  !! {flag}" if flag else ""))
     print(f"wrote {RESULTS / 'fits.json'}; {bad} series break a rule")
     return 1 if ns.check and bad else 0

@@ -240,9 +240,11 @@ def _entry(protocol: str, fit: dict, fits: dict | None = None) -> dict:
         comm_bytes, bias_note = _linear_formula(fit, fits[bias_series])
     elif fit["kind"] == "linear":
         bias_note = f" A bias was not measured in this setting ({bias_series}); costed as without one."
+    rounds, rounds_source, rounds_note = _rounds(fit)
     return {
         "comm_bytes": comm_bytes,
-        "rounds": fit["rounds"],
+        "rounds": rounds,
+        "messages": fit["messages"],
         **({"includes_truncation": True} if fit["kind"] in ("mul", "weight_mul", "linear", "matmul", "scale", "rope")
            else {}),
         "source": (f"derived: CHEETAH's HE product (HE_PRODUCTS in benchmarks/spu_tables.py; protocols/bumblebee.yaml "
@@ -252,10 +254,31 @@ def _entry(protocol: str, fit: dict, fits: dict | None = None) -> dict:
                    f"{100 * fit['max_residual']:.2f}%" if fit.get("derived") else
                    f"measured: benchmarks/spu_campaign.py --protocol {protocol.upper()} (series {fit['series']}, "
                    f"{fit['n_fit']} sizes: {_dims_text(fitted)}), fitted by benchmarks/spu_fit.py as {basis} "
-                   f"(non-negative, relative least squares): max residual {100 * fit['max_residual']:.2f}%"),
-        "notes": (f"{held_text or 'no held-out point'}.{bias_note} Rounds: SPU send actions (messages), the most over the "
-                  "measured sizes: an upper bound on sequential rounds. Bytes: all parties' sent bytes, warm run."),
+                   f"(non-negative, relative least squares): max residual {100 * fit['max_residual']:.2f}%"
+                   f"{rounds_source}"),
+        "notes": (f"{held_text or 'no held-out point'}.{bias_note} {rounds_note} Messages: SPU send actions, the most "
+                  "over the measured sizes. Bytes: all parties' sent bytes, warm run."),
     }
+
+
+def _rounds(fit: dict) -> tuple[str, str, str]:
+    """``(rounds formula, addition to the source, note)``: the measured depth where
+    benchmarks/spu_depth.py measured the series (one-way delays; these tables keep
+    delays_per_round at 1), else 0 for a series without messages, else the message count in its
+    place, said so."""
+    depth = fit.get("depth")
+    if depth is not None:
+        sizes = "; ".join(f"{', '.join(f'{k}={v}' for k, v in sorted(p['dims'].items()))}: {p['depth_delays_min']:g} "
+                          f"delays, {p['messages']} messages" for p in depth["points"])
+        return (depth["formula"], f"; rounds measured: {' and '.join(depth['runs'])}, series {fit['series']}",
+                f"Rounds: sequential depth, the slope of wall time over the one-way delay with the parties as "
+                f"processes on delayed links, in one-way delays ({sizes}); where the message count does not change "
+                "with the size, the smallest size's (a larger one's big messages add transport round trips: "
+                "benchmarks/spu_fit.py depth_formula).")
+    if fit["messages"] == "0":
+        return "0", "", "Rounds: 0 (no messages)."
+    return (fit["messages"], "", "Rounds: depth not measured; SPU's send actions (messages) stand in for it (not a "
+                                 "bound: measured depths range from below the send actions to a few % above).")
 
 
 def _used_series() -> set[str]:
@@ -272,8 +295,13 @@ def _confidence(protocol: str, fits: dict[str, dict]) -> str:
                     and f["max_residual"] > 0.03), reverse=True)
     head = (f"what SPU 0.9.5 {protocol.upper()} sends for these JAX functions (picost/spu/jax_ops.py): every entry "
             "is fitted over at least 4 sizes spanning at least 16x, with a held-out size (notes). ")
-    tail = ("Rounds are message counts, an upper bound on depth. Whole models: `picost validate --against spu` and "
-            "docs/validation.md.")
+    used = [s for s in sorted(_used_series()) if s in fits]
+    with_messages = [s for s in used if fits[s]["messages"] != "0"]
+    measured = [s for s in with_messages if "depth" in fits[s]]
+    tail = (f"Rounds are sequential depth measured with the parties on delayed links (benchmarks/spu_depth.py) for "
+            f"{len(measured)} of the {len(with_messages)} entries with messages; the others keep SPU's message "
+            "count in its place (each entry's notes say which). Whole models: `picost validate --against "
+            "spu` and docs/validation.md.")
     if not rough:
         return f"Medium-high for {head}Every fit is within 3% of its runs. {tail}"
     worst = ", ".join(f"{s} {100 * r:.0f}%" for r, s in rough[:6])

@@ -6,7 +6,8 @@ and optionally compute seconds and offline bytes, each entry with its source. Th
 keys, missing or malformed sources, unknown op kinds, unknown symbols, per-direction bytes that
 do not add up) and reports the file, line and field.
 
-Units: bytes are bytes (8 bits), rounds are sequential message flights, compute is seconds.
+Units: bytes are bytes (8 bits), rounds are sequential message flights (depth), compute is seconds;
+``messages`` (optional) counts messages sent, for information only (never in a latency).
 This module knows the op IR, never the spec's YAML, the network or any face.
 """
 
@@ -35,8 +36,10 @@ ENTRY_SYMBOLS: dict[str, tuple[str, ...]] = {**{k: v.dims for k, v in KINDS.item
 _ALL_DIMS = frozenset(s for dims in ENTRY_SYMBOLS.values() for s in dims)
 
 #: Formula fields of an entry, in display order.
-FORMULA_FIELDS = ("comm_bytes", "bytes_client_to_server", "bytes_server_to_client", "rounds",
+FORMULA_FIELDS = ("comm_bytes", "bytes_client_to_server", "bytes_server_to_client", "rounds", "messages",
                   "compute_s", "offline_bytes")
+#: Informational fields: shown with the table, never part of any cost or latency.
+INFORMATIONAL_FIELDS = ("messages",)
 _REQUIRED_FORMULAS = ("comm_bytes", "rounds")
 _ENTRY_KEYS = FORMULA_FIELDS + ("includes_truncation", "source", "notes")
 _TOP_KEYS = ("name", "description", "extends", "defaults", "citations", "setting", "confidence", "params", "options",

@@ -10,4 +10,7 @@ Test and measurement tooling (needs root); the analytic core never imports it.
   configuration;
 * :mod:`picost.netlab.engine_runs` -- the MPC engine's parties inside a lab;
 * :mod:`picost.netlab.latency_check` -- modeled latency vs wall time (docs/latency-model-check.md).
+* :mod:`picost.netlab.party_runs`, :mod:`picost.netlab.spu_runs`, :mod:`picost.netlab.crypten_runs` --
+  SPU's and CrypTen's parties as processes in a lab, each op timed at several one-way delays;
+  :mod:`picost.netlab.depth` -- the depth: the slope of wall time over the delay.
 """

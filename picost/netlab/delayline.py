@@ -15,6 +15,9 @@ over whole TCP segments of up to 64 KiB (GSO), which keeps the packet rate low e
 Run inside the middle namespace: ``python -m picost.netlab.delayline --tun NAME
 --delay ADDR=SECONDS ... [--default-delay SECONDS]``. It prints ``ready NAME`` once the device
 exists, and on SIGTERM prints one JSON line of statistics (packets, bytes, lateness) and exits.
+A line ``delay ADDR=SECONDS`` on its stdin changes that destination's delay for packets read from
+then on (packets already held keep theirs) and is answered by ``ok``; the lab uses it to measure
+one op at several delays without restarting its parties (:meth:`picost.netlab.lab.Netlab.set_delay`).
 """
 
 from __future__ import annotations
@@ -107,11 +110,34 @@ class DelayLine:
                 next_s = wait_s if next_s is None else min(next_s, wait_s)
         return next_s
 
-    def run(self) -> None:
+    def command(self, line: str) -> str:
+        """Apply one control line (``delay ADDR=SECONDS``); return the answer."""
+        verb, _, arg = line.strip().partition(" ")
+        if verb != "delay":
+            return f"error unknown command {verb!r}"
+        try:
+            address, seconds = parse_delay(arg)
+        except (OSError, ValueError) as exc:
+            return f"error {exc}"
+        if not seconds >= 0:
+            return "error the delay must be >= 0"
+        self.delay_s_by_dst[address] = seconds
+        return "ok"
+
+    def run(self, control=None) -> None:
+        """Serve packets; ``control`` (a text file, e.g. stdin) carries command lines."""
         timeout_s = None
+        watched = [self.fd] + ([control] if control is not None else [])
         while True:
-            readable, _, _ = select.select([self.fd], [], [], timeout_s)
-            if readable:
+            readable, _, _ = select.select(watched, [], [], timeout_s)
+            if control is not None and control in readable:
+                line = control.readline()
+                if not line:
+                    watched.remove(control)
+                    control = None
+                else:
+                    print(self.command(line), flush=True)
+            if self.fd in readable:
                 self.read_available()
             timeout_s = self.release_due()
             if timeout_s is not None:
@@ -166,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(f"ready {args.tun}", flush=True)
-    line.run()
+    line.run(sys.stdin)
 
 
 if __name__ == "__main__":

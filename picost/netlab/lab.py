@@ -261,8 +261,8 @@ class Netlab:
         for party, shape in self.links.items():
             argv += ["--delay", f"{self.address(party)}={shape.one_way_delay_s!r}"]
         self.delay_line = subprocess.Popen(
-            ["ip", "netns", "exec", mid, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=self.python_env())
+            ["ip", "netns", "exec", mid, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=self.python_env())
         line = read_line(self.delay_line, READY_TIMEOUT_S)
         if line.strip() != f"ready {TUN_IFNAME}":
             raise NetlabError(f"delay line did not start: {line!r} {self.delay_line.stderr.read()}")
@@ -270,6 +270,18 @@ class Netlab:
         run_cmd(["ip", "-n", mid, "route", "add", "default", "dev", TUN_IFNAME, "table", str(DELAY_TABLE)])
         for party in self.links:
             run_cmd(["ip", "-n", mid, "rule", "add", "iif", mid_ifname(party), "lookup", str(DELAY_TABLE)])
+
+    def set_delay(self, party: str, one_way_delay_s: float) -> None:
+        """Change the one-way delay of the traffic to ``party`` (packets already held keep theirs;
+        change it between measurements, with the link idle)."""
+        if self.delay_line is None or self.delay_line.poll() is not None:
+            raise NetlabError("the delay line is not running")
+        self.delay_line.stdin.write(f"delay {self.address(party)}={float(one_way_delay_s)!r}\n")
+        self.delay_line.stdin.flush()
+        answer = read_line(self.delay_line, READY_TIMEOUT_S).strip()
+        if answer != "ok":
+            raise NetlabError(f"the delay line refused the new delay of {party}: {answer}")
+        self.links[party] = LinkShape(self.links[party].rate_bps, float(one_way_delay_s))
 
     def popen(self, party: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
               **kwargs) -> subprocess.Popen:

@@ -9,7 +9,8 @@ from typing import Any
 from picost.cost.protocol_table import FORMULA_FIELDS, ProtocolTable, load_protocol, shipped_protocol_names
 
 FIELD_LABELS = {"comm_bytes": "bytes (total)", "bytes_client_to_server": "bytes client->server",
-                "bytes_server_to_client": "bytes server->client", "rounds": "rounds", "compute_s": "compute s",
+                "bytes_server_to_client": "bytes server->client", "rounds": "rounds",
+                "messages": "messages (info)", "compute_s": "compute s",
                 "offline_bytes": "offline bytes"}
 DOCS_HEADER = "<!-- generated from protocols/{name}.yaml by scripts/gen_protocol_docs.py; do not edit -->"
 
@@ -50,6 +51,7 @@ def option_rows(table: ProtocolTable) -> list[tuple[str, str, str, str, str]]:
         for choice in option.choices.values():
             sets = [f"{k} = {v}" for k, v in choice.params.items()]
             sets += [f"{kind}: bytes {e.formulas['comm_bytes'].text}, rounds {e.formulas['rounds'].text}"
+                     + (f", messages {e.formulas['messages'].text}" if "messages" in e.formulas else "")
                      for kind, e in choice.entries.items()]
             source = choice.source + (f" — {choice.notes}" if choice.notes else "")
             rows.append((option.name, option.description,

@@ -97,6 +97,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -145,12 +146,21 @@ def _visibility(role: str, weights: str, input: str) -> tuple[str, int]:
 _LINK_IDS: list[int] = []
 
 
-def _run_in_spu(protocol: str, fun, args: list, roles: list[str], weights: str, input: str,
-                runs: int, want_output: bool = False) -> list | None:
-    """Compile ``fun`` for SPU, run it ``runs`` times (markers ``@@RUN i`` on stdout) and return
-    the reconstructed outputs of the last run if ``want_output``."""
-    import threading
+@dataclass
+class Prepared:
+    """One compiled SPU executable and every party's shares of its inputs."""
 
+    cfg: Any
+    exe: Any
+    io: Any
+    shares: list
+    names: list[str]
+    out_names: list[str]
+
+
+def prepare(protocol: str, fun, args: list, roles: list[str], weights: str, input: str) -> Prepared:
+    """Compile ``fun`` for SPU (FM64, :data:`FXP_BITS`, profiling on) and share its inputs by
+    their roles (see the module doc); shared by the in-process runs here and ``multiproc.py``."""
     import numpy as np
     import spu.api as api
     import spu.libspu as libspu
@@ -174,6 +184,22 @@ def _run_in_spu(protocol: str, fun, args: list, roles: list[str], weights: str, 
     exe, _ = fe.compile(fe.Kind.JAX, fun, tuple(args), {}, names, vis, name_outputs)
     io = api.Io(nparties, cfg)
     shares = [io.make_shares(np.asarray(a), v, o) for a, v, (_, o) in zip(args, vis, vis_owner)]
+    return Prepared(cfg, exe, io, shares, names, out_names)
+
+
+def _run_in_spu(protocol: str, fun, args: list, roles: list[str], weights: str, input: str,
+                runs: int, want_output: bool = False) -> list | None:
+    """Compile ``fun`` for SPU, run it ``runs`` times (markers ``@@RUN i`` on stdout) and return
+    the reconstructed outputs of the last run if ``want_output``."""
+    import threading
+
+    import spu.api as api
+    import spu.libspu as libspu
+
+    nparties = PROTOCOLS[protocol]
+    prep = prepare(protocol, fun, args, roles, weights, input)
+    cfg, exe, io, shares, names, out_names = (prep.cfg, prep.exe, prep.io, prep.shares, prep.names,
+                                              prep.out_names)
 
     desc = libspu.link.Desc()
     _LINK_IDS.append(len(_LINK_IDS))
@@ -227,7 +253,8 @@ def _child_ops(ms: list[dict]) -> None:
             print(f"@@FAILED {json.dumps(repr(exc)[-1500:])}", flush=True)
 
 
-def _child_op(m: dict) -> None:
+def build_case(m: dict):
+    """The :class:`jax_ops.OpCase` of measurement ``m`` and its options with defaults filled in."""
     import jax_ops
 
     opts = {**MEASUREMENT_DEFAULTS, **m}
@@ -238,6 +265,11 @@ def _child_op(m: dict) -> None:
         if len(opts["roles"]) != len(case.roles):
             raise ValueError(f"roles {opts['roles']} do not match the operands {case.roles}")
         case.roles = list(opts["roles"])
+    return case, opts
+
+
+def _child_op(m: dict) -> None:
+    case, opts = build_case(m)
     print(f"@@RESULT {json.dumps({'describe': case.describe, 'roles': case.roles})}", flush=True)
     _run_in_spu(m["protocol"], case.fun, case.args, case.roles, opts["weights"], opts["input"],
                 _runs(m["protocol"], opts["runs"]))

@@ -6,7 +6,10 @@ dependency; run it from a separate virtualenv::
     bash scripts/setup-crypten.sh            # makes .venv-crypten (CrypTen 0.4.1, CPU torch, one patch)
     .venv-crypten/bin/python benchmarks/crypten_ops.py relu exp --shape 4x128
 
-(run it from the top of the repo or anywhere outside the crypten package directory). benchmarks/results/crypten_ops.jsonl was made with
+(run it from the top of the repo or anywhere outside the crypten package directory). It is
+``picost/crypten_engine/runner.py ops``: the op constructions are ``picost/crypten_engine/ct_ops.py``
+(``BENCH``), the same functions ``picost validate --against crypten`` runs inside whole models.
+benchmarks/results/crypten_ops.jsonl was made with
 ``... mul square matmul linear embedding weight_mul relu ltz exp reciprocal inv_sqrt sigmoid tanh erf
 gelu gelu_tanh silu max_row argmax_row softmax_row layernorm_row rmsnorm_row --shape 4x128 8x64 4x100``
 then ``softmax_row argmax_row --shape 2x2 2x3 2x20 1x1024`` and ``softmax_row --shape 1x148 1x149``, and
@@ -23,86 +26,14 @@ bytes it sends. ``sent_bytes`` = ``bytes / 2`` is what one party puts on the wir
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "picost" / "crypten_engine"))
 
-def _op(name: str):
-    """The CrypTen computation for ``name``: a function of x (ROWSxCOLS) and encrypted weights.
-
-    ``w`` holds the server weights, encrypted (secret-shared, as in a CrypTen model) or, with
-    ``--weights public``, plain torch tensors: ``w["mat"]`` COLSxCOLS, ``w["gain"]``/``w["bias"]`` of
-    length COLS, ``w["table"]`` COLSx16.
-    """
-    import math
-
-    def layernorm(x, w):
-        d = x - x.mean(-1, keepdim=True)
-        return d * (d.square().mean(-1, keepdim=True) + 1e-5).inv_sqrt() * w["gain"] + w["bias"]
-
-    def embedding(x, w):  # ROWS tokens, vocabulary COLS, width 16; the one-hot is the client's input
-        import crypten
-        import torch
-        ids = torch.arange(x.size(0)) % x.size(1)
-        return crypten.cryptensor(torch.nn.functional.one_hot(ids, x.size(1)).float()).matmul(w["table"])
-
-    table = {
-        "mul": lambda x, w: x * x.flip(-1),
-        "square": lambda x, w: x.square(),
-        "matmul": lambda x, w: x.matmul(x.t()),
-        "linear": lambda x, w: x.matmul(w["mat"]),
-        "embedding": embedding,
-        "weight_mul": lambda x, w: x * w["gain"],
-        "relu": lambda x, w: x.relu(),
-        "ltz": lambda x, w: x._ltz(),
-        "exp": lambda x, w: x.exp(),
-        "reciprocal": lambda x, w: x.reciprocal(),
-        "inv_sqrt": lambda x, w: x.inv_sqrt(),
-        "sigmoid": lambda x, w: x.sigmoid(),
-        "tanh": lambda x, w: x.tanh(),
-        "erf": lambda x, w: x.erf(),
-        "gelu": lambda x, w: x * ((x * (1 / math.sqrt(2))).erf() + 1) * 0.5,
-        "gelu_tanh": lambda x, w: x * (((x + x.pow(3) * 0.044715) * math.sqrt(2 / math.pi)).tanh() + 1) * 0.5,
-        "silu": lambda x, w: x * x.sigmoid(),
-        "max_row": lambda x, w: x.max(dim=-1),
-        "argmax_row": lambda x, w: x.argmax(dim=-1),
-        "softmax_row": lambda x, w: x.softmax(dim=-1),
-        "layernorm_row": layernorm,
-        "rmsnorm_row": lambda x, w: x * (x.square().mean(-1, keepdim=True) + 1e-5).inv_sqrt() * w["gain"],
-    }
-    return table[name]
-
-
-def _run(ops: list[str], shapes: list[tuple[int, int]], weights: str) -> None:
-    import crypten
-    import crypten.communicator as comm
-    import torch
-    from crypten.config import cfg
-
-    @crypten.mpc.run_multiprocess(world_size=2)
-    def party():
-        cfg.communicator.verbose = True
-        torch.manual_seed(0)
-        rows_out = []
-        for name in ops:
-            for rows, cols in shapes:
-                x = crypten.cryptensor(torch.randn(rows, cols))
-                plain = {"mat": torch.randn(cols, cols) / cols ** 0.5, "gain": torch.ones(cols),
-                         "bias": torch.zeros(cols), "table": torch.randn(cols, 16)}
-                w = plain if weights == "public" else {k: crypten.cryptensor(v) for k, v in plain.items()}
-                comm.get().reset_communication_stats()
-                _op(name)(x, w)
-                stats = comm.get().get_communication_stats()
-                rows_out.append({"op": name, **({"weights": "public"} if weights == "public" else {}),
-                                 "rows": rows, "cols": cols, "rank": comm.get().get_rank(),
-                                 "rounds": int(stats["rounds"]), "bytes": int(stats["bytes"]),
-                                 "sent_bytes": int(stats["bytes"]) // 2})
-        if comm.get().get_rank() == 0:
-            for row in rows_out:
-                print(json.dumps(row), flush=True)
-
-    party()
+import ct_ops  # noqa: E402
+import runner  # noqa: E402
 
 
 def _depth_party() -> None:
@@ -135,7 +66,7 @@ def _depth_party() -> None:
             plain = {"mat": torch.randn(cols, cols) / cols ** 0.5, "gain": torch.ones(cols),
                      "bias": torch.zeros(cols), "table": torch.randn(cols, 16)}
             w = {k: crypten.cryptensor(v) for k, v in plain.items()}
-            fun = _op(case["op"])
+            fun = ct_ops.BENCH[case["op"]]
             for _ in range(int(request.get("warmup", 1))):
                 fun(x, w)
             say("READY", i)
@@ -160,23 +91,12 @@ def _depth_party() -> None:
         raise SystemExit(1)
 
 
-def _shape(text: str) -> tuple[int, int]:
-    rows, cols = text.lower().split("x")
-    return int(rows), int(cols)
-
-
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["depth-party"]:
         _depth_party()
         return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("ops", nargs="+")
-    parser.add_argument("--shape", nargs="+", type=_shape, default=[(4, 128)])
-    parser.add_argument("--weights", choices=("shared", "public"), default="shared",
-                        help="server weights secret-shared (a CrypTen model) or public plain tensors")
-    ns = parser.parse_args(argv)
-    _run(ns.ops, ns.shape, ns.weights)
+    runner.ops_main(argv)
 
 
 if __name__ == "__main__":

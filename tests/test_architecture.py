@@ -33,6 +33,8 @@ def test_import_contracts_hold():
     ("analysis/compare.py", "import picost.mpc.ring", "analytic core"),
     ("cost/network.py", "import torch", "analytic core"),
     ("mpc/ring.py", "import picost.cli.main", "engines never import a face"),
+    ("crypten_engine/validate.py", "import picost.cli.main", "engines never import a face"),
+    ("analysis/estimate.py", "import picost.crypten_engine.bridge", "analytic core"),
 ])
 def test_a_wrong_import_breaks_a_contract(tmp_path, module, bad_import, contract):
     """A copy of the package with one forbidden import added fails ``lint-imports``."""

@@ -239,23 +239,29 @@ def validate(
     ops: bool = typer.Option(True, "--ops/--no-ops", help="Also run every op kind at three shapes."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for any message before failing."),
     protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Table to check the engine against (default picost-2pc); with --against spu, the SPU protocol: semi2k, cheetah or aby3 (default semi2k)."),
-    against: str = typer.Option("engine", "--against", help="engine (picost's own two-party engine) or spu (SecretFlow SPU 0.9.5, in .venv-spu: bash scripts/setup-spu.sh)."),
+    against: str = typer.Option("engine", "--against", help="engine (picost's own two-party engine), spu (SecretFlow SPU 0.9.5, in .venv-spu: bash scripts/setup-spu.sh) or crypten (CrypTen 0.4.1, in .venv-crypten: bash scripts/setup-crypten.sh)."),
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
     new_tokens: Optional[int] = typer.Option(None, "--new-tokens", "-N", help="Engine only: run a generation (prefill of T tokens, then N decode steps on the cache it left) per spec and check every step's rows and the generation totals exactly."),
     force: bool = typer.Option(False, "--force", help="Run even if the estimated memory exceeds what is available."),
 ) -> None:
     """Run a real engine and check measured bytes against picost's tables (exit 1 on a mismatch): picost's
-    own engine against picost-2pc (bytes and rounds, exactly), or SPU against spu-* (totals within 10%,
-    op classes within 20%)."""
+    own engine against picost-2pc (bytes and rounds, exactly), SPU against spu-* (totals within 10%,
+    op classes within 20%), or CrypTen against crypten (bytes and rounds per op class, exactly)."""
     _choice(fmt, ("table", "json"), "--format")
-    _choice(against, ("engine", "spu"), "--against")
+    _choice(against, ("engine", "spu", "crypten"), "--against")
+    tiny = ["tiny", "tiny-relu", "tiny-smonly-fused", "tiny-llama"]
     if against == "spu":
-        _validate_spu(specs or ["tiny", "tiny-relu", "tiny-smonly-fused", "tiny-llama"], context,
-                      protocol or "semi2k", option, timeout if timeout != 60.0 else None, fmt)
+        _validate_spu(specs or tiny, context, protocol or "semi2k", option, timeout if timeout != 60.0 else None, fmt)
+        return
+    if against == "crypten":
+        if protocol not in (None, "crypten"):
+            raise UserError("--against crypten checks the crypten table (no --protocol)", field="--protocol")
+        _validate_crypten(specs or tiny, context, option, timeout if timeout != 60.0 else None, fmt)
         return
     if option:
-        raise UserError("--option applies to --against spu (the engine has no table options)", field="--option")
+        raise UserError("--option applies to --against spu or crypten (the engine has no table options)",
+                        field="--option")
     protocol = protocol or "picost-2pc"
     _need_torch()
     if new_tokens is not None:
@@ -331,8 +337,6 @@ def _validate_generation(specs: Optional[list[str]], context: int, new_tokens: i
 def _validate_spu(specs: list[str], context: int, protocol: str, option: Optional[list[str]],
                   timeout: Optional[float], fmt: str) -> None:
     """``validate --against spu``: each spec run in SPU next to the spu-<protocol> estimate."""
-    from rich.progress import Progress
-
     from picost.cost.table_options import parse_option_args
     from picost.model.load import load_spec
     from picost.spu import bridge, validate as spu_validate
@@ -346,21 +350,61 @@ def _validate_spu(specs: list[str], context: int, protocol: str, option: Optiona
     for model in models:  # and bad options, before any SPU run
         spu_validate.estimate_bytes(model, context, protocol, options)
     bridge.spu_python()
+    checks = _engine_checks(models, f"SPU {protocol} runs (whole model, then op by op)",
+                            lambda model: spu_validate.check(model, context, protocol, options, timeout))
+    _show_engine_checks(checks, fmt, "picost.validate.spu/1", spu_validate.render,
+                        f"runs within {spu_validate.TOTAL_TOLERANCE:.0%} in total and "
+                        f"{spu_validate.CLASS_TOLERANCE:.0%} per op class")
+
+
+def _validate_crypten(specs: list[str], context: int, option: Optional[list[str]], timeout: Optional[float],
+                      fmt: str) -> None:
+    """``validate --against crypten``: each spec run in CrypTen next to the crypten estimate."""
+    from picost.cost.table_options import options_for, parse_option_args
+    from picost.crypten_engine import bridge, validate as crypten_validate
+    from picost.model.load import load_spec
+
+    args = parse_option_args(option)
+    other = sorted(set(args) - {None, crypten_validate.TABLE})
+    if other:
+        raise UserError(f"--option names table '{other[0]}'; --against crypten uses only "
+                        f"'{crypten_validate.TABLE}'", field="--option")
+    options = options_for(crypten_validate.TABLE, args)
+    models = [load_spec(ref) for ref in specs]  # bad specs fail fast with a located error
+    for model in models:  # and bad options, before any CrypTen run
+        crypten_validate.estimate(model, context, options)
+    bridge.crypten_python()
+    checks = _engine_checks(models, "CrypTen runs (two processes)",
+                            lambda model: crypten_validate.check(model, context, options, timeout))
+    _show_engine_checks(checks, fmt, "picost.validate.crypten/1", crypten_validate.render,
+                        "runs equal to the crypten table (bytes and rounds, in total and per op class), "
+                        f"logits within {crypten_validate.LOGITS_TOLERANCE:.0%}")
+
+
+def _engine_checks(models: list[Any], label: str, run: Callable[[Any], Any]) -> list[Any]:
+    """``run(model)`` for each model under a progress bar."""
+    from rich.progress import Progress
+
     checks = []
     with Progress(transient=True) as progress:
-        task = progress.add_task(f"SPU {protocol} runs (whole model, then op by op)", total=len(models))
+        task = progress.add_task(label, total=len(models))
         for model in models:
-            checks.append(spu_validate.check(model, context, protocol, options, timeout))
+            checks.append(run(model))
             progress.update(task, advance=1)
+    return checks
+
+
+def _show_engine_checks(checks: list[Any], fmt: str, schema: str, render: Callable[[list[Any]], Any],
+                        verdict: str) -> None:
+    """JSON, or the checks' table and a summary line; exit 1 unless every check is ok."""
     ok = all(c.ok for c in checks)
     if fmt == "json":
         from picost.report.render import dump_json
 
-        _echo(dump_json({"schema": "picost.validate.spu/1", "checks": [c.as_dict() for c in checks]}))
+        _echo(dump_json({"schema": schema, "checks": [c.as_dict() for c in checks]}))
     else:
-        _print(spu_validate.render(checks))
-        _echo(f"{'OK' if ok else 'OUTSIDE TOLERANCE'}: {sum(c.ok for c in checks)} of {len(checks)} runs within "
-              f"{spu_validate.TOTAL_TOLERANCE:.0%} in total and {spu_validate.CLASS_TOLERANCE:.0%} per op class")
+        _print(render(checks))
+        _echo(f"{'OK' if ok else 'OUTSIDE TOLERANCE'}: {sum(c.ok for c in checks)} of {len(checks)} {verdict}")
     if not ok:
         raise typer.Exit(1)
 

@@ -119,11 +119,15 @@ class Rope(nn.Module):
         inv_freq = 1.0 / base ** (torch.arange(0, rotated, 2, dtype=torch.float64) / rotated)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def tables(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The public cos and sin, ``(positions, rotated)``."""
         angles = positions.to(torch.float64)[:, None] * self.inv_freq[None, :]
         angles = torch.cat([angles, angles], dim=-1)
-        cos, sin = angles.cos().to(q.dtype), angles.sin().to(q.dtype)
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        cos, sin = self.tables(positions, q.dtype)
         return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

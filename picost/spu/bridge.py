@@ -15,19 +15,17 @@ builds the same model in JAX (``jax_model.py``) and the same ops (``jax_ops.py``
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from picost import sidecar
 from picost.errors import UserError
 from picost.model.lower import lower
 from picost.model.ops import Op, op_class
 from picost.model.spec import ModelSpec
 
 RUNNER = Path(__file__).resolve().with_name("runner.py")
-REPO = Path(__file__).resolve().parents[2]
 SETUP_HINT = "bash scripts/setup-spu.sh"
 PROTOCOLS = {"semi2k": "SEMI2K", "cheetah": "CHEETAH", "aby3": "ABY3"}
 WEIGHTS = ("server-private", "shared", "public")
@@ -44,13 +42,7 @@ DEFAULT_TIMEOUT_S = 3600.0
 
 def spu_python() -> Path:
     """The SPU virtualenv's interpreter; a :class:`UserError` saying how to make it if missing."""
-    env = os.environ.get("PICOST_SPU_PYTHON")
-    candidate = Path(env) if env else REPO / ".venv-spu" / "bin" / "python"
-    if not candidate.exists():
-        where = f"PICOST_SPU_PYTHON={env}" if env else str(candidate.relative_to(REPO))
-        raise UserError(f"SPU environment missing ({where} not found): run `{SETUP_HINT}` "
-                        "(or point PICOST_SPU_PYTHON at an interpreter with spu 0.9.5)")
-    return candidate
+    return sidecar.find_python("PICOST_SPU_PYTHON", ".venv-spu", SETUP_HINT, "SPU", "spu 0.9.5")
 
 
 def spu_available() -> bool:
@@ -225,16 +217,7 @@ def parse_model_output(text: str) -> ModelRun:
 # ---------------------------------------------------------------------------------------------
 
 def _run(mode: str, request: Any, timeout: float) -> str:
-    python = spu_python()
-    try:
-        done = subprocess.run([str(python), str(RUNNER), mode], input=json.dumps(request), capture_output=True,
-                              text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"the SPU {mode} run took longer than {timeout:g} s (smaller sizes, or a longer "
-                        "timeout)") from None
-    if done.returncode != 0 and not done.stdout.strip():
-        raise UserError(f"the SPU {mode} run failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-    return done.stdout
+    return sidecar.run_script(spu_python(), RUNNER, [mode], json.dumps(request), timeout, f"SPU {mode}")
 
 
 def run_model(spec: ModelSpec, context: int | None = None, protocol: str = "semi2k", *,

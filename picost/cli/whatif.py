@@ -543,9 +543,13 @@ def report(
                                          "reports/NAME.md; plots go to reports/NAME/."),
     all_examples: bool = typer.Option(False, "--all", help="Regenerate every example of reports/examples.yaml "
                                       "(run from the repository root)."),
+    new_tokens: Optional[str] = typer.Option(None, "--new-tokens", "-N", help="Add a generation section: N new "
+                                             "tokens after the T-token prompt (1,2,...,64): TTFT, per-token latency "
+                                             "and totals, per-token latency vs N by op class."),
 ) -> None:
-    """Write a markdown cost report (setting, summary, breakdowns, sweep with PNG plots, formulas and
-    sources, uncosted ops). Files are written atomically; on error nothing is written."""
+    """Write a markdown cost report (setting, summary, breakdowns, sweep with PNG plots, with
+    --new-tokens a generation section, formulas and sources, uncosted ops). Files are written
+    atomically; on error nothing is written."""
     from picost.report.markdown_report import ReportConfig, build_report, load_examples, write_report
 
     if all_examples:
@@ -558,7 +562,7 @@ def report(
         configs = [(ReportConfig(name=Path(output).stem, specs=tuple(specs), protocols=tuple(_protocol_list(protocol)),
                                  networks=tuple(_split_list(network)), context=context, sweep=sweep_contexts,
                                  aero=aero_steps, prune=prune, title=title, bandwidth=bandwidth, rtt=rtt,
-                                 output=output, options=tuple(option or ())), output)]
+                                 output=output, options=tuple(option or ()), new_tokens=new_tokens), output)]
     built = [build_report(c, out) for c, out in configs]  # everything computed before anything is written
     for r in built:
         if not r.markdown_path.parent.is_dir():

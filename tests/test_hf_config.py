@@ -40,10 +40,37 @@ def test_llama3_config_gqa():
     assert count_flops(spec, 128).total == count_flops(shipped, 128).total
 
 
-def test_mistral_config_notes_sliding_window():
+def test_mistral_config_reads_sliding_window():
     spec = load_spec(DATA / "mistral-7b-config.json")
     assert spec.n_kv_heads == 8 and spec.context_length == 32768
-    assert "sliding_window" in spec.description
+    assert spec.attention.sliding_window == 4096 and "sliding window of 4096" in spec.description
+    # each query meets at most 4096 keys: QK^T and AV FLOPs grow linearly in T beyond the window
+    at = {T: count_flops(spec, T).by_group()["attn_scores_values"] for T in (4096, 8192, 16384)}
+    assert at[16384] - at[8192] == 2 * (at[8192] - at[4096])
+
+
+def _edited(tmp_path, name, **changes):
+    raw = json.loads((DATA / name).read_text())
+    raw.update(changes)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw, indent=1))
+    return path
+
+
+def test_sliding_window_null_and_qwen2_layers(tmp_path):
+    assert load_spec(_edited(tmp_path, "mistral-7b-config.json", sliding_window=None)).attention.sliding_window is None
+    qwen = "qwen2.5-0.5b-config.json"
+    assert load_spec(DATA / qwen).attention.sliding_window is None  # use_sliding_window: false
+    every = load_spec(_edited(tmp_path, qwen, use_sliding_window=True, max_window_layers=0, sliding_window=512))
+    assert every.attention.sliding_window == 512
+    none = load_spec(_edited(tmp_path, qwen, use_sliding_window=True, max_window_layers=24))
+    assert none.attention.sliding_window is None  # all 24 layers keep full attention
+    with pytest.raises(UserError) as exc:
+        load_spec(_edited(tmp_path, qwen, use_sliding_window=True, max_window_layers=21))
+    assert exc.value.field == "max_window_layers" and exc.value.line is not None
+    with pytest.raises(UserError) as exc:
+        load_spec(_edited(tmp_path, "mistral-7b-config.json", sliding_window=0))
+    assert exc.value.field == "attention.sliding_window" and exc.value.line is not None
 
 
 def test_unsupported_model_type_is_located(tmp_path):

@@ -48,9 +48,9 @@ def test_conversion_rows_by_hand():
     wan = get_network("wan")
     assert up.latency_s == pytest.approx(up.comm_bytes * 8 / wan.bandwidth_bps + up.rounds * wan.round_s, rel=1e-12)
     # the conversions sit between the up projection (bumblebee) and the GELU (sigma), and after the GELU
+    # (bumblebee's linear entries include their truncation: no .trunc rows since it follows spu-cheetah)
     names = [x.name for x in est.rows]
     at = names.index("L0.ffn.act")
-    # (bumblebee's linears include their truncation: no .trunc rows)
     assert names[at - 3:at + 4] == ["L0.ffn.up", "L0.ffn.act.reduce", "L0.ffn.act.truncate_reduce",
                                     "L0.ffn.act", "L0.ffn.down.extend", "L0.ffn.down.shift_up", "L0.ffn.down"]
     assert sum(x.op_class == "conversion" for x in est.rows) == 4 * spec.n_layers

@@ -103,7 +103,10 @@ def test_sweep_grid_keeps_protocol_and_network_columns():
 def test_estimate_by_class_rows_stay_on_one_line(width):
     out = run(width, *COMMANDS["estimate"])
     rows = table_rows(out)
-    assert len(rows) == 8 and all(r[0] for r in rows)  # one line per class (bumblebee has no truncation rows)
+    from picost.analysis.estimate import estimate
+
+    classes = estimate("gpt2", "bumblebee", "wan").by("class")
+    assert len(rows) == len(classes) and all(r[0] for r in rows)  # one line per class: nothing wrapped
     labels = [r[0] for r in rows]
     assert "softmax" in labels and ("attn" in labels or "attention_matmul" in labels)
     if "attn" in labels:

@@ -145,3 +145,49 @@ def test_positions_beyond_learned_table_are_an_error() -> None:
     model = build_reference(spec)
     with pytest.raises(ValueError, match="beyond the learned table"):
         model(torch.zeros((1, spec.context_length + 1), dtype=torch.long))
+
+
+def _windowed(name: str, window: int, **fields) -> ModelSpec:
+    spec = shrink(load_spec(name))
+    return with_fields(spec, attention=spec.attention.model_copy(update={"sliding_window": window}), **fields)
+
+
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+@pytest.mark.parametrize("name,window", [("tiny-llama", 3), ("tiny", 1), ("llama3-8b", 5), ("tiny", 64)])
+def test_sliding_window_matches_lowering(name: str, window: int, phase: str) -> None:
+    """QK^T, the softmax and AV over min(keys, W) columns; valid = unmasked slots of each window."""
+    spec = _windowed(name, window, phase=phase)
+    assert_matches_lowering(spec, T)
+    softmax = next(op for op in lower(spec, T).ops if op.kind == "softmax")
+    keys = T + 1 if phase == "decode" else T
+    assert softmax.dims["cols"] == min(keys, window)
+
+
+def test_sliding_window_sees_only_its_window() -> None:
+    """One layer, W = 3: the output at position p depends on tokens p - 2 .. p only; decoding
+    after a windowed prefill equals the longer windowed prefill."""
+    spec = _windowed("tiny-llama", 3, n_layers=1, head="full")
+    model = build_reference(spec, seed=5, dtype=torch.float64)
+    ids = torch.randint(spec.vocab_size, (1, T + 1), generator=torch.Generator().manual_seed(6))
+    changed = ids.clone()
+    changed[0, 0] = (changed[0, 0] + 1) % spec.vocab_size
+    with torch.no_grad():
+        a, b = model(ids), model(changed)
+        cache = KVCache.empty(spec.n_layers)
+        model(ids[:, :T], cache)
+        step = model(ids[:, T:], cache)
+    torch.testing.assert_close(a[:, 3:], b[:, 3:])
+    assert not torch.allclose(a[:, 2], b[:, 2])
+    torch.testing.assert_close(step[:, 0], a[:, T])
+
+
+def test_engines_refuse_sliding_window() -> None:
+    from picost.errors import UserError
+    from picost.mpc.model import check_supported
+    from picost.spu.bridge import model_request
+
+    spec = _windowed("tiny-llama", 3)
+    for refuse in (check_supported, model_request):
+        with pytest.raises(UserError, match="full attention only") as exc:
+            refuse(spec)
+        assert exc.value.field == "attention.sliding_window"

@@ -174,3 +174,41 @@ def test_committed_reports_are_fresh(example, monkeypatch):
     expected = {p.name for p in built.data_files()} | {p.with_suffix(".png").name for p in built.data_files()}
     left_over = sorted(p.name for p in assets.iterdir()) if assets.is_dir() else []
     assert set(left_over) == expected, f"{assets} holds files the report no longer writes: {sorted(set(left_over) - expected)}"
+
+
+def test_generation_section_csv_sums_to_the_generation_totals(tmp_path):
+    import picost
+    from picost.report.plot_data import read_csv
+
+    md = tmp_path / "g.md"
+    built = build_report(config(protocols=(FIXTURE, "crypten"), new_tokens="1,2,...,8"), md, plots=False)
+    text = built.markdown
+    assert text.index("## Context sweep") < text.index("## Generation") < text.index("## Formulas and sources")
+    assert "--new-tokens 1,2,...,8" in text and "a generation of N = 1,2,...,8 new tokens" in text
+    for network in ("lan", "wan"):
+        rows = read_csv(built.files[tmp_path / "g" / f"per-token-tiny-{network}.csv"])
+        assert [int(r["N"]) for r in rows] == [1, 2, 4, 8] * 2
+        for r in rows:
+            classes = [k for k in r if k not in ("protocol", "N", "total")]
+            assert sum(float(r[c]) for c in classes) == pytest.approx(float(r["total"]), rel=1e-9)
+            g = picost.estimate("tiny", r["protocol"] if r["protocol"] != "sweepfix" else FIXTURE, network, 16,
+                                new_tokens=int(r["N"]))
+            assert float(r["total"]) == pytest.approx(g.mean_token_s, rel=1e-9)
+            assert g.ttft_s + int(r["N"]) * float(r["total"]) == pytest.approx(g.totals()["latency_s"], rel=1e-9)
+    assert "![mean per-token latency by op class vs N over wan, tiny](g/per-token-tiny-wan.png)" in text
+    from picost.report.figures import N_LABEL, class_figure
+
+    plan = class_figure(built.files[tmp_path / "g" / "per-token-tiny-wan.csv"], "per_token", "t")
+    assert plan.x_label == N_LABEL and plan.panels[0].T == (1, 2, 4, 8) and plan.quantity == "mean per-token latency"
+    one = build_report(config(new_tokens=4), tmp_path / "one.md", plots=False)  # one N: the table, no plot
+    assert "## Generation" in one.markdown and not any("per-token" in p.name for p in one.files)
+    with pytest.raises(UserError) as exc:
+        build_report(config(new_tokens="0"), tmp_path / "bad.md", plots=False)
+    assert exc.value.field == "--new-tokens"
+
+
+def test_examples_accept_new_tokens(tmp_path):
+    f = tmp_path / "examples.yaml"
+    f.write_text("one:\n  specs: [tiny]\n  protocols: [crypten]\n  networks: [wan]\n  new_tokens: 1,4,16\n")
+    (c,) = load_examples(f)
+    assert c.new_tokens == "1,4,16" and "--new-tokens 1,4,16" in c.command()

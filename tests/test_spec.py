@@ -74,6 +74,9 @@ def test_d_ff_multiplier(tmp_path):
         (("name: m", "name: m\npositional: rope\nrope_fraction: 0.1"), "rope_fraction", 3, "even"),
         (("name: m", "name: m\nhead: none"), "argmax", None, "argmax needs a head"),
         (("name: m", "name: m\nphase: generate"), "phase", 2, "prefill"),
+        (("name: m", "name: m\nattention:\n  sliding_window: 0"), "attention.sliding_window", 3, "greater than 0"),
+        (("name: m", "name: m\nattention:\n  causal: false\n  sliding_window: 4"), "attention.sliding_window", 4,
+         "causal attention only"),
         (("name: m", "name: m\nbatch_size: 0"), "batch_size", 2, "greater than 0"),
     ],
 )

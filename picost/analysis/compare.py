@@ -4,6 +4,10 @@ Savings of a model against the first (the reference) are ``reference / model`` p
 in total, for each metric: above 1 the model is cheaper. A class a model does not have (e.g. the
 norms of a LayerNorm-free model) has cost 0 and infinite savings; a class only the model has
 shows 0x.
+
+Generations (:func:`compare_generations`) line up the same way on their totals (prefill + N
+decode steps), with two more rows: ``prefill`` (its latency is the time to first token) and
+``per_token`` (the mean of a decode step).
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ def savings(reference: float, value: float) -> float | None:
 class Comparison:
     """Per model (in order), per class (and ``total``), per metric: the value, and savings."""
 
-    estimates: tuple[Estimate, ...]
+    estimates: tuple[Any, ...]
+    """The compared :class:`Estimate` s (or :class:`~picost.analysis.generation.Generation` s)."""
     classes: tuple[str, ...]
     values: tuple[dict[str, dict[str, Any]], ...]
-    """``values[i][class][metric]``; ``class`` includes ``"total"``."""
+    """``values[i][class][metric]``; ``class`` includes ``"total"`` (and the :attr:`phases`)."""
+    phases: tuple[str, ...] = ()
+    """Generations only: ``prefill`` and ``per_token``, rows after ``total``."""
 
     def savings(self, i: int, op_class: str, metric: str) -> float | None:
         return savings(self.values[0][op_class][metric], self.values[i][op_class][metric])
@@ -46,3 +53,22 @@ def compare(estimates: Sequence[Estimate]) -> Comparison:
         per["total"] = {m: getattr(est.totals, m) or 0 for m in METRICS}
         values.append(per)
     return Comparison(tuple(estimates), classes + ("total",), tuple(values))
+
+
+GENERATION_PHASES = ("prefill", "per_token")
+
+
+def compare_generations(generations: Sequence[Any]) -> Comparison:
+    """Generations side by side: per class and in total (prefill + every decode step), then the
+    prefill and the mean decode step; the first is the reference."""
+    grouped = [g.class_totals() for g in generations]
+    classes = tuple(c for c in ROW_CLASSES if any(c in g for g in grouped))
+    values = []
+    for gen, g in zip(generations, grouped):
+        per = {c: {m: (g[c][m] or 0) if c in g else 0 for m in METRICS} for c in classes}
+        totals, pre = gen.totals(), gen.prefill.totals
+        per["total"] = {m: totals[m] or 0 for m in METRICS}
+        per["prefill"] = {m: getattr(pre, m) or 0 for m in METRICS}
+        per["per_token"] = {m: (gen.decode_totals()[m] or 0) / gen.new_tokens for m in METRICS}
+        values.append(per)
+    return Comparison(tuple(generations), classes + ("total",), tuple(values), GENERATION_PHASES)

@@ -119,14 +119,14 @@ class Generation:
         return {f: (None if v is None else _pysum(v)) for f, v in self.steps.total.items()}
 
     def class_totals(self) -> dict[str, dict[str, Any]]:
-        """Per class: prefill + decode sums."""
+        """Per class: prefill + decode sums of FLOPs, bytes, rounds and latency."""
         prefill = self.prefill.by("class")
         out = {}
         for c in ROW_CLASSES:
             if c not in prefill and c not in self.steps.by_class:
                 continue
             row = {}
-            for f in ("comm_bytes", "rounds", "latency_s"):
+            for f in ("flops", "comm_bytes", "rounds", "latency_s"):
                 pv = getattr(prefill[c], f) if c in prefill else 0
                 arr = self.steps.by_class.get(c, {}).get(f)
                 row[f] = (pv or 0) + (_pysum(arr) if arr is not None else 0)
@@ -179,8 +179,49 @@ def decode_steps(spec: "ModelSpec", table: ProtocolTable, link: Network, prompt:
     import numpy as np
 
     cache = np.arange(prompt, prompt + new_tokens, dtype=np.int64)
-    decode_spec = spec.model_copy(update={"phase": "decode"})
-    ops = lower(decode_spec, cache).ops
+    costs = decode_costs(spec, table, cache, allow_uncosted)
+    by_class: dict[str, dict[str, Any]] = {}
+    for cls, out in costs.by_class.items():
+        out = dict(out)
+        out["latency_s"] = step_latency(out, link, table)
+        by_class[cls] = out
+    total: dict[str, Any] = {}
+    for f in STEP_FIELDS:
+        parts = [by_class[c][f] for c in by_class if by_class[c][f] is not None]
+        if not parts and f != "flops":
+            total[f] = None
+        else:
+            total[f] = sum(parts[1:], parts[0]) if parts else np.zeros(new_tokens, dtype=np.int64)
+    return DecodeSteps(cache, by_class, total, costs.uncosted)
+
+
+@dataclass(frozen=True)
+class DecodeCosts:
+    """Per op class, the cost fields (FLOPs and :data:`_COST`) of one decode step at each cache
+    length of ``cache`` (arrays as long as ``cache``; ``None`` for a field no costed row of the
+    class gives; the ``bytes_*`` directions ``None`` everywhere unless every costed row has them)."""
+
+    cache: "np.ndarray"
+    by_class: dict[str, dict[str, Any]]
+    uncosted: tuple[str, ...] = ()
+
+
+def step_latency(fields: Mapping[str, Any], link: Network, table: ProtocolTable) -> Any:
+    """The estimate's latency model on arrays of one class's fields (``None`` without bytes)."""
+    if fields["comm_bytes"] is None:
+        return None
+    round_s = link.round_s * table.setting.delays_per_round
+    compute = fields["compute_s"] if fields["compute_s"] is not None else 0
+    return compute + fields["comm_bytes"] * 8 / link.bandwidth_bps + fields["rounds"] * round_s
+
+
+def decode_costs(spec: "ModelSpec", table: ProtocolTable, cache: "np.ndarray",
+                 allow_uncosted: bool = False) -> DecodeCosts:
+    """One decode step of ``spec`` at every cache length of ``cache`` (a 1-D int64 array, any
+    order), lowered once: rows whose dims do not depend on the cache are costed once by the table,
+    the others by evaluating its formulas on the arrays."""
+    n = len(cache)
+    ops = lower(spec.model_copy(update={"phase": "decode"}), cache).ops
     acc: dict[str, dict[str, Any]] = {}
     present: dict[str, dict[str, bool]] = {}
     directions = True
@@ -207,30 +248,15 @@ def decode_steps(spec: "ModelSpec", table: ProtocolTable, link: Network, prompt:
                 a[f] = a[f] + values[f]
                 seen[f] = True
     by_class: dict[str, dict[str, Any]] = {}
-    round_s = link.round_s * table.setting.delays_per_round
     for cls in ROW_CLASSES:
         if cls not in acc:
             continue
         a, seen = acc[cls], present[cls]
-        out = {f: _integral(_full(a[f], new_tokens)) if (f == "flops" or seen.get(f)) else None for f in a}
-        if out["comm_bytes"] is not None:
-            out["latency_s"] = ((out["compute_s"] if out["compute_s"] is not None else 0)
-                                + out["comm_bytes"] * 8 / link.bandwidth_bps + out["rounds"] * round_s)
-        else:
-            out["latency_s"] = None
+        out = {f: _integral(_full(a[f], n)) if (f == "flops" or seen.get(f)) else None for f in a}
         if not directions:
             out["bytes_client_to_server"] = out["bytes_server_to_client"] = None
         by_class[cls] = out
-    total: dict[str, Any] = {}
-    for f in STEP_FIELDS:
-        parts = [by_class[c][f] for c in by_class if by_class[c][f] is not None]
-        if f in ("bytes_client_to_server", "bytes_server_to_client") and not directions:
-            total[f] = None
-        elif not parts and f != "flops":
-            total[f] = None
-        else:
-            total[f] = sum(parts[1:], parts[0]) if parts else np.zeros(new_tokens, dtype=np.int64)
-    return DecodeSteps(cache, by_class, total, tuple(uncosted))
+    return DecodeCosts(cache, by_class, tuple(uncosted))
 
 
 def _integral(arr: Any) -> Any:
@@ -289,8 +315,10 @@ def _array_values(table: ProtocolTable, entry: Any, dims: Mapping[str, Any], row
 
 
 def _at(value: Any, cache: "np.ndarray", at: int) -> Any:
+    import numpy as np
+
     if _is_array(value):
-        return value[int(at - cache[0])].item()
+        return value[int(np.flatnonzero(cache == at)[0])].item()
     return value
 
 

@@ -146,7 +146,19 @@ def _check_finite(spec: "ModelSpec", table: "ProtocolTable", cf: ClassForms,
 def parse_contexts(text: str, option: str = "--context") -> list[int]:
     """``64,128,...,32768`` (doubling implied by ``...`` between a geometric start and the end),
     ``64,128,256``, or a range ``64:32768:64`` (start:stop:step, stop included)."""
-    text = text.strip()
+    return parse_counts(text, option, "contexts", "tokens", lambda v: limits.context(v, option))
+
+
+def parse_new_tokens(text: str, option: str = "--new-tokens") -> list[int]:
+    """Numbers of new tokens N, written as contexts are (``1,8,64``, ``1,2,...,64``, ``1:64:1``)."""
+    from picost.analysis.generation import check_new_tokens
+
+    return parse_counts(text, option, "new tokens", "tokens", lambda v: check_new_tokens(v, option))
+
+
+def parse_counts(text: str, option: str, what: str, unit: str, check: Any) -> list[int]:
+    """A list of positive whole numbers (see :func:`parse_contexts`), each passed to ``check``."""
+    text = str(text).strip()
     try:
         if len(text) > 100_000:
             raise ValueError
@@ -156,7 +168,7 @@ def parse_contexts(text: str, option: str = "--context") -> list[int]:
                 raise ValueError
             count = max(0, (parts[1] - parts[0]) // parts[2] + 1)
             if count > MAX_SWEEP_POINTS:
-                raise UserError(f"{limits.short(count)} contexts in '{limits.short(text)[1:-1]}'; a sweep takes at most {MAX_SWEEP_POINTS} "
+                raise UserError(f"{limits.short(count)} {what} in '{limits.short(text)[1:-1]}'; a sweep takes at most {MAX_SWEEP_POINTS} "
                                 "(see docs/limits.md)", field=option)
             values = list(range(parts[0], parts[1] + 1, parts[2]))
         else:
@@ -170,15 +182,15 @@ def parse_contexts(text: str, option: str = "--context") -> list[int]:
             else:
                 values = [int(p) for p in items]
     except ValueError:
-        raise UserError(f"cannot read contexts '{limits.short(text)[1:-1]}'; write e.g. 64,128,...,32768 (doubling), "
+        raise UserError(f"cannot read {what} '{limits.short(text)[1:-1]}'; write e.g. 64,128,...,32768 (doubling), "
                         "64,128,256 or 64:32768:64 (start:stop:step)", field=option) from None
     if not values or any(v < 1 for v in values):
-        raise UserError(f"contexts must be positive numbers of tokens (got '{limits.short(text)[1:-1]}')", field=option)
+        raise UserError(f"{what} must be positive numbers of {unit} (got '{limits.short(text)[1:-1]}')", field=option)
     if len(values) > MAX_SWEEP_POINTS:
-        raise UserError(f"{len(values)} contexts; a sweep takes at most {MAX_SWEEP_POINTS} (see docs/limits.md)",
+        raise UserError(f"{len(values)} {what}; a sweep takes at most {MAX_SWEEP_POINTS} (see docs/limits.md)",
                         field=option)
     for v in values:
-        limits.context(v, option)
+        check(v)
     return values
 
 

@@ -323,10 +323,6 @@ def _one_table(protocols: str, option: Sequence[str] | None) -> Any:
     return found[0]
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
 def sweep(
     spec: str = typer.Argument(..., help="Spec file or shipped spec name."),
     context: str = typer.Option("64,128,...,32768", "--context", "-T",
@@ -339,80 +335,48 @@ def sweep(
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
     share: str = typer.Option("latency", "--share", help="Class shares of: latency | comm."),
     allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="Leave out ops the table cannot cost."),
+    new_tokens: Optional[str] = typer.Option(None, "--new-tokens", "-N", help="Generation: N new tokens after "
+                                             "each T-token prompt (1,8,64 sweeps N too): time to first token, mean "
+                                             "per-token latency and totals of the prefill + N decode steps."),
     fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
 ) -> None:
-    """Costs over many contexts (and protocols, networks): one row per point with totals and each
-    op class's share.
+    """Costs over many contexts (and protocols, networks; with --new-tokens, numbers of generated
+    tokens): one row per point with totals and each op class's share.
 
-    Vectorized: lowered once per protocol with a symbolic T. In a narrow terminal the table keeps
-    the totals and the classes with the largest shares; -f csv gives every column."""
+    Vectorized: lowered once per protocol with a symbolic T (and the decode steps once over every
+    cache length the points visit). In a narrow terminal the table keeps the totals and the
+    classes with the largest shares; -f csv gives every column."""
     from picost.analysis import sweep as sweeps
-    from picost.report.render import human_bytes, human_count, human_seconds
     from picost.model.load import load_spec
+    from picost.report import sweep_output
 
     _check_format(fmt)
     if share not in ("latency", "comm"):
         raise UserError(f"unknown value '{share}' for --share; choose from latency, comm", field="--share")
     contexts = sweeps.parse_contexts(context)
-    result = sweeps.sweep(load_spec(spec), contexts, _tables(protocol, option), _networks(network, bandwidth, rtt),
-                          allow_uncosted)
+    counts = sweeps.parse_new_tokens(new_tokens) if new_tokens is not None else None
+    model, tables, links = load_spec(spec), _tables(protocol, option), _networks(network, bandwidth, rtt)
+    if counts is None:
+        result = sweeps.sweep(model, contexts, tables, links, allow_uncosted)
+    else:
+        from picost.analysis.generation_sweep import generation_sweep
+
+        result = generation_sweep(model, contexts, counts, tables, links, allow_uncosted)
     field = "latency_s" if share == "latency" else "comm_bytes"
     shares = {c: result.share(c, field) for c in result.classes}
     if fmt == "json":
-        points = [{"protocol": result.protocol[i], "network": result.network[i], "context": int(result.context[i]),
-                   **{f: float(result.total[f][i]) for f in result.total},
-                   "classes": {c: {**{f: float(result.by_class[c][f][i]) for f in result.total},
-                                   "share": float(shares[c][i])} for c in result.classes}}
-                  for i in range(len(result))]
-        emit_table(fmt, "", (), (), {"schema": "picost.sweep/1", "spec": result.spec_name, "share_of": field,
-                                     "networks": {n: v.as_dict() for n, v in result.networks.items()},
-                                     "uncosted": result.uncosted, "points": points})
+        emit_table(fmt, "", (), (), sweep_output.json_obj(result, field, shares))
         return
-    header = ("protocol", "network", "T", "comm", "rounds", "latency") + tuple(f"{c} %" for c in result.classes)
-    human = fmt in ("table", "md")
-    rows = []
-    for i in range(len(result)):
-        totals = result.total
-        if human:
-            head = (human_bytes(totals["comm_bytes"][i]), human_count(totals["rounds"][i]),
-                    human_seconds(totals["latency_s"][i]))
-            tail = tuple(_pct(shares[c][i]) for c in result.classes)
-        else:
-            head = (float(totals["comm_bytes"][i]), float(totals["rounds"][i]), float(totals["latency_s"][i]))
-            tail = tuple(float(shares[c][i]) for c in result.classes)
-        rows.append((result.protocol[i], result.network[i], int(result.context[i])) + head + tail)
+    header = sweep_output.header(result)
+    rows = sweep_output.rows(result, shares, human=fmt in ("table", "md"))
     if fmt == "table":
-        _print(_sweep_table(result, share, shares, rows))
+        _print(sweep_output.terminal_table(result, share, shares, rows))
     else:
-        emit_table(fmt, f"{result.spec_name}: sweep over T (class shares of {share})", header, rows, None,
+        what = "T and N" if counts is not None else "T"
+        emit_table(fmt, f"{result.spec_name}: sweep over {what} (class shares of {share})", header, rows, None,
                    [False, False] + [True] * (len(header) - 2))
     _out_wrapped([f"uncosted under {proto} (left out of the totals): {', '.join(names)}"
                   for proto, names in result.uncosted.items()])
-
-
-def _sweep_table(result: Any, share: str, shares: dict[str, Any], rows: list[tuple[Any, ...]]) -> Any:
-    """The terminal view of a sweep: a single protocol or network goes into the title; the class
-    columns come by their largest share, so a narrow terminal keeps the totals and the top classes."""
-    from picost.report.render import CLASS_LABELS, Column, rich_table
-
-    where, keep = "", []
-    for i, (name, values) in enumerate((("protocol", result.protocol), ("network", result.network))):
-        distinct = list(dict.fromkeys(values))
-        if len(distinct) > 1:
-            keep.append(i)
-        elif name == "protocol":
-            where += f" under {distinct[0]}"
-        else:
-            where += f" over {distinct[0]} ({result.networks[distinct[0]].summary()})"
-    order = sorted(range(len(result.classes)), key=lambda k: -float(max(shares[result.classes[k]], default=0)))
-    columns = [Column(("protocol", "network")[i]) for i in keep]
-    columns += [Column("T", numeric=True), Column("comm", numeric=True), Column("rounds", numeric=True, drop=1),
-                Column("latency", numeric=True)]
-    columns += [Column(c, numeric=True, drop=10 + rank, short_header=CLASS_LABELS.get(c))
-                for rank, c in enumerate(result.classes[k] for k in order)]
-    body = [[row[i] for i in keep] + list(row[2:6]) + [row[6 + k] for k in order] for row in rows]
-    return rich_table(f"{result.spec_name}{where}, by T: totals, then each class's share of {share} "
-                      "(largest first)", columns, body, hint="every column: -f csv")
 
 
 def compare(
@@ -424,12 +388,18 @@ def compare(
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
     context: Optional[int] = typer.Option(None, "--context", "-T", help="Tokens T (default: each spec's own)."),
     allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="List ops the table cannot cost."),
+    new_tokens: Optional[int] = typer.Option(None, "--new-tokens", "-N", help="Compare generations: the prefill "
+                                             "of T tokens, then N decode steps (totals, the prefill = time to first "
+                                             "token, and the mean per-token step)."),
     fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
 ) -> None:
     """Specs side by side under one protocol and network: communication and latency per op class
-    and in total, with savings (x) against the first spec."""
+    and in total, with savings (x) against the first spec (with --new-tokens N: of a generation,
+    plus its prefill and mean per-token step)."""
     from picost.analysis.compare import compare as compare_estimates
+    from picost.analysis.compare import compare_generations
     from picost.analysis.estimate import estimate_lowered
+    from picost.analysis.generation import check_new_tokens, generation_of
     from picost.model.lower import lower
     from picost.report.render import CLASS_LABELS, Column, human_bytes, human_seconds
     from picost.model.load import load_spec
@@ -437,38 +407,59 @@ def compare(
     _check_format(fmt)
     if len(specs) < 2:
         raise UserError("give at least two specs to compare", field="SPECS")
+    if new_tokens is not None:
+        check_new_tokens(new_tokens)
     table = _one_table(protocol, option)
     link = _one_network(network, bandwidth, rtt)
-    estimates = [estimate_lowered(lower(load_spec(s), context), table, link, allow_uncosted) for s in specs]
-    cmp = compare_estimates(estimates)
+    if new_tokens is None:
+        estimates = [estimate_lowered(lower(load_spec(s), context), table, link, allow_uncosted) for s in specs]
+        cmp = compare_estimates(estimates)
+        contexts = [e.context for e in estimates]
+    else:
+        estimates = [generation_of(load_spec(s), table, link, context, new_tokens, allow_uncosted) for s in specs]
+        cmp = compare_generations(estimates)
+        contexts = [g.prompt for g in estimates]
     names = [e.spec_name for e in estimates]
+    rows_of = cmp.classes + cmp.phases
     if fmt == "json":
-        emit_table(fmt, "", (), (), {
-            "schema": "picost.compare/1", "protocol": table.name, "options": dict(table.chosen),
-            "network": link.as_dict(),
-            "specs": [{"spec": e.spec_name, "context": e.context,
-                       "classes": {c: {**cmp.values[i][c],
-                                       "savings": {m: _json_ratio(cmp.savings(i, c, m)) for m in cmp.values[i][c]}}
-                                   for c in cmp.classes}} for i, e in enumerate(estimates)]})
+        def entry(i: int, c: str) -> dict[str, Any]:
+            return {**cmp.values[i][c], "savings": {m: _json_ratio(cmp.savings(i, c, m)) for m in cmp.values[i][c]}}
+
+        specs_json = []
+        for i, name in enumerate(names):
+            item: dict[str, Any] = {"spec": name, "context": contexts[i],
+                                    "classes": {c: entry(i, c) for c in cmp.classes}}
+            if new_tokens is not None:
+                item["generation"] = {"new_tokens": new_tokens, "ttft_s": estimates[i].ttft_s,
+                                      "per_token_mean_s": estimates[i].mean_token_s,
+                                      **{p: entry(i, p) for p in cmp.phases}}
+            specs_json.append(item)
+        obj: dict[str, Any] = {"schema": "picost.compare/1", "protocol": table.name, "options": dict(table.chosen),
+                               "network": link.as_dict()}
+        if new_tokens is not None:
+            obj["new_tokens"] = new_tokens
+        emit_table(fmt, "", (), (), {**obj, "specs": specs_json})
         return
     human = fmt in ("table", "md")
-    ctx = ", ".join(f"{e.spec_name} T={e.context}" for e in estimates)
-    title = f"{table.label} over {link.name} ({link.summary()}): {ctx}"
+    ctx = ", ".join(f"{n} T={t}" for n, t in zip(names, contexts))
+    gen = "" if new_tokens is None else f", {new_tokens} new tokens (prefill + {new_tokens} decode steps)"
+    title = f"{table.label} over {link.name} ({link.summary()}): {ctx}{gen}"
     if not human:
         header = ["class"] + [f"{n} {m}" for n in names for m in ("comm_bytes", "latency_s")]
         header += [f"{n} {m} savings" for n in names[1:] for m in ("comm_bytes", "latency_s")]
         rows = [tuple([c] + [cmp.values[i][c][m] for i in range(len(names)) for m in ("comm_bytes", "latency_s")]
                       + [cmp.savings(i, c, m) for i in range(1, len(names)) for m in ("comm_bytes", "latency_s")])
-                for c in cmp.classes]
+                for c in rows_of]
         emit_table(fmt, title, header, rows, None)
         return
+    labels = {"prefill": "prefill (TTFT)", "per_token": "per token (mean)"}
     for metric, label, show in (("comm_bytes", "communication", human_bytes), ("latency_s", "latency", human_seconds)):
         rows = []
-        for c in cmp.classes:
+        for c in rows_of:
             cells = [show(cmp.values[0][c][metric])]
             for i in range(1, len(names)):
                 cells.append(f"{show(cmp.values[i][c][metric])} ({_times(cmp.savings(i, c, metric))})")
-            rows.append(tuple([c] + cells))
+            rows.append(tuple([labels.get(c, c)] + cells))
         columns = [Column("class", short=CLASS_LABELS)] + [Column(n, numeric=True, drop=i) for i, n in enumerate(names)]
         emit_table(fmt, f"{label}: {title}", columns, rows, None, [False] + [True] * len(names),
                    hint="every column: -f csv or -f md")
@@ -552,9 +543,13 @@ def report(
                                          "reports/NAME.md; plots go to reports/NAME/."),
     all_examples: bool = typer.Option(False, "--all", help="Regenerate every example of reports/examples.yaml "
                                       "(run from the repository root)."),
+    new_tokens: Optional[str] = typer.Option(None, "--new-tokens", "-N", help="Add a generation section: N new "
+                                             "tokens after the T-token prompt (1,2,...,64): TTFT, per-token latency "
+                                             "and totals, per-token latency vs N by op class."),
 ) -> None:
-    """Write a markdown cost report (setting, summary, breakdowns, sweep with PNG plots, formulas and
-    sources, uncosted ops). Files are written atomically; on error nothing is written."""
+    """Write a markdown cost report (setting, summary, breakdowns, sweep with PNG plots, with
+    --new-tokens a generation section, formulas and sources, uncosted ops). Files are written
+    atomically; on error nothing is written."""
     from picost.report.markdown_report import ReportConfig, build_report, load_examples, write_report
 
     if all_examples:
@@ -567,7 +562,7 @@ def report(
         configs = [(ReportConfig(name=Path(output).stem, specs=tuple(specs), protocols=tuple(_protocol_list(protocol)),
                                  networks=tuple(_split_list(network)), context=context, sweep=sweep_contexts,
                                  aero=aero_steps, prune=prune, title=title, bandwidth=bandwidth, rtt=rtt,
-                                 output=output, options=tuple(option or ())), output)]
+                                 output=output, options=tuple(option or ()), new_tokens=new_tokens), output)]
     built = [build_report(c, out) for c, out in configs]  # everything computed before anything is written
     for r in built:
         if not r.markdown_path.parent.is_dir():

@@ -68,7 +68,11 @@ def load_hf_config(path: Path) -> ModelSpec:
     data["description"] = f"imported from HuggingFace config {path.name} (model_type {model_type})"
     if model_type in hf_families.NOTES:
         data["description"] += f"; {hf_families.NOTES[model_type]}"
-    if raw.get("sliding_window") and raw.get("use_sliding_window", True):
+    window = hf_families.sliding_window(r, model_type, data.get("n_layers"))
+    if window is not None:
+        data.setdefault("attention", {})["sliding_window"] = window
+        data["description"] += f"; sliding window of {window} keys per query"
+    elif model_type not in hf_families.WINDOWED and raw.get("sliding_window") and raw.get("use_sliding_window", True):
         data["description"] += (f"; sliding_window={raw['sliding_window']} is not modelled: attention is "
                                 "costed over the full context")
     return validate_spec(data, r.origins, default_file=file)

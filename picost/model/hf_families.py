@@ -133,6 +133,32 @@ def roberta(r: Any) -> dict[str, Any]:
     return data
 
 
+WINDOWED = ("mistral", "qwen2")
+"""Families whose ``sliding_window`` is read into ``attention.sliding_window``."""
+
+
+def sliding_window(r: Any, model_type: str, n_layers: Any) -> int | None:
+    """The window of a mistral config (``sliding_window``; null: none), or of a qwen2 config with
+    ``use_sliding_window`` (HF windows the layers from ``max_window_layers`` on: all of them or
+    none can be expressed; a mix is refused, naming the key)."""
+    if model_type not in WINDOWED or r.raw.get("sliding_window") is None:
+        return None
+    if model_type == "qwen2":
+        if not r.raw.get("use_sliding_window", False):
+            return None
+        full = r.raw.get("max_window_layers", 0)
+        if isinstance(full, int) and not isinstance(full, bool) and isinstance(n_layers, int) and full >= n_layers:
+            return None  # every layer keeps full attention
+        if full != 0:
+            from picost.errors import UserError
+
+            raise UserError(f"max_window_layers={full!r}: the first layers attend fully and the others through a "
+                            "sliding window; picost's spec has one attention for every layer (0 windows all, "
+                            ">= num_hidden_layers none)", file=r.file, line=r.lines.get(("max_window_layers",)),
+                            field="max_window_layers")
+    return r.take("attention.sliding_window", "sliding_window")
+
+
 READERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "bert": bert, "roberta": roberta, "opt": opt, "qwen2": qwen2, "phi3": phi3, "gemma": gemma,
 }

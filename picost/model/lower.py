@@ -68,7 +68,7 @@ class _Lowerer:
         decode = spec.phase == "decode"
         self.rows = B if decode else B * T  # token rows pushed through the linears
         self.q_len = 1 if decode else T  # queries per head
-        self.kv_len = T + 1 if decode else T  # keys per query
+        self.kv_len = _window(T + 1 if decode else T, spec.attention.sliding_window)  # keys per query
         self.B = B
         self.bias = int(spec.bias)  # the blocks' linears carry a bias (the head never does)
         self.out: list[Op] = []
@@ -142,7 +142,7 @@ class _Lowerer:
         else:
             self.emit(f"{L}.scale", "scale", A, layer, (S, P), n=scores)
         causal = s.attention.causal and s.phase == "prefill"
-        valid = heads * _half(self.q_len * (self.q_len + 1)) if causal else scores
+        valid = heads * _causal_valid(self.q_len, self.kv_len) if causal else scores
         self.emit(f"{L}.softmax", "softmax", A, layer, (S,), instances=heads, causal=causal,
                   rows=heads * self.q_len, cols=self.kv_len, valid=valid)
         self.emit(f"{L}.av", "matmul", A, layer, (S, S), instances=heads,
@@ -176,6 +176,27 @@ class _Lowerer:
                   bias=0, notes=("tied to the token embedding",) if s.tied_embeddings else ())
         if s.argmax:
             self.emit("head.argmax", "argmax", Block.HEAD, None, (S,), rows=self.B, cols=s.vocab_size)
+
+
+def _window(keys: Any, window: int | None) -> Any:
+    """Keys a query meets: all ``keys``, or at most ``window`` of them (int, numpy array or sympy)."""
+    if window is None:
+        return keys
+    if hasattr(keys, "free_symbols"):
+        import sympy
+
+        return sympy.Min(keys, window)
+    if hasattr(keys, "dtype"):
+        import numpy as np
+
+        return np.minimum(keys, window)
+    return min(keys, window)
+
+
+def _causal_valid(queries: Any, window: Any) -> Any:
+    """Unmasked scores of one head's causal prefill: query ``i`` (1-based) sees ``min(i, w)`` keys,
+    with ``w = window = min(queries, W)`` (``queries`` without a sliding window)."""
+    return _half(window * (window + 1)) + (queries - window) * window
 
 
 def _whole(x: Any) -> Any:

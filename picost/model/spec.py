@@ -61,6 +61,9 @@ class AttentionSpec(_Strict):
     learnable_temperature: bool = False
     """Scores scaled by a learned per-head temperature (server-held), as in AERO's entropy
     regularization, instead of the public 1/sqrt(head_dim)."""
+    sliding_window: PositiveInt | None = None
+    """Mistral's sliding window: each query attends to at most this many keys (itself and the
+    ``W - 1`` before it); causal attention only. None: every earlier key."""
 
 
 class FFNSpec(_Strict):
@@ -215,6 +218,13 @@ def check_rules(spec: ModelSpec) -> None:
                 f"RoPE rotates pairs of dimensions: rope_fraction x head_dim = {rotated} "
                 "must be an even whole number",
             )
+    window = spec.attention.sliding_window
+    if window is not None and not spec.attention.causal:
+        raise SpecRuleError("attention.sliding_window", "a sliding window is modelled for causal attention only "
+                            "(each query attends to itself and the W - 1 keys before it); set causal: true")
+    if window is not None and window > limits.MAX_TOKENS:
+        raise SpecRuleError("attention.sliding_window", f"sliding_window must be at most {limits.MAX_TOKENS} tokens "
+                            f"(got {window})")
     if spec.head == "none" and spec.argmax:
         raise SpecRuleError("argmax", "argmax needs a head: set argmax: false when head is 'none'")
 

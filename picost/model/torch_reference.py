@@ -62,10 +62,18 @@ class Mul(nn.Module):
 
 
 class MatMul(nn.Module):
-    """Product of two secret tensors, batched over leading dimensions."""
+    """Product of two secret tensors, batched over leading dimensions. Windowed (sliding-window
+    attention): ``b`` has one more dimension, ``(..., t, k, n)``, one matrix per query position,
+    and ``a`` is ``(..., g * t, k)`` (g stacked heads of t rows each): row ``(i, j)`` of ``a``
+    meets the ``j``-th matrix of ``b``."""
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(a, b)
+        if b.dim() == a.dim():
+            return torch.matmul(a, b)
+        t = b.shape[-3]
+        lead, rows, k = a.shape[:-2], a.shape[-2], a.shape[-1]
+        per_query = a.reshape(*lead, rows // t, t, k).transpose(-3, -2)  # (..., t, g, k)
+        return torch.matmul(per_query, b).transpose(-3, -2).reshape(*lead, rows, b.shape[-1])
 
 
 class Scale(nn.Module):
@@ -215,7 +223,7 @@ class Attention(nn.Module):
     def __init__(self, spec: ModelSpec, layer: int) -> None:
         super().__init__()
         A = f"L{layer}.attn"
-        self.layer, self.causal = layer, spec.attention.causal
+        self.layer, self.causal, self.window = layer, spec.attention.causal, spec.attention.sliding_window
         self.H, self.Hkv, self.dh = spec.n_heads, spec.kv_heads, spec.dim_head
         self.qkv = _linear(spec, spec.d_model, (self.H + 2 * self.Hkv) * self.dh, f"{A}.qkv")
         self.rope = (_op(Rope(round(spec.rope_fraction * self.dh)), f"{A}.rope", "rope")
@@ -243,6 +251,8 @@ class Attention(nn.Module):
             k, v = cache.extend(self.layer, k, v)
         keys = k.shape[2]
         group = H // Hkv  # query heads h = j * group + i share key/value head j
+        if self.window is not None and keys > self.window:
+            return self._windowed(q, k, v, positions)
         scores = self.qk(q.reshape(B, Hkv, group * t, dh), k.transpose(-1, -2))
         scores = self.score_scale(scores.view(B, H, t, keys))
         if self.causal:
@@ -251,6 +261,28 @@ class Attention(nn.Module):
         probs = self.softmax(scores)
         context = self.av(probs.reshape(B, Hkv, group * t, keys), v)
         return self.out(context.view(B, H, t, dh).transpose(1, 2).reshape(B, t, H * dh))
+
+
+    def _windowed(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Sliding-window attention: the query at position p meets the W keys at p - W + 1 .. p
+        (slots before position 0 are padding, masked), gathered per query, so QK^T, the softmax
+        and AV run over W columns, as the lowering counts them."""
+        B, H, t, dh = q.shape
+        Hkv, W = self.Hkv, self.window
+        k_win, v_win = _key_windows(k, positions, W), _key_windows(v, positions, W)  # (B, Hkv, t, dh, W)
+        scores = self.qk(q.reshape(B, Hkv, (H // Hkv) * t, dh), k_win)
+        scores = self.score_scale(scores.view(B, H, t, W))
+        slot = positions[:, None] - W + 1 + torch.arange(W)[None, :]
+        probs = self.softmax(scores.masked_fill(slot < 0, float("-inf")))
+        context = self.av(probs.reshape(B, Hkv, (H // Hkv) * t, W), v_win.transpose(-1, -2))
+        return self.out(context.view(B, H, t, dh).transpose(1, 2).reshape(B, t, H * dh))
+
+
+def _key_windows(x: torch.Tensor, positions: torch.Tensor, window: int) -> torch.Tensor:
+    """``x`` (batch, heads, keys, d) as the ``window`` keys ending at each query position:
+    ``(batch, heads, queries, d, window)``, zero where a slot falls before position 0."""
+    padded = nn.functional.pad(x, (0, 0, window - 1, 0))
+    return padded.unfold(2, window, 1).index_select(2, positions)
 
 
 class FFN(nn.Module):

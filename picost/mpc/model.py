@@ -29,6 +29,10 @@ def check_supported(spec: ModelSpec) -> None:
     if spec.batch_size != 1:
         raise UserError(f"the MPC engine runs batch size 1 (spec '{spec.name}' has {spec.batch_size})",
                         field="batch_size")
+    if spec.attention.sliding_window is not None:
+        raise UserError(f"the MPC engine runs full attention only: spec '{spec.name}' has a sliding window of "
+                        f"{spec.attention.sliding_window} keys (picost estimate costs it; the plaintext reference "
+                        "computes it)", field="attention.sliding_window")
 
 
 _WEIGHTS: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}

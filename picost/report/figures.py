@@ -26,8 +26,12 @@ CLASS_COLOURS = dict(zip(ROW_CLASSES, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728
                                        "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")))
 BYTE_UNITS = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3), ("B", 1.0))
 TIME_UNITS = (("h", 3600.0), ("min", 60.0), ("s", 1.0), ("ms", 1e-3))
-QUANTITIES = {"comm": ("online communication", BYTE_UNITS), "latency": ("latency", TIME_UNITS)}
+QUANTITIES = {"comm": ("online communication", BYTE_UNITS), "latency": ("latency", TIME_UNITS),
+              "per_token": ("mean per-token latency", TIME_UNITS)}
 T_LABEL = "context T (tokens)"
+N_LABEL = "new tokens N (decode steps)"
+X_LABELS = {"T": T_LABEL, "N": N_LABEL}
+"""The x column of a by-class CSV (its second column) and its axis label."""
 
 
 def pick_unit(values: Sequence[float], units: Sequence[tuple[str, float]]) -> tuple[str, float]:
@@ -38,7 +42,8 @@ def pick_unit(values: Sequence[float], units: Sequence[tuple[str, float]]) -> tu
 
 @dataclass(frozen=True)
 class ClassPanel:
-    """One protocol: the total (in the figure's unit) and each plotted class's share (%) per T."""
+    """One protocol: the total (in the figure's unit) and each plotted class's share (%) per T
+    (or per N, the x column of a generation's per-token CSV)."""
 
     protocol: str
     T: tuple[int, ...]
@@ -54,6 +59,7 @@ class ClassFigure:
     classes: tuple[str, ...]
     """The classes drawn (non-zero somewhere in the figure), in stacking order (bottom first)."""
     panels: tuple[ClassPanel, ...]
+    x_label: str = T_LABEL
 
     @property
     def total_label(self) -> str:
@@ -65,10 +71,12 @@ class ClassFigure:
 
 
 def class_figure(csv_text: str, quantity: str, title: str) -> ClassFigure:
-    """The plan of a by-class CSV (:func:`picost.report.plot_data.by_class_csv`); ``quantity``
-    is ``comm`` or ``latency``."""
+    """The plan of a by-class CSV (:func:`picost.report.plot_data.by_class_csv`, or
+    :func:`~picost.report.plot_data.per_token_csv` against N); ``quantity`` is ``comm``,
+    ``latency`` or ``per_token``."""
     name, units = QUANTITIES[quantity]
     rows = read_csv(csv_text)
+    x = list(rows[0])[1]
     classes = [c for c in ROW_CLASSES if c in rows[0] and any(float(r[c]) > 0 for r in rows)]
     unit, scale = pick_unit([float(r["total"]) for r in rows], units)
     panels = []
@@ -76,8 +84,8 @@ def class_figure(csv_text: str, quantity: str, title: str) -> ClassFigure:
         mine = [r for r in rows if r["protocol"] == protocol]
         totals = [float(r["total"]) for r in mine]
         shares = {c: tuple(100 * float(r[c]) / t if t else 0.0 for r, t in zip(mine, totals)) for c in classes}
-        panels.append(ClassPanel(protocol, tuple(int(r["T"]) for r in mine), tuple(t / scale for t in totals), shares))
-    return ClassFigure(title, name, unit, tuple(classes), tuple(panels))
+        panels.append(ClassPanel(protocol, tuple(int(r[x]) for r in mine), tuple(t / scale for t in totals), shares))
+    return ClassFigure(title, name, unit, tuple(classes), tuple(panels), X_LABELS[x])
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,9 @@ class ReportConfig:
     ``reports/<name>.md``."""
     options: tuple[str, ...] = ()
     """Protocol table options, as ``--option`` takes them (``weights=public``)."""
+    new_tokens: str | int | None = None
+    """Numbers of new tokens N of the generation section (``1,2,...,64``, as ``--sweep``); none:
+    no generation section."""
 
     def command(self) -> str:
         """The ``picost report`` command line that regenerates this report."""
@@ -65,6 +68,8 @@ class ReportConfig:
             parts += ["--rtt", self.rtt]
         for option in self.options:
             parts += ["--option", option]
+        if self.new_tokens is not None:
+            parts += ["--new-tokens", str(self.new_tokens)]
         if self.title:
             parts += ["--title", f"'{self.title}'"]
         return " ".join(parts) + f" -o {self.output or f'reports/{self.name}.md'}"
@@ -127,6 +132,7 @@ def build_report(config: ReportConfig, markdown_path: str | Path, plots: bool = 
         if len(set(names)) != len(names):
             raise UserError(f"each {what} may appear once in a report (got {', '.join(names)})", field=option)
     contexts = parse_contexts(config.sweep, "--sweep")
+    counts = _new_tokens(config)
     estimates = {(m.label, t.name, n.name): estimate_lowered(lower(m.spec, config.context), t, n, allow_uncosted=True)
                  for m in models for t in tables for n in networks}
     asset_dir = md_path.parent / md_path.stem
@@ -141,6 +147,8 @@ def build_report(config: ReportConfig, markdown_path: str | Path, plots: bool = 
         out += _aero_section(config, models, tables, networks, asset_dir, md_path, report, plots)
     out += _breakdowns(models, tables, networks[0], estimates)
     out += _sweep_section(models, tables, networks, contexts, asset_dir, md_path, report, plots)
+    if counts:
+        out += _generation_section(models, tables, networks, config.context, counts, asset_dir, md_path, report, plots)
     out += _formulas(models, tables, estimates)
     out += _uncosted(estimates)
     report.files[md_path] = "\n".join(out).rstrip() + "\n"
@@ -183,7 +191,9 @@ def _setting(models: list[_Model], tables: list[Any], networks: list[Any], confi
     T = config.context if config.context is not None else "each model's context_length"
     out = ["## Setting and assumptions", "",
            f"- **Workload:** {first.phase} of T = {T} tokens, batch {first.batch_size} "
-           "(one forward pass over the prompt, as PI papers report).", "- **Models:**"]
+           "(one forward pass over the prompt, as PI papers report)"
+           + (f"; and a generation of N = {config.new_tokens} new tokens after it (*Generation*)."
+              if config.new_tokens is not None else "."), "- **Models:**"]
     out += [f"  - `{m.label}`{f' ({m.spec.name})' if m.label != m.spec.name else ''}: "
             f"{_one_line(m.spec.description) or 'no description'}; "
             f"L={m.spec.n_layers}, d={m.spec.d_model}, H={m.spec.n_heads}, d_ff={m.spec.ffn_width}" for m in models]
@@ -359,6 +369,54 @@ def _point(result: Any, protocol: str, network: str, i: int, n_contexts: int) ->
     protocols = list(dict.fromkeys(result.protocol))
     networks = list(result.networks)
     return (protocols.index(protocol) * len(networks) + networks.index(network)) * n_contexts + i
+
+
+def _new_tokens(config: ReportConfig) -> list[int]:
+    """The N of the generation section (none without ``new_tokens``)."""
+    from picost.analysis.sweep import parse_new_tokens
+
+    if config.new_tokens is None:
+        return []
+    if isinstance(config.new_tokens, bool) or not isinstance(config.new_tokens, (int, str)):
+        raise UserError(f"new tokens are written as 1,2,...,64 (got {config.new_tokens!r})", field="--new-tokens")
+    return parse_new_tokens(str(config.new_tokens), "--new-tokens")
+
+
+GENERATION_NOTE = (
+    "A generation: the prefill of T prompt tokens (its latency is the time to first token, TTFT), then N decode "
+    "steps, step i against a KV cache of T + i - 1 tokens (`picost estimate --new-tokens N`, `picost sweep -N`). "
+    "Total latency = TTFT + N x the mean per-token latency. Plots: per network, the mean per-token latency against "
+    "N (top, log-log) and each op class's share of it (bottom, stacked), one column per protocol; drawn from the "
+    "CSV linked under each (seconds per decode step, per class and N).")
+
+
+def _generation_section(models: list[_Model], tables: list[Any], networks: list[Any], context: int | None,
+                        counts: list[int], asset_dir: Path, md_path: Path, report: Report, plots: bool) -> list[str]:
+    from picost.analysis.generation_sweep import generation_sweep
+    from picost.report import figures, plot_data
+    from picost.report.render import human_bytes, human_seconds
+
+    plotted = [models[0], models[-1]] if len(models) > 2 else models
+    out = ["## Generation", "", f"N = {', '.join(str(n) for n in counts)} new tokens.", "", GENERATION_NOTE, ""]
+    for m in models:
+        T = context if context is not None else m.spec.context_length
+        result = generation_sweep(m.spec, [T], counts, tables, networks, allow_uncosted=True)
+        out += [f"### {m.label}, prompt T = {T}", ""]
+        per_token, total = result.per_token(), result.total("latency_s")
+        rows = [[result.protocol[i], result.network[i], int(result.new_tokens[i]), human_seconds(result.ttft_s[i]),
+                 human_seconds(per_token[i]), human_bytes(result.total("comm_bytes")[i]), human_seconds(total[i])]
+                for i in range(len(result))]
+        out += _md_table(["protocol", "network", "N", "TTFT", "per token (mean)", "comm", "latency"], rows,
+                         [False, False, True, True, True, True, True])
+        if m not in plotted or len(counts) < 2:
+            continue
+        for n in networks:
+            title = f"{m.label} over {n.name}, T = {T}: where the per-token latency goes"
+            out += _figure(report, asset_dir, md_path, f"per-token-{_slug(m.label)}-{_slug(n.name)}",
+                           plot_data.per_token_csv(result, n.name),
+                           lambda text, title=title: figures.class_figure(text, "per_token", title),
+                           f"mean per-token latency by op class vs N over {n.name}, {m.label}", plots)
+    return out
 
 
 def _formulas(models: list[_Model], tables: list[Any], estimates: dict) -> list[str]:

@@ -9,6 +9,10 @@ Two schemas:
 - *by class* (``comm-*.csv``, ``latency-*.csv``): ``protocol,T,<class>...,total``, one row per
   protocol and context; class columns in report order (:data:`picost.analysis.estimate.ROW_CLASSES`),
   ``total`` their sum.
+- *per token* (``per-token-*.csv``, a generation after a T-token prompt):
+  ``protocol,N,<class>...,total``, one row per protocol and number of new tokens N; each class's
+  mean latency per decode step (its latency over the N steps / N), ``total`` their sum (the mean
+  per-token latency). The generation's total latency is ``TTFT + N * total``.
 - *ablation* (``aero-ablation.csv``): ``protocol,network,step,comm_bytes,latency_s,comm_x,latency_x``,
   one row per protocol, network and AERO step; ``*_x`` the savings against the first step.
 """
@@ -44,6 +48,21 @@ def by_class_csv(result: Any, field: str, network: str) -> str:
         rows.append([str(result.protocol[j]), int(result.context[j])]
                     + [result.by_class[c][field][j] for c in result.classes] + [result.total[field][j]])
     return _csv(["protocol", "T", *result.classes, "total"], rows)
+
+
+def per_token_csv(result: Any, network: str) -> str:
+    """The mean per-token latency per class of a generation sweep
+    (:class:`~picost.analysis.generation_sweep.GenerationSweepResult`) over ``network``, against N
+    (see the module for the schema)."""
+    rows = []
+    per_class = {c: result.per_token("latency_s", c) for c in result.classes}
+    total = result.per_token("latency_s")
+    for j in range(len(result)):
+        if result.network[j] != network:
+            continue
+        rows.append([str(result.protocol[j]), int(result.new_tokens[j])]
+                    + [per_class[c][j] for c in result.classes] + [total[j]])
+    return _csv(["protocol", "N", *result.classes, "total"], rows)
 
 
 def ablation_csv(panels: Sequence[tuple[str, str, Sequence[Any]]]) -> str:

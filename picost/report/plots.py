@@ -12,7 +12,7 @@ import io
 import textwrap
 from typing import Any, Sequence
 
-from picost.report.figures import CLASS_COLOURS, T_LABEL, AblationFigure, ClassFigure
+from picost.report.figures import CLASS_COLOURS, AblationFigure, ClassFigure
 
 WIDTH_IN, DPI = 7.0, 100
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 9,
@@ -49,8 +49,8 @@ def draw(plan: ClassFigure | AblationFigure) -> Any:
 
 
 def _t_ticks(T: Sequence[int], most: int) -> list[int]:
-    """Powers of two within the swept T (every k-th, at most ``most``); the swept T themselves if
-    no power of two falls inside."""
+    """Powers of two within the swept T or N (every k-th, at most ``most``); the swept values
+    themselves if no power of two falls inside."""
     lo, hi = min(T), max(T)
     powers = [2 ** k for k in range(64) if lo <= 2 ** k <= hi] or sorted(set(T))
     step = -(-len(powers) // most)
@@ -95,7 +95,7 @@ def _draw_classes(plan: ClassFigure) -> Any:
                         colors=[CLASS_COLOURS[c] for c in plan.classes])
         share.set_ylim(0, 100)
         share.set_xlim(min(panel.T), max(panel.T))
-        share.set_xlabel(T_LABEL)
+        share.set_xlabel(plan.x_label)
         share.grid(alpha=0.3)
         share.xaxis.set_major_locator(FixedLocator(ticks))
         share.xaxis.set_major_formatter(StrMethodFormatter("{x:.0f}"))

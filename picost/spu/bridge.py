@@ -95,6 +95,9 @@ def model_request(spec: ModelSpec, context: int | None = None, protocol: str = "
         raise UserError("SPU runs prefill only (phase 'decode' needs a KV cache)", field="phase")
     if spec.batch_size != 1:
         raise UserError("SPU runs batch 1", field="batch_size")
+    if spec.attention.sliding_window is not None:
+        raise UserError(f"the SPU model runs full attention only (spec '{spec.name}' has a sliding window of "
+                        f"{spec.attention.sliding_window} keys)", field="attention.sliding_window")
     lowered = lower(spec, context)
     request: dict[str, Any] = {
         "protocol": protocol_name(protocol), "spec": spec.model_dump(mode="json"),

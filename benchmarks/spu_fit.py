@@ -66,8 +66,8 @@ ROW_KINDS = ("softmax", "argmax", "layernorm", "rmsnorm")
 POLY_N = 8192  # SPU 0.9.5 CHEETAH's logged degree (protocols/bumblebee.yaml poly_n)
 
 
-def _term(expr: str, dims: dict) -> float:
-    env = {**dims, "poly_n": POLY_N, "ceil": math.ceil, "log2": math.log2}
+def term_value(expr: str, dims: dict) -> float:
+    env = {**dims, "poly_n": POLY_N, "ceil": math.ceil, "log2": math.log2, "min": min}
     return float(eval(expr, {"__builtins__": {}}, env))  # noqa: S307 - our own constant basis strings
 
 
@@ -133,7 +133,7 @@ def fit_series(protocol: str, series: str, rows: list[dict]) -> dict:
     terms = (HE_BASES if protocol == "cheetah" else {}).get(kind, BASES[kind])
     fit_pts = [r for r in rows if not r.get("heldout")]
     held = [r for r in rows if r.get("heldout")]
-    A = np.array([[_term(t, r["dims"]) for t in terms] for r in fit_pts])
+    A = np.array([[term_value(t, r["dims"]) for t in terms] for r in fit_pts])
     y = np.array([float(_bytes(r)) for r in fit_pts])
     coefs = nnls_relative(A, y) if len(fit_pts) else np.zeros(len(terms))
     negligible = coefs * (A.max(axis=0) if len(fit_pts) else 0) < 0.5  # under half a byte anywhere: noise
@@ -147,7 +147,7 @@ def fit_series(protocol: str, series: str, rows: list[dict]) -> dict:
         return 0.0 if m == 0 and p == 0 else (p - m) / m if m else math.inf
 
     residuals = [rel(p, m) for p, m in zip(pred, y)]
-    held_err = [rel(float(np.array([_term(t, r["dims"]) for t in terms]) @ coefs), float(_bytes(r)))
+    held_err = [rel(float(np.array([term_value(t, r["dims"]) for t in terms]) @ coefs), float(_bytes(r)))
                 for r in held]
     elements = [_elements(kind, r["dims"]) for r in fit_pts]
     out = {"protocol": protocol, "series": series, "kind": kind,

@@ -20,6 +20,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from spu_fit import nnls_relative, term_value  # noqa: E402
+
 FITS = REPO / "benchmarks" / "results" / "spu" / "fits.json"
 
 #: Base entries (the defaults): op kind -> measured series.
@@ -137,7 +141,7 @@ def _table_share_bytes(fits: dict, weights: str) -> tuple[float, str]:
     worst = 0.0
     for p in other["points"]:
         d = {**p["dims"]}
-        predicted = sum(c * _term(t, d) for t, c in zip(base["basis"], base["coefficients"]) if t != TABLE_TERM)
+        predicted = sum(c * term_value(t, d) for t, c in zip(base["basis"], base["coefficients"]) if t != TABLE_TERM)
         predicted += value * d["vocab"] * d["width"]
         worst = max(worst, abs(predicted / p["total_bytes"] - 1) if p["total_bytes"] else 0.0)
     if worst <= 0.01:
@@ -177,7 +181,7 @@ def _he_fit(fit: dict) -> dict:
     basis = [t for t, _ in terms]
 
     def err(p: dict) -> float:
-        return sum(c * _term(t, p["dims"]) for t, c in zip(basis, coefs)) / p["total_bytes"] - 1
+        return sum(c * term_value(t, p["dims"]) for t, c in zip(basis, coefs)) / p["total_bytes"] - 1
 
     fitted = [p for p in fit["points"] if not p["heldout"]]
     return {**fit, "basis": basis, "coefficients": coefs, "derived": True,
@@ -191,17 +195,15 @@ def _linear_formula(fit: dict, with_bias: dict) -> tuple[str, str]:
     (per basis term), and a note on how the composed formula does on the bias runs."""
     import numpy as np
 
-    from spu_fit import nnls_relative
-
     base = dict(zip(fit["basis"], fit["coefficients"]))
     # what a bias adds: the bias runs minus the no-bias formula at their sizes, fitted per call and
     # per output element (the bias runs vary m and n only, so a fit of their own would not separate
     # the no-bias terms)
     points = with_bias["points"]
-    predicted = np.array([sum(c * _term(t, {**p["dims"]}) for t, c in base.items()) for p in points])
+    predicted = np.array([sum(c * term_value(t, {**p["dims"]}) for t, c in base.items()) for p in points])
     measured = np.array([float(p["total_bytes"]) for p in points])
     basis = ("1", "m*n")
-    A = np.array([[_term(t, p["dims"]) for t in basis] for p in points])
+    A = np.array([[term_value(t, p["dims"]) for t in basis] for p in points])
     delta = nnls_relative(A, np.maximum(measured - predicted, 0.0))
     extra = dict(zip(basis, delta))
     parts = [fit["comm_bytes"]] if fit.get("derived") else [
@@ -210,18 +212,12 @@ def _linear_formula(fit: dict, with_bias: dict) -> tuple[str, str]:
     errors = []
     for p in with_bias["points"]:
         d = {**p["dims"], "bias": 1}
-        value = sum(c * _term(t, d) for t, c in base.items()) + sum(
-            c * _term(t, d) for t, c in extra.items() if c > 0.5)
+        value = sum(c * term_value(t, d) for t, c in base.items()) + sum(
+            c * term_value(t, d) for t, c in extra.items() if c > 0.5)
         errors.append(abs(value / p["total_bytes"] - 1) if p["total_bytes"] else 0.0)
     note = (f" With a bias (bias = 1): series {with_bias['series']}, {len(errors)} sizes, max error "
             f"{100 * max(errors):.2f}%.")
     return " + ".join(parts) or "0", note
-
-
-def _term(expr: str, dims: dict) -> float:
-    import math
-
-    return float(eval(expr, {"__builtins__": {}}, {**dims, "poly_n": 8192, "ceil": math.ceil, "min": min}))  # noqa: S307
 
 
 def _entry(protocol: str, fit: dict, fits: dict | None = None) -> dict:

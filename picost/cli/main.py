@@ -232,12 +232,16 @@ def _show_checked(result: Any, fmt: str, to_json: Callable[[Any], Any], render: 
         raise typer.Exit(1)
 
 
+ENGINE_TIMEOUT_S = 60.0
+"""Default of ``validate --timeout`` for picost's own engine (seconds without a message)."""
+
+
 @app.command()
 def validate(
     specs: Optional[list[str]] = typer.Argument(None, help="Specs to run privately (default: tiny and its variants)."),
     context: int = typer.Option(4, "--context", "-T", min=1, help="Prompt tokens per model run (cached tokens for decode specs)."),
     ops: bool = typer.Option(True, "--ops/--no-ops", help="Also run every op kind at three shapes."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for any message before failing."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds to wait for any message before failing (engine default 60; SPU and CrypTen runs: their own defaults)."),
     protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Table to check the engine against (default picost-2pc); with --against spu, the SPU protocol: semi2k, cheetah or aby3 (default semi2k)."),
     against: str = typer.Option("engine", "--against", help="engine (picost's own two-party engine), spu (SecretFlow SPU 0.9.5, in .venv-spu: bash scripts/setup-spu.sh) or crypten (CrypTen 0.4.1, in .venv-crypten: bash scripts/setup-crypten.sh)."),
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
@@ -252,17 +256,18 @@ def validate(
     _choice(against, ("engine", "spu", "crypten"), "--against")
     tiny = ["tiny", "tiny-relu", "tiny-smonly-fused", "tiny-llama"]
     if against == "spu":
-        _validate_spu(specs or tiny, context, protocol or "semi2k", option, timeout if timeout != 60.0 else None, fmt)
+        _validate_spu(specs or tiny, context, protocol or "semi2k", option, timeout, fmt)
         return
     if against == "crypten":
         if protocol not in (None, "crypten"):
             raise UserError("--against crypten checks the crypten table (no --protocol)", field="--protocol")
-        _validate_crypten(specs or tiny, context, option, timeout if timeout != 60.0 else None, fmt)
+        _validate_crypten(specs or tiny, context, option, timeout, fmt)
         return
     if option:
         raise UserError("--option applies to --against spu or crypten (the engine has no table options)",
                         field="--option")
     protocol = protocol or "picost-2pc"
+    timeout = ENGINE_TIMEOUT_S if timeout is None else timeout
     _need_torch()
     if new_tokens is not None:
         _validate_generation(specs, context, new_tokens, protocol, timeout, fmt)
@@ -420,7 +425,7 @@ def mpc_run(
     cached: Optional[int] = typer.Option(None, "--cached", min=1, help="Decode specs: tokens in the KV cache (default: the spec's context_length)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the server's random weights (as the torch reference)."),
     frac_bits: int = typer.Option(16, "--frac-bits", min=8, max=18, help="Fixed-point fractional bits (costs do not depend on it)."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for any message before failing."),
+    timeout: float = typer.Option(ENGINE_TIMEOUT_S, "--timeout", help="Seconds to wait for any message before failing."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address the parties rendezvous at."),
     port: Optional[int] = typer.Option(None, "--port", help="Rendezvous port (default: a free one)."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from picost.netlab.crypten_runs import measure_depths  # noqa: E402
+from picost.netlab.crypten_runs import time_crypten_cases  # noqa: E402
 from picost.netlab.lab import netlab_unavailable_reason  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results" / "crypten_depth.jsonl"
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{result['op']:12} {rows}x{cols}  depth {result['depth_delays']:7.2f} one-way delays "
               f"(min {result['depth_delays_min']:.2f}); CrypTen rounds {result['max_send_actions']}", flush=True)
 
-    measure_depths([{"op": op, "rows": rows, "cols": cols} for op in ns.ops],
+    time_crypten_cases([{"op": op, "rows": rows, "cols": cols} for op in ns.ops],
                    [float(d) for d in ns.delays.split(",")], crypten_python(), repeats=ns.repeats, on_result=save)
     return 0
 

@@ -36,6 +36,39 @@ import ct_ops  # noqa: E402
 import runner  # noqa: E402
 
 
+def _op_case(case: dict):
+    """``run()`` of one op of :data:`ct_ops.BENCH` on a fresh ``rows x cols`` input."""
+    import crypten
+    import torch
+
+    rows, cols = case["rows"], case["cols"]
+    torch.manual_seed(0)
+    x = crypten.cryptensor(torch.randn(rows, cols))
+    plain = {"mat": torch.randn(cols, cols) / cols ** 0.5, "gain": torch.ones(cols),
+             "bias": torch.zeros(cols), "table": torch.randn(cols, 16)}
+    w = {k: crypten.cryptensor(v) for k, v in plain.items()}
+    fun = ct_ops.BENCH[case["op"]]
+    return lambda: fun(x, w)
+
+
+def _model_case(request: dict):
+    """``run()`` of one forward pass of a whole model: a request of ``runner.py model``."""
+    import crypten
+    import torch
+    from ct_model import CtModel
+
+    saved = torch.load(request["params_file"], weights_only=True)
+    model = CtModel(request, saved["params"], saved["tables"])
+    ids = torch.tensor(request["ids"])
+    one_hot = crypten.cryptensor(torch.nn.functional.one_hot(ids, request["arch"]["vocab_size"]).float()[None],
+                                 src=0)
+
+    def run() -> None:
+        model.measured.clear()
+        model.forward(one_hot)
+    return run
+
+
 def _depth_party() -> None:
     """One CrypTen party as its own process (``depth-party`` mode), for
     ``picost/netlab/crypten_runs.py``: CrypTen's distributed communicator from the environment
@@ -60,15 +93,9 @@ def _depth_party() -> None:
         crypten.init()
         cfg.communicator.verbose = True
         for i, case in enumerate(request["cases"]):
-            rows, cols = case["rows"], case["cols"]
-            torch.manual_seed(0)
-            x = crypten.cryptensor(torch.randn(rows, cols))
-            plain = {"mat": torch.randn(cols, cols) / cols ** 0.5, "gain": torch.ones(cols),
-                     "bias": torch.zeros(cols), "table": torch.randn(cols, 16)}
-            w = {k: crypten.cryptensor(v) for k, v in plain.items()}
-            fun = ct_ops.BENCH[case["op"]]
+            run_once = _model_case(case) if "arch" in case else _op_case(case)
             for _ in range(int(request.get("warmup", 1))):
-                fun(x, w)
+                run_once()
             say("READY", i)
             for line in sys.stdin:
                 verb, *args = line.split()
@@ -79,7 +106,7 @@ def _depth_party() -> None:
                     comm.get().barrier()
                     comm.get().reset_communication_stats()
                     start = time.perf_counter()
-                    fun(x, w)
+                    run_once()
                     walls.append(round(time.perf_counter() - start, 6))
                     stats = comm.get().get_communication_stats()
                     rounds.append(int(stats["rounds"]))

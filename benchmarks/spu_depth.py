@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from picost.netlab.lab import netlab_unavailable_reason  # noqa: E402
-from picost.netlab.spu_runs import NPARTIES, measure_depths  # noqa: E402
+from picost.netlab.spu_runs import NPARTIES, time_spu_cases  # noqa: E402
 from picost.spu.bridge import spu_python  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results" / "spu"
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(min {result['depth_delays_min']:7.2f}) messages {result['max_send_actions']}", flush=True)
 
     start = time.time()
-    measure_depths(ns.protocol, todo, delays, str(spu_python()), repeats=ns.repeats, on_result=save)
+    time_spu_cases(ns.protocol, todo, delays, str(spu_python()), repeats=ns.repeats, on_result=save)
     print(f"{len(todo)} ops in {time.time() - start:.0f} s -> {out.relative_to(REPO)}")
     return 0
 

@@ -240,6 +240,52 @@ def load_depths(protocol: str) -> dict[str, dict]:
     return out
 
 
+#: Basis of the compute-time fits per op kind (seconds): a fixed time, the op's work, and for
+#: products the elements its shares open or convert.
+COMPUTE_BASES: dict[str, tuple[str, ...]] = {
+    "linear": ("1", "m*k*n", "m*k + k*n + m*n"),
+    "matmul": ("1", "b*m*k*n", "b*(m*k + k*n + m*n)"),
+    "embedding": ("1", "tokens*vocab*width", "vocab*width"),
+    **{kind: ("1", "rows*cols", "rows") for kind in ROW_KINDS},
+}
+COMPUTE_DEFAULT_BASIS = ("1", "n")
+
+
+def fit_compute(rows: list[dict]) -> dict:
+    """``compute_s`` of one series from its zero-delay runs (``spu_compute.py``): the basis of
+    :data:`COMPUTE_BASES` fitted to the fastest run per size (non-negative, relative least
+    squares), its residuals and the error at the held-out size."""
+    kind = rows[0]["kind"]
+    terms = COMPUTE_BASES.get(kind, COMPUTE_DEFAULT_BASIS)
+    fit_pts = [r for r in rows if not r.get("heldout")]
+    held = [r for r in rows if r.get("heldout")]
+    A = np.array([[term_value(t, r["dims"]) for t in terms] for r in fit_pts])
+    y = np.array([r["min_wall_s"] for r in fit_pts])
+    coefs = nnls_relative(A, y)
+    predict = lambda r: float(np.array([term_value(t, r["dims"]) for t in terms]) @ coefs)  # noqa: E731
+    return {"formula": _formula(terms, coefs), "basis": list(terms), "coefficients": [float(c) for c in coefs],
+            "residuals": [predict(r) / r["min_wall_s"] - 1 for r in fit_pts],
+            "max_residual": max(abs(predict(r) / r["min_wall_s"] - 1) for r in fit_pts),
+            "heldout_errors": [predict(r) / r["min_wall_s"] - 1 for r in held],
+            "points": [{"dims": r["dims"], "min_wall_s": r["min_wall_s"], "heldout": bool(r.get("heldout"))}
+                       for r in rows],
+            "runs": sorted({f"{r['run']} ({r['date']}; {r['host']})" for r in rows})}
+
+
+def load_computes(protocol: str) -> dict[str, dict]:
+    """Per series: the compute-time fit of its runs (``spu_compute.py``), where measured at 3 or
+    more fitted sizes."""
+    path = RESULTS / f"compute-{protocol}.jsonl"
+    series: dict[str, list[dict]] = defaultdict(list)
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                series[row["series"]].append(row)
+    return {name: fit_compute(rows) for name, rows in sorted(series.items())
+            if sum(not r.get("heldout") for r in rows) >= 3}
+
+
 def load_runs(protocol: str) -> dict[str, list[dict]]:
     path = RESULTS / f"{protocol}.jsonl"
     series: dict[str, list[dict]] = defaultdict(list)
@@ -256,10 +302,18 @@ def load_runs(protocol: str) -> dict[str, list[dict]]:
 def fit_all() -> dict[str, dict[str, dict]]:
     out = {}
     for p in PROTOCOLS:
-        depths = load_depths(p)
-        out[p] = {name: {**fit_series(p, name, rows), **({"depth": depths[name]} if name in depths else {})}
+        depths, computes = load_depths(p), load_computes(p)
+        out[p] = {name: {**fit_series(p, name, rows), **({"depth": depths[name]} if name in depths else {}),
+                         **({"compute": computes[name]} if name in computes else {})}
                   for name, rows in sorted(load_runs(p).items())}
     return out
+
+
+def _compute_text(compute: dict | None) -> str:
+    if compute is None:
+        return "-"
+    held = ", ".join(f"{100 * e:+.0f}%" for e in compute["heldout_errors"]) or "none"
+    return f"{compute['formula']} s (max res {100 * compute['max_residual']:.0f}%, held-out {held})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{protocol:8} {name:34} n={f['n_fit']:2} max res {100 * f['max_residual']:5.2f}% "
                   f"held-out {held:>8}  bytes = {f['comm_bytes']}  messages = {f['messages']}"
                   f"  depth = {f['depth']['formula'] if 'depth' in f else '-'}"
+                  f"  compute = {_compute_text(f.get('compute'))}"
                   + (f"  !! {flag}" if flag else ""))
     print(f"wrote {RESULTS / 'fits.json'}; {bad} series break a rule")
     return 1 if ns.check and bad else 0

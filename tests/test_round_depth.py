@@ -86,11 +86,11 @@ UNAVAILABLE = netlab_unavailable_reason() or (None if bridge.spu_available() els
 def test_spu_truncation_takes_one_one_way_delay():
     """The harness on a known depth: SEMI2K's truncation sends one message and waits for it (one
     flight), an add sends nothing."""
-    from picost.netlab.spu_runs import measure_depths
+    from picost.netlab.spu_runs import time_spu_cases
 
     cases = [{"kind": "truncation", "dims": {"n": 1024}}, {"kind": "add", "dims": {"n": 1024},
                                                            "operands": ["shared", "shared"]}]
-    trunc, add = measure_depths("SEMI2K", cases, [0.0, 0.03], str(bridge.spu_python()), repeats=3)
+    trunc, add = time_spu_cases("SEMI2K", cases, [0.0, 0.03], str(bridge.spu_python()), repeats=3)
     assert abs(trunc["depth_delays"] - 1) < 0.3, trunc
     assert abs(add["depth_delays"]) < 0.3, add
     assert trunc["max_send_actions"] == 1 and add["max_send_actions"] == 0

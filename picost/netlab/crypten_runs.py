@@ -20,9 +20,12 @@ PARTIES = ("alice", "bob")
 RENDEZVOUS_PORT = 29500
 
 
-def measure_depths(cases: list[dict], delays_s: Sequence[float], crypten_python: str, repeats: int = 3,
-                   warmup: int = 1, timeout_s: float = STEP_TIMEOUT_S, on_result=None) -> list[dict]:
-    """Depth of CrypTen ops ``{"op": name (crypten_ops.py), "rows", "cols"}``, one dict each."""
+def time_crypten_cases(cases: list[dict], delays_s: Sequence[float], crypten_python: str, repeats: int = 3,
+                       warmup: int = 1, timeout_s: float = STEP_TIMEOUT_S, on_result=None,
+                       rate_bps: float | None = None) -> list[dict]:
+    """Time CrypTen cases -- ops ``{"op": name (crypten_ops.py), "rows", "cols"}`` or whole models
+    (a request of ``runner.py model``, which has an ``arch``) -- at every delay on links of
+    ``rate_bps``, one dict each (:func:`~picost.netlab.party_runs.time_cases`)."""
     def argv(lab: Netlab, rank: int) -> list[str]:
         env = {"RANK": rank, "WORLD_SIZE": len(PARTIES), "DISTRIBUTED_BACKEND": "gloo",
                "RENDEZVOUS": f"tcp://{lab.address(PARTIES[0])}:{RENDEZVOUS_PORT}"}
@@ -30,4 +33,4 @@ def measure_depths(cases: list[dict], delays_s: Sequence[float], crypten_python:
 
     request = {"cases": cases, "warmup": warmup}
     return time_cases(PARTIES, argv, {}, request, cases, delays_s, repeats, timeout_s, {"engine": "crypten"},
-                      on_result)
+                      on_result, rate_bps)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import select
+import statistics
 import subprocess
 from typing import Any, Callable, Mapping, Sequence
 
@@ -44,6 +45,12 @@ def read_marker(proc: subprocess.Popen, want: str, timeout_s: float) -> Any:
             return json.loads(payload)
 
 
+def single_delay(walls_s: Sequence[float]) -> dict:
+    """The summary of runs at one delay: the fastest (other tenants of a shared machine only
+    ever add time) and the median wall, seconds."""
+    return {"min_wall_s": round(min(walls_s), 6), "median_wall_s": round(statistics.median(walls_s), 6)}
+
+
 def tell(procs: Sequence[subprocess.Popen], line: str) -> None:
     for proc in procs:
         proc.stdin.write(line + "\n")
@@ -53,14 +60,16 @@ def tell(procs: Sequence[subprocess.Popen], line: str) -> None:
 def time_cases(parties: Sequence[str], argv: Callable[[Netlab, int], list[str]], env: Mapping[str, str],
                request: dict, cases: list[dict], delays_s: Sequence[float], repeats: int = 3,
                timeout_s: float = STEP_TIMEOUT_S, label: Mapping[str, Any] | None = None,
-               on_result: Callable[[dict], None] | None = None) -> list[dict]:
+               on_result: Callable[[dict], None] | None = None, rate_bps: float | None = None) -> list[dict]:
     """Start ``argv(lab, rank)`` for every party (by rank) in a lab, send ``request`` and time
     every case at every delay. One dict per case: the case, ``label``, the slowest party's wall
-    per run and delay, each rank's send actions and bytes per run, and :func:`summarize`'s depth;
-    ``on_result`` gets each as it finishes."""
+    per run and delay, each rank's send actions and bytes per run, and with two or more delays
+    :func:`summarize`'s depth, with one delay ``min_wall_s`` and ``median_wall_s`` (the compute
+    and the latency checks); ``on_result`` gets each as it finishes. ``rate_bps`` shapes every
+    party's incoming link (bits per second on the wire; ``None``: unshaped)."""
     delays = [float(d) for d in delays_s]
     results = []
-    with Netlab.uniform(LinkShape(None, delays[0]), parties) as lab:
+    with Netlab.uniform(LinkShape(rate_bps, delays[0]), parties) as lab:
         for party in parties:
             run_cmd(["ip", "netns", "exec", lab.namespace(party), "sysctl", "-qw",
                      "net.ipv4.tcp_slow_start_after_idle=0"])
@@ -85,7 +94,8 @@ def time_cases(parties: Sequence[str], argv: Callable[[Netlab, int], list[str]],
             tell(procs, "next")
             counted = [a for r in ranks for a in r["send_actions"] if a is not None]
             result = {**case, **(label or {}), "delays_s": delays, "walls_s": [walls[d] for d in delays],
-                      "ranks": ranks, "max_send_actions": max(counted) if counted else None, **summarize(walls)}
+                      "ranks": ranks, "max_send_actions": max(counted) if counted else None,
+                      **(summarize(walls) if len(delays) > 1 else single_delay(walls[delays[0]]))}
             results.append(result)
             if on_result is not None:
                 on_result(result)

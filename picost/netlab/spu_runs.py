@@ -20,12 +20,13 @@ BASE_PORT = 41000
 STEP_TIMEOUT_S = 3600.0
 
 
-def measure_depths(protocol: str, cases: list[dict], delays_s: Sequence[float], spu_python: str,
+def time_spu_cases(protocol: str, cases: list[dict], delays_s: Sequence[float], spu_python: str,
                    repeats: int = 3, warmup: int = 1, timeout_s: float = STEP_TIMEOUT_S,
-                   on_result=None) -> list[dict]:
-    """Time every case of ``cases`` (measurements as ``runner.py ops`` takes them, without the
-    protocol) at every delay (:func:`~picost.netlab.party_runs.time_cases`); ``on_result(dict)``
-    is called as each case finishes (to save incrementally)."""
+                   on_result=None, rate_bps: float | None = None) -> list[dict]:
+    """Time every case of ``cases`` (measurements as ``runner.py ops`` takes them, or whole-model
+    requests of ``runner.py model``, without the protocol) at every delay on links of
+    ``rate_bps`` (:func:`~picost.netlab.party_runs.time_cases`); ``on_result(dict)`` is called as
+    each case finishes (to save incrementally)."""
     parties = PARTIES[: NPARTIES[protocol]]
 
     def argv(lab: Netlab, rank: int) -> list[str]:
@@ -34,4 +35,4 @@ def measure_depths(protocol: str, cases: list[dict], delays_s: Sequence[float], 
 
     request = {"protocol": protocol, "cases": cases, "warmup": warmup}
     return time_cases(parties, argv, {"JAX_PLATFORMS": "cpu"}, request, cases, delays_s, repeats, timeout_s,
-                      {"protocol": protocol}, on_result)
+                      {"protocol": protocol}, on_result, rate_bps)

@@ -9,7 +9,8 @@ one of these per party, each in its own network namespace, and drives them over 
 Protocol (one line each way at a time):
 
 * stdin, first line: ``{"protocol": ..., "cases": [measurement, ...], "warmup": W}`` (a
-  measurement as in ``runner.py ops``);
+  measurement as in ``runner.py ops``, or a whole model: a request of ``runner.py model``, which
+  has a ``spec``);
 * per case the party compiles the op, shares its inputs (each process makes its own shares with
   its own randomness: the values are meaningless, the costs and the timing are value-independent),
   links to the others at ``A_rank:P+case`` (``libspu.link.create_brpc``; SPU's default transport
@@ -85,8 +86,13 @@ def serve_case(log: Log, protocol: str, rank: int, addresses: list[str], port: i
     import spu.api as api
     import spu.libspu as libspu
 
-    op, opts = runner.build_case({**m, "protocol": protocol})
-    prep = runner.prepare(protocol, op.fun, op.args, op.roles, opts["weights"], opts["input"])
+    if "spec" in m:  # a whole model (a request of runner.py model)
+        program = runner.build_model(m)
+        weights, input = m.get("weights", "server-private"), m.get("input", "client-private")
+    else:
+        program, opts = runner.build_case({**m, "protocol": protocol})
+        weights, input = opts["weights"], opts["input"]
+    prep = runner.prepare(protocol, program.fun, program.args, program.roles, weights, input)
     link = link_for(protocol, rank, addresses, port, case)
     runtime = api.Runtime(link, libspu.RuntimeConfig(prep.cfg))
 

@@ -275,15 +275,22 @@ def _child_op(m: dict) -> None:
                 _runs(m["protocol"], opts["runs"]))
 
 
+def build_model(m: dict):
+    """The :class:`jax_model` model of a ``model`` request ``m`` (spec, context and options)."""
+    import jax_model
+
+    return jax_model.build(m["spec"], context=m.get("context"), input=m.get("input", "client-private"),
+                           gelu=m.get("gelu"), softmax=m.get("softmax", "stock"),
+                           mask=m.get("mask", "where"), seed=m.get("seed", 0))
+
+
 def _child_model(m: dict) -> None:
     import jax
     import numpy as np
 
     import jax_model
 
-    model = jax_model.build(m["spec"], context=m.get("context"), input=m.get("input", "client-private"),
-                            gelu=m.get("gelu"), softmax=m.get("softmax", "stock"),
-                            mask=m.get("mask", "where"), seed=m.get("seed", 0))
+    model = build_model(m)
     roles = model.roles
     with jax.default_device(jax.devices("cpu")[0]):
         expected = [np.asarray(o) for o in jax.tree_util.tree_leaves(jax.jit(model.fun)(*model.args))]

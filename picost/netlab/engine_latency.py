@@ -1,0 +1,91 @@
+"""The latency check for engines picost did not write: SPU 0.9.5 and CrypTen 0.4.1 on shaped links.
+
+A whole model runs with each party as its own process in its own netlab namespace (SPU: its
+brpc links, ``picost/spu/multiproc.py``; CrypTen: its gloo communicator, ``benchmarks/crypten_ops.py
+depth-party``), every party's incoming link shaped to the setting's bandwidth and delayed by half
+its RTT. The measured time is the fastest of ``repeats`` forward passes (after a warm-up) of the
+slowest party; the modeled time is ``picost estimate``'s total latency of the same spec under
+the engine's table (``spu-semi2k``, ``spu-aby3``, ``spu-cheetah``, ``crypten``), compute
+included (each table's ``compute_s``, measured on this machine by ``benchmarks/spu_compute.py``
+and ``benchmarks/crypten_compute.py``). Needs root; torch is imported only for CrypTen's weights.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from picost.netlab.latency_check import Comparison, Setting
+
+ENGINE_TOLERANCE = 0.25
+"""Issue 10's bound for the engines picost did not write: modeled within 25 % of the clock."""
+SPU_PROTOCOLS = {"semi2k": "SEMI2K", "aby3": "ABY3", "cheetah": "CHEETAH"}
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    """What to run: ``engine`` (``spu-semi2k``, ``spu-aby3``, ``spu-cheetah`` or ``crypten``),
+    the model and its prompt length."""
+
+    engine: str
+    spec: Any
+    context: int
+
+    @property
+    def table(self) -> str:
+        return self.engine
+
+    def modeled(self, setting: Setting, options: Mapping[str, str] | None = None) -> Any:
+        """The estimate's totals of this run on ``setting``'s network."""
+        from picost.analysis.estimate import estimate_lowered
+        from picost.cost.protocol_table import load_protocol
+        from picost.model.lower import lower
+
+        table = load_protocol(self.table, options)
+        return estimate_lowered(lower(self.spec, self.context), table, setting.network).totals
+
+    def measure(self, setting: Setting, repeats: int = 3) -> dict:
+        """Time the model on a lab of ``setting``; :func:`picost.netlab.party_runs.time_cases`'s dict."""
+        delay = [setting.rtt_s / 2]
+        if self.engine.startswith("spu-"):
+            from picost.netlab.spu_runs import time_spu_cases
+            from picost.spu.bridge import model_request, spu_python
+
+            protocol = self.engine.removeprefix("spu-")
+            case = {k: v for k, v in model_request(self.spec, self.context, protocol).items() if k != "protocol"}
+            return time_spu_cases(SPU_PROTOCOLS[protocol], [case], delay, str(spu_python()), repeats=repeats,
+                                  rate_bps=setting.bandwidth_bps)[0]
+        if self.engine == "crypten":
+            import torch
+
+            from picost.crypten_engine.bridge import crypten_python, model_payload
+            from picost.netlab.crypten_runs import time_crypten_cases
+
+            payload = model_payload(self.spec, self.context)
+            with tempfile.TemporaryDirectory(prefix="picost-crypten-") as tmp:
+                params_file = Path(tmp) / "params.pt"
+                torch.save(payload.saved, params_file)
+                Path(tmp).chmod(0o755)
+                case = {**payload.request, "params_file": str(params_file)}
+                return time_crypten_cases([case], delay, str(crypten_python()), repeats=repeats,
+                                          rate_bps=setting.bandwidth_bps)[0]
+        raise ValueError(f"unknown engine {self.engine!r}: spu-semi2k, spu-aby3, spu-cheetah or crypten")
+
+
+def check(run: EngineRun, setting: Setting, repeats: int = 3) -> tuple[Comparison, dict]:
+    """One comparison of modeled and measured latency, and the raw measurement (for the record)."""
+    totals = run.modeled(setting)
+    measured = run.measure(setting, repeats)
+    comparison = Comparison(setting.label, f"{run.engine} {run.spec.name} T={run.context}", int(totals.rounds),
+                            int(totals.comm_bytes), float(totals.latency_s), float(measured["min_wall_s"]),
+                            tolerance=ENGINE_TOLERANCE)
+    record = {"engine": run.engine, "spec": run.spec.name, "context": run.context,
+              "bandwidth_bps": setting.bandwidth_bps, "rtt_s": setting.rtt_s,
+              "modeled": {"latency_s": totals.latency_s, "compute_s": totals.compute_s, "comm_s": totals.comm_s,
+                          "rounds": totals.rounds, "comm_bytes": totals.comm_bytes,
+                          "compute_rows": totals.compute_rows},
+              "measured": {k: measured[k] for k in ("walls_s", "min_wall_s", "median_wall_s", "ranks")}}
+    return comparison, json.loads(json.dumps(record))

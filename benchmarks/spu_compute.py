@@ -2,12 +2,13 @@
 
 The compute term of the spu-* tables (``compute_s``, seconds on the machine named in each run's
 ``host`` field). Each protocol's parties run as separate processes in netlab namespaces linked
-by SPU's brpc transport (``picost/netlab/spu_runs.py``), with no injected delay and unshaped
-links, as ``benchmarks/spu_depth.py``'s zero-delay runs; every op is warmed up once and then run
-``--repeats`` times, and its time is the fastest run of the slowest party (other tenants of a
-shared machine only ever add time). What an op does at zero delay besides computing -- moving
-its bytes over an unshaped veth and the delay line (several Gbit/s) and its round trips
-(tens of microseconds each) -- is counted in this time, so it slightly overstates compute.
+by SPU's brpc transport (``picost/netlab/spu_runs.py``), on unshaped links through a lab without
+a delay line (the middle namespace's kernel forwards the packets: no lab process competes for
+the CPU); every op is warmed up once and then run ``--repeats`` times, and its time is the
+fastest run of the slowest party (other tenants of a shared machine only ever add time). Moving
+the op's bytes over the veths (several Gbit/s) and its round trips (tens of microseconds each)
+count in this time, so it slightly overstates compute. (Not loopback: its 64 KiB MTU meets
+Nagle's algorithm and delayed ACKs in SPU's transport, 40 ms stalls.)
 
 The ops are the series of ``benchmarks/spu_campaign.py`` that the tables use
 (``spu_tables.ENTRIES`` and ``OPTIONS``), at up to :data:`SIZES_PER_SERIES` of the campaign's
@@ -78,12 +79,22 @@ def _spread(points: list[dict], count: int) -> list[dict]:
     return [points[round(i * step)] for i in range(count)]
 
 
-def plan(protocol: str) -> list[dict]:
-    """The measurements of ``protocol`` (the campaign's, without its byte-counting fields)."""
+def default_series() -> set[str]:
+    """The series of the tables' default entries and of the construction options (what the
+    stock-SPU tables and ``bumblebee``/``puma`` use without a weights or input option)."""
+    from spu_tables import ENTRIES, OPTIONS
+
+    return set(ENTRIES.values()) | {s for name in ("gelu", "softmax") for _, kinds in OPTIONS[name][2].values()
+                                    for s in kinds.values()}
+
+
+def plan(protocol: str, defaults_only: bool = False) -> list[dict]:
+    """The measurements of ``protocol`` (the campaign's, without its byte-counting fields); with
+    ``defaults_only`` only :func:`default_series`."""
     import spu_campaign
     from spu_tables import _used_series
 
-    used = _used_series()
+    used = default_series() if defaults_only else _used_series()
     warm = {}
     campaign = OUT / f"{protocol.lower()}.jsonl"
     for line in campaign.read_text().splitlines():
@@ -109,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=sorted(NPARTIES), required=True)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per op (the fastest taken)")
     parser.add_argument("--only", help="run only series whose name starts with this")
+    parser.add_argument("--defaults-only", action="store_true",
+                        help="only the series of the default entries and the gelu/softmax constructions")
     parser.add_argument("--list", action="store_true", help="print the plan and exit")
     ns = parser.parse_args(argv)
-    cases = [m for m in plan(ns.protocol) if not ns.only or m["series"].startswith(ns.only)]
+    cases = [m for m in plan(ns.protocol, ns.defaults_only) if not ns.only or m["series"].startswith(ns.only)]
     out = OUT / f"compute-{ns.protocol.lower()}.jsonl"
     done = set()
     if out.is_file():
@@ -124,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     reason = netlab_unavailable_reason()
     if reason:
         raise SystemExit(reason)
-    run = {"run": f"benchmarks/spu_compute.py --protocol {ns.protocol} --repeats {ns.repeats}",
+    run = {"run": f"benchmarks/spu_compute.py --protocol {ns.protocol} --repeats {ns.repeats}"
+                  + (" --defaults-only" if ns.defaults_only else ""),
            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "host": host()}
 
     def save(result: dict) -> None:
@@ -135,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(median {result['median_wall_s']:.4f})", flush=True)
 
     start = time.time()
-    time_spu_cases(ns.protocol, todo, [0.0], str(spu_python()), repeats=ns.repeats, on_result=save)
+    time_spu_cases(ns.protocol, todo, [0.0], str(spu_python()), repeats=ns.repeats, on_result=save, delay_line=False)
     print(f"{len(todo)} ops in {time.time() - start:.0f} s -> {out.relative_to(REPO)}")
     return 0
 

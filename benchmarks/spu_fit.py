@@ -243,7 +243,7 @@ def load_depths(protocol: str) -> dict[str, dict]:
 #: Basis of the compute-time fits per op kind (seconds): a fixed time, the op's work, and for
 #: products the elements its shares open or convert.
 COMPUTE_BASES: dict[str, tuple[str, ...]] = {
-    "linear": ("1", "m*k*n", "m*k + k*n + m*n"),
+    "linear": ("1", "m*k*n", "(m*k + k*n + m*n)"),
     "matmul": ("1", "b*m*k*n", "b*(m*k + k*n + m*n)"),
     "embedding": ("1", "tokens*vocab*width", "vocab*width"),
     **{kind: ("1", "rows*cols", "rows") for kind in ROW_KINDS},

@@ -253,7 +253,8 @@ def _entry(protocol: str, fit: dict, fits: dict | None = None) -> dict:
                    f"measured: benchmarks/spu_campaign.py --protocol {protocol.upper()} (series {fit['series']}, "
                    f"{fit['n_fit']} sizes: {_dims_text(fitted)}), fitted by benchmarks/spu_fit.py as {basis} "
                    f"(non-negative, relative least squares): max residual {100 * fit['max_residual']:.2f}%"
-                   f"{rounds_source}") + compute_source,
+                   f"{rounds_source}"),
+        **compute_source,
         "notes": (f"{held_text or 'no held-out point'}.{bias_note} {rounds_note} Messages: SPU send actions, the most "
                   f"over the measured sizes. Bytes: all parties' sent bytes, warm run.{compute_note}"),
     }
@@ -279,17 +280,17 @@ def _rounds(fit: dict) -> tuple[str, str, str]:
                                  "bound: measured depths range from below the send actions to a few % above).")
 
 
-def _compute(fit: dict) -> tuple[dict, str, str]:
-    """``({"compute_s": formula} or {}, addition to the source, note)`` from the series' compute
+def _compute(fit: dict) -> tuple[dict, dict, str]:
+    """``({"compute_s": formula} or {}, {"compute_source": ...} or {}, note)`` from the series' compute
     fit (benchmarks/spu_compute.py), if it was measured."""
     compute = fit.get("compute")
     if compute is None:
-        return {}, "", " Compute: not measured (no compute_s)."
+        return {}, {}, " Compute: not measured (no compute_s)."
     sizes = "; ".join(f"{', '.join(f'{k}={v}' for k, v in sorted(p['dims'].items()))}: {p['min_wall_s']:.4g} s"
                       for p in compute["points"] if not p["heldout"])
     held = "; ".join(f"{100 * e:+.0f}%" for e in compute["heldout_errors"]) or "none"
     return ({"compute_s": compute["formula"]},
-            f"; compute_s measured: {' and '.join(compute['runs'])}, series {fit['series']}",
+            {"compute_source": f"measured: {' and '.join(compute['runs'])}, series {fit['series']}"},
             f" Compute: seconds of the slowest party with the parties as processes and no delay ({sizes}), fitted "
             f"as {' + '.join(compute['basis'])} (non-negative, relative least squares): max residual "
             f"{100 * compute['max_residual']:.0f}%, held-out size {held}; includes moving the bytes over an unshaped "

@@ -10,6 +10,21 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+ADDRESS_SPACE_CAP_BYTES = 16 * 2**30
+"""The test process's (and its children's) address-space cap: a runaway allocation fails as a
+MemoryError in its test instead of the kernel killing the whole run (once seen in CI: the pytest
+process OOM-killed at 24 GB; the suite peaks far below the cap)."""
+
+
+def pytest_configure(config) -> None:
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft > ADDRESS_SPACE_CAP_BYTES:
+        cap = ADDRESS_SPACE_CAP_BYTES if hard == resource.RLIM_INFINITY else min(hard, ADDRESS_SPACE_CAP_BYTES)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

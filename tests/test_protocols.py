@@ -105,6 +105,10 @@ def _error(tmp_path: Path, text: str, name: str = "t") -> UserError:
     ("    rounds: 3\n", "    rounds: 3\n    bytes_client_to_server: n\n    bytes_server_to_client: n\n", 16,
      "ops.relu.bytes_client_to_server", "add up"),
     ("ops:\n", "ops:\n  relu: {comm_bytes: 1, rounds: 1, source: 'fx §2'}\n", 14, "ops.relu", "duplicate key"),
+    ("    rounds: 3\n", "    rounds: 3\n    compute_source: 'measured: run x'\n", 16, "ops.relu.compute_source",
+     "has no compute_s"),
+    ("    rounds: 3\n", "    rounds: 3\n    compute_s: 1e-6 * n\n    compute_source: 'a run'\n", 17,
+     "ops.relu.compute_source", "citation key"),
 ])
 def test_malformed_tables_are_located(tmp_path, old, new, line, field, needle):
     text = GOOD.format(name="t")
@@ -114,6 +118,17 @@ def test_malformed_tables_are_located(tmp_path, old, new, line, field, needle):
     assert err.file is not None and err.file.endswith("t.yaml")
     assert err.line == line, str(err)
     assert err.field == field, str(err)
+
+
+def test_compute_source_is_kept_and_shown(tmp_path):
+    from picost.report.protocol_docs import entry_rows
+
+    text = GOOD.format(name="t").replace("    rounds: 3\n", "    rounds: 3\n    compute_s: 2e-6 * n\n"
+                                          "    compute_source: 'measured: a run on host X'\n")
+    table = load_protocol(write(tmp_path, text))
+    entry = table.entries["relu"]
+    assert entry.compute_source == "measured: a run on host X"
+    assert "compute_s: measured: a run on host X" in entry_rows(table)[0][-1]
 
 
 def test_per_direction_bytes_that_add_up_are_accepted(tmp_path):

@@ -133,8 +133,7 @@ def apply_calibration(table: ProtocolTable, profile: Profile, profile_file: str 
         text = compute_formula(kind, profile.kinds[kind])
         compute = formula.parse(text, ENTRY_SYMBOLS[kind], file=profile_file or None, field_name=f"kinds.{kind}")
         entries[kind] = dataclasses.replace(
-            entry, formulas={**entry.formulas, "compute_s": compute},
-            source=f"{entry.source}; compute_s measured: {profile.measured}")
+            entry, formulas={**entry.formulas, "compute_s": compute}, compute_source=f"measured: {profile.measured}")
     return dataclasses.replace(table, entries=entries, _values={})
 
 

@@ -41,7 +41,7 @@ FORMULA_FIELDS = ("comm_bytes", "bytes_client_to_server", "bytes_server_to_clien
 #: Informational fields: shown with the table, never part of any cost or latency.
 INFORMATIONAL_FIELDS = ("messages",)
 _REQUIRED_FORMULAS = ("comm_bytes", "rounds")
-_ENTRY_KEYS = FORMULA_FIELDS + ("includes_truncation", "source", "notes")
+_ENTRY_KEYS = FORMULA_FIELDS + ("includes_truncation", "source", "compute_source", "notes")
 _TOP_KEYS = ("name", "description", "extends", "defaults", "citations", "setting", "confidence", "params", "options",
              "ops")
 _EXTENDS_DEPTH = 8
@@ -122,6 +122,8 @@ class Entry:
     """Where the entry is written: ``ops.relu``, or ``options.gelu.choices.stock.ops.gelu``."""
     symbols: tuple[str, ...] = ()
     """Its formulas' dimension symbols when not an op kind's (a conversion step's); else the kind's."""
+    compute_source: str | None = None
+    """Where ``compute_s`` comes from, when not from ``source`` (a measured run: the machine it ran on)."""
 
     @property
     def dims(self) -> tuple[str, ...]:
@@ -668,9 +670,15 @@ class _Validator:
                              f"includes_truncation applies only to kinds with fixed-point products "
                              f"({', '.join(k for k, v in KINDS.items() if v.fixed_point_product)})")
         notes = self.text(e["notes"], path + ("notes",)) if "notes" in e else None
+        compute_source = None
+        if "compute_source" in e:
+            if "compute_s" not in formulas:
+                raise self.error(path + ("compute_source",), "compute_source is the source of compute_s; "
+                                                             "the entry has no compute_s")
+            compute_source = self.source(e["compute_source"], path + ("compute_source",), citations)
         return Entry(kind, formulas, includes, source, notes, line_of(self.lines, path),
                      {f: line_of(self.lines, path + (f,)) for f in formulas}, ".".join(str(p) for p in path),
-                     tuple(symbols))
+                     tuple(symbols), compute_source)
 
     def check_directions(self, dims: tuple[str, ...], formulas: Mapping[str, formula.Formula],
                          params: Mapping[str, Param], path: KeyPath) -> None:

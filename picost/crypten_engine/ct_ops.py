@@ -108,6 +108,9 @@ def _bench_embedding(x: Any, w: dict[str, Any]) -> Any:
 
 
 BENCH: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
+    "add": lambda x, w: x + x.flip(-1),
+    "weight_add": lambda x, w: x + w["bias"],
+    "scale": lambda x, w: x * 0.125,
     "mul": lambda x, w: x * x.flip(-1),
     "square": lambda x, w: x.square(),
     "matmul": lambda x, w: x.matmul(x.t()),

@@ -22,7 +22,7 @@ RENDEZVOUS_PORT = 29500
 
 def time_crypten_cases(cases: list[dict], delays_s: Sequence[float], crypten_python: str, repeats: int = 3,
                        warmup: int = 1, timeout_s: float = STEP_TIMEOUT_S, on_result=None,
-                       rate_bps: float | None = None) -> list[dict]:
+                       rate_bps: float | None = None, delay_line: bool = True) -> list[dict]:
     """Time CrypTen cases -- ops ``{"op": name (crypten_ops.py), "rows", "cols"}`` or whole models
     (a request of ``runner.py model``, which has an ``arch``) -- at every delay on links of
     ``rate_bps``, one dict each (:func:`~picost.netlab.party_runs.time_cases`)."""
@@ -33,4 +33,4 @@ def time_crypten_cases(cases: list[dict], delays_s: Sequence[float], crypten_pyt
 
     request = {"cases": cases, "warmup": warmup}
     return time_cases(PARTIES, argv, {}, request, cases, delays_s, repeats, timeout_s, {"engine": "crypten"},
-                      on_result, rate_bps)
+                      on_result, rate_bps, delay_line)

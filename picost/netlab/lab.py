@@ -144,10 +144,14 @@ class Netlab:
     """A running lab. Use as a context manager; everything is removed on exit, also on errors,
     at interpreter exit and on SIGTERM (when no other SIGTERM handler is installed)."""
 
-    def __init__(self, links: Mapping[str, LinkShape], direct: Sequence[tuple[str, str]] = ()):
+    def __init__(self, links: Mapping[str, LinkShape], direct: Sequence[tuple[str, str]] = (),
+                 delay_line: bool = True):
         """``links``: party -> shape of its incoming direction. ``direct``: pairs of parties that
         also get a private, unshaped, undelayed veth between them (e.g. a dealer colocated with
-        the server); traffic between such a pair never enters the middle namespace."""
+        the server); traffic between such a pair never enters the middle namespace.
+        ``delay_line=False``: no delay line (every delay must be 0): the middle namespace's kernel
+        routes the packets itself, so no process of the lab competes with the parties for the
+        CPU -- how compute is measured."""
         if not links:
             raise ValueError("a netlab needs at least one party")
         for party in links:
@@ -158,6 +162,9 @@ class Netlab:
         for a, b in self.direct:
             if a not in self.links or b not in self.links or a == b:
                 raise ValueError(f"direct link {a!r}-{b!r}: both must be distinct parties of the lab")
+        if not delay_line and any(shape.one_way_delay_s for shape in self.links.values()):
+            raise ValueError("a lab without a delay line has no delays")
+        self.use_delay_line = delay_line
         self.run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
         self.namespaces: dict[str, str] = {}
         self.processes: list[subprocess.Popen] = []
@@ -166,8 +173,9 @@ class Netlab:
         self.closed = False
 
     @classmethod
-    def uniform(cls, shape: LinkShape, parties: Sequence[str] = ("client", "server", "dealer")) -> "Netlab":
-        return cls({party: shape for party in parties})
+    def uniform(cls, shape: LinkShape, parties: Sequence[str] = ("client", "server", "dealer"),
+                delay_line: bool = True) -> "Netlab":
+        return cls({party: shape for party in parties}, delay_line=delay_line)
 
     # -- addresses ---------------------------------------------------------------------------
     def namespace(self, party: str) -> str:
@@ -242,7 +250,8 @@ class Netlab:
             self._add_direct_link(i, a, b)
         run_cmd(["ip", "netns", "exec", mid, sys.executable, "-m", "picost.netlab.gro",
                  *(mid_ifname(party) for party in self.links)], env=self.python_env())
-        self._start_delay_line(mid)
+        if self.use_delay_line:
+            self._start_delay_line(mid)
 
     def _add_direct_link(self, i: int, a: str, b: str) -> None:
         """A veth between ``a`` and ``b`` (named ``pd<i>`` on both ends) with host routes to each

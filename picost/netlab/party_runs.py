@@ -60,16 +60,19 @@ def tell(procs: Sequence[subprocess.Popen], line: str) -> None:
 def time_cases(parties: Sequence[str], argv: Callable[[Netlab, int], list[str]], env: Mapping[str, str],
                request: dict, cases: list[dict], delays_s: Sequence[float], repeats: int = 3,
                timeout_s: float = STEP_TIMEOUT_S, label: Mapping[str, Any] | None = None,
-               on_result: Callable[[dict], None] | None = None, rate_bps: float | None = None) -> list[dict]:
+               on_result: Callable[[dict], None] | None = None, rate_bps: float | None = None,
+               delay_line: bool = True) -> list[dict]:
     """Start ``argv(lab, rank)`` for every party (by rank) in a lab, send ``request`` and time
     every case at every delay. One dict per case: the case, ``label``, the slowest party's wall
     per run and delay, each rank's send actions and bytes per run, and with two or more delays
     :func:`summarize`'s depth, with one delay ``min_wall_s`` and ``median_wall_s`` (the compute
     and the latency checks); ``on_result`` gets each as it finishes. ``rate_bps`` shapes every
-    party's incoming link (bits per second on the wire; ``None``: unshaped)."""
+    party's incoming link (bits per second on the wire; ``None``: unshaped). ``delay_line=False``:
+    a lab without a delay line (delay 0 only; no lab process competes for the CPU), where
+    compute is measured."""
     delays = [float(d) for d in delays_s]
     results = []
-    with Netlab.uniform(LinkShape(rate_bps, delays[0]), parties) as lab:
+    with Netlab.uniform(LinkShape(rate_bps, delays[0]), parties, delay_line) as lab:
         for party in parties:
             run_cmd(["ip", "netns", "exec", lab.namespace(party), "sysctl", "-qw",
                      "net.ipv4.tcp_slow_start_after_idle=0"])
@@ -83,7 +86,7 @@ def time_cases(parties: Sequence[str], argv: Callable[[Netlab, int], list[str]],
             ranks: list[dict] = [{"send_actions": [], "send_bytes": []} for _ in parties]
             for _ in range(repeats):
                 for d in delays:
-                    for party in parties:
+                    for party in parties if delay_line else ():
                         lab.set_delay(party, d)
                     tell(procs, f"run {d!r} 1")
                     times = [read_marker(proc, "TIMES", timeout_s) for proc in procs]

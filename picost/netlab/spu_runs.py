@@ -16,13 +16,16 @@ from picost.netlab.party_runs import time_cases
 MULTIPROC = Path(__file__).resolve().parents[1] / "spu" / "multiproc.py"
 PARTIES = ("alice", "bob", "carol")  # by rank
 NPARTIES = {"SEMI2K": 2, "CHEETAH": 2, "ABY3": 3}
-BASE_PORT = 41000
+BASE_PORT = 20000
+"""Case i listens on BASE_PORT + i: below the ephemeral range (32768-60999), where a party's own
+outgoing connections could hold the port."""
 STEP_TIMEOUT_S = 3600.0
 
 
 def time_spu_cases(protocol: str, cases: list[dict], delays_s: Sequence[float], spu_python: str,
                    repeats: int = 3, warmup: int = 1, timeout_s: float = STEP_TIMEOUT_S,
-                   on_result=None, rate_bps: float | None = None) -> list[dict]:
+                   on_result=None, rate_bps: float | None = None,
+                   delay_line: bool = True) -> list[dict]:
     """Time every case of ``cases`` (measurements as ``runner.py ops`` takes them, or whole-model
     requests of ``runner.py model``, without the protocol) at every delay on links of
     ``rate_bps`` (:func:`~picost.netlab.party_runs.time_cases`); ``on_result(dict)`` is called as
@@ -35,4 +38,4 @@ def time_spu_cases(protocol: str, cases: list[dict], delays_s: Sequence[float], 
 
     request = {"protocol": protocol, "cases": cases, "warmup": warmup}
     return time_cases(parties, argv, {"JAX_PLATFORMS": "cpu"}, request, cases, delays_s, repeats, timeout_s,
-                      {"protocol": protocol}, on_result, rate_bps)
+                      {"protocol": protocol}, on_result, rate_bps, delay_line)

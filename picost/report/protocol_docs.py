@@ -38,7 +38,8 @@ def entry_rows(table: ProtocolTable) -> list[tuple[str, ...]]:
     for kind, e in table.entries.items():
         trunc = "included" if e.includes_truncation else ""
         cells = tuple(e.formulas[f].text if f in e.formulas else "" for f in FORMULA_FIELDS)
-        source = e.source + (f" — {e.notes}" if e.notes else "")
+        source = (e.source + (f"; compute_s: {e.compute_source}" if e.compute_source else "")
+                  + (f" — {e.notes}" if e.notes else ""))
         rows.append((kind,) + cells + (trunc, " ".join(source.split())))
     return rows
 
@@ -131,6 +132,8 @@ def rich_view(table: ProtocolTable) -> Any:
     for kind, e in table.entries.items():
         rows = [("source", e.source)] + [(FIELD_LABELS[f], e.formulas[f].text) for f in FORMULA_FIELDS
                                           if f in e.formulas]
+        if e.compute_source:
+            rows.append(("compute source", e.compute_source))
         if e.includes_truncation:
             rows.append(("truncation", "included in the bytes and rounds above"))
         if e.notes:

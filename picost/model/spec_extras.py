@@ -118,3 +118,15 @@ def _moe_problem(spec: Any) -> tuple[str, str] | None:
     if spec.ffn.fused or spec.ffn.learnable_output_scale:
         return "moe", "expert FFNs are plain FFNs: ffn.fused and ffn.learnable_output_scale do not apply"
     return None
+
+
+def engine_gap(spec: Any) -> tuple[str, str] | None:
+    """``(field, what)`` for the first section the engines (picost/mpc, SPU, CrypTen) do not run:
+    image patches, a classifier head, experts; they cost-model only (``picost estimate``)."""
+    if spec.input.kind == "patches":
+        return "input.kind", "image-patch inputs"
+    if spec.head == "classifier":
+        return "head", "classifier heads"
+    if spec.moe is not None:
+        return "moe", "mixture-of-experts FFNs"
+    return None

@@ -15,8 +15,12 @@ activation modules (``ACT2FN``'s, torch's), and a ``TorchFunctionMode`` seeing e
 (eager attention calls ``softmax`` as a function). Left out: BERT's and RoBERTa's embedding
 LayerNorm (picost leaves it out: see docs/spec.md).
 
-The base model (no LM head) is compared with the spec's head set to none. `transformers` is a
-test dependency only."""
+The base model (no LM head) is compared with the spec's head set to none; ViT's patch embedding (a
+Conv2d, aten convolution) with picost's ``embed.patch`` linear. Mixtral is compared with revealed
+routing (transformers runs only the routed tokens through each expert; picost's default, oblivious,
+runs all E). The classifier heads (BERT/RoBERTa pooler + classifier, ViT's classifier) are compared
+against the HF ``*For*Classification`` classes, and Mistral with a sliding window W < T against
+transformers' masked full attention (see docs/spec.md). `transformers` is a test dependency only."""
 
 from __future__ import annotations
 

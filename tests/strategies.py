@@ -75,11 +75,14 @@ def shrink(spec: ModelSpec) -> ModelSpec:
     pruned layers, head, argmax, biases, tying) and so is the GQA group size n_heads / n_kv_heads;
     n_kv_heads becomes min(n_kv_heads, 2), n_heads = group x n_kv_heads, head_dim = 8,
     d_model = n_heads x 8, d_ff keeps its ratio to d_model (rounded), vocab_size = min(V, 97),
-    context_length = min(context_length, 64), and n_layers is kept when <= 12 or when FFNs are
+    context_length = min(context_length, 64) (an image-patch input: a 6x6 image of 2x2 patches), and n_layers is kept when <= 12 or when FFNs are
     pruned (so pruned indices stay valid), else 4.
     """
     if spec.d_model <= 64:
         return spec
+    if spec.input.kind == "patches":  # a 6x6 image of 2x2 patches: 9 patches (+ CLS), so T = 8 still fits
+        small_image = spec.input.model_copy(update={"image_size": 6, "patch_size": 2})
+        spec = with_fields(spec, input=small_image, context_length=small_image.image_tokens)
     group = spec.n_heads // spec.kv_heads
     kv_heads = min(spec.kv_heads, 2)
     n_heads = group * kv_heads
@@ -93,7 +96,7 @@ def shrink(spec: ModelSpec) -> ModelSpec:
         d_model=d,
         d_ff=max(1, round(spec.ffn_width * d / spec.d_model)),
         d_ff_multiplier=None,
-        vocab_size=min(spec.vocab_size, SHRUNK_VOCAB),
+        vocab_size=None if spec.vocab_size is None else min(spec.vocab_size, SHRUNK_VOCAB),
         context_length=min(spec.context_length, 64),
         n_layers=spec.n_layers if keep_layers else 4,
     )

@@ -38,13 +38,14 @@ def test_decoder_families_load(config, want):
 
 
 def test_flops_cli_on_each_new_config():
-    for config in ("bert-base-uncased", "roberta-base", "qwen2.5-0.5b", "opt-125m", "phi3-mini-4k", "gemma-2b"):
+    for config in ("bert-base-uncased", "roberta-base", "qwen2.5-0.5b", "opt-125m", "phi3-mini-4k", "gemma-2b",
+                   "mixtral-8x7b", "vit-base-patch16-224"):
         r = run_cli("flops", str(DATA / f"{config}-config.json"), "-T", "64", "-f", "json")
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["total_flops"] == count_flops(load_spec(DATA / f"{config}-config.json"), 64).total
 
 
-@pytest.mark.parametrize("model_type,missing", [("mixtral", "mixture of experts"), ("phi", "shared input LayerNorm"),
+@pytest.mark.parametrize("model_type,missing", [("qwen2_moe", "shared experts"), ("phi", "shared input LayerNorm"),
                                                 ("gemma2", "soft-capping")])
 def test_unexpressible_families_are_refused_saying_what_is_missing(model_type, missing, tmp_path):
     path = tmp_path / "config.json"
@@ -63,7 +64,35 @@ def test_opt_embedding_projection_refused(tmp_path):
         load_spec(path)
 
 
-def test_mixtral_config_refused_on_the_cli():
-    path = DATA.parent / "hf-refused" / "mixtral-8x7b-config.json"
+@pytest.mark.parametrize("config,shipped", [("vit-base-patch16-224", "vit-base"), ("mixtral-8x7b", "mixtral-8x7b")])
+def test_vit_and_mixtral_configs_match_shipped_specs(config, shipped):
+    spec, ref = load_spec(DATA / f"{config}-config.json"), load_spec(shipped)
+    for field in ("n_layers", "d_model", "n_heads", "kv_heads", "ffn_width", "vocab_size", "context_length",
+                  "activation", "positional", "input", "head", "classifier", "moe", "norm"):
+        assert getattr(spec, field) == getattr(ref, field), field
+    assert count_flops(spec).total == count_flops(ref).total
+
+
+def test_sequence_classification_architecture_gives_the_head(tmp_path):
+    raw = json.loads((DATA / "bert-base-uncased-config.json").read_text())
+    raw.update(architectures=["BertForSequenceClassification"], id2label={"0": "neg", "1": "neu", "2": "pos"})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw, indent=1))
+    spec = load_spec(path)
+    assert (spec.head, spec.classifier.labels, spec.classifier.pooler) == ("classifier", 3, True)
+    assert count_flops(spec, 128).total == count_flops(load_spec("bert-base"), 128).total + 2 * 768 * 768 + 2 * 768 * 3
+    raw["id2label"] = "three"
+    path.write_text(json.dumps(raw, indent=1))
+    with pytest.raises(UserError, match="unsupported value") as info:
+        load_spec(path)
+    assert info.value.field == "id2label"
+
+
+def test_mixtral_experts_per_token_beyond_experts_is_refused_on_the_cli(tmp_path):
+    raw = json.loads((DATA / "mixtral-8x7b-config.json").read_text())
+    raw["num_experts_per_tok"] = 9
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw, indent=1))
     r = run_cli("flops", str(path))
-    assert r.returncode == 2 and "mixture of experts" in r.stderr and ":7" in r.stderr, r.stderr
+    assert r.returncode == 2 and "experts_per_token=9 exceeds experts=8" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr

@@ -39,8 +39,11 @@ def checks(runs):
 def test_every_kind_is_in_the_suite_at_three_shapes():
     from picost.model.ops import KINDS
 
-    assert set(SHAPES) == set(KINDS)
-    assert all(len({tuple(sorted(d.items())) for d in SHAPES[k]}) >= 3 for k in KINDS)
+    not_in_engine = {"tanh", "topk"}  # BERT's pooler, MoE routers: the engine has neither
+    assert set(SHAPES) == set(KINDS) - not_in_engine
+    assert all(len({tuple(sorted(d.items())) for d in SHAPES[k]}) >= 3 for k in SHAPES)
+    # so picost-2pc has no entry for them (none written, none derived): it refuses them
+    assert not not_in_engine & set(load_protocol("picost-2pc").entries)
 
 
 def test_every_table_row_was_measured(runs, checks):

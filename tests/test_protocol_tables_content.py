@@ -81,7 +81,10 @@ def test_table_schema_and_sources(name):
         assert _source_ok(entry.get("source"), citations), f"{name}.{kind} has a bad source"
     # the real loader accepts it (symbols, grammar, per-direction sums)
     table = load_protocol(name)
-    assert set(table.entries) == set(ops)
+    assert set(table.base_entries) == set(ops)
+    derived = set(table.entries) - set(ops)  # only topk, derived from the table's argmax, where it opts in
+    assert derived <= {"topk"} and all(table.entries[k].source.startswith("derived: ") for k in derived)
+    assert ("topk" in derived) == (table.derive and "argmax" in ops and "topk" not in ops)
 
 
 @pytest.mark.parametrize("name", TABLES)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from picost.cost import formula
+from picost.cost.derived_entries import with_derived
 from picost.errors import UserError
 from picost.shipped import shipped_dir, shipped_names
 from picost.model.ops import KINDS, Op
@@ -43,7 +44,7 @@ INFORMATIONAL_FIELDS = ("messages",)
 _REQUIRED_FORMULAS = ("comm_bytes", "rounds")
 _ENTRY_KEYS = FORMULA_FIELDS + ("includes_truncation", "source", "compute_source", "notes")
 _TOP_KEYS = ("name", "description", "extends", "defaults", "citations", "setting", "confidence", "params", "options",
-             "ops")
+             "ops", "derived_entries")
 _EXTENDS_DEPTH = 8
 _TOP_REQUIRED = ("name", "description", "setting", "confidence", "ops")
 _SETTING_KEYS = ("parties", "threat_model", "correlated_randomness", "ring_bits", "fractional_bits", "he",
@@ -218,6 +219,10 @@ class ProtocolTable:
     base_params: Mapping[str, Param] = field(default_factory=dict, repr=False)
     base_entries: Mapping[str, Entry] = field(default_factory=dict, repr=False)
     """``params`` and ``entries`` as written under ``params:``/``ops:``, before any option applies."""
+    derive: bool = True
+    """Whether entries the table does not write are derived from ones it does (:mod:`picost.cost.derived_entries`);
+    ``derived_entries: false`` in the file: the table costs only what it writes (picost-2pc, whose entries
+    are each proven against the engine)."""
     _values: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
     """Evaluated formulas per (kind, dims): the layers of a model repeat the same shapes."""
 
@@ -255,7 +260,8 @@ class ProtocolTable:
             for pname, pvalue in choice.params.items():
                 params[pname] = Param(pname, pvalue, params[pname].unit, choice.source)
             entries.update(choice.entries)
-        return dataclasses.replace(self, params=params, entries=entries, chosen=chosen, _values={})
+        return dataclasses.replace(self, params=params, entries=with_derived(entries, params) if self.derive else entries,
+                                   chosen=chosen, _values={})
 
     @property
     def param_values(self) -> dict[str, Any]:
@@ -521,9 +527,13 @@ class _Validator:
         options = {**(base.options if base else {}), **self.options(top.get("options", {}), params, citations)}
         options = self.defaults(top.get("defaults", {}), options)
         setting = self.setting(top["setting"]) if "setting" in top else base.setting  # type: ignore[union-attr]
+        derive = top.get("derived_entries", base.derive if base else True)
+        if not isinstance(derive, bool):
+            raise self.error(("derived_entries",), "derived_entries must be true or false")
         table = ProtocolTable(name, self.text(top["description"], ("description",)), citations, setting,
-                              self.text(top["confidence"], ("confidence",)), params, entries, self.file, options,
-                              {}, params, entries)
+                              self.text(top["confidence"], ("confidence",)), params,
+                              with_derived(entries, params) if derive else entries, self.file, options, {}, params,
+                              entries, derive=derive)
         return table.with_options({})
 
     def defaults(self, raw: Any, options: dict[str, Option]) -> dict[str, Option]:

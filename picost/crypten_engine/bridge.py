@@ -24,6 +24,7 @@ from typing import Any
 from picost import sidecar
 from picost.errors import UserError
 from picost.model.spec import ModelSpec
+from picost.model.spec_extras import engine_gap
 
 RUNNER = Path(__file__).resolve().with_name("runner.py")
 SETUP_HINT = "bash scripts/setup-crypten.sh"
@@ -85,6 +86,9 @@ def model_payload(spec: ModelSpec, context: int, weights: str = "shared", norm_g
         raise UserError("CrypTen runs prefill only (phase 'decode' needs a KV cache)", field="phase")
     if spec.batch_size != 1:
         raise UserError("CrypTen runs batch 1", field="batch_size")
+    gap = engine_gap(spec)
+    if gap is not None:
+        raise UserError(f"the CrypTen model does not run {gap[1]} (spec '{spec.name}')", field=gap[0])
     model = build_reference(spec, seed=seed)
     ids, _ = example_inputs(spec, context, seed=seed)
     modules = list(op_modules(model).values())

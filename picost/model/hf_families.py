@@ -1,5 +1,5 @@
-"""More HuggingFace families for :mod:`picost.model.hf_config`: encoders (BERT, RoBERTa), OPT,
-Qwen2, Phi-3, Gemma -- and the families picost cannot express, refused with what is missing.
+"""More HuggingFace families for :mod:`picost.model.hf_config`: encoders (BERT, RoBERTa, ViT), OPT,
+Qwen2, Phi-3, Gemma, Mixtral -- and the families picost cannot express, refused with what is missing.
 
 Each reader maps a ``config.json`` to spec fields through the shared ``_Reader`` (errors name the
 HF key and its line). What a family has that does not bear on FLOPs or on any op picost counts
@@ -20,10 +20,8 @@ UNSUPPORTED: dict[str, str] = {
             "residual has one norm per branch; a shared-norm parallel block is not modelled"),
     "gemma2": ("Gemma 2 caps attention and final logits with tanh soft-capping (no tanh op kind), adds post-sublayer "
                "norms to the pre-norms and alternates sliding-window layers; none of these is modelled"),
-    "mixtral": ("Mixtral is a mixture of experts (a router picks the top-k of E expert FFNs per token); picost's "
-                "FFN is dense and it has no routing op, so neither the router's cost nor what a private router "
-                "reveals (which experts a token uses) can be expressed"),
-    "qwen2_moe": "a mixture of experts (see mixtral): routed expert FFNs are not modelled",
+    "qwen2_moe": ("a mixture of experts with shared experts and their own gate next to the routed ones; picost's "
+                  "mixture of experts (mixtral) has routed experts only"),
 }
 
 
@@ -40,8 +38,9 @@ def sizes(r: Any) -> dict[str, Any]:
 
 
 def bert(r: Any) -> dict[str, Any]:
-    """BERT / RoBERTa encoders: post-LN, bidirectional, learned positions, the encoder's hidden
-    states as output (no pooler, no classifier head: ``head: none``). The embedding LayerNorm
+    """BERT / RoBERTa encoders: post-LN, bidirectional, learned positions; the encoder's hidden
+    states as output (``head: none``), or the pooler and a classifier for a
+    ``*ForSequenceClassification`` architecture (:func:`classifier_head`). The embedding LayerNorm
     and the token-type embedding add are not ops here (no FLOPs; noted in the description)."""
     data = {
         **sizes(r),
@@ -51,8 +50,7 @@ def bert(r: Any) -> dict[str, Any]:
         "positional": "learned",
         "tied_embeddings": True,
         "bias": True,
-        "head": "none",
-        "argmax": False,
+        **classifier_head(r, pooler=True),
     }
     r.take("position_embedding_type", "position_embedding_type", default="absolute",
            convert={"absolute": "absolute"}.__getitem__)
@@ -133,7 +131,63 @@ def roberta(r: Any) -> dict[str, Any]:
     return data
 
 
-WINDOWED = ("mistral", "qwen2")
+def classifier_head(r: Any, pooler: bool) -> dict[str, Any]:
+    """The head an ``architectures`` entry ending in ``ForSequenceClassification`` or
+    ``ForImageClassification`` asks for: a classifier over the first row on ``len(id2label)`` (else
+    ``num_labels``, else HF's default 2) labels, after BERT's pooler (dense + tanh; RoBERTa's
+    classification head is the same ops) when ``pooler``; other architectures: none."""
+    arch = r.raw.get("architectures")
+    names = arch if isinstance(arch, list) else []
+    if not any(isinstance(a, str) and a.endswith(("ForSequenceClassification", "ForImageClassification"))
+               for a in names):
+        return {"head": "none", "argmax": False}
+    labels = r.take("classifier.labels", "id2label", "num_labels", default=2,
+                    convert=lambda v: len(v) if isinstance(v, dict) else _count(v))
+    return {"head": "classifier", "classifier": {"labels": labels, "pooler": pooler}, "argmax": False}
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(value)
+    return value
+
+
+def vit(r: Any) -> dict[str, Any]:
+    """ViT: pre-LN encoder over image patches (the patch embedding is a linear; the CLS row is
+    prepended), learned positions, bidirectional; a classifier on the CLS row for
+    ``ViTForImageClassification``. T is fixed by the image: ``(image_size / patch_size)**2 + 1``."""
+    image, patch = r.take("input.image_size", "image_size"), r.take("input.patch_size", "patch_size")
+    tokens = (image // patch) ** 2 + 1 if all(isinstance(v, int) and v > 0 for v in (image, patch)) else 1
+    return {
+        "n_layers": r.take("n_layers", "num_hidden_layers"),
+        "d_model": r.take("d_model", "hidden_size"),
+        "n_heads": r.take("n_heads", "num_attention_heads"),
+        "d_ff": r.take("d_ff", "intermediate_size"),
+        "context_length": tokens,
+        "input": {"kind": "patches", "image_size": image, "patch_size": patch,
+                  "channels": r.take("input.channels", "num_channels", default=3), "cls_token": True},
+        "activation": r.take("activation", "hidden_act", default="gelu", convert=_BERT_ACT.__getitem__),
+        "norm": {"kind": "layernorm", "placement": "pre", "final": True},
+        "attention": {"causal": False},
+        "positional": "learned",
+        "tied_embeddings": False,
+        "bias": r.take("bias", "qkv_bias", default=True),
+        **classifier_head(r, pooler=False),
+    }
+
+
+def mixtral(r: Any) -> dict[str, Any]:
+    """Mixtral: Mistral's attention with a mixture of SwiGLU experts in every layer; the router's
+    top ``num_experts_per_tok`` of ``num_local_experts``. Routing is oblivious (every expert runs,
+    nothing leaks); ``moe.routing: revealed`` in a spec that extends the import costs k experts."""
+    data = _gated(r, "silu", tied_default=False)
+    data["moe"] = {"experts": r.take("moe.experts", "num_local_experts"),
+                   "experts_per_token": r.take("moe.experts_per_token", "num_experts_per_tok"),
+                   "routing": "oblivious"}
+    return data
+
+
+WINDOWED = ("mistral", "qwen2", "mixtral")
 """Families whose ``sliding_window`` is read into ``attention.sliding_window``."""
 
 
@@ -160,12 +214,16 @@ def sliding_window(r: Any, model_type: str, n_layers: Any) -> int | None:
 
 
 READERS: dict[str, Callable[[Any], dict[str, Any]]] = {
-    "bert": bert, "roberta": roberta, "opt": opt, "qwen2": qwen2, "phi3": phi3, "gemma": gemma,
+    "bert": bert, "roberta": roberta, "opt": opt, "qwen2": qwen2, "phi3": phi3, "gemma": gemma, "vit": vit,
+    "mixtral": mixtral,
 }
 
 NOTES: dict[str, str] = {
-    "bert": "the embedding LayerNorm and the token-type add are left out (no FLOPs); no pooler or classifier",
-    "roberta": "the embedding LayerNorm is left out (no FLOPs); no pooler or classifier",
+    "bert": "the embedding LayerNorm and the token-type add are left out (no FLOPs)",
+    "roberta": "the embedding LayerNorm is left out (no FLOPs)",
+    "vit": ("T is the image's patches plus the CLS row; the final LayerNorm runs on the row the classifier "
+            "reads (HF normalizes every row)"),
+    "mixtral": "oblivious routing: every token runs through all experts (set moe.routing: revealed for k)",
     "gemma": "the embedding's scaling by sqrt(hidden_size) is left out (a public constant, no FLOPs)",
     "qwen2": "Q, K and V carry biases (local adds, no FLOPs)",
 }

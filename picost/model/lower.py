@@ -36,6 +36,9 @@ class Lowered:
 def lower(spec: ModelSpec, context: Any = None) -> Lowered:
     """Lower ``spec`` at ``context`` tokens (default: ``spec.context_length``)."""
     T = limits.context(spec.context_length if context is None else context)
+    if spec.input.kind == "patches" and spec.input.cls_token and isinstance(T, int) and T < 2:
+        raise UserError(f"{spec.name}: T = {T} tokens leaves no image patch (T counts the patches and the CLS row; "
+                        f"the spec's image is T = {spec.input.image_tokens})", field="context")
     return Lowered(spec, T, tuple(_Lowerer(spec, T).ops()))
 
 
@@ -79,8 +82,11 @@ class _Lowerer:
 
     def ops(self) -> list[Op]:
         s = self.s
-        self.emit("embed.tok", "embedding", Block.EMBEDDING, None, (C, W),
-                  tokens=self.rows, vocab=s.vocab_size, width=s.d_model)
+        if s.input.kind == "patches":
+            self.patches()
+        else:
+            self.emit("embed.tok", "embedding", Block.EMBEDDING, None, (C, W),
+                      tokens=self.rows, vocab=s.vocab_size, width=s.d_model)
         if s.positional == "learned":
             self.emit("embed.pos", "weight_add", Block.EMBEDDING, None, (S, W), n=self.rows * s.d_model)
         pruned = s.pruned_ffn_layers
@@ -94,8 +100,20 @@ class _Lowerer:
     # -- pieces ---------------------------------------------------------------------------
     @property
     def head_rows(self) -> Any:
-        """Rows the ops after the last layer run on: one per sequence for head ``last``."""
-        return self.B if self.s.head == "last" else self.rows
+        """Rows the ops after the last layer run on: one per sequence for heads ``last`` and
+        ``classifier`` (the first row)."""
+        return self.B if self.s.head in ("last", "classifier") else self.rows
+
+    def patches(self) -> None:
+        """ViT's patch embedding: the client's T - 1 patches (T with no CLS row) through a linear; the
+        server's CLS row is prepended (no op: a server-held row of the shared sequence)."""
+        inp = self.s.input
+        per_image = self.q_len - int(inp.cls_token)
+        image = f"{inp.image_size}x{inp.image_size}"
+        self.emit("embed.patch", "linear", Block.EMBEDDING, None, (C, W), bias=1,
+                  notes=(f"T - {int(inp.cls_token)} = {per_image} patches of {inp.channels}x{inp.patch_size}x"
+                         f"{inp.patch_size} pixels (the spec's {image} image: T = {inp.image_tokens})",),
+                  m=self.B * per_image, k=inp.patch_features, n=self.s.d_model)
 
     def norm(self, name: str, layer: int | None, rows: Any = None, notes: tuple[str, ...] = ()) -> None:
         self.emit(name, self.s.norm.kind, Block.NORM, layer, (S, W), notes=notes,
@@ -151,31 +169,66 @@ class _Lowerer:
 
     def ffn(self, layer: int) -> None:
         s, L, F = self.s, f"L{layer}.ffn", Block.FFN
-        d, dff, act = s.d_model, s.ffn_width, s.activation
-        n_hidden = self.rows * dff
+        if s.moe is not None:
+            self.experts(layer)
+            return
         if s.ffn.fused:
-            self.emit(f"{L}.fused", "linear", F, layer, (S, W), m=self.rows, k=d, n=d, bias=self.bias)
-        elif act in GATED_ACTIVATIONS:
-            self.emit(f"{L}.gate_up", "linear", F, layer, (S, W), m=self.rows, k=d, n=2 * dff, bias=self.bias)
+            self.emit(f"{L}.fused", "linear", F, layer, (S, W), m=self.rows, k=s.d_model, n=s.d_model, bias=self.bias)
+        else:
+            self.dense_ffn(L, layer, self.rows)
+        if s.ffn.learnable_output_scale:  # never with ffn.fused, which folds the scale (spec rule)
+            self.emit(f"{L}.out_scale", "weight_mul", F, layer, (S, W), n=self.rows * s.d_model)
+
+    def dense_ffn(self, L: str, layer: int, rows: Any, notes: tuple[str, ...] = ()) -> None:
+        """Up (or gate and up), activation, down over ``rows`` rows."""
+        s, F = self.s, Block.FFN
+        d, dff, act = s.d_model, s.ffn_width, s.activation
+        n_hidden = rows * dff
+        if act in GATED_ACTIVATIONS:
+            self.emit(f"{L}.gate_up", "linear", F, layer, (S, W), notes=notes, m=rows, k=d, n=2 * dff, bias=self.bias)
             self.emit(f"{L}.act", "silu" if act == "swiglu" else "gelu", F, layer, (S,), n=n_hidden)
             self.emit(f"{L}.gate_mul", "mul", F, layer, (S, S), n=n_hidden)
-            self.emit(f"{L}.down", "linear", F, layer, (S, W), m=self.rows, k=dff, n=d, bias=self.bias)
         else:
-            self.emit(f"{L}.up", "linear", F, layer, (S, W), m=self.rows, k=d, n=dff, bias=self.bias)
+            self.emit(f"{L}.up", "linear", F, layer, (S, W), notes=notes, m=rows, k=d, n=dff, bias=self.bias)
             if act != "identity":
                 self.emit(f"{L}.act", act, F, layer, (S,), n=n_hidden)
-            self.emit(f"{L}.down", "linear", F, layer, (S, W), m=self.rows, k=dff, n=d, bias=self.bias)
-        if s.ffn.learnable_output_scale:  # never with ffn.fused, which folds the scale (spec rule)
-            self.emit(f"{L}.out_scale", "weight_mul", F, layer, (S, W), n=self.rows * d)
+        self.emit(f"{L}.down", "linear", F, layer, (S, W), m=rows, k=dff, n=d, bias=self.bias)
+
+    def experts(self, layer: int) -> None:
+        """A mixture of experts: router linear, top-k of its E logits, softmax over the k kept (the
+        others masked: HF's softmax over E renormalized over the top k), then the experts (every
+        token through all E under oblivious routing, through its k under revealed routing), each
+        output weighted by its gate and the weighted outputs summed."""
+        s, L, F = self.s, f"L{layer}.ffn", Block.FFN
+        E, k, d = s.moe.experts, s.moe.experts_per_token, s.d_model
+        revealed = s.moe.routing == "revealed"
+        self.emit(f"{L}.router", "linear", F, layer, (S, W), m=self.rows, k=d, n=E, bias=0)
+        self.emit(f"{L}.topk", "topk", F, layer, (S,), rows=self.rows, cols=E, k=k,
+                  notes=("revealed routing: each token's k expert indices are opened to both parties",) if revealed
+                  else ("oblivious routing: the choice stays secret; all E experts run on every token",))
+        self.emit(f"{L}.gate_softmax", "softmax", F, layer, (S,), rows=self.rows, cols=E, valid=self.rows * k)
+        runs = k if revealed else E
+        rows = self.rows * runs
+        self.dense_ffn(f"{L}.experts", layer, rows, notes=(f"{runs} experts per token ({s.moe.routing} routing)",))
+        self.emit(f"{L}.experts.gate_weight", "mul", F, layer, (S, S), n=rows * d)
+        if runs > 1:
+            self.emit(f"{L}.experts.sum", "add", F, layer, (S, S), n=self.rows * (runs - 1) * d)
 
     def head(self) -> None:
-        s = self.s
+        s, H = self.s, Block.HEAD
         if s.head == "none":
             return
-        self.emit("head.proj", "linear", Block.HEAD, None, (S, W), m=self.head_rows, k=s.d_model, n=s.vocab_size,
-                  bias=0, notes=("tied to the token embedding",) if s.tied_embeddings else ())
+        if s.head == "classifier":
+            if s.classifier.pooler:
+                self.emit("head.pooler", "linear", H, None, (S, W), m=self.B, k=s.d_model, n=s.d_model, bias=1)
+                self.emit("head.pooler_act", "tanh", H, None, (S,), n=self.B * s.d_model)
+            self.emit("head.classifier", "linear", H, None, (S, W), m=self.B, k=s.d_model, n=s.head_width, bias=1,
+                      notes=("over the first row of each sequence (CLS)",))
+        else:
+            self.emit("head.proj", "linear", H, None, (S, W), m=self.head_rows, k=s.d_model, n=s.head_width,
+                      bias=0, notes=("tied to the token embedding",) if s.tied_embeddings else ())
         if s.argmax:
-            self.emit("head.argmax", "argmax", Block.HEAD, None, (S,), rows=self.B, cols=s.vocab_size)
+            self.emit("head.argmax", "argmax", H, None, (S,), rows=self.B, cols=s.head_width)
 
 
 def _window(keys: Any, window: int | None) -> Any:

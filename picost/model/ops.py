@@ -37,7 +37,7 @@ class Block(str, Enum):
 class Holder(str, Enum):
     """Who holds an operand."""
 
-    CLIENT = "client"  # client's private input (token ids)
+    CLIENT = "client"  # client's private input (token ids, image patches)
     SERVER = "server"  # server's private weights
     SHARED = "shared"  # secret activations, shared between the parties
     PUBLIC = "public"  # constants both parties know
@@ -110,6 +110,7 @@ KINDS: dict[str, KindInfo] = {
     "gelu_tanh": _elementwise("GELU, tanh approximation", False),
     "relu": _elementwise("ReLU", False),
     "silu": _elementwise("SiLU (x * sigmoid(x))", False),
+    "tanh": _elementwise("tanh (BERT's pooler)", False),
     "softmax": KindInfo(
         ("rows", "cols", "valid"),
         "softmax over each of `rows` rows of `cols` scores; `valid` = unmasked scores in total",
@@ -118,9 +119,15 @@ KINDS: dict[str, KindInfo] = {
     "rmsnorm": _rowwise("RMSNorm over each of `rows` rows of `cols` (with server-held gain)"),
     "argmax": _rowwise("index of the largest of `cols` values, for each of `rows` rows",
                        outputs=lambda d: d["rows"]),
+    "topk": KindInfo(
+        ("rows", "cols", "k"),
+        "the `k` largest of `cols` values in each of `rows` rows, kept in place (the others masked out); "
+        "a mixture of experts' router",
+        _zero, _rows_cols, _rows_cols, False),
 }
 
-NONLINEAR_KINDS = frozenset({"gelu", "gelu_tanh", "relu", "silu", "softmax", "layernorm", "rmsnorm", "argmax"})
+NONLINEAR_KINDS = frozenset({"gelu", "gelu_tanh", "relu", "silu", "tanh", "softmax", "layernorm", "rmsnorm", "argmax",
+                             "topk"})
 
 #: Op classes for group-bys, in report order.
 CLASSES = ("embedding", "linear", "attention_matmul", "softmax", "activation", "norm",
@@ -176,6 +183,6 @@ def op_class(op: Op) -> str:
         return "softmax"
     if op.kind in ("layernorm", "rmsnorm"):
         return "norm"
-    if op.kind in ("gelu", "gelu_tanh", "relu", "silu", "mul"):
+    if op.kind in ("gelu", "gelu_tanh", "relu", "silu", "tanh", "mul", "topk"):
         return "activation"
     return "elementwise"

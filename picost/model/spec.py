@@ -11,6 +11,7 @@ numbered from 0.
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from picost.errors import UserError
 from picost.model import limits
 from picost.model.located_yaml import line_of
+from picost.model.spec_extras import ClassifierSpec, InputSpec, MoESpec, extras_problem
 
 Activation = Literal["gelu", "gelu_tanh", "relu", "silu", "swiglu", "geglu", "identity"]
 GATED_ACTIVATIONS = ("swiglu", "geglu")
@@ -96,9 +98,12 @@ class ModelSpec(_Strict):
     """FFN hidden width; give this or ``d_ff_multiplier``."""
     d_ff_multiplier: float | None = Field(default=None, gt=0)
     """FFN hidden width as a multiple of ``d_model``."""
-    vocab_size: PositiveInt
+    vocab_size: PositiveInt | None = None
+    """Required for token inputs; absent for image patches."""
     context_length: PositiveInt
-    """Default number of tokens T: the prompt length (prefill) or the KV-cache length (decode)."""
+    """Default number of tokens T: the prompt length (prefill) or the KV-cache length (decode); for
+    image patches, the patches of the spec's image plus the CLS row."""
+    input: InputSpec = Field(default_factory=InputSpec)
     activation: Activation = "gelu"
     norm: NormSpec = Field(default_factory=NormSpec)
     attention: AttentionSpec = Field(default_factory=AttentionSpec)
@@ -111,10 +116,14 @@ class ModelSpec(_Strict):
     parallel_residual: bool = False
     """Attention and FFN read the same input and are added together (GPT-NeoX/Pythia)."""
     ffn: FFNSpec = Field(default_factory=FFNSpec)
-    head: Literal["full", "last", "none"] = "last"
-    """Vocabulary projection for every position (``full``), the last one (``last``), or none."""
+    moe: MoESpec | None = None
+    """Mixture-of-experts FFNs (every layer's FFN is ``experts`` FFNs of width ``d_ff``); None: dense."""
+    head: Literal["full", "last", "none", "classifier"] = "last"
+    """Vocabulary projection for every position (``full``), the last one (``last``), none, or a
+    classifier over the first row (``classifier``, see ``classifier``)."""
+    classifier: ClassifierSpec | None = None
     argmax: bool = True
-    """Whether the head ends in an argmax choosing the next token."""
+    """Whether the head ends in an argmax: the next token, or the class of a classifier head."""
     phase: Literal["prefill", "decode"] = "prefill"
     batch_size: PositiveInt = 1
 
@@ -149,6 +158,14 @@ class ModelSpec(_Strict):
     @property
     def has_norm(self) -> bool:
         return self.norm.kind != "none"
+
+    @property
+    def head_width(self) -> int:
+        """Outputs of the head's projection: the vocabulary, or a classifier's labels."""
+        if self.classifier is not None:
+            return self.classifier.labels
+        assert self.vocab_size is not None
+        return self.vocab_size
 
 
 def check_rules(spec: ModelSpec) -> None:
@@ -227,6 +244,9 @@ def check_rules(spec: ModelSpec) -> None:
                             f"(got {window})")
     if spec.head == "none" and spec.argmax:
         raise SpecRuleError("argmax", "argmax needs a head: set argmax: false when head is 'none'")
+    problem = extras_problem(spec)
+    if problem is not None:
+        raise SpecRuleError(*problem)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,8 +288,9 @@ def _describe(err: dict[str, Any]) -> str:
         model: type[BaseModel] = ModelSpec
         for part in loc[:-1]:
             annotation = model.model_fields[str(part)].annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                model = annotation
+            for candidate in (annotation, *typing.get_args(annotation)):  # MoESpec | None -> MoESpec
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    model = candidate
         allowed = sorted(model.model_fields)
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""

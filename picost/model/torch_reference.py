@@ -30,17 +30,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from picost.model.ops import NONLINEAR_KINDS
 from picost.model.spec import GATED_ACTIVATIONS, ModelSpec
+from picost.model.torch_parts import ClassifierHead, MoEFFN, PatchEmbed, tag
 
 ROPE_BASE = 10000.0
 NORM_EPS = 1e-5
 _GATE_ACTIVATION = {"swiglu": "silu", "geglu": "gelu"}  # the nonlinearity on the gate half
 
 
-def _op(module: nn.Module, name: str, kind: str) -> nn.Module:
-    """Tag ``module`` as the lowering's op ``name`` of ``kind``."""
-    module.op_name = name
-    module.op_kind = kind
-    return module
+_op = tag
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,7 +150,7 @@ class Argmax(nn.Module):
 
 def _activation(kind: str) -> nn.Module:
     return {"gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
-            "relu": nn.ReLU, "silu": nn.SiLU}[kind]()
+            "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}[kind]()
 
 
 def _norm(spec: ModelSpec, name: str) -> nn.Module:
@@ -335,7 +332,9 @@ class Block(nn.Module):
         self.ln_ffn = _norm(spec, f"{L}.ln_ffn") if in_block_norms and has_ffn else None
         self.ln_out = _norm(spec, f"{L}.ln_out") if post and self.parallel else None
         self.attn = Attention(spec, layer)
-        self.ffn = FFN(spec, layer) if has_ffn else None
+        self.ffn = (FFN(spec, layer) if spec.moe is None else MoEFFN(spec, layer, _activation, Mul())) if has_ffn else None
+        if self.ffn is not None and spec.moe is not None:
+            self.ffn.residual = _op(Add(), f"{L}.ffn.residual", "add")
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
         if self.parallel:
@@ -374,14 +373,16 @@ class ReferenceModel(nn.Module):
         super().__init__()
         self.spec = spec
         d = spec.d_model
-        self.embed = _op(nn.Embedding(spec.vocab_size, d), "embed.tok", "embedding")
+        patches = spec.input.kind == "patches"
+        self.embed = PatchEmbed(spec) if patches else _op(nn.Embedding(spec.vocab_size, d), "embed.tok", "embedding")
         self.pos = (_op(PositionAdd(spec.context_length, d), "embed.pos", "weight_add")
                     if spec.positional == "learned" else None)
         pruned = spec.pruned_ffn_layers
         self.blocks = nn.ModuleList(Block(spec, i, i not in pruned) for i in range(spec.n_layers))
         self.final_norm = _norm(spec, "final_norm") if spec.has_norm and spec.norm.final else None
         self.head_proj = None
-        if spec.head != "none":
+        self.classifier = ClassifierHead(spec) if spec.head == "classifier" else None
+        if spec.head in ("full", "last"):
             self.head_proj = _linear(spec, d, spec.vocab_size, "head.proj", bias=False)
             if spec.tied_embeddings:
                 self.head_proj.weight = self.embed.weight
@@ -391,16 +392,20 @@ class ReferenceModel(nn.Module):
         """Logits for token ids ``(batch, tokens)``, after the ``cache``'s tokens if given (the
         cache is extended in place)."""
         past = cache.length if cache is not None else 0
-        positions = torch.arange(past, past + ids.shape[1])
         x = self.embed(ids)
+        positions = torch.arange(past, past + x.shape[1])
         if self.pos is not None:
             x = self.pos(x, positions)
         for block in self.blocks:
             x = block(x, positions, cache)
         if self.spec.head == "last":  # the ops after the last layer run on the rows the head reads
             x = x[:, -1:]
+        elif self.spec.head == "classifier":  # the first row (CLS)
+            x = x[:, :1]
         if self.final_norm is not None:
             x = self.final_norm(x)
+        if self.classifier is not None:
+            return self.classifier(x)
         return x if self.head_proj is None else self.head_proj(x)
 
     def predict(self, ids: torch.Tensor, cache: KVCache | None = None) -> Prediction:
@@ -424,6 +429,9 @@ def example_inputs(spec: ModelSpec, context: int, seed: int = 0,
     ``(batch, context)`` and no cache; for decode, ids ``(batch, 1)`` and a random cache of
     ``context`` tokens."""
     gen = torch.Generator().manual_seed(seed)
+    if spec.input.kind == "patches":  # the client's pixels: (batch, patches, channels x patch x patch)
+        patches = context - int(spec.input.cls_token)
+        return torch.randn((spec.batch_size, patches, spec.input.patch_features), generator=gen, dtype=dtype), None
     if spec.phase == "prefill":
         return torch.randint(spec.vocab_size, (spec.batch_size, context), generator=gen), None
     ids = torch.randint(spec.vocab_size, (spec.batch_size, 1), generator=gen)
@@ -463,6 +471,8 @@ _ROWWISE = ("layernorm", "rmsnorm", "argmax")
 
 
 def _dims(kind: str, module: nn.Module, args: tuple[Any, ...], output: Any) -> dict[str, int]:
+    if hasattr(module, "op_dims"):  # a module that knows its own dims (torch_parts)
+        return module.op_dims(args, output)
     if kind in _DIMS:
         return _DIMS[kind](module, args, output)
     if kind in _ROWWISE:

@@ -21,6 +21,7 @@ from picost.mpc.protocols import Ctx
 from picost.mpc.ring import encode
 from picost.mpc.transport import CLIENT, SERVER
 from picost.model.spec import GATED_ACTIVATIONS, ModelSpec
+from picost.model.spec_extras import engine_gap
 
 _GATE_ACTIVATION = {"swiglu": "silu", "geglu": "gelu"}
 
@@ -29,6 +30,10 @@ def check_supported(spec: ModelSpec) -> None:
     if spec.batch_size != 1:
         raise UserError(f"the MPC engine runs batch size 1 (spec '{spec.name}' has {spec.batch_size})",
                         field="batch_size")
+    gap = engine_gap(spec)
+    if gap is not None:
+        raise UserError(f"the MPC engine does not run {gap[1]} (spec '{spec.name}'; picost estimate costs them)",
+                        field=gap[0])
     if spec.attention.sliding_window is not None:
         raise UserError(f"the MPC engine runs full attention only: spec '{spec.name}' has a sliding window of "
                         f"{spec.attention.sliding_window} keys (picost estimate costs it; the plaintext reference "

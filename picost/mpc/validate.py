@@ -211,12 +211,15 @@ def run_validation(specs: Iterable[str] = DEFAULT_SPECS, context: int = 4, inclu
 
     table = load_protocol(table or PROTOCOL)  # a bad table fails before any launch
     from picost.mpc.launcher import model_job, run_batch
+    from picost.mpc.model import check_supported
     from picost.model.load import load_spec
 
     specs = list(specs)
     ops = suite_ops() if include_ops else []
     jobs = [ops_job(ops, seed)] if include_ops else []
     loaded = {s: load_spec(s) for s in specs}
+    for spec in loaded.values():  # before any token ids or launch: a spec the engine cannot run
+        check_supported(spec)
     ids = {s: token_ids(m.vocab_size, 1 if m.phase == "decode" else context) for s, m in loaded.items()}
     jobs += [model_job(s, ids[s], seed, cached=context, force=force) for s in specs]
     runs = run_batch(jobs, timeout_s=timeout_s, on_progress=on_progress)

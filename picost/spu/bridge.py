@@ -24,6 +24,7 @@ from picost.errors import UserError
 from picost.model.lower import lower
 from picost.model.ops import Op, op_class
 from picost.model.spec import ModelSpec
+from picost.model.spec_extras import engine_gap
 
 RUNNER = Path(__file__).resolve().with_name("runner.py")
 SETUP_HINT = "bash scripts/setup-spu.sh"
@@ -95,6 +96,9 @@ def model_request(spec: ModelSpec, context: int | None = None, protocol: str = "
         raise UserError("SPU runs prefill only (phase 'decode' needs a KV cache)", field="phase")
     if spec.batch_size != 1:
         raise UserError("SPU runs batch 1", field="batch_size")
+    gap = engine_gap(spec)
+    if gap is not None:
+        raise UserError(f"the SPU model does not run {gap[1]} (spec '{spec.name}')", field=gap[0])
     if spec.attention.sliding_window is not None:
         raise UserError(f"the SPU model runs full attention only (spec '{spec.name}' has a sliding window of "
                         f"{spec.attention.sliding_window} keys)", field="attention.sliding_window")

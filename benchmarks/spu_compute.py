@@ -80,12 +80,14 @@ def _spread(points: list[dict], count: int) -> list[dict]:
 
 
 def default_series() -> set[str]:
-    """The series of the tables' default entries and of the construction options (what the
-    stock-SPU tables and ``bumblebee``/``puma`` use without a weights or input option)."""
+    """The series of the tables' default entries, of the construction options and of the
+    ``shared`` weights and ids (what the stock-SPU tables use by default, and ``bumblebee`` and
+    ``puma``, whose defaults share the weights and the ids)."""
     from spu_tables import ENTRIES, OPTIONS
 
-    return set(ENTRIES.values()) | {s for name in ("gelu", "softmax") for _, kinds in OPTIONS[name][2].values()
-                                    for s in kinds.values()}
+    chosen = [("gelu", c) for c in OPTIONS["gelu"][2]] + [("softmax", c) for c in OPTIONS["softmax"][2]]
+    chosen += [("weights", "shared"), ("input", "shared")]
+    return set(ENTRIES.values()) | {s for name, choice in chosen for s in OPTIONS[name][2][choice][1].values()}
 
 
 def plan(protocol: str, defaults_only: bool = False) -> list[dict]:

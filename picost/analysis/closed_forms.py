@@ -6,7 +6,7 @@ The model is lowered with symbolic sizes; each row's cost formulas
 rows apart) and per field: ``comm_bytes`` (bytes, both directions), ``rounds``, ``compute_s``
 (seconds). Latency follows the estimate's model (``docs/latency-model.md``)::
 
-    latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * delays_per_round * round_s
+    latency_s = compute_s + comm_bytes * 8 / (bandwidth_bps * transfer_links) + rounds * delays_per_round * round_s
 
 With ``d`` symbolic, head_dim = d / n_heads and the FFN width keeps its ratio to d (as in
 :func:`picost.model.flops.symbolic_flops`); with ``L`` symbolic, the ops outside the blocks count once,
@@ -54,6 +54,8 @@ class ClassForms:
     """Classes with at least one costed row (a class of uncosted ops only has FLOPs here)."""
     delays_per_round: int = 1
     """Network delays one round costs (the protocol setting's ``delays_per_round``)."""
+    transfer_links: int = 1
+    """Links carrying the bytes at once (the protocol setting's :attr:`transfer_links`)."""
 
     def total(self, field_name: str, classes: Iterable[str] | None = None) -> Any:
         """Sum of ``field_name`` over ``classes`` (default: all)."""
@@ -63,10 +65,10 @@ class ClassForms:
         return sympy.Add(*(self.forms[c][field_name] for c in chosen))
 
     def transfer_s(self, network: Network, classes: Iterable[str] | None = None) -> Any:
-        """Seconds spent moving bytes: comm_bytes * 8 / bandwidth."""
+        """Seconds spent moving bytes: comm_bytes * 8 / (bandwidth * transfer_links)."""
         import sympy
 
-        return self.total("comm_bytes", classes) * 8 / sympy.nsimplify(network.bandwidth_bps)
+        return self.total("comm_bytes", classes) * 8 / (sympy.nsimplify(network.bandwidth_bps) * self.transfer_links)
 
     def round_delay_s(self, network: Network, classes: Iterable[str] | None = None) -> Any:
         """Seconds spent waiting on rounds: rounds * delays_per_round * round_s."""
@@ -117,7 +119,7 @@ def class_forms(spec: "ModelSpec", table: "ProtocolTable", allow_uncosted: bool 
     forms = {c: {f: sympy.expand(sympy.Add(*ts)) if chosen - {"T"} else sympy.Add(*ts)
                  for f, ts in terms[c].items()} for c in ROW_CLASSES if c in terms}
     return ClassForms(spec.name, table.label, T, forms, tuple(uncosted), tuple(c for c in forms if c in costed),
-                      table.setting.delays_per_round)
+                      table.setting.delays_per_round, table.setting.transfer_links)
 
 
 def _weighted_ops(spec: "ModelSpec", T: Any, chosen: set[str]) -> list[tuple["Op", Any]]:

@@ -4,7 +4,9 @@ Each op of the lowered model becomes a row (and ops with fixed-point outputs a `
 row of class ``truncation``, unless the table's entry already pays for it; see
 ``docs/protocol-tables.md``). Per row, in seconds and bytes::
 
-    comm_s    = comm_bytes * 8 / bandwidth_bps          (both directions together)
+    comm_s    = comm_bytes * 8 / (bandwidth_bps * transfer_links)
+                (both directions together through one link: transfer_links = 1, unless the
+                table's setting says ``transfer: parallel``: then the party count)
     latency_s = compute_s + comm_s + rounds * delays_per_round * rtt_s / 2
                 (compute_s = 0 when the table has none; delays_per_round from the table's
                 setting, 1 unless its transport waits for a ready notice per message)
@@ -158,8 +160,9 @@ class Estimate:
 
     @property
     def bytes_bound_s(self) -> float:
-        """Lower bound on latency from the online bytes alone: total bytes / bandwidth."""
-        return self.network.transfer_s(self.totals.comm_bytes or 0)
+        """Lower bound on latency from the online bytes alone: total bytes / (bandwidth *
+        transfer_links)."""
+        return self.network.transfer_s(self.totals.comm_bytes or 0) / self.protocol.setting.transfer_links
 
     def to_frame(self) -> Any:
         """A pandas DataFrame with one row per estimate row (pandas imported here)."""
@@ -189,7 +192,7 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
             rows.append(Row(cost.name, cost.kind, cost.row_class, op.layer, op.block.value, flops, False,
                             uncosted_reason=cost.uncosted_reason, dims=dims, table=cost.table))
             continue
-        comm_s = network.transfer_s(cost.comm_bytes)
+        comm_s = network.transfer_s(cost.comm_bytes) / table.setting.transfer_links
         latency_s = row_latency_s(cost, network, table)
         rows.append(Row(cost.name, cost.kind, cost.row_class, op.layer, op.block.value, flops, True,
                         cost.comm_bytes, cost.bytes_client_to_server, cost.bytes_server_to_client,
@@ -222,9 +225,10 @@ def verify_point(spec: "ModelSpec", table: ProtocolTable, context: int, allow_un
 
 def row_latency_s(cost: Any, network: Network, table: ProtocolTable) -> float:
     """Modeled seconds of one costed row (an :class:`~picost.cost.protocol_table.OpCost`):
-    ``compute_s + comm_bytes * 8 / bandwidth_bps + rounds * delays_per_round * rtt_s / 2``."""
+    ``compute_s + comm_bytes * 8 / (bandwidth_bps * transfer_links) + rounds * delays_per_round * rtt_s / 2``."""
     round_s = network.round_s * table.setting.delays_per_round
-    return (cost.compute_s or 0) + network.transfer_s(cost.comm_bytes) + cost.rounds * round_s
+    return ((cost.compute_s or 0) + network.transfer_s(cost.comm_bytes) / table.setting.transfer_links
+            + cost.rounds * round_s)
 
 
 def estimate(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTable,
@@ -293,7 +297,7 @@ def total_expressions(spec: Any, protocol: str | Path | ProtocolTable, network: 
     for row in cost_expressions(lower(_spec(spec), context).ops, table):
         for f in totals:
             totals[f] += row.exprs.get(f, 0)
-    bandwidth = sympy.nsimplify(link.bandwidth_bps)
+    bandwidth = sympy.nsimplify(link.bandwidth_bps) * table.setting.transfer_links
     round_s = sympy.nsimplify(link.round_s) * table.setting.delays_per_round
     totals["latency_s"] = totals["compute_s"] + totals["comm_bytes"] * 8 / bandwidth + totals["rounds"] * round_s
     return totals

@@ -212,7 +212,8 @@ def step_latency(fields: Mapping[str, Any], link: Network, table: ProtocolTable)
         return None
     round_s = link.round_s * table.setting.delays_per_round
     compute = fields["compute_s"] if fields["compute_s"] is not None else 0
-    return compute + fields["comm_bytes"] * 8 / link.bandwidth_bps + fields["rounds"] * round_s
+    return (compute + fields["comm_bytes"] * 8 / (link.bandwidth_bps * table.setting.transfer_links)
+            + fields["rounds"] * round_s)
 
 
 def decode_costs(spec: "ModelSpec", table: ProtocolTable, cache: "np.ndarray",
@@ -349,7 +350,8 @@ def generation_forms(spec: "ModelSpec", table: ProtocolTable, allow_uncosted: bo
             d = dec.forms.get(cls, {}).get(f, sympy.Integer(0)).subs(dec.T, c)
             s = sympy.summation(d, (c, T, T + N - 1))
             out[cls][f] = sympy.simplify(p + s) if not s.has(sympy.Sum) else p + s
-    return {"T": T, "N": N, "forms": out, "delays_per_round": table.setting.delays_per_round}
+    return {"T": T, "N": N, "forms": out, "delays_per_round": table.setting.delays_per_round,
+            "transfer_links": table.setting.transfer_links}
 
 
 def estimate(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTable,

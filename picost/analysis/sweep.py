@@ -6,7 +6,7 @@ its rows (:func:`picost.analysis.estimate.cost_expressions`) are summed per op c
 of contexts. Latency is then numpy arithmetic per network, with the estimate's model
 (``docs/latency-model.md``)::
 
-    latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * delays_per_round * round_s
+    latency_s = compute_s + comm_bytes * 8 / (bandwidth_bps * transfer_links) + rounds * delays_per_round * round_s
 
 so a sweep over N contexts, P protocols and K networks costs P symbolic passes, not N*P*K
 estimates. Values are floats (float64); they equal the point-by-point estimate to rounding.
@@ -108,7 +108,8 @@ def sweep(spec: "ModelSpec", contexts: Sequence[int], tables: Sequence["Protocol
             for c in classes:
                 v = values[c]
                 round_s = net.round_s * cf.delays_per_round
-                latency = v["compute_s"] + v["comm_bytes"] * 8 / net.bandwidth_bps + v["rounds"] * round_s
+                latency = (v["compute_s"] + v["comm_bytes"] * 8 / (net.bandwidth_bps * cf.transfer_links)
+                           + v["rounds"] * round_s)
                 for f in COST_FIELDS:
                     cols[c][f].append(v[f])
                 cols[c]["latency_s"].append(latency)

@@ -236,7 +236,7 @@ def _generation_forms(model: Any, table: Any, link: Any, allow_uncosted: bool, l
 
     g = generation_forms(model, table, allow_uncosted)
     round_s = sympy.nsimplify(link.round_s) * g["delays_per_round"]
-    bandwidth = sympy.nsimplify(link.bandwidth_bps)
+    bandwidth = sympy.nsimplify(link.bandwidth_bps) * g["transfer_links"]
     rows = dict(g["forms"])
     rows["total"] = {f: sympy.Add(*(c[f] for c in g["forms"].values())) for f in ("flops", "comm_bytes", "rounds",
                                                                                    "compute_s")}

@@ -48,8 +48,10 @@ _TOP_KEYS = ("name", "description", "extends", "defaults", "citations", "setting
 _EXTENDS_DEPTH = 8
 _TOP_REQUIRED = ("name", "description", "setting", "confidence", "ops")
 _SETTING_KEYS = ("parties", "threat_model", "correlated_randomness", "ring_bits", "fractional_bits", "he",
-                 "delays_per_round", "sharing")
+                 "delays_per_round", "sharing", "transfer")
 SHARINGS = ("plaintext", "additive", "replicated", "he")
+TRANSFERS = ("serial", "parallel")
+"""How an op's bytes cross the network (``setting.transfer``): see :attr:`Setting.transfer`."""
 """How activations are held between ops (``setting.sharing``): see :attr:`Setting.shares`."""
 _CORRELATED = ("none", "dealer", "third_party")
 _PARAM_KEYS = ("value", "unit", "source")
@@ -75,6 +77,16 @@ class Setting:
     ready notice (gloo's point-to-point sends do; see docs/latency-model.md)."""
     sharing: str | None = None
     """How activations are held between ops, when the table says (``setting.sharing``)."""
+    transfer: str = "serial"
+    """How an op's bytes cross the network: ``serial``, all through one pipe (the parties take
+    turns; the conservative reading), or ``parallel``, spread evenly over the parties' incoming
+    links, which carry them at the same time (each party sends its share of a symmetric exchange
+    at once): see docs/latency-model.md."""
+
+    @property
+    def transfer_links(self) -> int:
+        """Links that carry an op's bytes at the same time: 1 (serial) or the party count (parallel)."""
+        return self.parties if self.transfer == "parallel" and self.parties > 1 else 1
 
     @property
     def shares(self) -> str:
@@ -93,6 +105,8 @@ class Setting:
             parts.append(ring)
         if self.he:
             parts.append("HE " + " ".join(f"{k}={v}" for k, v in self.he.items()))
+        if self.transfer_links > 1:
+            parts.append(f"bytes over {self.transfer_links} links at once")
         return ", ".join(parts)
 
 
@@ -615,8 +629,12 @@ class _Validator:
         sharing = s.get("sharing")
         if sharing is not None and sharing not in SHARINGS:
             raise self.error(path + ("sharing",), f"sharing must be one of {', '.join(SHARINGS)}")
+        transfer = s.get("transfer", "serial")
+        if transfer not in TRANSFERS:
+            raise self.error(path + ("transfer",), f"transfer must be one of {', '.join(TRANSFERS)}")
         return Setting(s["parties"], self.text(s["threat_model"], path + ("threat_model",)),
-                       s["correlated_randomness"], s.get("ring_bits"), s.get("fractional_bits"), he, delays, sharing)
+                       s["correlated_randomness"], s.get("ring_bits"), s.get("fractional_bits"), he, delays, sharing,
+                       transfer)
 
     def params(self, raw: Any, citations: Mapping[str, str]) -> dict[str, Param]:
         out = {}

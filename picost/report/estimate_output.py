@@ -43,8 +43,9 @@ from picost.report.render import (CLASS_LABELS, Column, dump_csv, dump_json, dum
                                   human_count, human_seconds)
 
 SCHEMA = "picost.estimate/1"
-LATENCY_MODEL = ("latency_s = compute_s + comm_bytes * 8 / bandwidth_bps + rounds * delays_per_round * round_s, "
-                 "round_s = rtt_s / 2, delays_per_round from the protocol's setting (docs/latency-model.md)")
+LATENCY_MODEL = ("latency_s = compute_s + comm_bytes * 8 / (bandwidth_bps * transfer_links) + rounds * delays_per_round "
+                 "* round_s, round_s = rtt_s / 2, delays_per_round and transfer_links (1, or the party count with "
+                 "transfer: parallel) from the protocol's setting (docs/latency-model.md)")
 UNCOSTED = "UNCOSTED"
 
 

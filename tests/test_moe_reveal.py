@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from picost.cost.hybrid import load_costing
+from picost.analysis.estimate import estimate
 from picost.cost.protocol_table import load_protocol
 from picost.errors import UserError
 from picost.model.load import load_spec
@@ -90,13 +90,14 @@ def test_a_setting_without_an_opening_rule_refuses_with_exit_2(tmp_path):
 
 def test_a_hybrid_converts_the_topk_shares_for_the_gate_softmax_not_the_opened_indices():
     """spu-semi2k (Z_2^64, f=18) with sigma's softmax (Z_2^50, f=12): the gate softmax reads the
-    topk's rows x E logits, so that is what is converted; the opened indices are public."""
-    table = load_costing("spu-semi2k,softmax=sigma")
+    topk's rows x E logits, so that is what is converted; the opened indices are public. (sigma
+    has no softmax entry, so the softmax rows stay uncosted; the conversions are costed.)"""
     T = 4
-    plan = table.plan(lower(REVEALED, T).ops)
-    names = [row.name for row in plan]
+    est = estimate(REVEALED, "spu-semi2k,softmax=sigma", "lan", T, allow_uncosted=True)
+    rows = {r.name: r for r in est.rows if r.layer == 0}
+    names = list(rows)
     at = names.index("L0.ffn.reveal")
-    converted = [row for row in plan[at + 1:] if row.row_class == "conversion"
-                 and row.name.startswith("L0.ffn.gate_softmax.")]
-    assert converted and all(row.dims["n"] == T * E for row in converted)
-    assert plan[at - 1].name == "L0.ffn.topk" and plan[at].table is plan[at - 1].table
+    assert names[at - 1] == "L0.ffn.topk" and rows["L0.ffn.reveal"].table == rows["L0.ffn.topk"].table
+    converted = [rows[n] for n in names[at + 1:] if n.startswith("L0.ffn.gate_softmax.")]
+    assert converted and all(r.op_class == "conversion" and r.dims["n"] == T * E for r in converted)
+    assert any(r.costed and r.comm_bytes > 0 for r in converted)

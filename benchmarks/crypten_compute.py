@@ -37,6 +37,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 OUT = REPO / "benchmarks" / "results" / "crypten" / "compute.jsonl"
 TABLE = REPO / "protocols" / "crypten.yaml"
+#: Tables built on CrypTen's primitives, and the kinds they cost with their own constructions
+#: (which keep no CrypTen compute): shaft runs SHAFT's softmax and GELUs on CrypTen.
+TABLES = {TABLE: frozenset(), REPO / "protocols" / "shaft.yaml": frozenset({"softmax", "gelu", "gelu_tanh"})}
 
 #: op kind -> (BENCH op, the kind's dims of a ROWS x COLS input)
 KINDS = {
@@ -136,8 +139,10 @@ def compute_lines(kind: str, fit: dict | None) -> list[str]:
     return [f"    compute_s: {json.dumps(fit['formula'])}", f"    compute_source: {json.dumps(source)}"]
 
 
-def write_table(text: str, kind_fits: dict[str, dict]) -> str:
-    """``protocols/crypten.yaml``'s text with every ``ops:`` entry's compute lines replaced."""
+def write_table(text: str, kind_fits: dict[str, dict], own: frozenset[str] = frozenset()) -> str:
+    """A table's text (``protocols/crypten.yaml`` or one of :data:`TABLES`) with every ``ops:``
+    entry's compute lines replaced; the kinds in ``own`` get none."""
+    kind_fits = {k: f for k, f in kind_fits.items() if k not in own}
     lines = text.splitlines()
     out: list[str] = []
     in_ops, kind = False, None
@@ -174,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     for kind, f in sorted(kind_fits.items()):
         held = ", ".join(f"{100 * e:+.0f}%" for e in f["heldout_errors"])
         print(f"{kind:12} compute_s = {f['formula']}  (max res {100 * f['max_residual']:.0f}%, held-out {held})")
-    TABLE.write_text(write_table(TABLE.read_text(), kind_fits))
-    print(f"wrote {TABLE.relative_to(REPO)}")
+    for path, own in TABLES.items():
+        path.write_text(write_table(path.read_text(), kind_fits, own))
+        print(f"wrote {path.relative_to(REPO)}")
     return 0
 
 

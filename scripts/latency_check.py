@@ -7,7 +7,7 @@ default settings ``1000/1 100/20 20/80``. ``--fresh-calibration`` first runs ``p
 tiny model) and the load average; exit code 1 if any figure is outside ±20 %.
 
 Engines picost did not write: ``python scripts/latency_check.py --engine ENGINE [SETTINGS ...]
-[--spec small-d128] [--context 32] [--repeats 3]`` with ENGINE one of spu-semi2k, spu-aby3,
+[--spec small-d128] [--context 32] [--repeats 3] [--compute-only]`` with ENGINE one of spu-semi2k, spu-aby3,
 spu-cheetah, crypten; default settings ``1000/1 100/20 100/80``; the whole model under the
 engine against ``picost estimate`` with the engine's table (``picost/netlab/engine_latency.py``);
 each point is appended to ``benchmarks/results/latency-engines.jsonl``; exit code 1 if any is
@@ -40,6 +40,13 @@ def engine_main(args: argparse.Namespace) -> int:
     from picost.netlab.engine_latency import EngineRun, check
 
     run = EngineRun(args.engine, load_spec(args.spec), args.context or 32)
+    if args.compute_only:
+        from picost.netlab.engine_latency import compute_check
+
+        modeled, measured = compute_check(run, args.repeats)
+        print(f"{args.engine} {args.spec} T={run.context}, no delay, unshaped: table compute {modeled:.3f} s, "
+              f"measured {measured:.3f} s ({100 * (modeled / measured - 1):+.1f} %)")
+        return 0
     comparisons = []
     for text in args.settings or ["1000/1", "100/20", "100/80"]:
         rate_mbps, rtt_ms = (float(x) for x in text.split("/"))
@@ -67,6 +74,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--context", type=int, default=None)
     parser.add_argument("--spec", default="small-d128", help="(independent engines) the model to run")
     parser.add_argument("--no-model", action="store_true")
+    parser.add_argument("--compute-only", action="store_true",
+                        help="(independent engines) the whole model unshaped with no delay line: its compute "
+                             "against the table's compute_s summed")
     args = parser.parse_args(argv)
     if args.engine != "picost-2pc":
         args.repeats = args.repeats or 3

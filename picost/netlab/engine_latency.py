@@ -47,9 +47,11 @@ class EngineRun:
         table = load_protocol(self.table, options)
         return estimate_lowered(lower(self.spec, self.context), table, setting.network).totals
 
-    def measure(self, setting: Setting, repeats: int = 3) -> dict:
-        """Time the model on a lab of ``setting``; :func:`picost.netlab.party_runs.time_cases`'s dict."""
-        delay = [setting.rtt_s / 2]
+    def measure(self, setting: Setting | None, repeats: int = 3) -> dict:
+        """Time the model on a lab of ``setting`` (``None``: unshaped, no delay line -- its compute);
+        :func:`picost.netlab.party_runs.time_cases`'s dict."""
+        delay = [setting.rtt_s / 2 if setting else 0.0]
+        link = {"rate_bps": setting.bandwidth_bps if setting else None, "delay_line": setting is not None}
         if self.engine.startswith("spu-"):
             from picost.netlab.spu_runs import time_spu_cases
             from picost.spu.bridge import model_request, spu_python
@@ -57,7 +59,7 @@ class EngineRun:
             protocol = self.engine.removeprefix("spu-")
             case = {k: v for k, v in model_request(self.spec, self.context, protocol).items() if k != "protocol"}
             return time_spu_cases(SPU_PROTOCOLS[protocol], [case], delay, str(spu_python()), repeats=repeats,
-                                  rate_bps=setting.bandwidth_bps)[0]
+                                  **link)[0]
         if self.engine == "crypten":
             import torch
 
@@ -70,8 +72,7 @@ class EngineRun:
                 torch.save(payload.saved, params_file)
                 Path(tmp).chmod(0o755)
                 case = {**payload.request, "params_file": str(params_file)}
-                return time_crypten_cases([case], delay, str(crypten_python()), repeats=repeats,
-                                          rate_bps=setting.bandwidth_bps)[0]
+                return time_crypten_cases([case], delay, str(crypten_python()), repeats=repeats, **link)[0]
         raise ValueError(f"unknown engine {self.engine!r}: spu-semi2k, spu-aby3, spu-cheetah or crypten")
 
 
@@ -89,3 +90,10 @@ def check(run: EngineRun, setting: Setting, repeats: int = 3) -> tuple[Compariso
                           "compute_rows": totals.compute_rows},
               "measured": {k: measured[k] for k in ("walls_s", "min_wall_s", "median_wall_s", "ranks")}}
     return comparison, json.loads(json.dumps(record))
+
+
+def compute_check(run: EngineRun, repeats: int = 3) -> tuple[float, float]:
+    """``(modeled compute_s, measured seconds)`` of the whole model with no delay and unshaped
+    links: the table's compute summed over the rows against one forward pass's time."""
+    modeled = run.modeled(Setting(1e12, 0.0)).compute_s
+    return float(modeled), float(run.measure(None, repeats)["min_wall_s"])

@@ -17,7 +17,7 @@ PARTIAL = str(Path(__file__).parent / "data" / "protocols" / "fixture_partial.ya
 
 ROW_KEYS = {"name", "kind", "class", "layer", "block", "flops", "costed", "comm_bytes", "bytes_client_to_server",
             "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes", "share",
-            "source", "formulas", "dims", "uncosted_reason", "table"}
+            "source", "formulas", "dims", "uncosted_reason", "table", "notes"}
 TOTAL_KEYS = {"rows", "costed", "uncosted", "flops", "comm_bytes", "bytes_client_to_server",
               "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes",
               "compute_rows", "offline_rows", "share"}

@@ -82,9 +82,14 @@ def test_table_schema_and_sources(name):
     # the real loader accepts it (symbols, grammar, per-direction sums)
     table = load_protocol(name)
     assert set(table.base_entries) == set(ops)
-    derived = set(table.entries) - set(ops)  # only topk, derived from the table's argmax, where it opts in
-    assert derived <= {"topk"} and all(table.entries[k].source.startswith("derived: ") for k in derived)
+    # only topk (from the table's argmax) and reveal (from its setting), where it opts in
+    derived = set(table.entries) - set(ops)
+    assert derived <= {"topk", "reveal"} and all(table.entries[k].source.startswith("derived: ") for k in derived)
     assert ("topk" in derived) == (table.derive and "argmax" in ops and "topk" not in ops)
+    s = table.setting
+    openable = s.shares == "plaintext" or (s.ring_bits is not None and (s.parties, s.shares) in
+                                           ((2, "additive"), (3, "replicated")))
+    assert ("reveal" in derived) == (table.derive and openable and "reveal" not in ops)
 
 
 @pytest.mark.parametrize("name", TABLES)

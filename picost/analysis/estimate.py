@@ -66,6 +66,8 @@ class Row:
     """The formulas' inputs: the op's dims (``{"n": outputs}`` for a truncation row)."""
     table: str | None = None
     """The table that costed the row (a hybrid's part, or its conversions table)."""
+    notes: tuple[str, ...] = ()
+    """The op's notes (on its own row, not on its truncation or conversions): what a reveal opens."""
 
     @property
     def layer_label(self) -> str:
@@ -188,16 +190,17 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
         op = cost.op
         flops = op.flops if cost.row_class == op.op_class else 0
         dims = cost.dims
+        notes = op.notes if cost.name == op.name else ()
         if not cost.costed:
             rows.append(Row(cost.name, cost.kind, cost.row_class, op.layer, op.block.value, flops, False,
-                            uncosted_reason=cost.uncosted_reason, dims=dims, table=cost.table))
+                            uncosted_reason=cost.uncosted_reason, dims=dims, table=cost.table, notes=notes))
             continue
         comm_s = network.transfer_s(cost.comm_bytes) / table.setting.transfer_links
         latency_s = row_latency_s(cost, network, table)
         rows.append(Row(cost.name, cost.kind, cost.row_class, op.layer, op.block.value, flops, True,
                         cost.comm_bytes, cost.bytes_client_to_server, cost.bytes_server_to_client,
                         cost.rounds, cost.compute_s, comm_s, latency_s, cost.offline_bytes,
-                        cost.source, cost.formulas, dims=dims, table=cost.table))
+                        cost.source, cost.formulas, dims=dims, table=cost.table, notes=notes))
     spec = lowered.spec
     totals = Totals.of(rows)
     require_finite({name: getattr(totals, name) for name in _SUMMED + ("bytes_client_to_server",

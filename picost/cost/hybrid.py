@@ -107,7 +107,8 @@ class HybridTable(ProtocolTable):
                     rows.append(PlannedRow(op, f"{op.name}.{step}", step, "conversion", self.conversions,
                                            self.conversions.entries[step], {"n": prev[0].outputs, **extra}))
             rows += table.plan([op])
-            prev = (op, table)
+            if not op.info.public_output:  # after an opening, the next op converts the shares before it
+                prev = (op, table)
         return rows
 
     def rows_for(self, op: Any) -> list[tuple[str, str, Any, dict[str, Any], bool]]:

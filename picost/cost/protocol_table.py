@@ -22,19 +22,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from picost.cost import formula
-from picost.cost.derived_entries import with_derived
+from picost.cost.derived_entries import why_not_derived, with_derived
+from picost.cost.entries import ALL_DIMS, ENTRY_SYMBOLS, SHARINGS, TRANSFERS, TRUNCATION, Entry, Setting
 from picost.errors import UserError
 from picost.shipped import shipped_dir, shipped_names
 from picost.model.ops import KINDS, Op
 from picost.model import limits
 from picost.model.located_yaml import KeyPath, line_of, load_located
-
-TRUNCATION = "truncation"
-"""The pseudo-kind that costs rescaling after fixed-point products (``n`` = elements)."""
-
-#: Dimension symbols usable in the formulas of each entry.
-ENTRY_SYMBOLS: dict[str, tuple[str, ...]] = {**{k: v.dims for k, v in KINDS.items()}, TRUNCATION: ("n",)}
-_ALL_DIMS = frozenset(s for dims in ENTRY_SYMBOLS.values() for s in dims)
 
 #: Formula fields of an entry, in display order.
 FORMULA_FIELDS = ("comm_bytes", "bytes_client_to_server", "bytes_server_to_client", "rounds", "messages",
@@ -49,65 +43,11 @@ _EXTENDS_DEPTH = 8
 _TOP_REQUIRED = ("name", "description", "setting", "confidence", "ops")
 _SETTING_KEYS = ("parties", "threat_model", "correlated_randomness", "ring_bits", "fractional_bits", "he",
                  "delays_per_round", "sharing", "transfer")
-SHARINGS = ("plaintext", "additive", "replicated", "he")
-TRANSFERS = ("serial", "parallel")
-"""How an op's bytes cross the network (``setting.transfer``): see :attr:`Setting.transfer`."""
-"""How activations are held between ops (``setting.sharing``): see :attr:`Setting.shares`."""
 _CORRELATED = ("none", "dealer", "third_party")
 _PARAM_KEYS = ("value", "unit", "source")
 _OPTION_KEYS = ("description", "default", "choices")
 _CHOICE_KEYS = ("source", "notes", "params", "ops")
 _SOURCE_PREFIXES = ("derived:", "measured:")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """Who runs the protocol and over what numbers."""
-
-    parties: int
-    """1 means no protocol (the plaintext baseline)."""
-    threat_model: str
-    correlated_randomness: str
-    ring_bits: int | None = None
-    fractional_bits: int | None = None
-    he: Mapping[str, Any] = field(default_factory=dict)
-    delays_per_round: int = 1
-    """One-way network delays one round costs in this protocol's implementation: 1 when a
-    message is sent as soon as it is ready; 2 when a transport first waits for the receiver's
-    ready notice (gloo's point-to-point sends do; see docs/latency-model.md)."""
-    sharing: str | None = None
-    """How activations are held between ops, when the table says (``setting.sharing``)."""
-    transfer: str = "serial"
-    """How an op's bytes cross the network: ``serial``, all through one pipe (the parties take
-    turns; the conservative reading), or ``parallel``, spread evenly over the parties' incoming
-    links, which carry them at the same time (each party sends its share of a symmetric exchange
-    at once): see docs/latency-model.md."""
-
-    @property
-    def transfer_links(self) -> int:
-        """Links that carry an op's bytes at the same time: 1 (serial) or the party count (parallel)."""
-        return self.parties if self.transfer == "parallel" and self.parties > 1 else 1
-
-    @property
-    def shares(self) -> str:
-        """How activations are held between ops: the table's ``sharing``, else by party count
-        (1: plaintext, 2: additive shares, 3: replicated shares)."""
-        return self.sharing or {1: "plaintext", 2: "additive", 3: "replicated"}[self.parties]
-
-    def summary(self) -> str:
-        parts = [f"{self.parties}PC" if self.parties > 1 else "no protocol", self.threat_model]
-        if self.correlated_randomness != "none":
-            parts.append(f"randomness: {self.correlated_randomness}")
-        if self.ring_bits is not None:
-            ring = f"Z_2^{self.ring_bits}"
-            if self.fractional_bits is not None:
-                ring += f" f={self.fractional_bits}"
-            parts.append(ring)
-        if self.he:
-            parts.append("HE " + " ".join(f"{k}={v}" for k, v in self.he.items()))
-        if self.transfer_links > 1:
-            parts.append(f"bytes over {self.transfer_links} links at once")
-        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -118,31 +58,6 @@ class Param:
     value: int | float
     unit: str | None
     source: str
-
-
-@dataclass(frozen=True)
-class Entry:
-    """The costs of one op kind (or ``truncation``) under a table."""
-
-    kind: str
-    formulas: Mapping[str, formula.Formula]
-    """Present formula fields only (see :data:`FORMULA_FIELDS`)."""
-    includes_truncation: bool
-    source: str
-    notes: str | None
-    line: int | None
-    field_lines: Mapping[str, int | None] = field(default_factory=dict)
-    """Line of each formula field, for located evaluation errors."""
-    where: str = ""
-    """Where the entry is written: ``ops.relu``, or ``options.gelu.choices.stock.ops.gelu``."""
-    symbols: tuple[str, ...] = ()
-    """Its formulas' dimension symbols when not an op kind's (a conversion step's); else the kind's."""
-    compute_source: str | None = None
-    """Where ``compute_s`` comes from, when not from ``source`` (a measured run: the machine it ran on)."""
-
-    @property
-    def dims(self) -> tuple[str, ...]:
-        return self.symbols or ENTRY_SYMBOLS[self.kind]
 
 
 @dataclass(frozen=True)
@@ -274,8 +189,8 @@ class ProtocolTable:
             for pname, pvalue in choice.params.items():
                 params[pname] = Param(pname, pvalue, params[pname].unit, choice.source)
             entries.update(choice.entries)
-        return dataclasses.replace(self, params=params, entries=with_derived(entries, params) if self.derive else entries,
-                                   chosen=chosen, _values={})
+        derived = with_derived(entries, params, self.setting) if self.derive else entries
+        return dataclasses.replace(self, params=params, entries=derived, chosen=chosen, _values={})
 
     @property
     def param_values(self) -> dict[str, Any]:
@@ -401,7 +316,8 @@ class ProtocolTable:
         if is_trunc:
             return (f"its fixed-point output needs truncation, the table has no '{TRUNCATION}' entry and its "
                     f"'{op.kind}' entry does not say includes_truncation: true")
-        return f"the table has no entry for op kind '{kind}'"
+        why = why_not_derived(kind, self.derive)
+        return f"the table has no entry for op kind '{kind}'" + (f" ({why})" if why else "")
 
     def _evaluate(self, entry: Entry, field_name: str, form: formula.Formula, env: Mapping[str, Any],
                   row: str) -> Any:
@@ -546,8 +462,8 @@ class _Validator:
             raise self.error(("derived_entries",), "derived_entries must be true or false")
         table = ProtocolTable(name, self.text(top["description"], ("description",)), citations, setting,
                               self.text(top["confidence"], ("confidence",)), params,
-                              with_derived(entries, params) if derive else entries, self.file, options, {}, params,
-                              entries, derive=derive)
+                              with_derived(entries, params, setting) if derive else entries, self.file, options, {},
+                              params, entries, derive=derive)
         return table.with_options({})
 
     def defaults(self, raw: Any, options: dict[str, Option]) -> dict[str, Option]:
@@ -642,7 +558,7 @@ class _Validator:
             path = ("params", name)
             if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
                 raise self.error(path, f"parameter name '{name}' must be an identifier")
-            if name in _ALL_DIMS or name in formula.FUNCTIONS:
+            if name in ALL_DIMS or name in formula.FUNCTIONS:
                 raise self.error(path, f"parameter name '{name}' clashes with an op dimension or a function")
             p = self.mapping(spec, path, _PARAM_KEYS, ("value", "source"))
             value = p["value"]

@@ -195,7 +195,8 @@ class _Lowerer:
         self.emit(f"{L}.down", "linear", F, layer, (S, W), m=rows, k=dff, n=d, bias=self.bias)
 
     def experts(self, layer: int) -> None:
-        """A mixture of experts: router linear, top-k of its E logits, softmax over the k kept (the
+        """A mixture of experts: router linear, top-k of its E logits (under revealed routing, then the
+        opening of the k indices per token), softmax over the k kept (the
         others masked: HF's softmax over E renormalized over the top k), then the experts (every
         token through all E under oblivious routing, through its k under revealed routing), each
         output weighted by its gate and the weighted outputs summed."""
@@ -204,8 +205,13 @@ class _Lowerer:
         revealed = s.moe.routing == "revealed"
         self.emit(f"{L}.router", "linear", F, layer, (S, W), m=self.rows, k=d, n=E, bias=0)
         self.emit(f"{L}.topk", "topk", F, layer, (S,), rows=self.rows, cols=E, k=k,
-                  notes=("revealed routing: each token's k expert indices are opened to both parties",) if revealed
+                  notes=(f"revealed routing: each token's k expert indices are opened ({L}.reveal)",) if revealed
                   else ("oblivious routing: the choice stays secret; all E experts run on every token",))
+        if revealed:
+            self.emit(f"{L}.reveal", "reveal", F, layer, (S,), n=self.rows * k, notes=(
+                "opens each token's k expert indices (k ring elements per token, each argmax's one-hot dotted with "
+                "the public 0..E-1: local) to the computing parties, who learn which experts every token uses and "
+                "which of its k ranked first; the gate weights stay secret",))
         self.emit(f"{L}.gate_softmax", "softmax", F, layer, (S,), rows=self.rows, cols=E, valid=self.rows * k)
         runs = k if revealed else E
         rows = self.rows * runs

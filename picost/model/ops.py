@@ -60,6 +60,8 @@ class KindInfo:
     """Elements the op produces."""
     fixed_point_product: bool
     """Whether outputs are fixed-point products that need rescaling (truncation)."""
+    public_output: bool = False
+    """Whether its outputs are public (an opening): the ops after it read the shares from before it."""
 
 
 def _zero(_: Dims) -> int:
@@ -124,6 +126,11 @@ KINDS: dict[str, KindInfo] = {
         "the `k` largest of `cols` values in each of `rows` rows, kept in place (the others masked out); "
         "a mixture of experts' router",
         _zero, _rows_cols, _rows_cols, False),
+    "reveal": KindInfo(
+        ("n",),
+        "opening of `n` secret elements to the computing parties (a mixture of experts' routing under "
+        "`routing: revealed`: each token's k expert indices); its outputs are public",
+        _zero, _n, _n, False, public_output=True),
 }
 
 NONLINEAR_KINDS = frozenset({"gelu", "gelu_tanh", "relu", "silu", "tanh", "softmax", "layernorm", "rmsnorm", "argmax",
@@ -183,6 +190,6 @@ def op_class(op: Op) -> str:
         return "softmax"
     if op.kind in ("layernorm", "rmsnorm"):
         return "norm"
-    if op.kind in ("gelu", "gelu_tanh", "relu", "silu", "tanh", "mul", "topk"):
-        return "activation"
+    if op.kind in ("gelu", "gelu_tanh", "relu", "silu", "tanh", "mul", "topk", "reveal"):
+        return "activation"  # reveal: with the topk whose choice it opens (the same table's shares in a hybrid)
     return "elementwise"

@@ -66,6 +66,17 @@ class TopK(nn.Module):
         return {"rows": args[0].numel() // args[0].shape[-1], "cols": args[0].shape[-1], "k": self.k}
 
 
+class Reveal(nn.Module):
+    """The indices of the ``k`` kept (finite) values of each row, largest first: the routing opened."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.topk(self.k, dim=-1).indices
+
+
 class ExpertLinear(nn.Module):
     """``experts`` linears; row ``i`` of the input goes through expert ``which[i]``."""
 
@@ -105,6 +116,7 @@ class MoEFFN(nn.Module):
         self.experts, self.revealed = E, spec.moe.routing == "revealed"
         self.router = tag(nn.Linear(d, E, bias=False), f"{F}.router", "linear")
         self.topk = tag(TopK(spec.moe.experts_per_token), f"{F}.topk", "topk")
+        self.reveal = tag(Reveal(spec.moe.experts_per_token), f"{F}.reveal", "reveal") if self.revealed else None
         self.softmax = tag(nn.Softmax(dim=-1), f"{F}.gate_softmax", "softmax")
         self.gated = spec.activation in GATED_ACTIVATIONS
         act = {"swiglu": "silu", "geglu": "gelu"}.get(spec.activation, spec.activation)
@@ -120,11 +132,12 @@ class MoEFFN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1])
-        probs = self.softmax(self.topk(self.router(x)))
-        if self.revealed:  # each token's k experts: the routing is opened
-            which = probs.topk(self.topk.k, dim=-1).indices
+        kept = self.topk(self.router(x))
+        if self.reveal is not None:  # each token's k experts: the routing is opened
+            which = self.reveal(kept)
         else:  # every expert on every token; the ones not chosen get weight 0
             which = torch.arange(self.experts).expand(x.shape[0], -1)
+        probs = self.softmax(kept)
         runs = which.shape[1]
         rows, which = x.repeat_interleave(runs, dim=0), which.reshape(-1)
         h = self.up(rows, which)

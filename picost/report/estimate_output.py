@@ -18,7 +18,7 @@ table, or the row is uncosted)::
       "rows": [{"name", "kind", "class", "layer", "block", "flops", "costed", "comm_bytes",
                 "bytes_client_to_server", "bytes_server_to_client", "rounds", "compute_s",
                 "comm_s", "latency_s", "offline_bytes", "share", "source", "formulas": {field: str},
-                "dims": {symbol: int}, "uncosted_reason", "table"}]
+                "dims": {symbol: int}, "uncosted_reason", "table", "notes": [str]}]
     }
 
     TOTALS = {"rows", "costed", "uncosted", "flops", "comm_bytes", "bytes_client_to_server",
@@ -30,7 +30,8 @@ itself: ``formulas`` evaluated at ``dims`` and the protocol's ``params`` give it
 fraction of the total latency. Totals are the sums of the rows in order. ``rows[].table`` names the
 table whose entry costed the row; for a hybrid protocol (``linear=bumblebee,nonlinear=sigma``) that is
 one of its parts or its conversions table, and ``protocol.composition`` records the composition
-(``null`` for a single table).
+(``null`` for a single table). ``rows[].notes`` are the op's notes from the lowering (what a ``reveal``
+row opens, which routing an expert row runs under); the text output names the rows that open secrets.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dataclasses import asdict
 from typing import Any
 
 from picost.analysis.estimate import Estimate, Row, Totals
+from picost.model.ops import KINDS
 from picost.report.render import (CLASS_LABELS, Column, dump_csv, dump_json, dump_markdown, human_bytes,
                                   human_count, human_seconds)
 
@@ -79,7 +81,7 @@ def _row_dict(est: Estimate, r: Row) -> dict[str, Any]:
             "rounds": r.rounds, "compute_s": r.compute_s, "comm_s": r.comm_s, "latency_s": r.latency_s,
             "offline_bytes": r.offline_bytes, "share": est.share(r.latency_s), "source": r.source,
             "formulas": dict(r.formulas), "dims": dict(r.dims), "uncosted_reason": r.uncosted_reason,
-            "table": r.table}
+            "table": r.table, "notes": list(r.notes)}
 
 
 # -- tables -----------------------------------------------------------------------------------
@@ -151,10 +153,25 @@ def summary_lines(est: Estimate) -> list[str]:
     if t.compute_rows < t.costed:
         lines.append(f"compute time given by the table for {t.compute_rows} of {t.costed} rows; the others count "
                      f"communication and rounds only")
+    lines += _opened_lines(est)
     if t.uncosted:
         lines.append(f"WARNING: {t.uncosted} {UNCOSTED} rows (the table cannot cost them); all totals leave them "
                      f"out, so they are lower bounds")
     return lines
+
+
+def _opened_lines(est: Estimate) -> list[str]:
+    """A line on the rows whose outputs are opened to the parties (kind ``reveal``): how many, what
+    they cost and what they open (the first one's note)."""
+    opened = [r for r in est.rows if r.kind in KINDS and KINDS[r.kind].public_output]
+    if not opened:
+        return []
+    costed = [r for r in opened if r.costed]
+    cost = (f"{human_bytes(sum(r.comm_bytes for r in costed))}, {human_count(sum(r.rounds for r in costed))} rounds"
+            + (f" ({len(opened) - len(costed)} {UNCOSTED})" if len(costed) < len(opened) else ""))
+    what = f": {opened[0].notes[0]}" if opened[0].notes else ""
+    return [f"opened to the parties (not private): {len(opened)} {opened[0].kind} rows ({opened[0].name}, ...), "
+            f"{cost}{what}"]
 
 
 def _title(est: Estimate) -> str:

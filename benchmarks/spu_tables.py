@@ -82,14 +82,14 @@ PROTOCOL_HEADERS = {
     "semi2k": {
         "description": "SecretFlow SPU 0.9.5 SEMI2K (2PC additive sharing, trusted-dealer Beaver triples) running a "
                        "JAX model written the obvious way; measured",
-        "parties": 2, "correlated_randomness": "third_party",
+        "parties": 2, "correlated_randomness": "third_party", "transfer": "parallel",
         "spu": "SecretFlow SPU 0.9.5 (pip spu==0.9.5), SEMI2K protocol, FM64, 18 fractional bits, in-process "
                "simulator, warm run",
     },
     "aby3": {
         "description": "SecretFlow SPU 0.9.5 ABY3 (3PC replicated sharing, honest majority) running a JAX model "
                        "written the obvious way; measured",
-        "parties": 3, "correlated_randomness": "none",
+        "parties": 3, "correlated_randomness": "none", "transfer": "parallel",
         "spu": "SecretFlow SPU 0.9.5 (pip spu==0.9.5), ABY3 protocol, FM64, 18 fractional bits, in-process "
                "simulator, warm run",
     },
@@ -316,8 +316,14 @@ def _confidence(protocol: str, fits: dict[str, dict]) -> str:
     measured = [s for s in with_messages if "depth" in fits[s]]
     tail = (f"Rounds are sequential depth measured with the parties on delayed links (benchmarks/spu_depth.py) for "
             f"{len(measured)} of the {len(with_messages)} entries with messages; the others keep SPU's message "
-            "count in its place (each entry's notes say which). Whole models: `picost validate --against "
-            "spu` and docs/validation.md.")
+            "count in its place (each entry's notes say which). Compute (compute_s) is measured with the parties "
+            "as processes (benchmarks/spu_compute.py; each entry's compute_source names the run and the machine) "
+            f"for {sum('compute' in fits[s] for s in used)} of the {len(used)} measured series. "
+            + ("Transfer is parallel: every party sends its share of an opening at once, so an op's bytes cross "
+               "the parties' links together (measured: docs/latency-model-check.md). "
+               if PROTOCOL_HEADERS[protocol].get("transfer") == "parallel" else "")
+            + "Whole models: `picost validate --against spu` and docs/validation.md; latency against the clock: "
+            "docs/latency-model-check.md.")
     if not rough:
         return f"Medium-high for {head}Every fit is within 3% of its runs. {tail}"
     worst = ", ".join(f"{s} {100 * r:.0f}%" for r, s in rough[:6])
@@ -340,7 +346,8 @@ def build(protocol: str, fits: dict[str, dict]) -> dict:
         "citations": {"spu": head["spu"],
                       "puma": "Dong et al., PUMA: Secure Inference of LLaMA-7B in Five Minutes, arXiv 2307.12533v3"},
         "setting": {"parties": head["parties"], "threat_model": "semi-honest", "correlated_randomness":
-                    head["correlated_randomness"], "ring_bits": 64, "fractional_bits": 18},
+                    head["correlated_randomness"], "ring_bits": 64, "fractional_bits": 18,
+                    **({"transfer": head["transfer"]} if "transfer" in head else {})},
         "confidence": _confidence(protocol, fits),
     }
     notes = "".join(_table_share_bytes(fits, w)[1] for w in ("server-private", "shared", "public"))

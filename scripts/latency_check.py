@@ -11,7 +11,8 @@ Engines picost did not write: ``python scripts/latency_check.py --engine ENGINE 
 spu-cheetah, crypten; default settings ``1000/1 100/20 100/80``; the whole model under the
 engine against ``picost estimate`` with the engine's table (``picost/netlab/engine_latency.py``);
 each point is appended to ``benchmarks/results/latency-engines.jsonl``; exit code 1 if any is
-outside ±25 %.
+outside ±25 %. ``--report`` prints every recorded point against today's tables (no root, no
+engine): the table of docs/latency-model-check.md.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from picost.netlab.latency_check import Setting, check_setting, markdown  # noqa
 
 
 ENGINES = ("picost-2pc", "spu-semi2k", "spu-aby3", "spu-cheetah", "crypten")
-RECORD = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "latency-engines.jsonl"
 
 
 def engine_main(args: argparse.Namespace) -> int:
@@ -37,7 +37,7 @@ def engine_main(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
     from picost.model.load import load_spec
-    from picost.netlab.engine_latency import EngineRun, check
+    from picost.netlab.engine_latency import RECORDS, EngineRun, check
 
     run = EngineRun(args.engine, load_spec(args.spec), args.context or 32)
     if args.compute_only:
@@ -56,7 +56,7 @@ def engine_main(args: argparse.Namespace) -> int:
                               f"--context {run.context} --repeats {args.repeats}",
                        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                        "loadavg": [round(x, 2) for x in os.getloadavg()]})
-        with RECORD.open("a") as f:
+        with RECORDS.open("a") as f:
             f.write(json.dumps(record) + "\n")
         print(markdown([comparison]), file=sys.stderr, flush=True)
     print(markdown(comparisons))
@@ -77,7 +77,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--compute-only", action="store_true",
                         help="(independent engines) the whole model unshaped with no delay line: its compute "
                              "against the table's compute_s summed")
+    parser.add_argument("--report", action="store_true",
+                        help="print the recorded independent-engine points against today's model (markdown) and exit")
     args = parser.parse_args(argv)
+    if args.report:
+        from picost.netlab.engine_latency import latest_records, report
+
+        print(report(latest_records()))
+        return 0
     if args.engine != "picost-2pc":
         args.repeats = args.repeats or 3
         return engine_main(args)

@@ -7,29 +7,13 @@ agreement fails here."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from picost.model.load import load_spec
-from picost.netlab.engine_latency import ENGINE_TOLERANCE, EngineRun
-from picost.netlab.latency_check import Setting
+from picost.netlab.engine_latency import ENGINE_TOLERANCE, latest_records, recheck
 from picost.netlab.party_runs import single_delay
 
-RECORDS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "latency-engines.jsonl"
 ENGINES = ("spu-semi2k", "spu-aby3", "spu-cheetah", "crypten")
 LINKS = ((1e9, 0.001), (1e8, 0.020), (1e8, 0.080))  # bandwidth bit/s, RTT s (issue 10's three links)
-
-
-def latest_records() -> dict[tuple, dict]:
-    """The newest record per (engine, spec, context, bandwidth, RTT)."""
-    out = {}
-    for line in RECORDS.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            out[(r["engine"], r["spec"], r["context"], r["bandwidth_bps"], r["rtt_s"])] = r
-    return out
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -37,11 +21,10 @@ def latest_records() -> dict[tuple, dict]:
 def test_modeled_latency_is_within_25_percent_of_the_recorded_wall_time(engine, bandwidth_bps, rtt_s):
     record = latest_records().get((engine, "small-d128", 32, bandwidth_bps, rtt_s))
     assert record is not None, f"no recorded run: sudo python scripts/latency_check.py --engine {engine}"
-    run = EngineRun(engine, load_spec("small-d128"), 32)
-    totals = run.modeled(Setting(bandwidth_bps, rtt_s))
-    measured = record["measured"]["min_wall_s"]
+    comparison, totals = recheck(record)
     assert totals.compute_rows > 0 and totals.compute_s > 0, "compute must be in the model"
-    assert abs(totals.latency_s / measured - 1) <= ENGINE_TOLERANCE, (totals.latency_s, measured)
+    assert comparison.ok, (comparison.modeled_s, comparison.measured_s)
+    assert comparison.tolerance == ENGINE_TOLERANCE == 0.25
 
 
 def test_one_delay_runs_summarize_to_the_fastest_and_the_median():

@@ -20,6 +20,8 @@ from typing import Any, Mapping
 
 from picost.netlab.latency_check import Comparison, Setting
 
+RECORDS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "latency-engines.jsonl"
+"""Where ``scripts/latency_check.py --engine`` appends its measurements."""
 ENGINE_TOLERANCE = 0.25
 """Issue 10's bound for the engines picost did not write: modeled within 25 % of the clock."""
 SPU_PROTOCOLS = {"semi2k": "SEMI2K", "aby3": "ABY3", "cheetah": "CHEETAH"}
@@ -97,3 +99,39 @@ def compute_check(run: EngineRun, repeats: int = 3) -> tuple[float, float]:
     links: the table's compute summed over the rows against one forward pass's time."""
     modeled = run.modeled(Setting(1e12, 0.0)).compute_s
     return float(modeled), float(run.measure(None, repeats)["min_wall_s"])
+
+
+def latest_records(path: Path = RECORDS) -> dict[tuple, dict]:
+    """The newest record per (engine, spec, context, bandwidth, RTT)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            out[(r["engine"], r["spec"], r["context"], r["bandwidth_bps"], r["rtt_s"])] = r
+    return out
+
+
+def recheck(record: dict) -> tuple[Comparison, Any]:
+    """A recorded measurement against today's model: the comparison and the modeled totals."""
+    from picost.model.load import load_spec
+
+    run = EngineRun(record["engine"], load_spec(record["spec"]), record["context"])
+    setting = Setting(record["bandwidth_bps"], record["rtt_s"])
+    totals = run.modeled(setting)
+    return Comparison(setting.label, f"{run.engine} {record['spec']} T={run.context}", int(totals.rounds),
+                      int(totals.comm_bytes), float(totals.latency_s), float(record["measured"]["min_wall_s"]),
+                      tolerance=ENGINE_TOLERANCE), totals
+
+
+def report(records: Mapping[tuple, dict]) -> str:
+    """Markdown: every recorded point against today's model, with the model's terms."""
+    lines = ["| engine | network | rounds | online bytes | compute s | transfer s | round delays s | modeled s | "
+             "measured s | model error |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for record in records.values():
+        c, totals = recheck(record)
+        delays = totals.latency_s - totals.compute_s - totals.comm_s
+        flag = "" if c.ok else f" (outside ±{100 * c.tolerance:.0f} %)"
+        lines.append(f"| {record['engine']} | {c.setting} | {c.rounds} | {c.comm_bytes:,} | {totals.compute_s:.2f} | "
+                     f"{totals.comm_s:.2f} | {delays:.2f} | {c.modeled_s:.2f} | {c.measured_s:.2f} | "
+                     f"{100 * c.error:+.1f} %{flag} |")
+    return "\n".join(lines)

@@ -176,8 +176,9 @@ class FitTable:
         left_out = [self.columns[i].header for i in range(len(self.columns))
                     if i not in shown and not self.columns[i].spill]
         if left_out:
+            hint = self.hint.replace("-f ", f"-f{_NBSP}")  # an option and its value stay on one line
             notes.append(f"not shown at {width} columns: {', '.join(left_out)}"
-                         + (f"; {self.hint}" if self.hint else "; a wider terminal shows them"))
+                         + (f"; {hint}" if hint else "; a wider terminal shows them"))
         for note in notes:
             yield Text(fill(note, width))
         for i in range(len(self.columns)):

@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from picost.netlab.lab import netlab_unavailable_reason  # noqa: E402
 from picost.netlab.spu_runs import NPARTIES, time_spu_cases  # noqa: E402
 from picost.spu.bridge import spu_python  # noqa: E402
+from spu_depth import pending  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results" / "spu"
 SIZES_PER_SERIES = 4
@@ -128,13 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     cases = [m for m in plan(ns.protocol, ns.defaults_only) if not ns.only or m["series"].startswith(ns.only)]
     out = OUT / f"compute-{ns.protocol.lower()}.jsonl"
-    done = set()
-    if out.is_file():
-        done = {_key(json.loads(line)) for line in out.read_text().splitlines() if line.strip()}
-    todo = [m for m in cases if _key(m) not in done]
+    todo = pending(cases, out, _key, ns.list)
     if ns.list:
-        for m in cases:
-            print(("todo " if m in todo else "done ") + json.dumps(m))
         return 0
     reason = netlab_unavailable_reason()
     if reason:

@@ -76,6 +76,17 @@ def _key(m: dict) -> str:
     return json.dumps([m.get(k) for k in KEY_FIELDS], sort_keys=True)
 
 
+def pending(cases: list[dict], out: Path, key, show: bool = False) -> list[dict]:
+    """The cases whose ``key`` has no line in ``out`` yet (a campaign resumes where it stopped);
+    with ``show``, every case is printed as ``todo`` or ``done``."""
+    done = {key(json.loads(line)) for line in out.read_text().splitlines() if line.strip()} if out.is_file() else set()
+    todo = [m for m in cases if key(m) not in done]
+    if show:
+        for m in cases:
+            print(("done " if key(m) in done else "todo ") + json.dumps(m))
+    return todo
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--protocol", choices=sorted(NPARTIES), required=True)
@@ -87,13 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     cases = [m for m in plan(ns.part, ns.protocol) if not ns.only or m["series"].startswith(ns.only)]
     out = OUT / f"depth-{ns.protocol.lower()}.jsonl"
-    done = set()
-    if out.is_file():
-        done = {_key(json.loads(line)) for line in out.read_text().splitlines() if line.strip()}
-    todo = [m for m in cases if _key(m) not in done]
+    todo = pending(cases, out, _key, ns.list)
     if ns.list:
-        for m in cases:
-            print(("done " if _key(m) not in {_key(t) for t in todo} else "todo ") + json.dumps(m))
         return 0
     reason = netlab_unavailable_reason()
     if reason:

@@ -220,15 +220,20 @@ def depth_formula(kind: str, points: list[tuple[dict, float, int | None]]) -> st
     return str(max(x for _, x, _ in depths))
 
 
-def load_depths(protocol: str) -> dict[str, dict]:
-    """Per series: the measured depth points, the formula and the run (``spu_depth.py``)."""
-    path = RESULTS / f"depth-{protocol}.jsonl"
+def _rows_by_series(path: Path) -> dict[str, list[dict]]:
+    """The JSON lines of ``path`` (none if it is missing) grouped by their ``series``."""
     series: dict[str, list[dict]] = defaultdict(list)
     if path.is_file():
         for line in path.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
                 series[row["series"]].append(row)
+    return series
+
+
+def load_depths(protocol: str) -> dict[str, dict]:
+    """Per series: the measured depth points, the formula and the run (``spu_depth.py``)."""
+    series = _rows_by_series(RESULTS / f"depth-{protocol}.jsonl")
     out = {}
     for name, rows in sorted(series.items()):
         out[name] = {"formula": depth_formula(rows[0]["kind"], [(r["dims"], r["depth_delays_min"], r["max_send_actions"])
@@ -275,13 +280,7 @@ def fit_compute(rows: list[dict]) -> dict:
 def load_computes(protocol: str) -> dict[str, dict]:
     """Per series: the compute-time fit of its runs (``spu_compute.py``), where measured at 3 or
     more fitted sizes."""
-    path = RESULTS / f"compute-{protocol}.jsonl"
-    series: dict[str, list[dict]] = defaultdict(list)
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                series[row["series"]].append(row)
+    series = _rows_by_series(RESULTS / f"compute-{protocol}.jsonl")
     return {name: fit_compute(rows) for name, rows in sorted(series.items())
             if sum(not r.get("heldout") for r in rows) >= 3}
 

@@ -152,3 +152,15 @@ def test_estimate_cli_does_not_import_heavy_modules(fmt, monkeypatch):
                 if line.startswith("import time:")}
     assert "picost" in imported
     assert not imported & {"sympy", "pandas", "numpy", "torch", "matplotlib"}, sorted(imported)
+
+
+def test_the_summary_names_the_kinds_whose_rows_have_no_compute(cli):
+    import re
+
+    text = cli("estimate", "tiny", "-p", "plaintext", "-n", "lan", "-T", "8")
+    data = json.loads(cli("estimate", "tiny", "-p", "plaintext", "-n", "lan", "-T", "8", "-f", "json").stdout)
+    without = sorted({r["kind"] for r in data["rows"] if r["compute_s"] is None and r["costed"]})
+    with_compute = {r["kind"] for r in data["rows"] if r["compute_s"] is not None}
+    assert without and with_compute  # plaintext times only its products
+    named = re.search(r"the others\s+\(([^)]*)\)", " ".join(text.stdout.split())).group(1)
+    assert named.split(", ") == without

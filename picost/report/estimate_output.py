@@ -151,8 +151,9 @@ def summary_lines(est: Estimate) -> list[str]:
         lines.append(f"offline (preprocessing) bytes, not in the latency: {human_bytes(t.offline_bytes)} "
                      f"({t.offline_rows} rows give them)")
     if t.compute_rows < t.costed:
-        lines.append(f"compute time given by the table for {t.compute_rows} of {t.costed} rows; the others count "
-                     f"communication and rounds only")
+        without = sorted({r.kind for r in est.rows if r.costed and r.compute_s is None})
+        lines.append(f"compute time given by the table for {t.compute_rows} of {t.costed} rows; the others "
+                     f"({', '.join(without)}) count communication and rounds only")
     lines += _opened_lines(est)
     if t.uncosted:
         lines.append(f"WARNING: {t.uncosted} {UNCOSTED} rows (the table cannot cost them); all totals leave them "

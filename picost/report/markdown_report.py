@@ -438,6 +438,10 @@ def _formulas(models: list[_Model], tables: list[Any], estimates: dict) -> list[
             rows.append([f"`{row[0]}`"] + [f"`{cells[f]}`" if cells[f] else "" for f in fields] + [row[-2], row[-1]])
         missing = sorted(used - set(t.entries))
         out += [f"### {t.name}", ""] + _md_table(header, rows, [False] * len(header))
+        no_compute = sorted(k for k in used if k in t.entries and "compute_s" not in t.entries[k].formulas)
+        if no_compute and "compute_s" in fields:
+            out += [f"No `compute_s` in `{t.name}` for: {', '.join(f'`{k}`' for k in no_compute)}: their rows' "
+                    "latency counts communication and rounds only.", ""]
         if missing:
             out += [f"No entry in `{t.name}` for: {', '.join(f'`{k}`' for k in missing)} (see *Uncosted ops*).", ""]
     return out

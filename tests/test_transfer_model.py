@@ -74,3 +74,11 @@ def test_unknown_transfer_is_a_located_error(tmp_path):
     with pytest.raises(UserError) as err:
         load_protocol(bad)
     assert err.value.field == "setting.transfer" and "serial, parallel" in err.value.message
+
+
+def test_a_hybrid_is_parallel_only_if_every_table_is():
+    from picost.cost.hybrid import load_costing
+
+    assert load_costing("linear=spu-semi2k,nonlinear=spu-semi2k").setting.transfer == "parallel"
+    mixed = load_costing("linear=spu-semi2k,nonlinear=sigma")
+    assert (load_protocol("sigma").setting.transfer, mixed.setting.transfer) == ("serial", "serial")

@@ -239,7 +239,7 @@ def compose(items: list[tuple[str | None, str]], conversions_ref: str | None, na
     settings = [t.setting for t in parts.values()]
     setting = Setting(settings[0].parties, " + ".join(dict.fromkeys(s.threat_model for s in settings)),
                       " + ".join(dict.fromkeys(s.correlated_randomness for s in settings)), None, None, {},
-                      settings[0].delays_per_round, settings[0].shares, settings[0].transfer)
+                      settings[0].delays_per_round, settings[0].shares, _transfer(settings))
     citations: dict[str, str] = {}
     for t in list(parts.values()) + [conv]:
         for k, v in t.citations.items():
@@ -251,14 +251,15 @@ def compose(items: list[tuple[str | None, str]], conversions_ref: str | None, na
                        by_class=by_class, conversions=conv, steps=steps)
 
 
+def _transfer(settings: list[Setting]) -> str:
+    """A hybrid's transfer: ``parallel`` only if every composed table's is (the bytes of a
+    serial table's rows do not overlap), else the conservative ``serial``."""
+    return "parallel" if all(s.transfer == "parallel" for s in settings) else "serial"
+
+
 def _check_transport(parts: Mapping[str, ProtocolTable], file: str | None, field_name: str) -> None:
     delays = {t.setting.delays_per_round for t in parts.values()}
     if len(delays) > 1:
         each = ", ".join(f"{n}: {t.setting.delays_per_round}" for n, t in parts.items())
         raise UserError(f"the tables of a hybrid must share one transport, but their delays_per_round differ ({each})",
-                        file=file, field=field_name)
-    transfers = {t.setting.transfer for t in parts.values()}
-    if len(transfers) > 1:
-        each = ", ".join(f"{n}: {t.setting.transfer}" for n, t in parts.items())
-        raise UserError(f"the tables of a hybrid must share one transport, but their transfer differs ({each})",
                         file=file, field=field_name)

@@ -24,19 +24,22 @@ computed, so the result is ``floor(x / 2^s)`` or one more: error in ``[0, 1]`` u
 failure (unlike local SecureML truncation).
 
 **Spline** (piecewise quadratic with public thresholds ``t_j``; comparison = the 1-threshold
-ReLU): inputs ``|x - t_j| < 2^32`` (2^16 in real units at f = 16). The parties open
-``c = x + r``. For each threshold, ``y = x - t_j + 2^32`` has ``[x >= t_j]`` as bit 32, which is
-``bit32(c') xor bit32(r) xor borrow`` with ``c' = c - t_j + 2^32`` public and ``borrow =
-[c' mod 2^32 < r mod 2^32]``. The dealer cuts ``r mod 2^32`` into four 8-bit digits and gives,
-per digit, a shared 256-entry table of ``trit(v, r_i) + s_i mod 3`` (gt/eq/lt of a public digit
-``v`` against ``r_i``, masked by a dealer-only uniform ``s_i``). The parties look up their
-shares at the digits of ``c'`` and open the four masked trits (one byte: base-3 packed),
-uniform by the masks. A second shared table of 81 entries, indexed by the opened trits, gives
-shares of ``r^k * (bit32(r) xor borrow)`` for k = 0..degree; with the public ``bit32(c')`` the
-parties get shares of ``r^k [x >= t_j]`` and, for every segment ``S`` (a difference of two
-threshold bits), ``sum_k coef_k(c) [r^k S]``: the polynomial of ``x = c - r`` on its segment,
-locally. Coefficients are scaled so the result has ``3f`` fractional bits; one truncation by
-``2f`` follows (exact splines such as ReLU need none).
+ReLU): inputs ``|x - t_j| < 2^33`` (2^17 in real units at f = 16). The parties open
+``c = x + r``. For each threshold, ``y = x - t_j + 2^33`` has ``[x >= t_j]`` as bit 33, which is
+``bit33(c') xor bit33(r) xor borrow`` with ``c' = c - t_j + 2^33`` public and ``borrow =
+[c' mod 2^33 < r mod 2^33]``. The dealer cuts ``r mod 2^33`` into three 11-bit digits and
+gives, per digit, a shared 2048-entry table of ``trit(v, r_i)`` (gt/eq/lt of a public digit
+``v`` against ``r_i``; mod-3 shares, five to a byte on the wire). One set of tables serves every
+threshold: each party looks up its shares at the digits of each ``c'`` and adds its share of a
+fresh uniform mask ``s_ij`` (both shares come from the PRG seeds: nothing sent); the parties
+open the three masked trits (one byte: base-3 packed), uniform by the masks. A second shared
+table of 27 entries per threshold, indexed by the opened trits, gives shares of
+``r^k * (bit33(r) xor borrow)`` for k = 0..degree; with the public ``bit33(c')`` the parties get
+shares of ``r^k [x >= t_j]`` and, for every segment ``S`` (a difference of two threshold bits),
+``sum_k coef_k(c) [r^k S]``: the polynomial of ``x = c - r`` on its segment, locally.
+Coefficients are scaled so the result has ``3f`` fractional bits; one truncation by ``2f``
+follows (exact splines such as ReLU need none). Dealer bytes per element: ``ceil(3 * 2048 / 5)
+= 1229`` for the digit tables plus ``27 * (degree + 1) * 8`` per threshold.
 """
 
 from __future__ import annotations
@@ -52,11 +55,11 @@ from picost.mpc.dealer import Correlations
 from picost.mpc.splines import Spline
 from picost.mpc.transport import CLIENT, SERVER, Transport
 
-CMP_BITS = 32
-DIGIT_BITS = 8
+CMP_BITS = 33
+DIGIT_BITS = 11
 DIGITS = CMP_BITS // DIGIT_BITS
 TRIT_COMBOS = 3 ** DIGITS
-_POW3 = torch.tensor([3 ** i for i in range(DIGITS)], dtype=torch.int64)
+assert DIGITS <= ring.residues_per_byte(3), "the masked trits of one threshold travel in one byte"
 
 
 @dataclass
@@ -167,8 +170,8 @@ def trunc(ctx: Ctx, x: torch.Tensor, shift: int) -> torch.Tensor:
 # -- comparison and splines ------------------------------------------------------------------
 
 def _trits(public_digits: torch.Tensor, secret_digits: torch.Tensor) -> torch.Tensor:
-    """0 if public > secret, 1 if equal, 2 if public < secret (a borrow), as int64."""
-    return torch.where(public_digits > secret_digits, 0, torch.where(public_digits == secret_digits, 1, 2))
+    """0 if public > secret, 1 if equal, 2 if public < secret (a borrow), as uint8."""
+    return 2 * (public_digits < secret_digits).to(torch.uint8) + (public_digits == secret_digits).to(torch.uint8)
 
 
 def _borrow(trits: torch.Tensor) -> torch.Tensor:
@@ -183,7 +186,7 @@ def _borrow(trits: torch.Tensor) -> torch.Tensor:
 
 
 def _digits(v: torch.Tensor) -> torch.Tensor:
-    """The DIGITS low 8-bit digits of each element, low first: shape (..., DIGITS)."""
+    """The DIGITS low DIGIT_BITS-bit digits of each element, low first: shape (..., DIGITS)."""
     shifts = torch.arange(DIGITS, dtype=torch.int64) * DIGIT_BITS
     return (v.unsqueeze(-1) >> shifts) & ((1 << DIGIT_BITS) - 1)
 
@@ -225,34 +228,34 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
     powers = [ctx.public(torch.ones(n, dtype=torch.int64)), r]  # shares of r^k
     if deg == 2:
         powers.append(pre.correlated((n,), lambda: r * r))
-    masks = pre.dealer_only((n, J, DIGITS), 3)
+    masks = pre.random((n, J, DIGITS), mod=3)  # shares; the dealer gets the masks
+    digit_span = 1 << DIGIT_BITS
 
-    def digit_tables() -> torch.Tensor:
-        values = torch.arange(1 << DIGIT_BITS, dtype=torch.int64)
-        trits = _trits(values, _digits(r).unsqueeze(-1)).to(torch.uint8)  # (n, DIGITS, 256)
-        return (trits.unsqueeze(1) + masks.unsqueeze(-1)) % 3  # (n, J, DIGITS, 256), uint8
+    def digit_tables() -> torch.Tensor:  # (n, DIGITS * digit_span): digit i's table at i * digit_span
+        values = torch.arange(digit_span, dtype=torch.int64)
+        return _trits(values, _digits(r).unsqueeze(-1)).view(n, DIGITS * digit_span)
 
     def final_tables() -> torch.Tensor:
-        combos = torch.arange(TRIT_COMBOS, dtype=torch.int64)
-        opened = (combos.unsqueeze(-1) // _POW3) % 3  # (81, DIGITS)
+        combos = torch.arange(TRIT_COMBOS, dtype=torch.uint8).view(TRIT_COMBOS, 1)
+        opened = ring.unpack_residues(combos, 3, DIGITS).to(torch.int64)  # (TRIT_COMBOS, DIGITS)
         trits = (opened.view(1, 1, TRIT_COMBOS, DIGITS) - masks.unsqueeze(2).to(torch.int64)) % 3
-        beta = _borrow(trits) ^ ((r >> CMP_BITS) & 1).view(n, 1, 1)  # (n, J, 81)
+        beta = _borrow(trits) ^ ((r >> CMP_BITS) & 1).view(n, 1, 1)  # (n, J, TRIT_COMBOS)
         rk = torch.stack([torch.ones_like(r), r, r * r][: deg + 1], dim=-1)  # (n, deg+1)
         return beta.unsqueeze(-1) * rk.view(n, 1, 1, deg + 1)
 
-    tables = pre.correlated((n, J, DIGITS, 1 << DIGIT_BITS), digit_tables, mod=3)
+    tables = pre.correlated((n, DIGITS * digit_span), digit_tables, mod=3)
     finals = pre.correlated((n, J, TRIT_COMBOS, deg + 1), final_tables)
 
     c = ctx.open(x.reshape(-1) + r)  # round 1
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - rs.thresholds  # (n, J) public
-    mine = torch.gather(tables, 3, _digits(cj).unsqueeze(-1)).squeeze(-1).to(torch.int64)  # (n, J, DIGITS)
-    packed = (mine * _POW3).sum(-1).to(torch.uint8)
-    theirs = ctx.tx.exchange(packed, packed).to(torch.int64)  # round 2
-    opened = (mine + (theirs.unsqueeze(-1) // _POW3) % 3) % 3
-    index = (opened * _POW3).sum(-1)  # (n, J)
+    at = (_digits(cj) + torch.arange(DIGITS) * digit_span).view(n, J * DIGITS)
+    mine = (torch.gather(tables, 1, at).view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
+    theirs = ctx.tx.exchange(ring.pack_residues(mine, 3), ring.pack_residues(mine, 3))  # round 2
+    opened = (mine + ring.unpack_residues(theirs, 3, DIGITS)) % 3
+    index = ring.pack_residues(opened, 3).to(torch.int64)  # (n, J, 1): the combo's number
     beta = torch.gather(finals, 2, index.view(n, J, 1, 1).expand(n, J, 1, deg + 1)).squeeze(2)
     rk = torch.stack(powers, dim=-1)  # (n, deg+1) shares of r^k
-    top = ((cj >> CMP_BITS) & 1).unsqueeze(-1)  # public bit32(c')
+    top = ((cj >> CMP_BITS) & 1).unsqueeze(-1)  # public bit CMP_BITS of c'
     bits = torch.where(top == 1, rk.unsqueeze(1) - beta, beta)  # shares of r^k [x >= t_j]: (n, J, deg+1)
     segs = torch.cat([rk.unsqueeze(1), bits], 1) - torch.cat([bits, torch.zeros_like(rk).unsqueeze(1)], 1)
     # segs[:, j, k]: shares of r^k [x in segment j]; the polynomial of x - m = X - r, X = c - m public

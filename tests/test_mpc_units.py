@@ -92,7 +92,7 @@ def test_table_constants_are_the_engines():
     for name, param in [("gelu", "j_gelu"), ("gelu_tanh", "j_gelu"), ("silu", "j_silu"), ("exp", "j_exp"),
                         ("reciprocal", "j_recip"), ("rsqrt", "j_rsqrt")]:
         assert len(spline(name).thresholds) == params[param]
-    trits = P.DIGITS * (1 << P.DIGIT_BITS)  # one shared table per digit, mod-3 shares
+    trits = sum(2 ** w for w in P.DIGIT_WIDTHS)  # one shared table per digit, mod-3 shares
     assert params["tab_digits"] == -(-trits // ring.residues_per_byte(3))
     assert params["tab_lin"] == P.TRIT_COMBOS * 2 * 8
     assert params["tab_quad"] == P.TRIT_COMBOS * 3 * 8

@@ -24,22 +24,23 @@ computed, so the result is ``floor(x / 2^s)`` or one more: error in ``[0, 1]`` u
 failure (unlike local SecureML truncation).
 
 **Spline** (piecewise quadratic with public thresholds ``t_j``; comparison = the 1-threshold
-ReLU): inputs ``|x - t_j| < 2^33`` (2^17 in real units at f = 16). The parties open
-``c = x + r``. For each threshold, ``y = x - t_j + 2^33`` has ``[x >= t_j]`` as bit 33, which is
-``bit33(c') xor bit33(r) xor borrow`` with ``c' = c - t_j + 2^33`` public and ``borrow =
-[c' mod 2^33 < r mod 2^33]``. The dealer cuts ``r mod 2^33`` into three 11-bit digits and
-gives, per digit, a shared 2048-entry table of ``trit(v, r_i)`` (gt/eq/lt of a public digit
-``v`` against ``r_i``; mod-3 shares, five to a byte on the wire). One set of tables serves every
+ReLU): inputs ``|x - t_j| < 2^32`` (2^16 in real units at f = 16). The parties open
+``c = x + r``. For each threshold, ``y = x - t_j + 2^32`` has ``[x >= t_j]`` as bit 32, which is
+``bit32(c') xor bit32(r) xor borrow`` with ``c' = c - t_j + 2^32`` public and ``borrow =
+[c' mod 2^32 < r mod 2^32]``. The dealer cuts ``r mod 2^32`` into digits of 11, 11 and 10
+bits and gives, per digit, a shared table (2048, 2048, 1024 entries) of ``trit(v, r_i)``
+(gt/eq/lt of a public digit ``v`` against ``r_i``; mod-3 shares, five to a byte on the wire).
+One set of tables serves every
 threshold: each party looks up its shares at the digits of each ``c'`` and adds its share of a
 fresh uniform mask ``s_ij`` (both shares come from the PRG seeds: nothing sent); the parties
 open the three masked trits (one byte: base-3 packed), uniform by the masks. A second shared
 table of 27 entries per threshold, indexed by the opened trits, gives shares of
-``r^k * (bit33(r) xor borrow)`` for k = 0..degree; with the public ``bit33(c')`` the parties get
+``r^k * (bit32(r) xor borrow)`` for k = 0..degree; with the public ``bit32(c')`` the parties get
 shares of ``r^k [x >= t_j]`` and, for every segment ``S`` (a difference of two threshold bits),
 ``sum_k coef_k(c) [r^k S]``: the polynomial of ``x = c - r`` on its segment, locally.
 Coefficients are scaled so the result has ``3f`` fractional bits; one truncation by ``2f``
-follows (exact splines such as ReLU need none). Dealer bytes per element: ``ceil(3 * 2048 / 5)
-= 1229`` for the digit tables plus ``27 * (degree + 1) * 8`` per threshold.
+follows (exact splines such as ReLU need none). Dealer bytes per element: ``5120 / 5
+= 1024`` for the digit tables plus ``27 * (degree + 1) * 8`` per threshold.
 """
 
 from __future__ import annotations
@@ -55,10 +56,16 @@ from picost.mpc.dealer import Correlations
 from picost.mpc.splines import Spline
 from picost.mpc.transport import CLIENT, SERVER, Transport
 
-CMP_BITS = 33
-DIGIT_BITS = 11
-DIGITS = CMP_BITS // DIGIT_BITS
+CMP_BITS = 32
+DIGIT_WIDTHS = (11, 11, 10)
+"""The comparison's digits, low first: as even as 32 bits allow (table entries: 2 * 2^11 + 2^10)."""
+DIGITS = len(DIGIT_WIDTHS)
+DIGIT_SHIFTS = tuple(sum(DIGIT_WIDTHS[:i]) for i in range(DIGITS))
+TABLE_OFFSETS = tuple(sum(1 << w for w in DIGIT_WIDTHS[:i]) for i in range(DIGITS))
+"""Where digit i's table starts in an element's row of digit tables."""
+TABLE_ENTRIES = sum(1 << w for w in DIGIT_WIDTHS)
 TRIT_COMBOS = 3 ** DIGITS
+assert sum(DIGIT_WIDTHS) == CMP_BITS
 assert DIGITS <= ring.residues_per_byte(3), "the masked trits of one threshold travel in one byte"
 
 
@@ -186,9 +193,10 @@ def _borrow(trits: torch.Tensor) -> torch.Tensor:
 
 
 def _digits(v: torch.Tensor) -> torch.Tensor:
-    """The DIGITS low DIGIT_BITS-bit digits of each element, low first: shape (..., DIGITS)."""
-    shifts = torch.arange(DIGITS, dtype=torch.int64) * DIGIT_BITS
-    return (v.unsqueeze(-1) >> shifts) & ((1 << DIGIT_BITS) - 1)
+    """The digits (DIGIT_WIDTHS) of the low CMP_BITS bits of each element, low first: shape (..., DIGITS)."""
+    shifts = torch.tensor(DIGIT_SHIFTS, dtype=torch.int64)
+    widths = torch.tensor(DIGIT_WIDTHS, dtype=torch.int64)
+    return (v.unsqueeze(-1) >> shifts) & ((1 << widths) - 1)
 
 
 @dataclass(frozen=True)
@@ -229,11 +237,10 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
     if deg == 2:
         powers.append(pre.correlated((n,), lambda: r * r))
     masks = pre.random((n, J, DIGITS), mod=3)  # shares; the dealer gets the masks
-    digit_span = 1 << DIGIT_BITS
 
-    def digit_tables() -> torch.Tensor:  # (n, DIGITS * digit_span): digit i's table at i * digit_span
-        values = torch.arange(digit_span, dtype=torch.int64)
-        return _trits(values, _digits(r).unsqueeze(-1)).view(n, DIGITS * digit_span)
+    def digit_tables() -> torch.Tensor:  # (n, TABLE_ENTRIES): digit i's table at TABLE_OFFSETS[i]
+        secret = _digits(r)
+        return torch.cat([_trits(torch.arange(1 << w), secret[:, i: i + 1]) for i, w in enumerate(DIGIT_WIDTHS)], 1)
 
     def final_tables() -> torch.Tensor:
         combos = torch.arange(TRIT_COMBOS, dtype=torch.uint8).view(TRIT_COMBOS, 1)
@@ -243,12 +250,12 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
         rk = torch.stack([torch.ones_like(r), r, r * r][: deg + 1], dim=-1)  # (n, deg+1)
         return beta.unsqueeze(-1) * rk.view(n, 1, 1, deg + 1)
 
-    tables = pre.correlated((n, DIGITS * digit_span), digit_tables, mod=3)
+    tables = pre.correlated((n, TABLE_ENTRIES), digit_tables, mod=3)
     finals = pre.correlated((n, J, TRIT_COMBOS, deg + 1), final_tables)
 
     c = ctx.open(x.reshape(-1) + r)  # round 1
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - rs.thresholds  # (n, J) public
-    at = (_digits(cj) + torch.arange(DIGITS) * digit_span).view(n, J * DIGITS)
+    at = (_digits(cj) + torch.tensor(TABLE_OFFSETS)).view(n, J * DIGITS)
     mine = (torch.gather(tables, 1, at).view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
     theirs = ctx.tx.exchange(ring.pack_residues(mine, 3), ring.pack_residues(mine, 3))  # round 2
     opened = (mine + ring.unpack_residues(theirs, 3, DIGITS)) % 3

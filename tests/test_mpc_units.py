@@ -142,6 +142,17 @@ def test_comparison_bits_are_exact_at_the_threshold():
     assert _opened([(r[0][0], r[1]) for r in res]).tolist() == [0, 0, 0, 1, 2, 0, 2 ** 31]
 
 
+def test_every_threshold_of_a_spline_is_exact_from_one_set_of_digit_tables():
+    # all nine GELU thresholds are looked up in the same digit tables (with their own masks):
+    # just below, at and just above each one, every bit [x >= t_j] must still be exact
+    s = spline("gelu")
+    t = ring.encode(torch.tensor(s.thresholds, dtype=torch.float64), 16)
+    enc = torch.cat([t - 1, t, t + 1])
+    res = run_threads(lambda ctx: P.spline(ctx, _shared_input(ctx, enc), s, want_bits=True))
+    bits = res[CLIENT][0][1] + res[SERVER][0][1]
+    assert torch.equal(bits, (enc.unsqueeze(1) >= t).to(torch.int64))
+
+
 def test_products_with_the_servers_weights_and_beaver():
     gen = torch.Generator().manual_seed(3)
     x = torch.randint(-1000, 1000, (3, 4), generator=gen)

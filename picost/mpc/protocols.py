@@ -30,17 +30,16 @@ ReLU): inputs ``|x - t_j| < 2^32`` (2^16 in real units at f = 16). The parties o
 [c' mod 2^32 < r mod 2^32]``. The dealer cuts ``r mod 2^32`` into digits of 11, 11 and 10
 bits and gives, per digit, a shared table (2048, 2048, 1024 entries) of ``trit(v, r_i)``
 (gt/eq/lt of a public digit ``v`` against ``r_i``; mod-3 shares, five to a byte on the wire).
-One set of tables serves every
-threshold: each party looks up its shares at the digits of each ``c'`` and adds its share of a
-fresh uniform mask ``s_ij`` (both shares come from the PRG seeds: nothing sent); the parties
-open the three masked trits (one byte: base-3 packed), uniform by the masks. A second shared
-table of 27 entries per threshold, indexed by the opened trits, gives shares of
-``r^k * (bit32(r) xor borrow)`` for k = 0..degree; with the public ``bit32(c')`` the parties get
-shares of ``r^k [x >= t_j]`` and, for every segment ``S`` (a difference of two threshold bits),
-``sum_k coef_k(c) [r^k S]``: the polynomial of ``x = c - r`` on its segment, locally.
-Coefficients are scaled so the result has ``3f`` fractional bits; one truncation by ``2f``
-follows (exact splines such as ReLU need none). Dealer bytes per element: ``5120 / 5
-= 1024`` for the digit tables plus ``27 * (degree + 1) * 8`` per threshold.
+One set of tables serves every threshold: each party looks up its shares at the digits of each
+``c'`` and adds its share of a fresh uniform mask ``s_ij`` (both shares come from the PRG
+seeds: nothing sent); the parties open the three masked trits (one byte: base-3 packed),
+uniform by the masks. A second shared table of 27 entries per threshold, indexed by the opened
+trits, gives shares of ``r^k * (bit32(r) xor borrow)`` for k = 0..degree; with the public
+``bit32(c')`` the parties get shares of ``r^k [x >= t_j]`` and, for every segment ``S`` (a
+difference of two threshold bits), ``sum_k coef_k(c) [r^k S]``: the polynomial of ``x = c - r``
+on its segment, locally. Coefficients are scaled so the result has ``3f`` fractional bits; one
+truncation by ``2f`` follows (exact splines such as ReLU need none). Dealer bytes per element:
+``5120 / 5 = 1024`` for the digit tables plus ``27 * (degree + 1) * 8`` per threshold.
 """
 
 from __future__ import annotations
@@ -178,7 +177,8 @@ def trunc(ctx: Ctx, x: torch.Tensor, shift: int) -> torch.Tensor:
 
 def _trits(public_digits: torch.Tensor, secret_digits: torch.Tensor) -> torch.Tensor:
     """0 if public > secret, 1 if equal, 2 if public < secret (a borrow), as uint8."""
-    return 2 * (public_digits < secret_digits).to(torch.uint8) + (public_digits == secret_digits).to(torch.uint8)
+    below, equal = public_digits < secret_digits, public_digits == secret_digits
+    return 2 * below.to(torch.uint8) + equal.to(torch.uint8)
 
 
 def _borrow(trits: torch.Tensor) -> torch.Tensor:
@@ -240,7 +240,8 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
 
     def digit_tables() -> torch.Tensor:  # (n, TABLE_ENTRIES): digit i's table at TABLE_OFFSETS[i]
         secret = _digits(r)
-        return torch.cat([_trits(torch.arange(1 << w), secret[:, i: i + 1]) for i, w in enumerate(DIGIT_WIDTHS)], 1)
+        return torch.cat([_trits(torch.arange(1 << w), secret[:, i: i + 1])
+                          for i, w in enumerate(DIGIT_WIDTHS)], 1)
 
     def final_tables() -> torch.Tensor:
         combos = torch.arange(TRIT_COMBOS, dtype=torch.uint8).view(TRIT_COMBOS, 1)

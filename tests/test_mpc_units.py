@@ -53,6 +53,8 @@ def test_residues_pack_and_unpack(values, modulus):
     assert modulus ** k <= 256 < modulus ** (k + 1)
     assert packed.shape == (1, -(-len(values) // k)) and packed.dtype == torch.uint8
     assert torch.equal(ring.unpack_residues(packed, modulus, len(values)), v.view(1, -1))
+    at = torch.arange(len(values) - 1, -1, -1).view(1, -1)  # read back to front, without unpacking
+    assert torch.equal(ring.residues_at(packed, modulus, at), v.flip(0).view(1, -1))
 
 
 CMP_SPAN = 2 ** P.CMP_BITS - 1

@@ -9,7 +9,8 @@ It shares one PRG seed with each party (sent once, op ``_setup``). Then:
   product with the server's weights); drawn from that party's PRG, nothing sent.
 * :meth:`Correlations.correlated` -- a value the dealer computes from the above: the client's
   share comes from its PRG, the dealer sends the server its share ``v - v0`` (residues mod a
-  small modulus packed, e.g. five mod-3 shares to a byte). These are the only offline bytes.
+  small modulus packed, e.g. five mod-3 shares to a byte, and kept packed). These are the only
+  offline bytes.
 
 **Offline, then online.** The parties first rehearse the program (:meth:`Correlations.record`,
 with :attr:`Transport.rehearsal` muting the online messages): every value they draw or receive
@@ -99,24 +100,27 @@ class Correlations:
     def correlated(self, shape: tuple[int, ...], value: Callable[[], torch.Tensor],
                    mod: int | None = None) -> torch.Tensor:
         """A party's share of ``value()`` (computed by the dealer only); the dealer gets the value.
-        Shares mod ``mod`` travel packed along the last dimension (:func:`ring.pack_residues`)."""
+        Residues mod ``mod`` come packed along the last dimension (:func:`ring.pack_residues`;
+        read them with :func:`ring.residues_at`): so they travel and so they are kept."""
         if self.role == CLIENT:
-            return self._party_value(lambda: self._draw(CLIENT, shape, mod))
+            return self._party_value(lambda: _packed(self._draw(CLIENT, shape, mod), mod))
         if self.role == SERVER:
             return self._party_value(lambda: self._receive(shape, mod))
         v = value()
         assert tuple(v.shape) == tuple(shape), (v.shape, shape)
         v0 = self._draw(CLIENT, shape, mod)
-        if mod is None:
-            self.tx.offline_send(v - v0, SERVER)
-        else:
-            self.tx.offline_send(ring.pack_residues((v + (mod - v0)) % mod, mod), SERVER)  # v, v0 < mod
-        return v
+        v1 = v - v0 if mod is None else (v + (mod - v0)) % mod  # uint8: v, v0 < mod
+        self.tx.offline_send(_packed(v1, mod), SERVER)
+        return _packed(v, mod)
 
     def _receive(self, shape: tuple[int, ...], mod: int | None) -> torch.Tensor:
         """The server's share of a correlated value, as the dealer sends it."""
         if mod is None:
             return self.tx.offline_recv(torch.zeros(shape, dtype=torch.int64))
         groups = -(-shape[-1] // ring.residues_per_byte(mod))
-        packed = self.tx.offline_recv(torch.zeros(shape[:-1] + (groups,), dtype=torch.uint8))
-        return ring.unpack_residues(packed, mod, shape[-1])
+        return self.tx.offline_recv(torch.zeros(shape[:-1] + (groups,), dtype=torch.uint8))
+
+
+def _packed(v: torch.Tensor, mod: int | None) -> torch.Tensor:
+    """Ring elements as they are; residues mod ``mod`` packed (:func:`ring.pack_residues`)."""
+    return v if mod is None else ring.pack_residues(v, mod)

@@ -251,13 +251,13 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
         rk = torch.stack([torch.ones_like(r), r, r * r][: deg + 1], dim=-1)  # (n, deg+1)
         return beta.unsqueeze(-1) * rk.view(n, 1, 1, deg + 1)
 
-    tables = pre.correlated((n, TABLE_ENTRIES), digit_tables, mod=3)
+    tables = pre.correlated((n, TABLE_ENTRIES), digit_tables, mod=3)  # packed, five trits a byte
     finals = pre.correlated((n, J, TRIT_COMBOS, deg + 1), final_tables)
 
     c = ctx.open(x.reshape(-1) + r)  # round 1
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - rs.thresholds  # (n, J) public
     at = (_digits(cj) + torch.tensor(TABLE_OFFSETS)).view(n, J * DIGITS)
-    mine = (torch.gather(tables, 1, at).view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
+    mine = (ring.residues_at(tables, 3, at).view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
     theirs = ctx.tx.exchange(ring.pack_residues(mine, 3), ring.pack_residues(mine, 3))  # round 2
     opened = (mine + ring.unpack_residues(theirs, 3, DIGITS)) % 3
     index = ring.pack_residues(opened, 3).to(torch.int64)  # (n, J, 1): the combo's number

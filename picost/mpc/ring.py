@@ -88,3 +88,11 @@ def unpack_residues(packed: torch.Tensor, modulus: int, length: int) -> torch.Te
     """The inverse of :func:`pack_residues`: bytes (..., G) -> the first ``length`` residues (uint8)."""
     digits = (packed.unsqueeze(-1) // _digit_weights(modulus)) % modulus
     return digits.view(*packed.shape[:-1], -1)[..., :length]
+
+
+def residues_at(packed: torch.Tensor, modulus: int, index: torch.Tensor) -> torch.Tensor:
+    """The residues at positions ``index`` (int64, same leading dims) of packed rows (..., G),
+    without unpacking the rest (uint8)."""
+    k = residues_per_byte(modulus)
+    byte = torch.gather(packed, -1, index // k)
+    return (byte // _digit_weights(modulus)[index % k]) % modulus

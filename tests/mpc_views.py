@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from picost.mpc.protocols import TRIT_COMBOS
+
 
 def view(run, role, op_prefix=""):
     """int64 and uint8 messages ``role`` received during the ops (inputs/outputs excluded)."""
@@ -32,9 +34,11 @@ def uncorrelated(secret: torch.Tensor, seen: torch.Tensor) -> bool:
 
 
 def trits_look_uniform(packed: torch.Tensor) -> bool:
-    """Packed masked trits (one byte per comparison) are uniform over 0..80 (chi-square, ~6 sigma)."""
-    if packed.numel() == 0 or int(packed.max()) >= 81:
+    """Packed masked trits (one byte per comparison) are uniform over their TRIT_COMBOS values
+    (chi-square, ~6 sigma)."""
+    if packed.numel() == 0 or int(packed.max()) >= TRIT_COMBOS:
         return False
-    counts = torch.bincount(packed.long(), minlength=81).double()
-    expected = packed.numel() / 81
-    return float(((counts - expected) ** 2 / expected).sum()) <= 80 + 6 * 160 ** 0.5
+    counts = torch.bincount(packed.long(), minlength=TRIT_COMBOS).double()
+    expected = packed.numel() / TRIT_COMBOS
+    dof = TRIT_COMBOS - 1
+    return float(((counts - expected) ** 2 / expected).sum()) <= dof + 6 * (2 * dof) ** 0.5

@@ -45,7 +45,22 @@ def test_logical_rshift_and_msb(v, bits):
     assert int(ring.msb(x)) == (v % 2 ** 64) >> 63
 
 
-@given(st.lists(st.tuples(st.integers(0, 2 ** 32 - 1), st.integers(0, 2 ** 32 - 1)), min_size=1, max_size=30))
+@given(st.lists(st.integers(0, 255), min_size=1, max_size=40), st.sampled_from([2, 3, 5, 7, 16]))
+def test_residues_pack_and_unpack(values, modulus):
+    v = torch.tensor(values, dtype=torch.uint8) % modulus
+    packed = ring.pack_residues(v.view(1, -1), modulus)
+    k = ring.residues_per_byte(modulus)
+    assert modulus ** k <= 256 < modulus ** (k + 1)
+    assert packed.shape == (1, -(-len(values) // k)) and packed.dtype == torch.uint8
+    assert torch.equal(ring.unpack_residues(packed, modulus, len(values)), v.view(1, -1))
+    at = torch.arange(len(values) - 1, -1, -1).view(1, -1)  # read back to front, without unpacking
+    assert torch.equal(ring.residues_at(packed, modulus, at), v.flip(0).view(1, -1))
+
+
+CMP_SPAN = 2 ** P.CMP_BITS - 1
+
+
+@given(st.lists(st.tuples(st.integers(0, CMP_SPAN), st.integers(0, CMP_SPAN)), min_size=1, max_size=30))
 def test_digit_trits_give_the_borrow(pairs):
     c = torch.tensor([p[0] for p in pairs], dtype=torch.int64)
     r = torch.tensor([p[1] for p in pairs], dtype=torch.int64)
@@ -79,9 +94,10 @@ def test_table_constants_are_the_engines():
     for name, param in [("gelu", "j_gelu"), ("gelu_tanh", "j_gelu"), ("silu", "j_silu"), ("exp", "j_exp"),
                         ("reciprocal", "j_recip"), ("rsqrt", "j_rsqrt")]:
         assert len(spline(name).thresholds) == params[param]
-    table_bytes = P.DIGITS * (1 << P.DIGIT_BITS)
-    assert params["tab_lin"] == table_bytes + P.TRIT_COMBOS * 2 * 8
-    assert params["tab_quad"] == table_bytes + P.TRIT_COMBOS * 3 * 8
+    trits = sum(2 ** w for w in P.DIGIT_WIDTHS)  # one shared table per digit, mod-3 shares
+    assert params["tab_digits"] == -(-trits // ring.residues_per_byte(3))
+    assert params["tab_lin"] == P.TRIT_COMBOS * 2 * 8
+    assert params["tab_quad"] == P.TRIT_COMBOS * 3 * 8
     assert params["e"] == 8 and table.setting.fractional_bits == 16 and table.setting.ring_bits == 64
 
 
@@ -126,6 +142,17 @@ def test_comparison_bits_are_exact_at_the_threshold():
     bits = (res[CLIENT][0][1] + res[SERVER][0][1])[..., 0]
     assert bits.tolist() == [0, 0, 1, 1, 1, 0, 1]
     assert _opened([(r[0][0], r[1]) for r in res]).tolist() == [0, 0, 0, 1, 2, 0, 2 ** 31]
+
+
+def test_every_threshold_of_a_spline_is_exact_from_one_set_of_digit_tables():
+    # all nine GELU thresholds are looked up in the same digit tables (with their own masks):
+    # just below, at and just above each one, every bit [x >= t_j] must still be exact
+    s = spline("gelu")
+    t = ring.encode(torch.tensor(s.thresholds, dtype=torch.float64), 16)
+    enc = torch.cat([t - 1, t, t + 1])
+    res = run_threads(lambda ctx: P.spline(ctx, _shared_input(ctx, enc), s, want_bits=True))
+    bits = res[CLIENT][0][1] + res[SERVER][0][1]
+    assert torch.equal(bits, (enc.unsqueeze(1) >= t).to(torch.int64))
 
 
 def test_products_with_the_servers_weights_and_beaver():

@@ -8,9 +8,9 @@ It shares one PRG seed with each party (sent once, op ``_setup``). Then:
 * :meth:`Correlations.private` -- a uniform value one party knows in full (e.g. the masks of a
   product with the server's weights); drawn from that party's PRG, nothing sent.
 * :meth:`Correlations.correlated` -- a value the dealer computes from the above: the client's
-  share comes from its PRG, the dealer sends the server its share ``v - v0``. These are the
-  only offline bytes.
-* :meth:`Correlations.dealer_only` -- randomness only the dealer needs (masks inside tables).
+  share comes from its PRG, the dealer sends the server its share ``v - v0`` (residues mod a
+  small modulus packed, e.g. five mod-3 shares to a byte, and kept packed). These are the only
+  offline bytes.
 
 **Offline, then online.** The parties first rehearse the program (:meth:`Correlations.record`,
 with :attr:`Transport.rehearsal` muting the online messages): every value they draw or receive
@@ -45,7 +45,6 @@ class Correlations:
             tx.offline_send(seeds[0:1], CLIENT)
             tx.offline_send(seeds[1:2], SERVER)
             self.gens = {p: torch.Generator().manual_seed(int(seeds[p])) for p in (CLIENT, SERVER)}
-            self.own = torch.Generator().manual_seed(int.from_bytes(os.urandom(7), "little"))
         else:
             seed = int(tx.offline_recv(torch.zeros(1, dtype=torch.int64))[0])
             self.gens = {self.role: torch.Generator().manual_seed(seed)}
@@ -100,19 +99,28 @@ class Correlations:
 
     def correlated(self, shape: tuple[int, ...], value: Callable[[], torch.Tensor],
                    mod: int | None = None) -> torch.Tensor:
-        """A party's share of ``value()`` (computed by the dealer only); the dealer gets the value."""
+        """A party's share of ``value()`` (computed by the dealer only); the dealer gets the value.
+        Residues mod ``mod`` come packed along the last dimension (:func:`ring.pack_residues`;
+        read them with :func:`ring.residues_at`): so they travel and so they are kept."""
         if self.role == CLIENT:
-            return self._party_value(lambda: self._draw(CLIENT, shape, mod))
+            return self._party_value(lambda: _packed(self._draw(CLIENT, shape, mod), mod))
         if self.role == SERVER:
-            like = torch.zeros(shape, dtype=torch.int64 if mod is None else torch.uint8)
-            return self._party_value(lambda: self.tx.offline_recv(like))
+            return self._party_value(lambda: self._receive(shape, mod))
         v = value()
         assert tuple(v.shape) == tuple(shape), (v.shape, shape)
         v0 = self._draw(CLIENT, shape, mod)
-        v1 = v - v0 if mod is None else (v + (mod - v0)) % mod  # uint8: v, v0 < mod < 128
-        self.tx.offline_send(v1, SERVER)
-        return v
+        v1 = v - v0 if mod is None else (v + (mod - v0)) % mod  # uint8: v, v0 < mod
+        self.tx.offline_send(_packed(v1, mod), SERVER)
+        return _packed(v, mod)
 
-    def dealer_only(self, shape: tuple[int, ...], mod: int) -> torch.Tensor | None:
-        """Randomness for the dealer's own use (None on the parties)."""
-        return ring.uniform_mod(shape, mod, self.own) if self.is_dealer else None
+    def _receive(self, shape: tuple[int, ...], mod: int | None) -> torch.Tensor:
+        """The server's share of a correlated value, as the dealer sends it."""
+        if mod is None:
+            return self.tx.offline_recv(torch.zeros(shape, dtype=torch.int64))
+        groups = -(-shape[-1] // ring.residues_per_byte(mod))
+        return self.tx.offline_recv(torch.zeros(shape[:-1] + (groups,), dtype=torch.uint8))
+
+
+def _packed(v: torch.Tensor, mod: int | None) -> torch.Tensor:
+    """Ring elements as they are; residues mod ``mod`` packed (:func:`ring.pack_residues`)."""
+    return v if mod is None else ring.pack_residues(v, mod)

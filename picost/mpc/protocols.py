@@ -27,16 +27,19 @@ failure (unlike local SecureML truncation).
 ReLU): inputs ``|x - t_j| < 2^32`` (2^16 in real units at f = 16). The parties open
 ``c = x + r``. For each threshold, ``y = x - t_j + 2^32`` has ``[x >= t_j]`` as bit 32, which is
 ``bit32(c') xor bit32(r) xor borrow`` with ``c' = c - t_j + 2^32`` public and ``borrow =
-[c' mod 2^32 < r mod 2^32]``. The dealer cuts ``r mod 2^32`` into four 8-bit digits and gives,
-per digit, a shared 256-entry table of ``trit(v, r_i) + s_i mod 3`` (gt/eq/lt of a public digit
-``v`` against ``r_i``, masked by a dealer-only uniform ``s_i``). The parties look up their
-shares at the digits of ``c'`` and open the four masked trits (one byte: base-3 packed),
-uniform by the masks. A second shared table of 81 entries, indexed by the opened trits, gives
-shares of ``r^k * (bit32(r) xor borrow)`` for k = 0..degree; with the public ``bit32(c')`` the
-parties get shares of ``r^k [x >= t_j]`` and, for every segment ``S`` (a difference of two
-threshold bits), ``sum_k coef_k(c) [r^k S]``: the polynomial of ``x = c - r`` on its segment,
-locally. Coefficients are scaled so the result has ``3f`` fractional bits; one truncation by
-``2f`` follows (exact splines such as ReLU need none).
+[c' mod 2^32 < r mod 2^32]``. The dealer cuts ``r mod 2^32`` into digits of 11, 11 and 10
+bits and gives, per digit, a shared table (2048, 2048, 1024 entries) of ``trit(v, r_i)``
+(gt/eq/lt of a public digit ``v`` against ``r_i``; mod-3 shares, five to a byte on the wire).
+One set of tables serves every threshold: each party looks up its shares at the digits of each
+``c'`` and adds its share of a fresh uniform mask ``s_ij`` (both shares come from the PRG
+seeds: nothing sent); the parties open the three masked trits (one byte: base-3 packed),
+uniform by the masks. A second shared table of 27 entries per threshold, indexed by the opened
+trits, gives shares of ``r^k * (bit32(r) xor borrow)`` for k = 0..degree; with the public
+``bit32(c')`` the parties get shares of ``r^k [x >= t_j]`` and, for every segment ``S`` (a
+difference of two threshold bits), ``sum_k coef_k(c) [r^k S]``: the polynomial of ``x = c - r``
+on its segment, locally. Coefficients are scaled so the result has ``3f`` fractional bits; one
+truncation by ``2f`` follows (exact splines such as ReLU need none). Dealer bytes per element:
+``5120 / 5 = 1024`` for the digit tables plus ``27 * (degree + 1) * 8`` per threshold.
 """
 
 from __future__ import annotations
@@ -53,10 +56,16 @@ from picost.mpc.splines import Spline
 from picost.mpc.transport import CLIENT, SERVER, Transport
 
 CMP_BITS = 32
-DIGIT_BITS = 8
-DIGITS = CMP_BITS // DIGIT_BITS
+DIGIT_WIDTHS = (11, 11, 10)
+"""The comparison's digits, low first: as even as 32 bits allow (table entries: 2 * 2^11 + 2^10)."""
+DIGITS = len(DIGIT_WIDTHS)
+DIGIT_SHIFTS = tuple(sum(DIGIT_WIDTHS[:i]) for i in range(DIGITS))
+TABLE_OFFSETS = tuple(sum(1 << w for w in DIGIT_WIDTHS[:i]) for i in range(DIGITS))
+"""Where digit i's table starts in an element's row of digit tables."""
+TABLE_ENTRIES = sum(1 << w for w in DIGIT_WIDTHS)
 TRIT_COMBOS = 3 ** DIGITS
-_POW3 = torch.tensor([3 ** i for i in range(DIGITS)], dtype=torch.int64)
+assert sum(DIGIT_WIDTHS) == CMP_BITS
+assert DIGITS <= ring.residues_per_byte(3), "the masked trits of one threshold travel in one byte"
 
 
 @dataclass
@@ -167,8 +176,9 @@ def trunc(ctx: Ctx, x: torch.Tensor, shift: int) -> torch.Tensor:
 # -- comparison and splines ------------------------------------------------------------------
 
 def _trits(public_digits: torch.Tensor, secret_digits: torch.Tensor) -> torch.Tensor:
-    """0 if public > secret, 1 if equal, 2 if public < secret (a borrow), as int64."""
-    return torch.where(public_digits > secret_digits, 0, torch.where(public_digits == secret_digits, 1, 2))
+    """0 if public > secret, 1 if equal, 2 if public < secret (a borrow), as uint8."""
+    below, equal = public_digits < secret_digits, public_digits == secret_digits
+    return 2 * below.to(torch.uint8) + equal.to(torch.uint8)
 
 
 def _borrow(trits: torch.Tensor) -> torch.Tensor:
@@ -183,9 +193,10 @@ def _borrow(trits: torch.Tensor) -> torch.Tensor:
 
 
 def _digits(v: torch.Tensor) -> torch.Tensor:
-    """The DIGITS low 8-bit digits of each element, low first: shape (..., DIGITS)."""
-    shifts = torch.arange(DIGITS, dtype=torch.int64) * DIGIT_BITS
-    return (v.unsqueeze(-1) >> shifts) & ((1 << DIGIT_BITS) - 1)
+    """The digits (DIGIT_WIDTHS) of the low CMP_BITS bits of each element, low first: shape (..., DIGITS)."""
+    shifts = torch.tensor(DIGIT_SHIFTS, dtype=torch.int64)
+    widths = torch.tensor(DIGIT_WIDTHS, dtype=torch.int64)
+    return (v.unsqueeze(-1) >> shifts) & ((1 << widths) - 1)
 
 
 @dataclass(frozen=True)
@@ -225,34 +236,34 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
     powers = [ctx.public(torch.ones(n, dtype=torch.int64)), r]  # shares of r^k
     if deg == 2:
         powers.append(pre.correlated((n,), lambda: r * r))
-    masks = pre.dealer_only((n, J, DIGITS), 3)
+    masks = pre.random((n, J, DIGITS), mod=3)  # shares; the dealer gets the masks
 
-    def digit_tables() -> torch.Tensor:
-        values = torch.arange(1 << DIGIT_BITS, dtype=torch.int64)
-        trits = _trits(values, _digits(r).unsqueeze(-1)).to(torch.uint8)  # (n, DIGITS, 256)
-        return (trits.unsqueeze(1) + masks.unsqueeze(-1)) % 3  # (n, J, DIGITS, 256), uint8
+    def digit_tables() -> torch.Tensor:  # (n, TABLE_ENTRIES): digit i's table at TABLE_OFFSETS[i]
+        secret = _digits(r)
+        return torch.cat([_trits(torch.arange(1 << w), secret[:, i: i + 1])
+                          for i, w in enumerate(DIGIT_WIDTHS)], 1)
 
     def final_tables() -> torch.Tensor:
-        combos = torch.arange(TRIT_COMBOS, dtype=torch.int64)
-        opened = (combos.unsqueeze(-1) // _POW3) % 3  # (81, DIGITS)
+        combos = torch.arange(TRIT_COMBOS, dtype=torch.uint8).view(TRIT_COMBOS, 1)
+        opened = ring.unpack_residues(combos, 3, DIGITS).to(torch.int64)  # (TRIT_COMBOS, DIGITS)
         trits = (opened.view(1, 1, TRIT_COMBOS, DIGITS) - masks.unsqueeze(2).to(torch.int64)) % 3
-        beta = _borrow(trits) ^ ((r >> CMP_BITS) & 1).view(n, 1, 1)  # (n, J, 81)
+        beta = _borrow(trits) ^ ((r >> CMP_BITS) & 1).view(n, 1, 1)  # (n, J, TRIT_COMBOS)
         rk = torch.stack([torch.ones_like(r), r, r * r][: deg + 1], dim=-1)  # (n, deg+1)
         return beta.unsqueeze(-1) * rk.view(n, 1, 1, deg + 1)
 
-    tables = pre.correlated((n, J, DIGITS, 1 << DIGIT_BITS), digit_tables, mod=3)
+    tables = pre.correlated((n, TABLE_ENTRIES), digit_tables, mod=3)  # packed, five trits a byte
     finals = pre.correlated((n, J, TRIT_COMBOS, deg + 1), final_tables)
 
     c = ctx.open(x.reshape(-1) + r)  # round 1
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - rs.thresholds  # (n, J) public
-    mine = torch.gather(tables, 3, _digits(cj).unsqueeze(-1)).squeeze(-1).to(torch.int64)  # (n, J, DIGITS)
-    packed = (mine * _POW3).sum(-1).to(torch.uint8)
-    theirs = ctx.tx.exchange(packed, packed).to(torch.int64)  # round 2
-    opened = (mine + (theirs.unsqueeze(-1) // _POW3) % 3) % 3
-    index = (opened * _POW3).sum(-1)  # (n, J)
+    at = (_digits(cj) + torch.tensor(TABLE_OFFSETS)).view(n, J * DIGITS)
+    mine = (ring.residues_at(tables, 3, at).view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
+    theirs = ctx.tx.exchange(ring.pack_residues(mine, 3), ring.pack_residues(mine, 3))  # round 2
+    opened = (mine + ring.unpack_residues(theirs, 3, DIGITS)) % 3
+    index = ring.pack_residues(opened, 3).to(torch.int64)  # (n, J, 1): the combo's number
     beta = torch.gather(finals, 2, index.view(n, J, 1, 1).expand(n, J, 1, deg + 1)).squeeze(2)
     rk = torch.stack(powers, dim=-1)  # (n, deg+1) shares of r^k
-    top = ((cj >> CMP_BITS) & 1).unsqueeze(-1)  # public bit32(c')
+    top = ((cj >> CMP_BITS) & 1).unsqueeze(-1)  # public bit CMP_BITS of c'
     bits = torch.where(top == 1, rk.unsqueeze(1) - beta, beta)  # shares of r^k [x >= t_j]: (n, J, deg+1)
     segs = torch.cat([rk.unsqueeze(1), bits], 1) - torch.cat([bits, torch.zeros_like(rk).unsqueeze(1)], 1)
     # segs[:, j, k]: shares of r^k [x in segment j]; the polynomial of x - m = X - r, X = c - m public

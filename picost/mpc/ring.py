@@ -58,3 +58,41 @@ def msb(x: torch.Tensor) -> torch.Tensor:
 def pow2(bits: int) -> int:
     """2^bits as the int64 value that represents it in Z_2^64 (2^63 wraps to -2^63)."""
     return (1 << bits) - (1 << RING_BITS) if bits == RING_BITS - 1 else 1 << bits
+
+
+def residues_per_byte(modulus: int) -> int:
+    """How many residues mod ``modulus`` one byte holds as base-``modulus`` digits (5 for 3)."""
+    k = 0
+    while modulus ** (k + 1) <= 256:
+        k += 1
+    return k
+
+
+def _digit_weights(modulus: int) -> torch.Tensor:
+    return torch.tensor([modulus ** i for i in range(residues_per_byte(modulus))], dtype=torch.uint8)
+
+
+def pack_residues(v: torch.Tensor, modulus: int) -> torch.Tensor:
+    """Residues mod ``modulus`` (uint8 or int64, ..., L) -> bytes (..., ceil(L / k)) with
+    ``k = residues_per_byte(modulus)``: each byte holds k consecutive residues, low digit first
+    (the last byte padded with zeros)."""
+    weights = _digit_weights(modulus)
+    k, length = len(weights), v.shape[-1]
+    groups = -(-length // k)
+    padded = torch.zeros(tuple(v.shape[:-1]) + (groups * k,), dtype=torch.uint8)
+    padded[..., :length] = v
+    return (padded.view(*v.shape[:-1], groups, k) * weights).sum(-1, dtype=torch.uint8)
+
+
+def unpack_residues(packed: torch.Tensor, modulus: int, length: int) -> torch.Tensor:
+    """The inverse of :func:`pack_residues`: bytes (..., G) -> the first ``length`` residues (uint8)."""
+    digits = (packed.unsqueeze(-1) // _digit_weights(modulus)) % modulus
+    return digits.view(*packed.shape[:-1], -1)[..., :length]
+
+
+def residues_at(packed: torch.Tensor, modulus: int, index: torch.Tensor) -> torch.Tensor:
+    """The residues at positions ``index`` (int64, same leading dims) of packed rows (..., G),
+    without unpacking the rest (uint8)."""
+    k = residues_per_byte(modulus)
+    byte = torch.gather(packed, -1, index // k)
+    return (byte // _digit_weights(modulus)[index % k]) % modulus

@@ -79,6 +79,6 @@ def test_unknown_transfer_is_a_located_error(tmp_path):
 def test_a_hybrid_is_parallel_only_if_every_table_is():
     from picost.cost.hybrid import load_costing
 
-    assert load_costing("linear=spu-semi2k,nonlinear=spu-semi2k").setting.transfer == "parallel"
+    assert load_costing("linear=spu-aby3,nonlinear=puma").setting.transfer == "parallel"
     mixed = load_costing("linear=spu-semi2k,nonlinear=sigma")
     assert (load_protocol("sigma").setting.transfer, mixed.setting.transfer) == ("serial", "serial")

@@ -38,10 +38,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from picost.netlab.lab import netlab_unavailable_reason  # noqa: E402
 from picost.netlab.spu_runs import NPARTIES, time_spu_cases  # noqa: E402
 from picost.spu.bridge import spu_python  # noqa: E402
-from spu_depth import pending  # noqa: E402
+from spu_depth import append_row, campaign_todo  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results" / "spu"
 SIZES_PER_SERIES = 4
@@ -127,22 +126,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the series of the default entries and the gelu/softmax constructions")
     parser.add_argument("--list", action="store_true", help="print the plan and exit")
     ns = parser.parse_args(argv)
-    cases = [m for m in plan(ns.protocol, ns.defaults_only) if not ns.only or m["series"].startswith(ns.only)]
     out = OUT / f"compute-{ns.protocol.lower()}.jsonl"
-    todo = pending(cases, out, _key, ns.list)
-    if ns.list:
+    todo = campaign_todo(plan(ns.protocol, ns.defaults_only), ns, out, _key)
+    if todo is None:
         return 0
-    reason = netlab_unavailable_reason()
-    if reason:
-        raise SystemExit(reason)
     run = {"run": f"benchmarks/spu_compute.py --protocol {ns.protocol} --repeats {ns.repeats}"
                   + (" --defaults-only" if ns.defaults_only else ""),
            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "host": host()}
 
     def save(result: dict) -> None:
-        row = {**run, **result, "loadavg": [round(x, 2) for x in os.getloadavg()]}
-        with out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_row(out, {**run, **result})
         print(f"{result['series']:40} {json.dumps(result['dims']):40} {result['min_wall_s']:9.4f} s "
               f"(median {result['median_wall_s']:.4f})", flush=True)
 

@@ -76,6 +76,25 @@ def _key(m: dict) -> str:
     return json.dumps([m.get(k) for k in KEY_FIELDS], sort_keys=True)
 
 
+def append_row(out: Path, row: dict) -> None:
+    """Append one JSON line (``row`` and the machine's load average) to ``out``."""
+    with out.open("a") as f:
+        f.write(json.dumps({**row, "loadavg": [round(x, 2) for x in os.getloadavg()]}) + "\n")
+
+
+def campaign_todo(cases: list[dict], ns: argparse.Namespace, out: Path, key) -> list[dict] | None:
+    """The cases of a campaign still to run (``--only`` applied, resuming ``out``); ``None``
+    after printing the plan for ``--list``; exits if the netlab cannot run here."""
+    cases = [m for m in cases if not ns.only or m["series"].startswith(ns.only)]
+    todo = pending(cases, out, key, ns.list)
+    if ns.list:
+        return None
+    reason = netlab_unavailable_reason()
+    if reason:
+        raise SystemExit(reason)
+    return todo
+
+
 def pending(cases: list[dict], out: Path, key, show: bool = False) -> list[dict]:
     """The cases whose ``key`` has no line in ``out`` yet (a campaign resumes where it stopped);
     with ``show``, every case is printed as ``todo`` or ``done``."""
@@ -96,22 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="run only series whose name starts with this")
     parser.add_argument("--list", action="store_true", help="print the plan and exit")
     ns = parser.parse_args(argv)
-    cases = [m for m in plan(ns.part, ns.protocol) if not ns.only or m["series"].startswith(ns.only)]
     out = OUT / f"depth-{ns.protocol.lower()}.jsonl"
-    todo = pending(cases, out, _key, ns.list)
-    if ns.list:
+    todo = campaign_todo(plan(ns.part, ns.protocol), ns, out, _key)
+    if todo is None:
         return 0
-    reason = netlab_unavailable_reason()
-    if reason:
-        raise SystemExit(reason)
     run = {"run": f"benchmarks/spu_depth.py --protocol {ns.protocol} --delays {ns.delays} --repeats {ns.repeats}",
            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     delays = [float(d) for d in ns.delays.split(",")]
 
     def save(result: dict) -> None:
-        row = {**run, **result, "loadavg": [round(x, 2) for x in os.getloadavg()]}
-        with out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_row(out, {**run, **result})
         print(f"{result['series']:40} {json.dumps(result['dims']):40} depth {result['depth_delays']:7.2f} "
               f"(min {result['depth_delays_min']:7.2f}) messages {result['max_send_actions']}", flush=True)
 

@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
               f"{offline:9.3f} {wall:8.3f} {n / wall:9.0f}  {'%d, %d' % peer if peer else '-'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    print(f"launch wall time {runs[0].wall_s:.1f} s; wrote {args.out.relative_to(REPO)}")
+    print(f"launch wall time {runs[0].wall_s:.1f} s; wrote {args.out}")
     return 0
 
 

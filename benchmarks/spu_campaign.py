@@ -68,6 +68,10 @@ def _rows(kind: str, rows: tuple[int, ...], cols: tuple[int, ...], held: tuple[i
     return _series(name, {"kind": kind, **opts}, fit, {"rows": held[0], "cols": held[1]})
 
 
+#: CHEETAH products small enough for one polynomial (m*k*n <= 8192), at attention-head shapes
+SMALL_PRODUCTS = ((1, 8, 16, 8), (1, 16, 16, 16), (1, 16, 32, 16), (1, 8, 16, 32), (4, 8, 16, 8), (2, 16, 32, 16))
+
+
 def plan(protocol: str) -> list[dict]:
     """Every measurement of ``protocol``, cheapest kinds first (so a partial run is useful)."""
     cheetah = protocol == "CHEETAH"
@@ -112,11 +116,14 @@ def plan(protocol: str) -> list[dict]:
     # -- matmul (secret x secret: attention) ------------------------------------------------
     mm_fit = [{"b": b, "m": t, "k": k, "n": n} for b in (1, 4)
               for t, k, n in ((16, 16, 16), (64, 64, 64), (128, 64, 128), (128, 128, 64))]
+    if cheetah:  # products of m*k*n <= poly_n fit one polynomial: SPU logs "Pack (none)", smaller responses
+        mm_fit += [{"b": b, "m": m, "k": k, "n": n} for b, m, k, n in SMALL_PRODUCTS]
     p += _series("matmul", {"kind": "matmul"}, mm_fit, {"b": 2, "m": 32, "k": 32, "n": 32})
     # -- linear -------------------------------------------------------------------------------
     held = {"m": 32, "k": 512, "n": 128}
     if cheetah:
-        design = [(4, 64, 64), (16, 64, 64), (64, 64, 64), (16, 256, 256), (64, 256, 256), (16, 768, 256),
+        design = [(4, 16, 32), (8, 32, 32), (16, 16, 32),  # m*k*n <= poly_n: one polynomial, "Pack (none)"
+                  (4, 64, 64), (16, 64, 64), (64, 64, 64), (16, 256, 256), (64, 256, 256), (16, 768, 256),
                   (16, 256, 768), (4, 768, 768), (64, 768, 768)]
     else:
         design = list(itertools.product((4, 16, 64), (64, 256, 768), (64, 256, 768)))

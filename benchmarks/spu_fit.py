@@ -67,7 +67,7 @@ POLY_N = 8192  # SPU 0.9.5 CHEETAH's logged degree (protocols/bumblebee.yaml pol
 
 
 def term_value(expr: str, dims: dict) -> float:
-    env = {**dims, "poly_n": POLY_N, "ceil": math.ceil, "log2": math.log2, "min": min}
+    env = {**dims, "poly_n": POLY_N, "ceil": math.ceil, "floor": math.floor, "log2": math.log2, "min": min}
     return float(eval(expr, {"__builtins__": {}}, env))  # noqa: S307 - our own constant basis strings
 
 

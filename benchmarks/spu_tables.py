@@ -154,12 +154,23 @@ def _table_share_bytes(fits: dict, weights: str) -> tuple[float, str]:
 #: derivation): ciphertexts of poly_n coefficients out (one per poly_n elements of the encrypted
 #: operand) and back (one per poly_n outputs, interleaved), times the measured ciphertext sizes,
 #: plus SPU's truncation of each output. term -> coefficient (in the table's parameters).
+#: A product of m*k*n <= poly_n fits one polynomial: SPU sends one smaller response per product
+#: (its log: "Pack 0 ms (none)"), else interleaved responses of ct_out_bytes. ONE_POLY is 1 for the
+#: first and 0 for the second (m, k, n >= 1); MANY_POLY the opposite.
+MANY_POLY = "min(1, floor((m*k*n - 1)/poly_n))"
+ONE_POLY = f"(1 - {MANY_POLY})"
 HE_PRODUCTS = {
-    "linear.server-private": (("ceil(m*k/poly_n)", "ct_in_bytes"), ("ceil(m*n/poly_n)", "ct_out_bytes"),
+    "linear.server-private": (("ceil(m*k/poly_n)", "ct_in_bytes"),
+                              (f"ceil(m*n/poly_n)*{MANY_POLY}", "ct_out_bytes"),
+                              (ONE_POLY, "ct_one_bytes"), (f"m*n*{ONE_POLY}", "ct_one_per_output"),
                               ("m*n", "3.125")),
-    "linear.shared": (("ceil(min(m*k, k*n)/poly_n)", "2*ct_in_bytes"), ("ceil(m*n/poly_n)", "2*ct_out_bytes"),
+    "linear.shared": (("ceil(min(m*k, k*n)/poly_n)", "2*ct_in_bytes"),
+                      (f"ceil(m*n/poly_n)*{MANY_POLY}", "2*ct_out_bytes"),
+                      (ONE_POLY, "2*ct_one_bytes"), (f"m*n*{ONE_POLY}", "2*ct_one_per_output"),
                       ("m*n", "3.125")),
-    "matmul": (("b*ceil(min(m*k, k*n)/poly_n)", "2*ct_in_bytes"), ("b*ceil(m*n/poly_n)", "2*ct_out_bytes"),
+    "matmul": (("b*ceil(min(m*k, k*n)/poly_n)", "2*ct_in_bytes"),
+               (f"b*ceil(m*n/poly_n)*{MANY_POLY}", "2*ct_out_bytes"),
+               (f"b*{ONE_POLY}", "2*ct_one_bytes"), (f"b*m*n*{ONE_POLY}", "2*ct_one_per_output"),
                ("b*m*n", "3.125")),
 }
 HE_PARAMS = {
@@ -170,6 +181,12 @@ HE_PARAMS = {
     "ct_out_bytes": (254349, "bytes per response ciphertext",
                      "measured: same fit (protocols/bumblebee.yaml param ct_out_bytes: two polynomials at about "
                      "124 bits each)"),
+    "ct_one_bytes": (127207, "bytes per response of a one-polynomial product (m*k*n <= poly_n), fixed part",
+                     "measured: least squares over the 10 CHEETAH runs with m*k*n <= poly_n (benchmarks/spu_campaign.py "
+                     "--protocol CHEETAH, series matmul and linear.server-private; SPU logs 'Pack (none)'), fastest "
+                     "warm run less the operand ciphertexts and the truncation: within 0.1% at every run"),
+    "ct_one_per_output": (17.52, "bytes per output of a one-polynomial product's response",
+                          "measured: same fit (127207 + 17.52 * m*n bytes per response)"),
 }
 
 

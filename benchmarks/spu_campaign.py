@@ -72,6 +72,11 @@ def _rows(kind: str, rows: tuple[int, ...], cols: tuple[int, ...], held: tuple[i
 SMALL_PRODUCTS = ((1, 8, 16, 8), (1, 16, 16, 16), (1, 16, 32, 16), (1, 8, 16, 32), (4, 8, 16, 8), (2, 16, 32, 16))
 
 
+#: CHEETAH norms at small models' sizes (rows x cols from 256 to 3072 elements), where the OT pool
+#: refills (~1.1 MB each) dominate
+SMALL_NORMS = ((8, 32), (16, 32), (8, 128), (16, 128), (4, 768))
+
+
 def plan(protocol: str) -> list[dict]:
     """Every measurement of ``protocol``, cheapest kinds first (so a partial run is useful)."""
     cheetah = protocol == "CHEETAH"
@@ -104,6 +109,9 @@ def plan(protocol: str) -> list[dict]:
     for kind in ("layernorm", "rmsnorm"):
         for w in WEIGHTS:
             p += _rows(kind, (4, 16), (64, 256, 1024, 4096), (8, 768), f"{kind}.{w}", weights=w)
+            if cheetah and w in ("server-private", "shared"):  # CHEETAH's bytes step with OT pool refills
+                p += [{"kind": kind, "weights": w, "dims": {"rows": r, "cols": c}, "series": f"{kind}.{w}",
+                       "heldout": False} for r, c in SMALL_NORMS]
     # -- embedding ----------------------------------------------------------------------------
     emb_fit = [{"tokens": 4, "vocab": 256, "width": 64}, {"tokens": 16, "vocab": 256, "width": 64},
                {"tokens": 64, "vocab": 256, "width": 64}, {"tokens": 16, "vocab": 1024, "width": 64},

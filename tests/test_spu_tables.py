@@ -98,6 +98,8 @@ def _validation_runs() -> list:
 
 
 RUNS = _validation_runs()
+CHEETAH_CLASS_BOUND = 0.40
+"""Largest op-class error of a CHEETAH run allowed today (the recorded runs: norm at most +35 %)."""
 
 
 def test_validation_runs_are_committed():
@@ -116,10 +118,11 @@ def test_committed_spu_run_agrees_with_todays_estimate(run):
     """Total within 10% of the whole-model SPU run, op classes within 20% of the op-by-op runs."""
     again = spu_validate.recheck(run)
     if run.protocol == "cheetah":
-        # CHEETAH misses at some small sizes (docs/validation.md shows which): today's tables may not
-        # do worse than the estimate recorded with the run, nor miss the total tolerance where it held
-        allowed = max(spu_validate.TOTAL_TOLERANCE, abs(run.total_error)) + 0.005
-        assert abs(again.total_error) <= allowed, again.as_dict()
+        # CHEETAH: every total within the tolerance; op classes within CHEETAH_CLASS_BOUND (its norms
+        # at small sizes step with OT pool refills: docs/validation.md shows which classes miss 20%)
+        assert abs(again.total_error) <= spu_validate.TOTAL_TOLERANCE, again.as_dict()
+        assert all(e is None or abs(e) <= CHEETAH_CLASS_BOUND for e in again.class_errors().values()), \
+            again.class_errors()
         return
     assert abs(again.total_error) <= spu_validate.TOTAL_TOLERANCE, again.as_dict()
     assert again.ok, again.class_errors()

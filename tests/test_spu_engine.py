@@ -116,6 +116,10 @@ def test_parse_model_output_and_bytes_by_class():
     by_class = run.bytes_by_class(ops)
     assert set(by_class) <= set(CLASSES) and sum(by_class.values()) == run.ops_total_bytes
     assert by_class["embedding"] == 10  # embed.tok (embed.pos is an add: elementwise)
+    # CHEETAH: an op's class bytes are its mean warm run (the tables' accounting), not its cheapest
+    lines[0]["mean_warm_bytes"] = 25.5
+    refilled = bridge.parse_model_output(json.dumps({**answer, "ops": lines}) + "\n")
+    assert refilled.bytes_by_class(ops)["embedding"] == 25.5 and refilled.ops_total_bytes == run.ops_total_bytes
 
 
 # -- real SPU runs (SEMI2K, tiny) ---------------------------------------------------------------

@@ -182,13 +182,15 @@ class ModelRun:
         """Sum of the ops' mean warm-run bytes (amortizes CHEETAH's pool refills; see runner.py)."""
         return sum(op.raw.get("mean_warm_bytes", op.total_bytes) for op in self.ops)
 
-    def bytes_by_class(self, ops: Iterable[Op]) -> dict[str, int]:
-        """Measured bytes per op class (picost.model.ops.CLASSES), given the lowered ops."""
+    def bytes_by_class(self, ops: Iterable[Op]) -> dict[str, float]:
+        """Measured bytes per op class (picost.model.ops.CLASSES), given the lowered ops: each op's
+        mean warm-run bytes, the accounting the tables are fitted on (CHEETAH's OT pool refills
+        land on some runs only; SEMI2K and ABY3 send the same bytes on every warm run)."""
         classes = {op.name: op_class(op) for op in ops}
-        out: dict[str, int] = {}
+        out: dict[str, float] = {}
         for m in self.ops:
             cls = classes.get(m.name or "", m.kind)
-            out[cls] = out.get(cls, 0) + m.total_bytes
+            out[cls] = out.get(cls, 0) + m.raw.get("mean_warm_bytes", m.total_bytes)
         return out
 
 

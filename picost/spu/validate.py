@@ -51,7 +51,7 @@ class SpuCheck:
     ops_total: int
     """The sum of the ops measured one by one."""
     estimated_total: float
-    measured_by_class: Mapping[str, int]
+    measured_by_class: Mapping[str, float]
     estimated_by_class: Mapping[str, float]
     logits_max_abs_error: float | None = None
     logits_max_abs: float | None = None

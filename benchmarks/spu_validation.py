@@ -100,7 +100,9 @@ def docs() -> str:
            "Each row: a 2-layer model (vocabulary 256) run in SPU 0.9.5's simulator as one executable (client-private "
            "token ids, server-private weights, stock `jax.nn.gelu`/`jax.nn.softmax`; all parties' bytes of a warm run), "
            "next to `picost estimate` under the matching `spu-*` table with its default options. *op by op*: the same "
-           "model's ops each run on their own, which attributes bytes to op classes. Tolerances: total within "
+           "model's ops each run on their own, which attributes bytes to op classes (each op's mean warm run, the "
+           "accounting the tables are fitted on: CHEETAH's OT pool refills land on some runs only; rows measured "
+           "before 2026-12-01 used each op's cheapest warm run). Tolerances: total within "
            f"{spu_validate.TOTAL_TOLERANCE:.0%} of the whole-model run, every op class with at least "
            f"{spu_validate.CLASS_FLOOR:.0%} of the bytes within {spu_validate.CLASS_TOLERANCE:.0%} of its op-by-op "
            "measurement. `tests/test_spu_tables.py` re-checks every row against the shipped tables in CI (for CHEETAH: totals within 10%, classes within 40%). CHEETAH runs take minutes each on 2 cores, so only a part of its matrix has run.", ""]

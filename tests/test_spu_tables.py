@@ -98,14 +98,14 @@ def _validation_runs() -> list:
 
 
 RUNS = _validation_runs()
-CHEETAH_CLASS_BOUND = 0.40
-"""Largest op-class error of a CHEETAH run allowed today (the recorded runs: norm at most +35 %)."""
+CHEETAH_CLASS_BOUND = 0.25
+"""Largest op-class error of a CHEETAH run allowed today (36 recorded runs: at most 20.3 %, small Llama linears)."""
 
 
 def test_validation_runs_are_committed():
     protocols = {c.protocol for c in RUNS}
     assert {"semi2k", "aby3"} <= protocols
-    for protocol in protocols - {"cheetah"}:  # CHEETAH runs take minutes each: a part of the matrix (docs)
+    for protocol in protocols:
         runs = [c for c in RUNS if c.protocol == protocol]
         shapes = {c.spec_data["d_model"] for c in runs}
         contexts = {c.context for c in runs}
@@ -118,8 +118,8 @@ def test_committed_spu_run_agrees_with_todays_estimate(run):
     """Total within 10% of the whole-model SPU run, op classes within 20% of the op-by-op runs."""
     again = spu_validate.recheck(run)
     if run.protocol == "cheetah":
-        # CHEETAH: every total within the tolerance; op classes within CHEETAH_CLASS_BOUND (its norms
-        # at small sizes step with OT pool refills: docs/validation.md shows which classes miss 20%)
+        # CHEETAH: every total within the tolerance; op classes within CHEETAH_CLASS_BOUND (small products
+        # pay OT pool refills on some runs only: docs/validation.md shows which classes miss 20%)
         assert abs(again.total_error) <= spu_validate.TOTAL_TOLERANCE, again.as_dict()
         assert all(e is None or abs(e) <= CHEETAH_CLASS_BOUND for e in again.class_errors().values()), \
             again.class_errors()

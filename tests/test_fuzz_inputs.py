@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from picost.errors import UserError
@@ -155,6 +155,7 @@ def _verdict(fn) -> str:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(formulas, st.sampled_from(["comm_bytes", "rounds"]), st.sampled_from([4, 16]))
+@example("2*sqrt(min(2" + "0" * 154 + "*1" + "0" * 154 + ", n))", "comm_bytes", 4)  # folds beyond float range
 def test_a_fuzzed_formula_gets_one_verdict_from_estimate_sweep_and_closed_forms(tmp_path, text, field, T):
     from picost.analysis.closed_forms import class_forms
     from picost.analysis.estimate import estimate_lowered

@@ -70,10 +70,23 @@ def _evaluate(expr: Any, T: Any, contexts: "np.ndarray") -> "np.ndarray":
         return np.full(contexts.shape, value if value.imag else value.real)
     fn = lambdify_numpy(expr, [T])
     with np.errstate(all="ignore"):
-        out = np.asarray(fn(contexts))
+        try:
+            out = np.asarray(fn(contexts))
+        except OverflowError:  # a constant beyond float range: each point exactly, as the estimate does
+            out = np.asarray([_exact_point(expr, T, t) for t in contexts])
         if not np.iscomplexobj(out):  # complex values stay complex: the check refuses them
             out = out.astype(float)
         return np.broadcast_to(out, contexts.shape).copy()
+
+
+def _exact_point(expr: Any, T: Any, t: float) -> float | complex:
+    """``expr`` at ``T = t`` in exact arithmetic: a float, a complex number where it is complex,
+    infinity beyond float range."""
+    try:
+        value = complex(expr.subs(T, int(t)))
+    except OverflowError:
+        return float("inf")
+    return value if value.imag else value.real
 
 
 

@@ -36,18 +36,20 @@ class EngineRun:
     spec: Any
     context: int
 
-    @property
-    def table(self) -> str:
-        return self.engine
-
-    def modeled(self, setting: Setting, options: Mapping[str, str] | None = None) -> Any:
-        """The estimate's totals of this run on ``setting``'s network."""
+    def modeled(self, setting: Setting) -> Any:
+        """The estimate's totals of this run on ``setting``'s network, under the engine's table."""
         from picost.analysis.estimate import estimate_lowered
         from picost.cost.protocol_table import load_protocol
         from picost.model.lower import lower
 
-        table = load_protocol(self.table, options)
-        return estimate_lowered(lower(self.spec, self.context), table, setting.network).totals
+        return estimate_lowered(lower(self.spec, self.context), load_protocol(self.engine), setting.network).totals
+
+    def compare(self, setting: Setting, measured_s: float) -> tuple[Comparison, Any]:
+        """Today's model of this run on ``setting`` against ``measured_s``: the comparison and the totals."""
+        totals = self.modeled(setting)
+        return Comparison(setting.label, f"{self.engine} {self.spec.name} T={self.context}", int(totals.rounds),
+                          int(totals.comm_bytes), float(totals.latency_s), float(measured_s),
+                          tolerance=ENGINE_TOLERANCE), totals
 
     def measure(self, setting: Setting | None, repeats: int = 3) -> dict:
         """Time the model on a lab of ``setting`` (``None``: unshaped, no delay line -- its compute);
@@ -72,7 +74,6 @@ class EngineRun:
             with tempfile.TemporaryDirectory(prefix="picost-crypten-") as tmp:
                 params_file = Path(tmp) / "params.pt"
                 torch.save(payload.saved, params_file)
-                Path(tmp).chmod(0o755)
                 case = {**payload.request, "params_file": str(params_file)}
                 return time_crypten_cases([case], delay, str(crypten_python()), repeats=repeats, **link)[0]
         raise ValueError(f"unknown engine {self.engine!r}: spu-semi2k, spu-aby3, spu-cheetah or crypten")
@@ -80,11 +81,8 @@ class EngineRun:
 
 def check(run: EngineRun, setting: Setting, repeats: int = 3) -> tuple[Comparison, dict]:
     """One comparison of modeled and measured latency, and the raw measurement (for the record)."""
-    totals = run.modeled(setting)
     measured = run.measure(setting, repeats)
-    comparison = Comparison(setting.label, f"{run.engine} {run.spec.name} T={run.context}", int(totals.rounds),
-                            int(totals.comm_bytes), float(totals.latency_s), float(measured["min_wall_s"]),
-                            tolerance=ENGINE_TOLERANCE)
+    comparison, totals = run.compare(setting, measured["min_wall_s"])
     record = {"engine": run.engine, "spec": run.spec.name, "context": run.context,
               "bandwidth_bps": setting.bandwidth_bps, "rtt_s": setting.rtt_s,
               "modeled": {"latency_s": totals.latency_s, "compute_s": totals.compute_s, "comm_s": totals.comm_s,
@@ -116,11 +114,7 @@ def recheck(record: dict) -> tuple[Comparison, Any]:
     from picost.model.load import load_spec
 
     run = EngineRun(record["engine"], load_spec(record["spec"]), record["context"])
-    setting = Setting(record["bandwidth_bps"], record["rtt_s"])
-    totals = run.modeled(setting)
-    return Comparison(setting.label, f"{run.engine} {record['spec']} T={run.context}", int(totals.rounds),
-                      int(totals.comm_bytes), float(totals.latency_s), float(record["measured"]["min_wall_s"]),
-                      tolerance=ENGINE_TOLERANCE), totals
+    return run.compare(Setting(record["bandwidth_bps"], record["rtt_s"]), record["measured"]["min_wall_s"])
 
 
 def report(records: Mapping[tuple, dict]) -> str:

@@ -113,7 +113,9 @@ def test_client_learns_only_outputs(runs):
     # everything the client received outside the ops' masked messages is its own outputs
     suite, _ = runs
     names = {name for name, _ in suite.views["client"]}
-    assert names <= {op.name for op in SUITE} | {f"{op.name}.trunc" for op in SUITE} | {"_output", "_done"}
+    assert names <= {op.name for op in SUITE} | {f"{op.name}.trunc" for op in SUITE} | {"_output", "_done", "_ready"}
+    ready = [t for name, t in suite.views["client"] if name == "_ready"]
+    assert ready and all(t.numel() == 1 and int(t) == 0 for t in ready)  # the per-op start signal: one zero word
     outputs = [t for name, t in suite.views["client"] if name == "_output"]
     produced = [op for op in SUITE if op.kind != "argmax"]
     assert len(outputs) == len(produced)  # one reveal per op result, nothing else revealed

@@ -13,7 +13,9 @@ row of class ``truncation``, unless the table's entry already pays for it; see
 
 The model and its reasons are in ``docs/latency-model.md``. Totals are the sums of the rows in
 op order; group-bys (``layer``, ``block``, ``class``) sum the same rows. Online costs make the
-latency; ``offline_bytes`` (preprocessing) is reported apart and never enters it.
+latency; ``offline_bytes`` (preprocessing) is reported apart and never enters it, and so is
+``setup_bytes`` (one-time model setup, e.g. the server's masked weights: once per model, not per
+inference).
 
 An op the table cannot cost raises :class:`~picost.errors.UserError` naming the op and the table,
 or, with ``allow_uncosted``, becomes a row with ``costed = False`` whose costs are ``None``
@@ -68,6 +70,8 @@ class Row:
     """The table that costed the row (a hybrid's part, or its conversions table)."""
     notes: tuple[str, ...] = ()
     """The op's notes (on its own row, not on its truncation or conversions): what a reveal opens."""
+    setup_bytes: Any = None
+    """One-time bytes of the model's setup (once per model, not per inference; not in the latency)."""
 
     @property
     def layer_label(self) -> str:
@@ -84,15 +88,15 @@ class Row:
         raise ValueError(f"unknown group key {key!r}")
 
 
-_SUMMED = ("flops", "comm_bytes", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes")
+_SUMMED = ("flops", "comm_bytes", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes", "setup_bytes")
 
 
 @dataclass(frozen=True)
 class Totals:
     """Sums over rows (uncosted rows add nothing; ``uncosted`` counts them). When no row is
     costed, the cost sums are ``None``, not zero. Per-direction bytes are summed only if every
-    costed row has them (else ``None``); ``compute_rows``/``offline_rows`` count the rows that
-    model them."""
+    costed row has them (else ``None``); ``compute_rows``/``offline_rows``/``setup_rows`` count
+    the rows that model them."""
 
     rows: int
     costed: int
@@ -104,10 +108,12 @@ class Totals:
     comm_s: float | None
     latency_s: float | None
     offline_bytes: Any
+    setup_bytes: Any
     bytes_client_to_server: Any
     bytes_server_to_client: Any
     compute_rows: int
     offline_rows: int
+    setup_rows: int
 
     @classmethod
     def of(cls, rows: Iterable[Row]) -> "Totals":
@@ -122,7 +128,8 @@ class Totals:
             bytes_client_to_server=sum(r.bytes_client_to_server for r in costed) if directions else None,
             bytes_server_to_client=sum(r.bytes_server_to_client for r in costed) if directions else None,
             compute_rows=sum(r.compute_s is not None for r in costed),
-            offline_rows=sum(r.offline_bytes is not None for r in costed))
+            offline_rows=sum(r.offline_bytes is not None for r in costed),
+            setup_rows=sum(r.setup_bytes is not None for r in costed))
 
 
 @dataclass(frozen=True)
@@ -178,7 +185,8 @@ class Estimate:
                 "bytes_client_to_server": r.bytes_client_to_server,
                 "bytes_server_to_client": r.bytes_server_to_client, "rounds": r.rounds,
                 "compute_s": r.compute_s, "comm_s": r.comm_s, "latency_s": r.latency_s,
-                "offline_bytes": r.offline_bytes, "share": self.share(r.latency_s), "source": r.source})
+                "offline_bytes": r.offline_bytes, "setup_bytes": r.setup_bytes, "share": self.share(r.latency_s),
+                "source": r.source})
         return pd.DataFrame.from_records(records)
 
 
@@ -200,7 +208,8 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
         rows.append(Row(cost.name, cost.kind, cost.row_class, op.layer, op.block.value, flops, True,
                         cost.comm_bytes, cost.bytes_client_to_server, cost.bytes_server_to_client,
                         cost.rounds, cost.compute_s, comm_s, latency_s, cost.offline_bytes,
-                        cost.source, cost.formulas, dims=dims, table=cost.table, notes=notes))
+                        cost.source, cost.formulas, dims=dims, table=cost.table, notes=notes,
+                        setup_bytes=cost.setup_bytes))
     spec = lowered.spec
     totals = Totals.of(rows)
     require_finite({name: getattr(totals, name) for name in _SUMMED + ("bytes_client_to_server",
@@ -216,7 +225,7 @@ def verify_point(spec: "ModelSpec", table: ProtocolTable, context: int, allow_un
     closed forms call this so that they never accept a table the estimate refuses."""
     from picost.errors import UserError
 
-    sums = {f: 0 for f in ("comm_bytes", "rounds", "compute_s", "offline_bytes")}
+    sums = {f: 0 for f in ("comm_bytes", "rounds", "compute_s", "offline_bytes", "setup_bytes")}
     try:
         for cost in table.cost_ops(lower(spec, context).ops, allow_uncosted):
             for f in sums:

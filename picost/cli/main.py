@@ -421,7 +421,8 @@ app.add_typer(mpc_app, name="mpc")
 @mpc_app.command("run")
 def mpc_run(
     spec: str = typer.Argument(..., help="Spec file or shipped spec name."),
-    tokens: str = typer.Option(..., "--tokens", help="Comma-separated token ids (the client's private prompt; one id for decode specs)."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help="Comma-separated token ids (the client's private prompt; one id for decode specs)."),
+    context: Optional[int] = typer.Option(None, "--context", "-T", min=1, help="Instead of --tokens: a prompt of T pseudo-random ids (drawn from --seed)."),
     cached: Optional[int] = typer.Option(None, "--cached", min=1, help="Decode specs: tokens in the KV cache (default: the spec's context_length)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the server's random weights (as the torch reference)."),
     frac_bits: int = typer.Option(16, "--frac-bits", min=8, max=18, help="Fixed-point fractional bits (costs do not depend on it)."),
@@ -431,13 +432,25 @@ def mpc_run(
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
     force: bool = typer.Option(False, "--force", help="Run even if the estimated memory exceeds what is available."),
 ) -> None:
-    """Run SPEC privately on --tokens: next token, error vs plaintext, per-op cost (measured and predicted)."""
+    """Run SPEC privately on --tokens (or -T pseudo-random ones): next token, error vs plaintext, per-op cost (measured and predicted)."""
     _choice(fmt, ("table", "json"), "--format")
     _need_torch()
-    try:
-        ids = [int(t) for t in tokens.split(",") if t.strip()]
-    except ValueError:
-        raise UserError(f"--tokens must be comma-separated integers (got '{tokens}')", field="--tokens") from None
+    if (tokens is None) == (context is None):
+        raise UserError("give the prompt as --tokens ids or as -T N (pseudo-random ids), one of the two",
+                        field="--tokens")
+    if tokens is None:
+        import random
+
+        from picost.model.load import load_spec
+
+        vocab = load_spec(spec).vocab_size
+        picker = random.Random(seed)
+        ids = [picker.randrange(vocab) for _ in range(context)]
+    else:
+        try:
+            ids = [int(t) for t in tokens.split(",") if t.strip()]
+        except ValueError:
+            raise UserError(f"--tokens must be comma-separated integers (got '{tokens}')", field="--tokens") from None
     from picost.mpc import report
     from picost.mpc.launcher import MpcRunError, check_launch, model_job, run_local
     from picost.mpc.validate import check_model
@@ -449,9 +462,11 @@ def mpc_run(
     except MpcRunError as exc:
         _mpc_failed(exc)
     result = check_model(spec, ids, seed, run, context=job["context"])
+    peaks = ", ".join(f"{role} {b / 2**30:.2f}" for role, b in run.peak_rss_bytes.items())
     _show_checked(result, fmt, report.model_json, report.render_model,
                   f"next token: {result.next_token} (plaintext: {result.reference_token}); max |logit error| "
-                  f"{result.max_abs_error:.3g}; launch wall time {run.wall_s:.1f} s")
+                  f"{result.max_abs_error:.3g}; online {result.wall_s:.1f} s, preprocessing {result.preprocess_s:.1f} s, "
+                  f"launch wall time {run.wall_s:.1f} s; peak memory GiB: {peaks}")
 
 
 @mpc_app.command("party", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -32,7 +32,7 @@ from picost.model.located_yaml import KeyPath, line_of, load_located
 
 #: Formula fields of an entry, in display order.
 FORMULA_FIELDS = ("comm_bytes", "bytes_client_to_server", "bytes_server_to_client", "rounds", "messages",
-                  "compute_s", "offline_bytes")
+                  "compute_s", "offline_bytes", "setup_bytes")
 #: Informational fields: shown with the table, never part of any cost or latency.
 INFORMATIONAL_FIELDS = ("messages",)
 _REQUIRED_FORMULAS = ("comm_bytes", "rounds")
@@ -103,6 +103,8 @@ class OpCost:
     rounds: Any = None
     compute_s: Any = None
     offline_bytes: Any = None
+    setup_bytes: Any = None
+    """One-time bytes of the model's setup (once per model, not per inference)."""
     source: str | None = None
     formulas: Mapping[str, str] = field(default_factory=dict)
     uncosted_reason: str | None = None
@@ -257,7 +259,8 @@ class ProtocolTable:
                       bytes_client_to_server=values.get("bytes_client_to_server"),
                       bytes_server_to_client=values.get("bytes_server_to_client"),
                       rounds=values["rounds"], compute_s=values.get("compute_s"),
-                      offline_bytes=values.get("offline_bytes"), source=entry.source,
+                      offline_bytes=values.get("offline_bytes"), setup_bytes=values.get("setup_bytes"),
+                      source=entry.source,
                       formulas={f: form.text for f, form in entry.formulas.items()}, table=self.name,
                       row_class=row.row_class, dims=row.dims)
 

@@ -10,12 +10,20 @@ It shares one PRG seed with each party (sent once, op ``_setup``). Then:
 * :meth:`Correlations.correlated` -- a value the dealer computes from the above: the client's
   share comes from its PRG, the dealer sends the server its share ``v - v0`` (residues mod a
   small modulus packed, e.g. five mod-3 shares to a byte, and kept packed). These are the only
-  offline bytes.
+  offline bytes. :meth:`Correlations.correlated_rows` makes a large one in chunks of rows, so
+  that no process builds more than :data:`CHUNK_BYTES` of it at once.
+* :meth:`Correlations.weight_mask` -- model-time material: the mask ``B`` of one of the server's
+  weights, drawn from a generator that the dealer and the server derive from a model seed and
+  the weight's key. The server sends the client ``W - B`` once per model (counted as the op's
+  setup bytes); the client keeps it for every later inference (:meth:`Correlations.new_model`
+  starts over).
 
-**Offline, then online.** The parties first rehearse the program (:meth:`Correlations.record`,
-with :attr:`Transport.rehearsal` muting the online messages): every value they draw or receive
-from the dealer goes on a tape. The online run then replays the tape, so its wall time is online
-time only.
+**Streamed: offline, then online, op by op.** Before each op (``ops_exec.stage``) the parties
+rehearse it (:meth:`Correlations.record`, with :attr:`Transport.rehearsal` muting the online
+messages): every value they draw or receive from the dealer, or precompute from it
+(:meth:`Correlations.local`), goes on a tape. The op's online run then replays the tape, so its
+wall time is online time only, and no party holds more than one op's material: the dealer runs
+the program once, in step with the server's rehearsals.
 
 ``torch.Generator`` (Mersenne Twister) stands in for a cryptographic PRG: enough to measure
 costs and test correctness, not a secure implementation.
@@ -23,6 +31,8 @@ costs and test correctness, not a secure implementation.
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 from collections import deque
 from typing import Callable
@@ -32,6 +42,9 @@ import torch
 from picost.mpc import ring
 from picost.mpc.transport import CLIENT, DEALER, SERVER, Transport
 
+CHUNK_BYTES = 1 << 26
+"""Largest piece (bytes, as int64) of a correlated value built at once by :meth:`Correlations.correlated_rows`."""
+
 
 class Correlations:
     """One party's (or the dealer's) source of correlated randomness."""
@@ -39,17 +52,25 @@ class Correlations:
     def __init__(self, tx: Transport) -> None:
         self.tx = tx
         self.role = tx.rank
-        seeds = torch.zeros(2, dtype=torch.int64)
+        self.model_seed = 0
+        """Shared by the dealer and the server: the seed of the weights' masks."""
         if self.role == DEALER:
-            seeds = torch.tensor([int.from_bytes(os.urandom(7), "little") for _ in range(2)], dtype=torch.int64)
+            seeds = torch.tensor([int.from_bytes(os.urandom(7), "little") for _ in range(3)], dtype=torch.int64)
             tx.offline_send(seeds[0:1], CLIENT)
-            tx.offline_send(seeds[1:2], SERVER)
+            tx.offline_send(seeds[1:3], SERVER)
             self.gens = {p: torch.Generator().manual_seed(int(seeds[p])) for p in (CLIENT, SERVER)}
+            self.model_seed = int(seeds[2])
+        elif self.role == SERVER:
+            seeds = tx.offline_recv(torch.zeros(2, dtype=torch.int64))
+            self.gens = {SERVER: torch.Generator().manual_seed(int(seeds[0]))}
+            self.model_seed = int(seeds[1])
         else:
             seed = int(tx.offline_recv(torch.zeros(1, dtype=torch.int64))[0])
-            self.gens = {self.role: torch.Generator().manual_seed(seed)}
+            self.gens = {CLIENT: torch.Generator().manual_seed(seed)}
         self.mode = "live"
         self.tape: deque[torch.Tensor] = deque()
+        self.masked_weights: dict[str, torch.Tensor | None] = {}
+        """Keys of the weights set up for this model: the client keeps ``W - B``, the server None."""
 
     def record(self) -> None:
         """Parties: keep every value drawn or received from now on (the offline rehearsal)."""
@@ -65,6 +86,15 @@ class Correlations:
             raise RuntimeError(f"{len(self.tape)} preprocessed values left unused: the online run "
                                "did not follow the rehearsed program")
         self.mode = "live"
+
+    def new_model(self) -> None:
+        """Forget the model's masked weights: the next use of each weight sets it up again."""
+        self.masked_weights = {}
+
+    def local(self, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """A party's own value computed from preprocessed material only: precomputed during the
+        rehearsal and taped like the material itself (offline work, not online)."""
+        return self._party_value(make)
 
     def _party_value(self, make: Callable[[], torch.Tensor]) -> torch.Tensor:
         if self.mode == "replay":
@@ -112,6 +142,42 @@ class Correlations:
         v1 = v - v0 if mod is None else (v + (mod - v0)) % mod  # uint8: v, v0 < mod
         self.tx.offline_send(_packed(v1, mod), SERVER)
         return _packed(v, mod)
+
+    def correlated_rows(self, shape: tuple[int, ...], rows_value: Callable[[int, int], torch.Tensor],
+                        mod: int | None = None) -> list[torch.Tensor]:
+        """:meth:`correlated` of a value of ``shape`` in chunks of rows (dim 0), each at most
+        :data:`CHUNK_BYTES` as int64: ``rows_value(lo, hi)`` computes rows ``lo:hi`` (dealer only).
+        The same bytes as one piece; a list of the pieces, in order (the dealer's: zeros, as it
+        keeps nothing it sent)."""
+        per_row = 8 * math.prod(shape[1:])
+        step = max(1, CHUNK_BYTES // max(per_row, 1))
+        pieces = []
+        for lo in range(0, shape[0], step):
+            hi = min(lo + step, shape[0])
+            piece = self.correlated((hi - lo,) + tuple(shape[1:]), lambda lo=lo, hi=hi: rows_value(lo, hi), mod)
+            if self.is_dealer:  # sent; the dealer's own pass only needs the shape
+                piece = torch.zeros((), dtype=piece.dtype).expand(piece.shape)
+            pieces.append(piece)
+        return pieces
+
+    def weight_mask(self, key: str, w: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """Model-time masking of the server's weight ``w`` (shape ``shape``; ``key`` names it in the
+        model). Dealer: the mask ``B``. Server: sends ``w - B`` to the client the first time
+        (setup bytes), returns None. Client: ``w - B``, received the first time and kept."""
+        if self.role == CLIENT:
+            if key not in self.masked_weights:
+                self.masked_weights[key] = self.tx.setup_recv(torch.zeros(shape, dtype=torch.int64))
+            return self.masked_weights[key]
+        if self.role == SERVER and key in self.masked_weights:
+            return None
+        digest = hashlib.sha256(f"{self.model_seed}:{key}".encode()).digest()
+        mask = ring.uniform(shape, torch.Generator().manual_seed(int.from_bytes(digest[:7], "little")))
+        if self.role == SERVER:
+            assert w is not None and tuple(w.shape) == tuple(shape), (key, shape)
+            self.tx.setup_send(w - mask)
+            self.masked_weights[key] = None
+            return None
+        return mask
 
     def _receive(self, shape: tuple[int, ...], mod: int | None) -> torch.Tensor:
         """The server's share of a correlated value, as the dealer sends it."""

@@ -90,8 +90,6 @@ def run_generation(ctx: Any, spec: Any, seed: int, ids: list[int], new_tokens: i
             merged[key] = stat
         if token is not None:  # the client: the next token, its private input of the next step
             nxt = int(token[0])
-            if tx.rehearsal:  # offline rehearsal: nothing was revealed; any id in range will do
-                nxt %= spec.vocab_size
             tokens.append(nxt)
             step_ids = [nxt]
         else:
@@ -171,7 +169,7 @@ def check_generation(spec_ref: str, ids: list[int], new_tokens: int, seed: int, 
         stats = split_stats(run.stats, i)
         executed = [k for k in stats["client"] if not k.startswith("_") and not k.endswith(".trunc")]
         order_ok = order_ok and executed == [op.name for op in ops]
-        for r in compare(ops, stats, table):
+        for r in compare(ops, stats, table, weights_set_up=i > 0):
             rows.append(dataclasses.replace(r, name=_prefix(i) + r.name))
     for m in measured_rows(run.stats).values():  # every measured row, of whatever step
         for f in TOTAL_FIELDS:

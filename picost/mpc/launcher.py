@@ -55,7 +55,9 @@ class RunResult:
     views: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
     """role -> online messages it received (op, tensor), when the job set ``record_views``."""
     preprocess_s: dict[str, float] = field(default_factory=dict)
-    """role -> seconds of its offline rehearsal (receiving or drawing the dealer's material)."""
+    """role -> seconds of its offline rehearsals (receiving or drawing the dealer's material)."""
+    peak_rss_bytes: dict[str, int] = field(default_factory=dict)
+    """role -> the party process's peak resident memory (bytes) when this job ended."""
 
 
 def run_local(job: dict[str, Any], host: str = "127.0.0.1", port: int | None = None, timeout_s: float = 60.0
@@ -197,7 +199,8 @@ def _launch(port: int, jobs: list[dict[str, Any]], host: str, timeout_s: float,
     return [RunResult({r: loaded[r][i]["stats"] for r in ROLE_ORDER},
                       {r: loaded[r][i]["results"] for r in ROLE_ORDER}, wall, stderr,
                       {r: loaded[r][i]["views"] for r in ROLE_ORDER},
-                      {r: loaded[r][i]["preprocess_s"] for r in ROLE_ORDER})
+                      {r: loaded[r][i]["preprocess_s"] for r in ROLE_ORDER},
+                      {r: loaded[r][i]["peak_rss_bytes"] for r in ROLE_ORDER})
             for i in range(len(jobs))]
 
 

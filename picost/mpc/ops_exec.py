@@ -4,11 +4,19 @@ Inputs and outputs are shares with ``ctx.frac_bits`` fractional bits (shape as i
 server-held operands are ring-encoded tensors on the server and None elsewhere. Each function
 runs inside ``ctx.tx.op(name)``; the closing rescale of a fixed-point product is attributed to
 ``<name>.trunc`` (as the estimate's truncation rows). Costs: ``protocols/picost-2pc.yaml``.
+
+Every op is a :func:`stage`: its preprocessing (a rehearsal that takes the dealer's material)
+runs just before its online phase, so a party holds one op's material at a time. The server's
+weights in products (linears, the embedding, norm gains) are masked once per model
+(:meth:`~picost.mpc.dealer.Correlations.weight_mask`, keyed by the op's name).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import time
+from typing import Any, Callable, TypeVar
 
 import torch
 
@@ -16,11 +24,43 @@ from picost.mpc import protocols as P
 from picost.mpc.protocols import Ctx
 from picost.mpc.ring import encode
 from picost.mpc.splines import RELU, spline
-from picost.mpc.transport import CLIENT, SERVER
+from picost.mpc.transport import CLIENT, DEALER, SERVER
 
 NORM_EPS = 1e-5
 MASKED_SCORE = -1024.0
 """What a causally masked score is replaced by before the softmax (exp of it is exactly 0)."""
+
+
+Fn = TypeVar("Fn", bound=Callable[..., Any])
+
+
+def stage(fn: Fn) -> Fn:
+    """Run op ``fn(ctx, ...)`` offline, then online (streamed preprocessing). Client and server
+    first rehearse it (online messages muted) taping what they draw, receive from the dealer or
+    precompute; they wait for each other (op ``_ready``, uncounted); then they run it online from
+    the tape. The dealer runs it once. Nested ops run within the outer op's stage."""
+    @functools.wraps(fn)
+    def run(ctx: Ctx, *args: Any, **kwargs: Any) -> Any:
+        if ctx.staging or ctx.role == DEALER:
+            return fn(ctx, *args, **kwargs)
+        ctx.staging = True
+        try:
+            start = time.perf_counter()
+            ctx.tx.rehearsal = True
+            ctx.pre.record()
+            try:
+                fn(ctx, *args, **kwargs)
+            finally:
+                ctx.tx.rehearsal = False
+            ctx.pre.replay()
+            ctx.tx.sync()
+            ctx.preprocess_s += time.perf_counter() - start
+            out = fn(ctx, *args, **kwargs)
+            ctx.pre.live()
+            return out
+        finally:
+            ctx.staging = False
+    return run  # type: ignore[return-value]
 
 
 def _const(ctx: Ctx, value: float, bits: int | None = None) -> int:
@@ -39,6 +79,7 @@ def server_add(ctx: Ctx, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tenso
 
 # -- linear algebra --------------------------------------------------------------------------
 
+@stage
 def embedding(ctx: Ctx, name: str, ids: torch.Tensor | None, table: torch.Tensor | None,
               tokens: int, vocab: int, width: int) -> torch.Tensor:
     """Client ids (tokens,) -> shares (tokens, width): the client's one-hot times the server's
@@ -47,30 +88,34 @@ def embedding(ctx: Ctx, name: str, ids: torch.Tensor | None, table: torch.Tensor
         onehot = torch.zeros(tokens, vocab, dtype=torch.int64)
         if ctx.role == CLIENT:
             onehot[torch.arange(tokens), ids] = 1
-        return P.mul_server(ctx, onehot, table, (vocab, width), torch.matmul)
+        return P.mul_server(ctx, onehot, table, (vocab, width), torch.matmul, key=name)
 
 
+@stage
 def linear(ctx: Ctx, name: str, x: torch.Tensor, w: torch.Tensor | None, bias: torch.Tensor | None,
            k: int, n: int) -> torch.Tensor:
     """Shares (..., k) times the server's (k, n) weights, plus its bias."""
     with ctx.tx.op(name):
-        y = P.mul_server(ctx, x.reshape(-1, k), w, (k, n), torch.matmul)
+        y = P.mul_server(ctx, x.reshape(-1, k), w, (k, n), torch.matmul, key=name)
     y = truncated(ctx, name, y)
     return server_add(ctx, y, bias).view(*x.shape[:-1], n)
 
 
+@stage
 def matmul(ctx: Ctx, name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     with ctx.tx.op(name):
         z = P.matmul(ctx, x, y)
     return truncated(ctx, name, z)
 
 
+@stage
 def scale(ctx: Ctx, name: str, x: torch.Tensor, factor: float) -> torch.Tensor:
     with ctx.tx.op(name):
         z = x * _const(ctx, factor)
     return truncated(ctx, name, z)
 
 
+@stage
 def weight_mul(ctx: Ctx, name: str, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     """Elementwise product with server values; the server's values are expanded to x's shape
     (so the cost depends on the element count only)."""
@@ -80,6 +125,7 @@ def weight_mul(ctx: Ctx, name: str, x: torch.Tensor, w: torch.Tensor | None) -> 
     return truncated(ctx, name, z)
 
 
+@stage
 def mul(ctx: Ctx, name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     with ctx.tx.op(name):
         z = P.mul(ctx, x, y)
@@ -95,6 +141,7 @@ def rope_tables(ctx: Ctx, positions: torch.Tensor, rotated: int, base: float = 1
     return encode(angles.cos(), ctx.frac_bits), encode(angles.sin(), ctx.frac_bits)
 
 
+@stage
 def rope(ctx: Ctx, name: str, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate ``x`` (..., positions, rotated) with public ``cos``/``sin``: local, then truncated."""
     with ctx.tx.op(name):
@@ -105,6 +152,7 @@ def rope(ctx: Ctx, name: str, x: torch.Tensor, cos: torch.Tensor, sin: torch.Ten
 
 # -- nonlinear -------------------------------------------------------------------------------
 
+@stage
 def activation(ctx: Ctx, name: str, kind: str, x: torch.Tensor) -> torch.Tensor:
     """relu, gelu, gelu_tanh, silu (and exp, for benchmarks): one spline each."""
     with ctx.tx.op(name):
@@ -137,6 +185,7 @@ def rsqrt(ctx: Ctx, x: torch.Tensor) -> torch.Tensor:
     return P.trunc(ctx, P.mul(ctx, y, ctx.public(torch.full_like(t, _const(ctx, 3.0))) - t), f + 1)
 
 
+@stage
 def softmax(ctx: Ctx, name: str, x: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
     """Softmax of each row of ``x`` (rows, cols); ``allowed`` (public bool, same shape) masks
     scores out (causal). Row max, exp spline, sum, reciprocal, product."""
@@ -150,6 +199,7 @@ def softmax(ctx: Ctx, name: str, x: torch.Tensor, allowed: torch.Tensor | None) 
         return P.trunc(ctx, P.mul(ctx, e, inv), ctx.frac_bits)
 
 
+@stage
 def norm(ctx: Ctx, name: str, kind: str, x: torch.Tensor, gain: torch.Tensor | None,
          shift: torch.Tensor | None) -> torch.Tensor:
     """LayerNorm / RMSNorm of each row of ``x`` (rows, cols) with server-held gain (and shift).
@@ -177,11 +227,12 @@ def norm(ctx: Ctx, name: str, kind: str, x: torch.Tensor, gain: torch.Tensor | N
         var = P.trunc(ctx, P.square(ctx, x).sum(dim=1, keepdim=True) * c_var, 2 * f)  # rho * var
         inv = rsqrt(ctx, var + ctx.public(torch.full_like(var, _const(ctx, rho * NORM_EPS))))
         y = P.mul(ctx, x, inv)  # 2f fractional bits
-        y = P.mul_server(ctx, y, gain, (cols,), torch.mul)  # 3f
+        y = P.mul_server(ctx, y, gain, (cols,), torch.mul, key=name)  # 3f
         y = P.trunc(ctx, y, 2 * f)
         return server_add(ctx, y, shift) if kind == "layernorm" else y
 
 
+@stage
 def argmax(ctx: Ctx, name: str, x: torch.Tensor) -> torch.Tensor | None:
     """Index of the max of each row (rows, cols), revealed to the client only (None elsewhere).
     Per tree level: the comparison bit and relu(a - b) from one spline, then bit * (ia - ib)."""

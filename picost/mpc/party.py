@@ -40,8 +40,9 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
             connect_timeout_s: float = 60.0) -> dict[str, Any]:
     """Join the parties, run ``job`` (or each job of a ``batch``) and return this party's
     measurements and results: ``{"runs": [{"stats", "results", "views", "preprocess_s"}, ...]}``.
-    Client and server run each job twice: an offline rehearsal that receives and keeps the
-    dealer's material, then the online run (whose wall times are online only)."""
+    Client and server run each op twice (``ops_exec.stage``): an offline rehearsal that receives
+    and keeps the dealer's material for that op, then the online run (whose wall times are online
+    only)."""
     from picost.mpc.dealer import Correlations
     from picost.mpc.protocols import Ctx
 
@@ -58,28 +59,26 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
         ctx = Ctx(tx, Correlations(tx), int(job.get("frac_bits", 16)))
         runs = []
         for sub in job["jobs"] if job["kind"] == "batch" else [job]:
-            preprocess_s = 0.0
-            tx.views = []  # a fresh list: the previous job's views stay as they were
-            if rank != transport.DEALER:  # offline: rehearse the program, taping the dealer's values
-                start = time.perf_counter()
-                tx.rehearsal = True
-                ctx.pre.record()
-                _run_one(ctx, sub, rank)
-                tx.rehearsal = False
-                ctx.pre.replay()
-                preprocess_s = time.perf_counter() - start
-                tx.sync()  # both ready: the online clock starts together
+            ctx.pre.new_model()  # each job sets its model's weights up afresh
+            ctx.preprocess_s = 0.0
+            tx.sync()  # both ready: the clocks start together
             tx.stats, tx.views = {}, []
-            results = _run_one(ctx, sub, rank)  # online (the dealer: its only pass)
-            ctx.pre.live()
+            results = _run_one(ctx, sub, rank)  # op by op: offline rehearsal, then online
             runs.append({"stats": {name: vars(s) for name, s in tx.stats.items()}, "results": results,
-                         "views": tx.views, "preprocess_s": preprocess_s})
+                         "views": tx.views, "preprocess_s": ctx.preprocess_s, "peak_rss_bytes": peak_rss_bytes()})
             if rank == transport.CLIENT:
                 emit(f"progress {len(runs)}".encode())
         tx.finish()
         return {"role": rank, "runs": runs}
     finally:
         transport.close()
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (bytes; Linux reports kilobytes)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _run_one(ctx: Any, job: dict[str, Any], rank: int) -> dict[str, Any]:

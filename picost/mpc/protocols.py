@@ -11,7 +11,7 @@ open              its share (8 B)                                          1
 mul (Beaver)      x - a and y - b (8 B each)                                1
 square            x - a (8 B)                                               1
 matmul (Beaver)   X - A and Y - B                                           1
-mul_server        client: x0 - A; server: W - B (server-held operand)       1
+mul_server        client: x0 - A (the server's W - B: once per model)        1
 trunc             its share of x + r (8 B); exact up to +1 ulp              1
 spline            x + r (8 B) + 1 B per threshold; + trunc unless exact     2 (+1)
 ================  =====================================================  ======
@@ -75,6 +75,10 @@ class Ctx:
     tx: Transport
     pre: Correlations
     frac_bits: int
+    staging: bool = False
+    """Inside an op's offline-then-online stage (``ops_exec.stage``): nested ops do not stage."""
+    preprocess_s: float = 0.0
+    """Seconds spent in offline rehearsals (preprocessing) so far."""
 
     @property
     def role(self) -> int:
@@ -126,31 +130,50 @@ def matmul(ctx: Ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     out_shape = tuple((a[..., :1] @ b[..., :1, :]).shape[:-2]) + (x.shape[-2], y.shape[-1])
     c = ctx.pre.correlated(out_shape, lambda: a @ b)
     d_e = ctx.open(torch.cat([(x - a).reshape(-1), (y - b).reshape(-1)]))
+    if ctx.tx.rehearsal:  # the values are placeholders: skip the products
+        return torch.zeros(out_shape, dtype=torch.int64)
     d, e = d_e[: x.numel()].view(x.shape), d_e[x.numel():].view(y.shape)
     z = c + d @ b + a @ e
     return z + d @ e if ctx.role == CLIENT else z
 
 
 def mul_server(ctx: Ctx, x: torch.Tensor, w: torch.Tensor | None, w_shape: tuple[int, ...],
-               prod: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+               prod: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], key: str | None = None) -> torch.Tensor:
     """Shares of ``prod(x, w)`` for a server-held ``w`` (ring values; None off the server),
     ``prod`` bilinear (matmul or broadcast mul), not truncated.
 
-    The dealer makes ``A`` (known to the client), ``B`` (known to the server) and shares of
-    ``C = prod(A, B)``. In one round the client sends ``E = x0 - A`` and the server ``F = w - B``;
-    client: ``prod(A, F) + C0``; server: ``prod(x1, w) + prod(E, F) + prod(E, B) + C1``.
+    The dealer makes ``A`` (the client's), the weight's mask ``B`` (the server's) and shares of
+    ``C = prod(A, B)``; the client holds ``F = w - B``. With a ``key`` (the weight's name in the
+    model), ``B`` is the model's (:meth:`Correlations.weight_mask`): ``F`` crosses once per model
+    as setup bytes and the client precomputes ``prod(A, F) + C0`` offline. Without one, ``B`` is
+    fresh and the server sends ``F`` in the round. Online, the client sends ``E = x0 - A``;
+    client: ``prod(A, F) + C0``; server: ``prod(x1 + E, w) + C1``.
     """
     A = ctx.pre.private(CLIENT, tuple(x.shape))
-    B = ctx.pre.private(SERVER, w_shape)
     zx, zw = torch.zeros(tuple(x.shape), dtype=torch.int64), torch.zeros(w_shape, dtype=torch.int64)
-    out_shape = tuple(prod(zx, zw).shape)
+    if prod is torch.matmul:
+        out_shape = tuple(x.shape[:-1]) + (w_shape[-1],)
+    else:
+        out_shape = tuple(torch.broadcast_shapes(tuple(x.shape), w_shape))
+    if key is not None:
+        F = ctx.pre.weight_mask(key, w, w_shape)  # client: w - B; dealer: B
+        B = F if ctx.pre.is_dealer else None
+    else:
+        B = ctx.pre.private(SERVER, w_shape)
+        F = None
     C = ctx.pre.correlated(out_shape, lambda: prod(A, B))
     if ctx.role == CLIENT:
+        if key is not None:
+            pre = ctx.pre.local(lambda: prod(A, F) + C)
+            ctx.tx.exchange(x - A, None)
+            return pre
         F = ctx.tx.exchange(x - A, zw)
         return prod(A, F) + C
     if ctx.role == SERVER:
-        E = ctx.tx.exchange(w - B, zx)
-        return prod(x, w) + prod(E, w - B) + prod(E, B) + C
+        E = ctx.tx.exchange(None if key is not None else w - B, zx)
+        if ctx.tx.rehearsal:  # the values are placeholders: skip the product
+            return torch.zeros(out_shape, dtype=torch.int64)
+        return prod(x + E, w) + C
     ctx.tx.exchange(None, None)
     return torch.zeros(out_shape, dtype=torch.int64)
 
@@ -190,6 +213,11 @@ def _borrow(trits: torch.Tensor) -> torch.Tensor:
         lt = torch.where(~decided & (t == 2), 1, lt)
         decided |= t != 1
     return lt
+
+
+def _split(v: torch.Tensor, like: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """``v`` cut along dim 0 into pieces as long as those of ``like`` (chunked material)."""
+    return v.split([len(t) for t in like])
 
 
 def _digits(v: torch.Tensor) -> torch.Tensor:
@@ -238,30 +266,34 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
         powers.append(pre.correlated((n,), lambda: r * r))
     masks = pre.random((n, J, DIGITS), mod=3)  # shares; the dealer gets the masks
 
-    def digit_tables() -> torch.Tensor:  # (n, TABLE_ENTRIES): digit i's table at TABLE_OFFSETS[i]
-        secret = _digits(r)
+    def digit_tables(lo: int, hi: int) -> torch.Tensor:  # (hi - lo, TABLE_ENTRIES): digit i's at TABLE_OFFSETS[i]
+        secret = _digits(r[lo:hi])
         return torch.cat([_trits(torch.arange(1 << w), secret[:, i: i + 1])
                           for i, w in enumerate(DIGIT_WIDTHS)], 1)
 
-    def final_tables() -> torch.Tensor:
+    def final_tables(lo: int, hi: int) -> torch.Tensor:  # (hi - lo, J, TRIT_COMBOS, deg + 1)
         combos = torch.arange(TRIT_COMBOS, dtype=torch.uint8).view(TRIT_COMBOS, 1)
         opened = ring.unpack_residues(combos, 3, DIGITS).to(torch.int64)  # (TRIT_COMBOS, DIGITS)
-        trits = (opened.view(1, 1, TRIT_COMBOS, DIGITS) - masks.unsqueeze(2).to(torch.int64)) % 3
-        beta = _borrow(trits) ^ ((r >> CMP_BITS) & 1).view(n, 1, 1)  # (n, J, TRIT_COMBOS)
-        rk = torch.stack([torch.ones_like(r), r, r * r][: deg + 1], dim=-1)  # (n, deg+1)
-        return beta.unsqueeze(-1) * rk.view(n, 1, 1, deg + 1)
+        trits = (opened.view(1, 1, TRIT_COMBOS, DIGITS) - masks[lo:hi].unsqueeze(2).to(torch.int64)) % 3
+        rows = r[lo:hi]
+        beta = _borrow(trits) ^ ((rows >> CMP_BITS) & 1).view(hi - lo, 1, 1)  # (rows, J, TRIT_COMBOS)
+        rk = torch.stack([torch.ones_like(rows), rows, rows * rows][: deg + 1], dim=-1)  # (rows, deg+1)
+        return beta.unsqueeze(-1) * rk.view(hi - lo, 1, 1, deg + 1)
 
-    tables = pre.correlated((n, TABLE_ENTRIES), digit_tables, mod=3)  # packed, five trits a byte
-    finals = pre.correlated((n, J, TRIT_COMBOS, deg + 1), final_tables)
+    # dealer material in chunks of elements (packed trits, five a byte; the 27-entry tables)
+    tables = pre.correlated_rows((n, TABLE_ENTRIES), digit_tables, mod=3)
+    finals = pre.correlated_rows((n, J, TRIT_COMBOS, deg + 1), final_tables)
 
     c = ctx.open(x.reshape(-1) + r)  # round 1
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - rs.thresholds  # (n, J) public
     at = (_digits(cj) + torch.tensor(TABLE_OFFSETS)).view(n, J * DIGITS)
-    mine = (ring.residues_at(tables, 3, at).view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
+    looked = torch.cat([ring.residues_at(t, 3, part) for t, part in zip(tables, _split(at, tables))])
+    mine = (looked.view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
     theirs = ctx.tx.exchange(ring.pack_residues(mine, 3), ring.pack_residues(mine, 3))  # round 2
     opened = (mine + ring.unpack_residues(theirs, 3, DIGITS)) % 3
     index = ring.pack_residues(opened, 3).to(torch.int64)  # (n, J, 1): the combo's number
-    beta = torch.gather(finals, 2, index.view(n, J, 1, 1).expand(n, J, 1, deg + 1)).squeeze(2)
+    beta = torch.cat([torch.gather(t, 2, part.view(-1, J, 1, 1).expand(-1, J, 1, deg + 1)).squeeze(2)
+                      for t, part in zip(finals, _split(index, finals))])
     rk = torch.stack(powers, dim=-1)  # (n, deg+1) shares of r^k
     top = ((cj >> CMP_BITS) & 1).unsqueeze(-1)  # public bit CMP_BITS of c'
     bits = torch.where(top == 1, rk.unsqueeze(1) - beta, beta)  # shares of r^k [x >= t_j]: (n, J, deg+1)

@@ -8,7 +8,7 @@ from picost.mpc.validate import FIELDS, ModelCheck, RowCheck, Validation
 from picost.report.render import Column, human_bytes, rich_table
 
 _SHORT = {"bytes_client_to_server": "client->server B", "bytes_server_to_client": "server->client B",
-          "rounds": "rounds", "offline_bytes": "dealer B"}
+          "rounds": "rounds", "offline_bytes": "dealer B", "setup_bytes": "setup B"}
 _SHORTER = {"client->server B": "c->s B", "server->client B": "s->c B", "client->server": "c->s",
             "server->client": "s->c", "mismatches": "bad", "max |err| logits": "max|err|", "next token": "next",
             "plaintext": "plain"}
@@ -20,7 +20,7 @@ def _pair(row: RowCheck, f: str) -> str:
 
 
 def rows_table(title: str, rows: list[RowCheck]) -> Any:
-    drop = {"kind": 3, _SHORT["offline_bytes"]: 2, "wall ms": 4}
+    drop = {"kind": 3, _SHORT["offline_bytes"]: 2, _SHORT["setup_bytes"]: 2, "wall ms": 4}
     header = ("row", "kind", *(_SHORT[f] for f in FIELDS), "wall ms", "check")
     columns = [Column(h, numeric=h not in ("row", "kind", "check"), drop=drop.get(h, 0), short_header=_SHORTER.get(h))
                for h in header]
@@ -31,8 +31,8 @@ def rows_table(title: str, rows: list[RowCheck]) -> Any:
 
 def models_table(models: list[ModelCheck]) -> Any:
     header = ("spec", "phase", "T", "rows", "mismatches", "client->server", "server->client", "rounds", "dealer",
-              "max |err| logits", "next token", "plaintext", "wall s")
-    drop = {"phase": 5, "rows": 6, "rounds": 2, "dealer": 4, "max |err| logits": 3, "wall s": 7}
+              "setup", "max |err| logits", "next token", "plaintext", "wall s")
+    drop = {"phase": 5, "rows": 6, "rounds": 2, "dealer": 4, "setup": 4, "max |err| logits": 3, "wall s": 7}
     columns = [Column(h, numeric=h not in ("spec", "phase"), drop=drop.get(h, 0), short_header=_SHORTER.get(h))
                for h in header]
     body = []
@@ -40,7 +40,7 @@ def models_table(models: list[ModelCheck]) -> Any:
         tot = {f: sum(r.measured[f] or 0 for r in m.rows) for f in FIELDS}
         body.append((m.spec, m.phase, m.context, len(m.rows), sum(not r.ok for r in m.rows) + (not m.op_order_ok),
                      human_bytes(tot["bytes_client_to_server"]), human_bytes(tot["bytes_server_to_client"]),
-                     tot["rounds"], human_bytes(tot["offline_bytes"]),
+                     tot["rounds"], human_bytes(tot["offline_bytes"]), human_bytes(tot["setup_bytes"]),
                      f"{m.max_abs_error:.2e} (of {m.max_abs_logit:.1f})", m.next_token, m.reference_token,
                      f"{m.wall_s:.2f}"))
     return rich_table("Whole models: measured totals (every row checked against the table)", columns, body,
@@ -71,6 +71,7 @@ def model_json(m: ModelCheck) -> dict[str, Any]:
             "ids": list(m.ids), "next_token": m.next_token,
             "reference_token": m.reference_token, "max_abs_error": m.max_abs_error,
             "max_abs_logit": m.max_abs_logit, "top2_margin": m.top2_margin, "ok": m.ok,
+            "online_wall_s": m.wall_s, "preprocess_s": m.preprocess_s, "peak_rss_bytes": m.peak_rss_bytes,
             "rows": [row_json(r) for r in m.rows]}
 
 

@@ -46,7 +46,11 @@ class OpStats:
     rounds: int = 0
     offline_bytes: int = 0
     """Bytes the dealer sent for this op (only the dealer counts them)."""
+    setup_bytes: int = 0
+    """One-time bytes of the model's setup this party sent (the server's masked weights, sent
+    once per model and kept by the client), apart from the inference's online bytes."""
     wall_s: float = 0.0
+    """Online wall time (an op's offline rehearsal is not counted)."""
 
 
 class Transport:
@@ -84,7 +88,8 @@ class Transport:
         try:
             yield
         finally:
-            self.stats[name].wall_s += time.perf_counter() - start
+            if not self.rehearsal:
+                self.stats[name].wall_s += time.perf_counter() - start
             self.current = previous
 
     # -- online: client <-> server -----------------------------------------------------------
@@ -127,6 +132,20 @@ class Transport:
             self._wait(self._send(word, DEALER), DEALER, "send")
         elif self.rank == DEALER:
             self._recv(word, SERVER)
+
+    # -- model setup: server -> client, once per model --------------------------------------
+    def setup_send(self, tensor: torch.Tensor) -> None:
+        """The server sends the client one-time model material (not muted by a rehearsal)."""
+        tensor = tensor.contiguous()
+        self._stats().setup_bytes += tensor.numel() * tensor.element_size()
+        self._wait(self._send(tensor, CLIENT), CLIENT, "send")
+
+    def setup_recv(self, like: torch.Tensor) -> torch.Tensor:
+        """The client receives one-time model material (a view, like an online message)."""
+        received = self._recv(like, SERVER)
+        if self.record_views:
+            self.views.append((self.current, received.clone()))
+        return received
 
     # -- offline: dealer -> parties ----------------------------------------------------------
     def offline_send(self, tensor: torch.Tensor, dst: int) -> None:

@@ -1,8 +1,9 @@
 """Predicted (``protocols/picost-2pc.yaml``) vs measured (the engine) costs, row by row.
 
 A row is an op or its ``.trunc`` truncation, as in the estimate. Measured: the client's sent
-bytes (client -> server), the server's (server -> client), the rounds (both parties must agree)
-and the dealer's bytes (offline). Everything must be equal, exactly.
+bytes (client -> server), the server's (server -> client), the rounds (both parties must agree),
+the dealer's bytes (offline) and the server's one-time model setup bytes (its masked weights).
+Everything must be equal, exactly.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Iterable
 from picost.model.ops import Block, Holder, Op
 
 PROTOCOL = "picost-2pc"
-FIELDS = ("bytes_client_to_server", "bytes_server_to_client", "rounds", "offline_bytes")
+FIELDS = ("bytes_client_to_server", "bytes_server_to_client", "rounds", "offline_bytes", "setup_bytes")
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,16 @@ def measured_rows(stats: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict
         rounds = c["rounds"] if c["rounds"] == s.get("rounds") else None  # disagreement = mismatch
         out[name] = {"bytes_client_to_server": c["bytes_sent"], "bytes_server_to_client": s.get("bytes_sent"),
                      "rounds": rounds, "offline_bytes": d.get("offline_bytes", 0),
+                     "setup_bytes": s.get("setup_bytes", 0),
                      "wall_s": max(c["wall_s"], s.get("wall_s", 0.0))}
     return out
 
 
-def compare(ops: Iterable[Op], stats: dict[str, dict[str, dict[str, Any]]], table: Any = None) -> list[RowCheck]:
+def compare(ops: Iterable[Op], stats: dict[str, dict[str, dict[str, Any]]], table: Any = None,
+            weights_set_up: bool = False) -> list[RowCheck]:
     """Check every row the table predicts for ``ops`` against the measurements; a measured row
-    the table does not predict is a failed check too."""
+    the table does not predict is a failed check too. ``weights_set_up``: an earlier pass (a
+    generation's earlier step) already set the model's weights up, so no row has setup bytes."""
     from picost.cost.protocol_table import load_protocol
 
     table = load_protocol(table or PROTOCOL)
@@ -59,6 +63,8 @@ def compare(ops: Iterable[Op], stats: dict[str, dict[str, dict[str, Any]]], tabl
             m = measured.get(cost.name)
             seen.add(cost.name)
             predicted = {f: _int(getattr(cost, f)) for f in FIELDS}
+            # no entry: the op has no setup; once set up, the weights are not sent again
+            predicted["setup_bytes"] = 0 if weights_set_up else _int(cost.setup_bytes or 0)
             got = {f: (m or {}).get(f) for f in FIELDS}
             checks.append(RowCheck(cost.name, cost.kind, predicted, got, (m or {}).get("wall_s", 0.0)))
     for name, m in measured.items():
@@ -142,6 +148,10 @@ class ModelCheck:
     wall_s: float
     op_order_ok: bool
     """The engine ran exactly the lowering's ops, in its order."""
+    preprocess_s: float = 0.0
+    """Seconds of offline rehearsals (preprocessing), the slower of client and server."""
+    peak_rss_bytes: dict[str, int] | None = None
+    """role -> its process's peak resident memory (bytes)."""
 
     @property
     def ok(self) -> bool:
@@ -184,7 +194,8 @@ def check_model(spec_ref: str, ids: list[int], seed: int, run: Any, table: Any =
     return ModelCheck(spec.name, tuple(ids), T, spec.phase, compare(ops, run.stats, table), float((secure - ref_logits).abs().max()),
                       float(ref_logits.abs().max()), client.get("next_token"),
                       None if ref.next_token is None else int(ref.next_token[0]), margin, sum(walls),
-                      executed == [op.name for op in ops])
+                      executed == [op.name for op in ops], max(run.preprocess_s.values(), default=0.0),
+                      dict(run.peak_rss_bytes))
 
 
 @dataclass(frozen=True)

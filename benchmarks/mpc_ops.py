@@ -3,6 +3,13 @@
 
     .venv/bin/python benchmarks/mpc_ops.py            # default shapes, one launch
     .venv/bin/python benchmarks/mpc_ops.py --quick    # small shapes (seconds)
+    .venv/bin/python benchmarks/mpc_ops.py --vs-crypten [--repeats 3]   # GPT-2-sized ops, beside CrypTen
+
+``--vs-crypten`` (needs .venv-crypten: bash scripts/setup-crypten.sh) runs each op of
+:data:`VS_CRYPTEN` in picost's engine and in CrypTen 0.4.1 (two processes, its trusted-first-party
+defaults: its preprocessing is inside its wall time), alternating, and prints per op online bytes
+per party, rounds, dealer bytes and wall time (picost: online + preprocessing) side by side;
+writes benchmarks/results/mpc_vs_crypten.jsonl.
 
 Writes benchmarks/results/mpc_ops.jsonl (one line per op and shape). Online wall time is the
 client's time inside the op (its truncation row included) in the online run, all three parties
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,6 +49,68 @@ SHAPES = {
 }
 
 
+VS_CRYPTEN = [  # (picost kind, dims, CrypTen op of picost/crypten_engine/ct_ops.py BENCH, its ROWSxCOLS)
+    ("relu", {"n": 128 * 768}, "relu", (128, 768)),
+    ("gelu", {"n": 128 * 768}, "gelu", (128, 768)),
+    ("exp", {"n": 128 * 768}, "exp", (128, 768)),
+    ("softmax", {"rows": 12 * 128, "cols": 128, "valid": 12 * 128 * 128}, "softmax_row", (12 * 128, 128)),
+    ("layernorm", {"rows": 128, "cols": 768}, "layernorm_row", (128, 768)),
+    ("matmul", {"b": 1, "m": 128, "k": 768, "n": 768}, "linear", (128, 768)),  # X (128x768) @ shared W (768x768)
+]
+
+
+def crypten_op(op: str, shape: tuple[int, int]) -> dict:
+    """One CrypTen run of ``op`` at ``shape`` (rank 0's counters and wall time)."""
+    python = REPO / ".venv-crypten" / "bin" / "python"
+    if not python.exists():
+        raise SystemExit("--vs-crypten needs CrypTen 0.4.1 in .venv-crypten: bash scripts/setup-crypten.sh")
+    out = subprocess.run([str(python), str(REPO / "picost" / "crypten_engine" / "runner.py"), "ops", op,
+                          "--shape", f"{shape[0]}x{shape[1]}"], capture_output=True, text=True, check=True, cwd="/tmp")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def engine_op(kind: str, dims: dict[str, int]) -> dict:
+    """One engine run of op ``kind`` at ``dims``: per-party online bytes, rounds, dealer bytes, walls."""
+    op = Op(f"{kind}.0", kind, Block.FFN, None, dims, (Holder.SHARED,))
+    run = run_batch([ops_job([op], seed=1)], timeout_s=900)[0]
+    rows = [op.name, f"{op.name}.trunc"]
+    st = {role: [run.stats[role][r] for r in rows if r in run.stats[role]] for role in ("client", "server", "dealer")}
+    return {"client_sent": sum(s["bytes_sent"] for s in st["client"]),
+            "server_sent": sum(s["bytes_sent"] for s in st["server"]),
+            "rounds": sum(s["rounds"] for s in st["client"]), "dealer_bytes": sum(s["offline_bytes"] for s in st["dealer"]),
+            "online_s": sum(s["wall_s"] for s in st["client"]),
+            "preprocess_s": max(run.preprocess_s["client"], run.preprocess_s["server"])}
+
+
+def vs_crypten(repeats: int, out: Path) -> int:
+    """Each op of :data:`VS_CRYPTEN` in both engines, alternating; the best of ``repeats`` wall times."""
+    print(f"{'op':9} {'elements':>8} | {'picost B/elem/party':>19} {'rounds':>6} {'dealer B/elem':>13} {'online s':>8} "
+          f"{'prep s':>7} {'total s':>7} | {'CrypTen B/elem/party':>20} {'rounds':>6} {'wall s':>7} | {'time ratio':>10}")
+    lines = []
+    for kind, dims, ct_name, shape in VS_CRYPTEN:
+        ours, theirs = [], []
+        for _ in range(repeats):
+            ours.append(engine_op(kind, dims))
+            theirs.append(crypten_op(ct_name, shape))
+        n = elements(kind, dims)
+        best = min(ours, key=lambda r: r["online_s"] + r["preprocess_s"])
+        ct = min(theirs, key=lambda r: r["wall_s"])
+        total = best["online_s"] + best["preprocess_s"]
+        per_party = max(best["client_sent"], best["server_sent"]) / n
+        record = {"op": kind, "dims": dims, "elements": n, "picost": best, "crypten": ct,
+                  "picost_bytes_per_element_per_party": per_party,
+                  "crypten_bytes_per_element_per_party": ct["sent_bytes"] / n,
+                  "time_ratio": total / ct["wall_s"], "repeats": repeats}
+        lines.append(record)
+        print(f"{kind:9} {n:8d} | {per_party:19.1f} {best['rounds']:6d} {best['dealer_bytes'] / n:13.0f} "
+              f"{best['online_s']:8.2f} {best['preprocess_s']:7.2f} {total:7.2f} | {ct['sent_bytes'] / n:20.1f} "
+              f"{ct['rounds']:6d} {ct['wall_s']:7.2f} | {total / ct['wall_s']:10.2f}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    print(f"wrote {out}")
+    return 0
+
+
 def elements(kind: str, dims: dict[str, int]) -> int:
     if "n" in dims and kind not in ("linear", "matmul"):
         return dims["n"]
@@ -54,8 +124,15 @@ def elements(kind: str, dims: dict[str, int]) -> int:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small shapes")
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "mpc_ops.jsonl")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="output file (default benchmarks/results/mpc_ops.jsonl, or mpc_vs_crypten.jsonl)")
+    ap.add_argument("--vs-crypten", action="store_true", help="GPT-2-sized ops beside CrypTen 0.4.1, alternating")
+    ap.add_argument("--repeats", type=int, default=1, help="--vs-crypten: runs of each op in each engine (best kept)")
     args = ap.parse_args(argv)
+    results = REPO / "benchmarks" / "results"
+    if args.vs_crypten:
+        return vs_crypten(args.repeats, args.out or results / "mpc_vs_crypten.jsonl")
+    args.out = args.out or results / "mpc_ops.jsonl"
     shapes = SHAPES["quick" if args.quick else "default"]
     ops = [Op(f"{kind}.{i}", kind, Block.FFN, None, dims, (Holder.SHARED,)) for i, (kind, dims) in enumerate(shapes)]
     runs = run_batch([ops_job([op], seed=1) for op in ops], timeout_s=300)

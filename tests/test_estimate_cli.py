@@ -16,11 +16,11 @@ FX = str(Path(__file__).parent / "data" / "protocols" / "fixture2pc.yaml")
 PARTIAL = str(Path(__file__).parent / "data" / "protocols" / "fixture_partial.yaml")
 
 ROW_KEYS = {"name", "kind", "class", "layer", "block", "flops", "costed", "comm_bytes", "bytes_client_to_server",
-            "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes", "share",
-            "source", "formulas", "dims", "uncosted_reason", "table", "notes"}
+            "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes", "setup_bytes",
+            "share", "source", "formulas", "dims", "uncosted_reason", "table", "notes"}
 TOTAL_KEYS = {"rows", "costed", "uncosted", "flops", "comm_bytes", "bytes_client_to_server",
               "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes",
-              "compute_rows", "offline_rows", "share"}
+              "setup_bytes", "compute_rows", "offline_rows", "setup_rows", "share"}
 
 
 def test_json_schema_and_values():

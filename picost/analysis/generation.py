@@ -106,13 +106,15 @@ class Generation:
         return None if lat is None else float(lat[-1])
 
     def totals(self) -> dict[str, Any]:
-        """Prefill + every decode step, per field (``None`` where either side lacks the field)."""
+        """Prefill + every decode step, per field (``None`` where either side lacks the field), and
+        ``setup_bytes``: the model's one-time setup, the prefill's (every step reuses the weights)."""
         p = self.prefill.totals
         out = {}
         for f in STEP_FIELDS:
             pv = getattr(p, f)
             sv = self.steps.total[f]
             out[f] = None if pv is None or sv is None else pv + _pysum(sv)
+        out["setup_bytes"] = p.setup_bytes
         return out
 
     def decode_totals(self) -> dict[str, Any]:

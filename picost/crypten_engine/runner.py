@@ -16,7 +16,8 @@ rendezvous file, CrypTen's defaults: trusted-first-party Beaver triples, 16 frac
 
 ``ops`` (``benchmarks/crypten_ops.py`` runs it): each named op of :data:`ct_ops.BENCH` at each
 shape on a fresh ``ROWSxCOLS`` tensor of N(0, 1) values, counters reset right before the op; one
-JSON line per op and shape with rank 0's ``rounds``, ``bytes`` and ``sent_bytes`` = bytes / 2.
+JSON line per op and shape with rank 0's ``rounds``, ``bytes``, ``sent_bytes`` = bytes / 2 and
+``wall_s`` (the op's wall seconds, its trusted-first-party preprocessing included).
 
 ``model``: a JSON request ``{"arch", "ops", "ids", "params_file", "weights", "norm_gain"}`` (see
 ``ct_model.py``; picost's ``bridge.py`` writes it). Prints one JSON object: per op in execution
@@ -93,12 +94,14 @@ def run_ops(ops: list[str], shapes: list[tuple[int, int]], weights: str) -> list
                          "bias": torch.zeros(cols), "table": torch.randn(cols, 16)}
                 w = plain if weights == "public" else {k: crypten.cryptensor(v) for k, v in plain.items()}
                 comm.get().reset_communication_stats()
+                start = time.perf_counter()
                 ct_ops.BENCH[name](x, w)
+                wall_s = time.perf_counter() - start
                 stats = comm.get().get_communication_stats()
                 rows_out.append({"op": name, **({"weights": "public"} if weights == "public" else {}),
                                  "rows": rows, "cols": cols, "rank": rank,
                                  "rounds": int(stats["rounds"]), "bytes": int(stats["bytes"]),
-                                 "sent_bytes": int(stats["bytes"]) // 2})
+                                 "sent_bytes": int(stats["bytes"]) // 2, "wall_s": wall_s})
         _write(out_dir, rank, rows_out)
 
     return _two_parties(party)[0]

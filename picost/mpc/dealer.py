@@ -10,8 +10,9 @@ It shares one PRG seed with each party (sent once, op ``_setup``). Then:
 * :meth:`Correlations.correlated` -- a value the dealer computes from the above: the client's
   share comes from its PRG, the dealer sends the server its share ``v - v0`` (residues mod a
   small modulus packed, e.g. five mod-3 shares to a byte, and kept packed). These are the only
-  offline bytes. :meth:`Correlations.correlated_rows` makes a large one in chunks of rows, so
-  that no process builds more than :data:`CHUNK_BYTES` of it at once.
+  offline bytes. :meth:`Correlations.keyed_rows` makes a large one (a table read at a few
+  places per row) in chunks, so that no process builds more than :data:`CHUNK_BYTES` of it at
+  once, with a random-access client share: the client keeps nothing.
 * :meth:`Correlations.weight_mask` -- model-time material: the mask ``B`` of one of the server's
   weights, drawn from a generator that the dealer and the server derive from a model seed and
   the weight's key. The server sends the client ``W - B`` once per model (counted as the op's
@@ -43,7 +44,7 @@ from picost.mpc import ring
 from picost.mpc.transport import CLIENT, DEALER, SERVER, Transport
 
 CHUNK_BYTES = 1 << 26
-"""Largest piece (bytes, as int64) of a correlated value built at once by :meth:`Correlations.correlated_rows`."""
+"""Largest piece (bytes, as int64) of a correlated value built at once by :meth:`Correlations.keyed_rows`."""
 
 
 class Correlations:
@@ -143,22 +144,29 @@ class Correlations:
         self.tx.offline_send(_packed(v1, mod), SERVER)
         return _packed(v, mod)
 
-    def correlated_rows(self, shape: tuple[int, ...], rows_value: Callable[[int, int], torch.Tensor],
-                        mod: int | None = None) -> list[torch.Tensor]:
-        """:meth:`correlated` of a value of ``shape`` in chunks of rows (dim 0), each at most
-        :data:`CHUNK_BYTES` as int64: ``rows_value(lo, hi)`` computes rows ``lo:hi`` (dealer only).
-        The same bytes as one piece; a list of the pieces, in order (the dealer's: zeros, as it
-        keeps nothing it sent)."""
-        per_row = 8 * math.prod(shape[1:])
-        step = max(1, CHUNK_BYTES // max(per_row, 1))
-        pieces = []
-        for lo in range(0, shape[0], step):
-            hi = min(lo + step, shape[0])
-            piece = self.correlated((hi - lo,) + tuple(shape[1:]), lambda lo=lo, hi=hi: rows_value(lo, hi), mod)
-            if self.is_dealer:  # sent; the dealer's own pass only needs the shape
-                piece = torch.zeros((), dtype=piece.dtype).expand(piece.shape)
-            pieces.append(piece)
-        return pieces
+    def keyed_rows(self, rows: int, row_len: int, rows_value: Callable[[int, int], torch.Tensor],
+                   mod: int | None = None) -> "RowShares":
+        """A large correlated value (``rows`` x ``row_len``; ``rows_value(lo, hi)`` computes rows
+        ``lo:hi``, dealer only) that the parties read only at a few positions per row. The
+        client's share is random-access (:func:`ring.hashed` under a key from its PRG): it keeps
+        nothing and computes its shares where it reads them. The dealer builds the value in
+        chunks of at most :data:`CHUNK_BYTES` (as int64) and sends the server its share of each
+        (packed when ``mod``): the same offline bytes as :meth:`correlated`."""
+        key = self._party_value(lambda: self._draw(CLIENT, (1,), None)) if self.role == CLIENT else (
+            self._draw(CLIENT, (1,), None) if self.is_dealer else None)
+        if self.role == CLIENT:
+            return RowShares(row_len, mod, key=int(key[0]))
+        step = max(1, CHUNK_BYTES // (8 * row_len))
+        bounds = [(lo, min(lo + step, rows)) for lo in range(0, rows, step)]
+        if self.role == SERVER:
+            return RowShares(row_len, mod, pieces=[self._party_value(lambda lo=lo, hi=hi: self._receive((hi - lo, row_len), mod))
+                                                    for lo, hi in bounds])
+        for lo, hi in bounds:
+            v = rows_value(lo, hi).reshape(hi - lo, row_len)
+            v0 = ring.hashed(int(key[0]), torch.arange(lo * row_len, hi * row_len).view(hi - lo, row_len), mod)
+            v1 = v - v0 if mod is None else (v + (mod - v0)) % mod
+            self.tx.offline_send(_packed(v1, mod), SERVER)
+        return RowShares(row_len, mod)
 
     def weight_mask(self, key: str, w: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor | None:
         """Model-time masking of the server's weight ``w`` (shape ``shape``; ``key`` names it in the
@@ -190,3 +198,24 @@ class Correlations:
 def _packed(v: torch.Tensor, mod: int | None) -> torch.Tensor:
     """Ring elements as they are; residues mod ``mod`` packed (:func:`ring.pack_residues`)."""
     return v if mod is None else ring.pack_residues(v, mod)
+
+
+class RowShares:
+    """A party's share of a :meth:`Correlations.keyed_rows` value, read with :meth:`at`: the
+    client's from its key, the server's from the received chunks, the dealer's zeros."""
+
+    def __init__(self, row_len: int, mod: int | None, key: int | None = None,
+                 pieces: list[torch.Tensor] | None = None) -> None:
+        self.row_len, self.mod, self.key, self.pieces = row_len, mod, key, pieces
+
+    def at(self, index: torch.Tensor) -> torch.Tensor:
+        """The shares at ``index`` (rows x m positions within each row): rows x m values."""
+        rows = index.shape[0]
+        if self.key is not None:
+            return ring.hashed(self.key, torch.arange(rows).unsqueeze(1) * self.row_len + index, self.mod)
+        if self.pieces is None:
+            return torch.zeros(tuple(index.shape), dtype=torch.int64 if self.mod is None else torch.uint8)
+        parts = index.split([len(p) for p in self.pieces])
+        if self.mod is None:
+            return torch.cat([torch.gather(p, 1, i) for p, i in zip(self.pieces, parts)])
+        return torch.cat([ring.residues_at(p, self.mod, i) for p, i in zip(self.pieces, parts)])

@@ -215,11 +215,6 @@ def _borrow(trits: torch.Tensor) -> torch.Tensor:
     return lt
 
 
-def _split(v: torch.Tensor, like: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """``v`` cut along dim 0 into pieces as long as those of ``like`` (chunked material)."""
-    return v.split([len(t) for t in like])
-
-
 def _digits(v: torch.Tensor) -> torch.Tensor:
     """The digits (DIGIT_WIDTHS) of the low CMP_BITS bits of each element, low first: shape (..., DIGITS)."""
     shifts = torch.tensor(DIGIT_SHIFTS, dtype=torch.int64)
@@ -280,20 +275,20 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
         rk = torch.stack([torch.ones_like(rows), rows, rows * rows][: deg + 1], dim=-1)  # (rows, deg+1)
         return beta.unsqueeze(-1) * rk.view(hi - lo, 1, 1, deg + 1)
 
-    # dealer material in chunks of elements (packed trits, five a byte; the 27-entry tables)
-    tables = pre.correlated_rows((n, TABLE_ENTRIES), digit_tables, mod=3)
-    finals = pre.correlated_rows((n, J, TRIT_COMBOS, deg + 1), final_tables)
+    # the dealer's tables, per element (packed trits, five a byte; the 27-entry tables), read
+    # at J * DIGITS and J * (deg + 1) places
+    tables = pre.keyed_rows(n, TABLE_ENTRIES, digit_tables, mod=3)
+    finals = pre.keyed_rows(n, J * TRIT_COMBOS * (deg + 1), final_tables)
 
     c = ctx.open(x.reshape(-1) + r)  # round 1
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - rs.thresholds  # (n, J) public
     at = (_digits(cj) + torch.tensor(TABLE_OFFSETS)).view(n, J * DIGITS)
-    looked = torch.cat([ring.residues_at(t, 3, part) for t, part in zip(tables, _split(at, tables))])
-    mine = (looked.view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
+    mine = (tables.at(at).view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
     theirs = ctx.tx.exchange(ring.pack_residues(mine, 3), ring.pack_residues(mine, 3))  # round 2
     opened = (mine + ring.unpack_residues(theirs, 3, DIGITS)) % 3
-    index = ring.pack_residues(opened, 3).to(torch.int64)  # (n, J, 1): the combo's number
-    beta = torch.cat([torch.gather(t, 2, part.view(-1, J, 1, 1).expand(-1, J, 1, deg + 1)).squeeze(2)
-                      for t, part in zip(finals, _split(index, finals))])
+    index = ring.pack_residues(opened, 3).to(torch.int64).view(n, J)  # the combo's number
+    entry = (torch.arange(J) * TRIT_COMBOS + index) * (deg + 1)  # (n, J): where threshold j's entry starts
+    beta = finals.at((entry.unsqueeze(-1) + torch.arange(deg + 1)).view(n, J * (deg + 1))).view(n, J, deg + 1)
     rk = torch.stack(powers, dim=-1)  # (n, deg+1) shares of r^k
     top = ((cj >> CMP_BITS) & 1).unsqueeze(-1)  # public bit CMP_BITS of c'
     bits = torch.where(top == 1, rk.unsqueeze(1) - beta, beta)  # shares of r^k [x >= t_j]: (n, J, deg+1)

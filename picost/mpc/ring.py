@@ -33,6 +33,25 @@ def uniform_mod(shape: tuple[int, ...], modulus: int, gen: torch.Generator) -> t
     return torch.randint(0, modulus, shape, generator=gen, dtype=torch.uint8)
 
 
+def as_int64(value: int) -> int:
+    """An unsigned 64-bit constant as the int64 that represents it."""
+    return value - (1 << RING_BITS) if value >= 1 << (RING_BITS - 1) else value
+
+
+_GOLDEN, _MIX1, _MIX2 = (as_int64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+
+
+def hashed(key: int, index: torch.Tensor, modulus: int | None = None) -> torch.Tensor:
+    """Random-access pseudo-random values: SplitMix64 of ``key + index * golden`` (int64 ring
+    elements), or residues mod ``modulus`` (uint8, from the top 63 bits; bias below 2^-60).
+    Like torch's Mersenne Twister, a stand-in for a cryptographic PRG (e.g. AES in counter mode)."""
+    z = index * _GOLDEN + key
+    z = (z ^ logical_rshift(z, 30)) * _MIX1
+    z = (z ^ logical_rshift(z, 27)) * _MIX2
+    z = z ^ logical_rshift(z, 31)
+    return z if modulus is None else (logical_rshift(z, 1) % modulus).to(torch.uint8)
+
+
 def share(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Additive shares ``(x0, x1)`` of ring elements ``x``: x0 + x1 = x mod 2^64, x1 uniform."""
     x1 = uniform(tuple(x.shape), gen)

@@ -17,13 +17,13 @@ table, or the row is uncosted)::
       "by_layer": {group: TOTALS}, "by_block": {group: TOTALS}, "by_class": {group: TOTALS},
       "rows": [{"name", "kind", "class", "layer", "block", "flops", "costed", "comm_bytes",
                 "bytes_client_to_server", "bytes_server_to_client", "rounds", "compute_s",
-                "comm_s", "latency_s", "offline_bytes", "share", "source", "formulas": {field: str},
+                "comm_s", "latency_s", "offline_bytes", "setup_bytes", "share", "source", "formulas": {field: str},
                 "dims": {symbol: int}, "uncosted_reason", "table", "notes": [str]}]
     }
 
     TOTALS = {"rows", "costed", "uncosted", "flops", "comm_bytes", "bytes_client_to_server",
               "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s",
-              "offline_bytes", "compute_rows", "offline_rows", "share"}
+              "offline_bytes", "setup_bytes", "compute_rows", "offline_rows", "setup_rows", "share"}
 
 ``rows[].layer`` is ``L<i>`` inside the blocks and the block name outside them. A row explains
 itself: ``formulas`` evaluated at ``dims`` and the protocol's ``params`` give its numbers. ``share`` is the
@@ -79,8 +79,8 @@ def _row_dict(est: Estimate, r: Row) -> dict[str, Any]:
             "flops": r.flops, "costed": r.costed, "comm_bytes": r.comm_bytes,
             "bytes_client_to_server": r.bytes_client_to_server, "bytes_server_to_client": r.bytes_server_to_client,
             "rounds": r.rounds, "compute_s": r.compute_s, "comm_s": r.comm_s, "latency_s": r.latency_s,
-            "offline_bytes": r.offline_bytes, "share": est.share(r.latency_s), "source": r.source,
-            "formulas": dict(r.formulas), "dims": dict(r.dims), "uncosted_reason": r.uncosted_reason,
+            "offline_bytes": r.offline_bytes, "setup_bytes": r.setup_bytes, "share": est.share(r.latency_s),
+            "source": r.source, "formulas": dict(r.formulas), "dims": dict(r.dims), "uncosted_reason": r.uncosted_reason,
             "table": r.table, "notes": list(r.notes)}
 
 
@@ -89,10 +89,10 @@ def _row_dict(est: Estimate, r: Row) -> dict[str, Any]:
 _OP_HEADER = ("op", "kind", "class", "bytes", "rounds", "compute", "comm", "latency", "share", "source")
 _GROUP_HEADER = ("rows", "bytes", "rounds", "compute", "comm", "latency", "share")
 _CSV_OP_HEADER = ("name", "kind", "class", "layer", "block", "flops", "comm_bytes", "bytes_client_to_server",
-                  "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes", "share",
-                  "costed", "source", "table")
+                  "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes",
+                  "setup_bytes", "share", "costed", "source", "table")
 _CSV_GROUP_HEADER = ("rows", "uncosted", "flops", "comm_bytes", "rounds", "compute_s", "comm_s", "latency_s",
-                     "offline_bytes", "share")
+                     "offline_bytes", "setup_bytes", "share")
 
 
 def _pct(x: float | None) -> str:
@@ -150,6 +150,9 @@ def summary_lines(est: Estimate) -> list[str]:
     if t.offline_rows:
         lines.append(f"offline (preprocessing) bytes, not in the latency: {human_bytes(t.offline_bytes)} "
                      f"({t.offline_rows} rows give them)")
+    if t.setup_rows:
+        lines.append(f"one-time model setup bytes (once per model, not per inference; not in the latency): "
+                     f"{human_bytes(t.setup_bytes)} ({t.setup_rows} rows give them)")
     if t.compute_rows < t.costed:
         without = sorted({r.kind for r in est.rows if r.costed and r.compute_s is None})
         lines.append(f"compute time given by the table for {t.compute_rows} of {t.costed} rows; the others "
@@ -222,9 +225,9 @@ def _csv(est: Estimate, by: str) -> str:
     if by == "op":
         rows = [(r.name, r.kind, r.op_class, r.layer_label, r.block, r.flops, r.comm_bytes,
                  r.bytes_client_to_server, r.bytes_server_to_client, r.rounds, r.compute_s, r.comm_s, r.latency_s,
-                 r.offline_bytes, est.share(r.latency_s), r.costed,
+                 r.offline_bytes, r.setup_bytes, est.share(r.latency_s), r.costed,
                  r.source if r.costed else f"{UNCOSTED}: {r.uncosted_reason}", r.table) for r in est.rows]
         return dump_csv(_CSV_OP_HEADER, rows)
     rows = [(g, t.rows, t.uncosted, t.flops, t.comm_bytes, t.rounds, t.compute_s, t.comm_s, t.latency_s,
-             t.offline_bytes, est.share(t.latency_s)) for g, t in est.by(by).items()]
+             t.offline_bytes, t.setup_bytes, est.share(t.latency_s)) for g, t in est.by(by).items()]
     return dump_csv((by,) + _CSV_GROUP_HEADER, rows)

@@ -11,7 +11,7 @@ from picost.cost.protocol_table import FORMULA_FIELDS, ProtocolTable, load_proto
 FIELD_LABELS = {"comm_bytes": "bytes (total)", "bytes_client_to_server": "bytes client->server",
                 "bytes_server_to_client": "bytes server->client", "rounds": "rounds",
                 "messages": "messages (info)", "compute_s": "compute s",
-                "offline_bytes": "offline bytes"}
+                "offline_bytes": "offline bytes", "setup_bytes": "one-time setup bytes"}
 DOCS_HEADER = "<!-- generated from protocols/{name}.yaml by scripts/gen_protocol_docs.py; do not edit -->"
 
 

@@ -1,0 +1,54 @@
+"""The server's weights are masked once per model (``setup_bytes``), not at every inference."""
+
+from __future__ import annotations
+
+import torch
+
+from picost.analysis.estimate import estimate
+from picost.analysis.generation import generation
+from picost.model.load import load_spec
+from picost.mpc import ring
+
+
+def _weight_elements(name: str) -> int:
+    """Elements of every server weight that enters a product (from the spec, not the table):
+    embedding table, each layer's linears and norm gains, the final norm, the head."""
+    s = load_spec(name)
+    d, dff, V = s.d_model, s.ffn_width, s.vocab_size
+    qkv = d * (s.n_heads + 2 * s.kv_heads) * s.dim_head
+    layer = qkv + s.n_heads * s.dim_head * d + 2 * d * dff + 2 * d
+    return V * d + s.n_layers * layer + d + d * V
+
+
+def test_setup_bytes_are_every_masked_weight_once():
+    est = estimate("tiny", "picost-2pc", "lan", 4)
+    assert est.totals.setup_bytes == 8 * _weight_elements("tiny")
+    # and nothing of it is online: the linears send nothing server -> client
+    linears = [r for r in est.rows if r.kind in ("linear", "embedding")]
+    assert linears and all(r.bytes_server_to_client == 0 and r.setup_bytes > 0 for r in linears)
+
+
+def test_setup_does_not_depend_on_the_prompt_and_is_counted_once_in_generation():
+    short, long = (estimate("tiny", "picost-2pc", "lan", t).totals.setup_bytes for t in (2, 12))
+    assert short == long
+    gen = generation("tiny", "picost-2pc", "lan", 4, 3)
+    assert gen.totals()["setup_bytes"] == short
+    assert gen.totals()["comm_bytes"] > gen.prefill.totals.comm_bytes  # the steps' online bytes do add up
+
+
+def test_tables_without_a_model_setup_say_none():
+    assert estimate("tiny", "crypten", "lan", 4).totals.setup_bytes == 0
+    assert estimate("tiny", "crypten", "lan", 4).totals.setup_rows == 0
+
+
+def test_hashed_shares_are_random_access_and_balanced():
+    idx = torch.arange(200_000)
+    full = ring.hashed(12345, idx)
+    assert torch.equal(full[1000:1010], ring.hashed(12345, idx[1000:1010]))  # any position, alone
+    assert not torch.equal(full[:100], ring.hashed(12346, idx[:100]))  # another key, other values
+    bits = torch.stack([(full >> b) & 1 for b in (0, 17, 40, 63)]).double().mean(1)
+    assert ((bits - 0.5).abs() < 0.01).all()
+    trits = ring.hashed(7, idx, 3)
+    assert trits.dtype == torch.uint8
+    counts = torch.bincount(trits.long(), minlength=3).double() / len(idx)
+    assert ((counts - 1 / 3).abs() < 0.01).all()

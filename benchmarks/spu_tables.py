@@ -189,6 +189,45 @@ HE_PACKED = f"min(1, floor((m*n*{K_BLOCK} - 1)/poly_n))"
 HE_DOT = (f"{HE_PACKED}*min({_he_orientation('m', 'n')}, {_he_orientation('n', 'm')}) + (1 - {HE_PACKED})*("
           "ct_in_bytes + ct_one_bytes*ceil(n/max(1, floor(poly_n/(m*k)))) + ct_one_per_output*m*n)")
 
+def spu_dot_ciphertexts(m: int, k: int, n: int, poly_n: int = 8192) -> tuple[tuple[int, int, int], int, int, str]:
+    """What SPU 0.9.5 CHEETAH does for one m x k by k x n HE product, re-derived in Python from its
+    code (``MatMatProtocol::GetSubMatShape`` in matmat_prot.cc: the block shape minimising
+    1000 x ciphertexts sent and received + automorphisms + products / 10, the last of equals; and
+    ``CheetahDot::Impl::doDotOLE`` in cheetah_dot.cc: no packing when one output block is left, else
+    BumbleBee's interleaving, or PackLWEs when m*n <= the block's k): ``(block shape, operand
+    ciphertexts, response ciphertexts, packing)``. The check of :data:`HE_DOT` (tests/test_spu_tables.py),
+    not used by the tables."""
+    def cdiv(a: int, b: int) -> int:
+        return -(-a // b)
+
+    def search(disable_pack: bool) -> tuple[int, int, int]:
+        best, least = (0, 0, 0), float("inf")
+        for d0 in range(1, min(poly_n, m) + 1):
+            d1 = 1
+            while d1 <= k and d0 * d1 <= poly_n:
+                d2 = min(n, poly_n // d0 // d1)
+                b0, b1, b2 = cdiv(m, d0), cdiv(k, d1), cdiv(n, d2)
+                cost = ((min(b0, b2) * b1 + cdiv(b0 * b2, d1)) * 1000.0
+                        + (0 if disable_pack else cdiv(m * n, poly_n) * d1) + b0 * b1 * b2 / 10.0)
+                if cost <= least:
+                    best, least = (d0, d1, d2), cost
+                d1 = d1 + 1 if disable_pack else d1 * 2
+        return best
+
+    shape = search(False)
+    blocks = [cdiv(x, d) for x, d in zip((m, k, n), shape)]
+    if blocks[0] * blocks[2] <= 1:
+        packing = "none"
+        shape = search(True)
+        blocks = [cdiv(x, d) for x, d in zip((m, k, n), shape)]
+    else:
+        packing = "interleave" if shape[1] < m * n else "pack_lwes"
+    sent = min(blocks[0] * blocks[1], blocks[1] * blocks[2])
+    back = {"interleave": cdiv(blocks[0] * blocks[2], shape[1]), "pack_lwes": cdiv(m * n, poly_n),
+            "none": blocks[0] * blocks[2]}[packing]
+    return shape, sent, back, packing
+
+
 #: series -> its derived formula: a string (in the table's parameters and the op's dims), or
 #: (term, coefficient) pairs summed
 HE_PRODUCTS = {
@@ -209,7 +248,7 @@ HE_PARAMS = {
     "ct_out_bytes": (254349, "bytes per response ciphertext",
                      "measured: same fit (protocols/bumblebee.yaml param ct_out_bytes: two polynomials at about "
                      "124 bits each)"),
-    "ct_one_bytes": (127207, "bytes per response of a one-polynomial product (m*k*n <= poly_n), fixed part",
+    "ct_one_bytes": (127207, "bytes per unpacked response (SPU logs 'Pack (none)': one output block, as when m*k*n <= poly_n), fixed part",
                      "measured: least squares over the 10 CHEETAH runs with m*k*n <= poly_n (benchmarks/spu_campaign.py "
                      "--protocol CHEETAH, series matmul and linear.server-private; SPU logs 'Pack (none)'), fastest "
                      "warm run less the operand ciphertexts and the truncation: within 0.1% at every run"),
@@ -312,9 +351,9 @@ def _entry(protocol: str, fit: dict, fits: dict | None = None) -> dict:
         **compute,
         **({"includes_truncation": True} if fit["kind"] in ("mul", "weight_mul", "linear", "matmul", "scale", "rope")
            else {}),
-        "source": (f"derived: CHEETAH's HE product (HE_PRODUCTS in benchmarks/spu_tables.py; protocols/bumblebee.yaml "
-                   f"shows the derivation), checked against benchmarks/spu_campaign.py --protocol CHEETAH (series "
-                   f"{fit['series']}, {fit['n_fit']} sizes: {_dims_text(fitted)}): within 0.1% at "
+        "source": (f"derived: CHEETAH's HE product (HE_PRODUCTS in benchmarks/spu_tables.py; SPU 0.9.5's blocking: "
+                   f"benchmarks/results/spu/README.md), checked against benchmarks/spu_campaign.py --protocol "
+                   f"CHEETAH (series {fit['series']}, {fit['n_fit']} sizes: {_dims_text(fitted)}): within 0.1% at "
                    f"{sum(abs(r) <= 0.001 for r in fit['residuals'])} of them, max residual "
                    f"{100 * fit['max_residual']:.2f}%{_cheapest_text(fit)}" if fit.get("derived") else
                    f"measured: benchmarks/spu_campaign.py --protocol {protocol.upper()} (series {fit['series']}, "

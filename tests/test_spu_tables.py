@@ -146,8 +146,6 @@ def _validation_runs() -> list:
 
 
 RUNS = _validation_runs()
-CHEETAH_CLASS_BOUND = 0.25
-"""Largest op-class error of a CHEETAH run allowed today (36 recorded runs: at most 20.3 %, small Llama linears)."""
 
 
 def test_validation_runs_are_committed():
@@ -163,15 +161,10 @@ def test_validation_runs_are_committed():
 
 @pytest.mark.parametrize("run", RUNS, ids=lambda c: f"{c.protocol}-{c.spec}-T{c.context}")
 def test_committed_spu_run_agrees_with_todays_estimate(run):
-    """Total within 10% of the whole-model SPU run, op classes within 20% of the op-by-op runs."""
+    """Total within 10% of the whole-model SPU run, op classes within 20% of the op-by-op runs
+    (every protocol: CHEETAH's 36 runs too since its linears follow SPU's HE blocking, worst class
+    15%; its OT pool refills and once-per-process OT setup land on some op runs only)."""
     again = spu_validate.recheck(run)
-    if run.protocol == "cheetah":
-        # CHEETAH: every total within the tolerance; op classes within CHEETAH_CLASS_BOUND (small products
-        # pay OT pool refills on some runs only: docs/validation.md shows which classes miss 20%)
-        assert abs(again.total_error) <= spu_validate.TOTAL_TOLERANCE, again.as_dict()
-        assert all(e is None or abs(e) <= CHEETAH_CLASS_BOUND for e in again.class_errors().values()), \
-            again.class_errors()
-        return
     assert abs(again.total_error) <= spu_validate.TOTAL_TOLERANCE, again.as_dict()
     assert again.ok, again.class_errors()
     assert run.logits_max_abs_error is not None and run.logits_max_abs_error <= 0.05 * max(1.0, run.logits_max_abs)

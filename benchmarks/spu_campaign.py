@@ -20,8 +20,9 @@ Series (per protocol; defaults: weights server-private, input client-private ids
 * layernorm / rmsnorm on {4, 16} rows x widths {64, 256, 1024, 4096} (held out 8 x 768), per
   weights setting; argmax on {1, 4} rows x {16, 64, 256, 1024} (held out 2 x 512);
 * linear: SEMI2K/ABY3 the full grid m in {4, 16, 64} x k, n in {64, 256, 768} per weights setting
-  (held out 32 x 512 x 128), a few with a bias; CHEETAH (HE, slow) a 9-point design per weights
-  setting; matmul (secret x secret) at attention shapes, b in {1, 4};
+  (held out 32 x 512 x 128), a few with a bias; CHEETAH (HE, slow) a 12-point design plus 6 sizes
+  with k not a power of two per weights setting; matmul (secret x secret) at attention shapes,
+  b in {1, 4};
 * embedding: tokens 4 -> 64, vocab 256 -> 4096, width 64/256, per input x weights setting.
 
 Measurements already in a file (same protocol and options, no error) are skipped, so an
@@ -132,14 +133,16 @@ def plan(protocol: str) -> list[dict]:
     if cheetah:
         design = [(4, 16, 32), (8, 32, 32), (16, 16, 32),  # m*k*n <= poly_n: one polynomial, "Pack (none)"
                   (4, 64, 64), (16, 64, 64), (64, 64, 64), (16, 256, 256), (64, 256, 256), (16, 768, 256),
-                  (16, 256, 768), (4, 768, 768), (64, 768, 768)]
+                  (16, 256, 768), (4, 768, 768), (64, 768, 768),
+                  # k not a power of two (Llama's d_ff = 3/8 x 4d): SPU blocks k in powers of two
+                  (8, 48, 32), (16, 48, 32), (8, 96, 64), (32, 96, 64), (16, 192, 128), (32, 192, 128)]
     else:
         design = list(itertools.product((4, 16, 64), (64, 256, 768), (64, 256, 768)))
     fit = [{"m": m, "k": k, "n": n} for m, k, n in design]
     for w in WEIGHTS:
         # CHEETAH's shared weights (two HE products per dot): 4 sizes spanning 256x in m*k*n
         w_fit = ([{"m": m, "k": k, "n": n} for m, k, n in ((4, 64, 64), (16, 256, 256), (64, 256, 256),
-                                                            (16, 768, 256))]
+                                                            (16, 768, 256), (16, 96, 64))]
                  if cheetah and w == "shared" else fit)
         p += _series(f"linear.{w}", {"kind": "linear", "weights": w}, w_fit, held)
     bias_fit = [{"m": m, "k": 64, "n": n} for m, n in ((4, 64), (16, 64), (64, 64), (64, 256))]

@@ -67,7 +67,8 @@ POLY_N = 8192  # SPU 0.9.5 CHEETAH's logged degree (protocols/bumblebee.yaml pol
 
 
 def term_value(expr: str, dims: dict) -> float:
-    env = {**dims, "poly_n": POLY_N, "ceil": math.ceil, "floor": math.floor, "log2": math.log2, "min": min}
+    env = {**dims, "poly_n": POLY_N, "ceil": math.ceil, "floor": math.floor, "log2": math.log2, "min": min,
+           "max": max}
     return float(eval(expr, {"__builtins__": {}}, env))  # noqa: S307 - our own constant basis strings
 
 
@@ -155,7 +156,8 @@ def fit_series(protocol: str, series: str, rows: list[dict]) -> dict:
            "basis": list(terms), "coefficients": [float(c) for c in coefs],
            "comm_bytes": _formula(terms, coefs), "messages": _messages(kind, fit_pts or rows),
            "points": [{"dims": r["dims"], "total_bytes": _bytes(r), "max_send_actions": r["max_send_actions"],
-                       "heldout": bool(r.get("heldout"))} for r in rows],
+                       "heldout": bool(r.get("heldout")),
+                       **({"cheapest_bytes": r["total_bytes"]} if "mean_warm_bytes" in r else {})} for r in rows],
            "residuals": residuals, "max_residual": max((abs(r) for r in residuals), default=0.0),
            "heldout_errors": held_err, "n_fit": len(fit_pts),
            "element_span": (max(elements) / min(elements)) if elements and min(elements) else None}

@@ -159,15 +159,82 @@ def _table_share_bytes(fits: dict, weights: str) -> tuple[float, str]:
 #: first and 0 for the second (m, k, n >= 1); MANY_POLY the opposite.
 MANY_POLY = "min(1, floor((m*k*n - 1)/poly_n))"
 ONE_POLY = f"(1 - {MANY_POLY})"
+
+#: The largest power of two <= k: SPU 0.9.5 cuts the inner dimension into blocks of a power of two
+#: (MatMatProtocol::GetSubMatShape, matmat_prot.cc: ``d1 = d1 * 2`` while ``d1 <= k``), so k = 96
+#: is two blocks (64 + 32) and two encrypted ciphertexts even when m*k <= poly_n.
+K_BLOCK = "2**floor(log2(k))"
+
+
+def _he_orientation(rows: str, cols: str) -> str:
+    """Bytes of one HE product's ciphertexts when the ``rows`` side is encrypted whole: blocks of
+    d0 = min(rows, poly_n) rows by d1 = the largest power of two <= k and <= poly_n/d0, output
+    blocks of d2 = min(cols, poly_n/(d0*d1)) columns; ceil(rows/d0)*ceil(k/d1) ciphertexts out,
+    and the ceil(rows/d0)*ceil(cols/d2) products back interleaved d1 to a ciphertext (BumbleBee's
+    packing: cheetah_dot.cc num_ct_to_recv = CeilDiv(blk0*blk2, subshape[1]))."""
+    d0 = f"min({rows}, poly_n)"
+    d1 = f"max(1, min({K_BLOCK}, 2**floor(log2(poly_n/{d0}))))"
+    d2 = f"max(1, min({cols}, floor(poly_n/({d0}*{d1}))))"
+    return (f"ct_in_bytes*ceil({rows}/{d0})*ceil(k/{d1}) + "
+            f"ct_out_bytes*ceil(ceil({rows}/{d0})*ceil({cols}/{d2})/{d1})")
+
+
+#: 1 when SPU packs the responses (the blocking above leaves more than one output block), 0 for
+#: one unpacked response ("Pack 0 ms (none)"): m*n times a k block fits one polynomial
+HE_PACKED = f"min(1, floor((m*n*{K_BLOCK} - 1)/poly_n))"
+#: One HE product's ciphertexts: the cheaper orientation (SPU encrypts the side with fewer
+#: ciphertexts), or unpacked: one operand ciphertext and a response of ct_one_bytes per
+#: poly_n/(m*k) output columns (SPU re-blocks with any d1 <= k: 8x48x32 => 8x48x21, two responses)
+#: plus ct_one_per_output per output.
+HE_DOT = (f"{HE_PACKED}*min({_he_orientation('m', 'n')}, {_he_orientation('n', 'm')}) + (1 - {HE_PACKED})*("
+          "ct_in_bytes + ct_one_bytes*ceil(n/max(1, floor(poly_n/(m*k)))) + ct_one_per_output*m*n)")
+
+def spu_dot_ciphertexts(m: int, k: int, n: int, poly_n: int = 8192) -> tuple[tuple[int, int, int], int, int, str]:
+    """What SPU 0.9.5 CHEETAH does for one m x k by k x n HE product, re-derived in Python from its
+    code (``MatMatProtocol::GetSubMatShape`` in matmat_prot.cc: the block shape minimising
+    1000 x ciphertexts sent and received + automorphisms + products / 10, the last of equals; and
+    ``CheetahDot::Impl::doDotOLE`` in cheetah_dot.cc: no packing when one output block is left, else
+    BumbleBee's interleaving, or PackLWEs when m*n <= the block's k): ``(block shape, operand
+    ciphertexts, response ciphertexts, packing)``. The check of :data:`HE_DOT` (tests/test_spu_tables.py),
+    not used by the tables."""
+    def cdiv(a: int, b: int) -> int:
+        return -(-a // b)
+
+    def search(disable_pack: bool) -> tuple[int, int, int]:
+        best, least = (0, 0, 0), float("inf")
+        for d0 in range(1, min(poly_n, m) + 1):
+            d1 = 1
+            while d1 <= k and d0 * d1 <= poly_n:
+                d2 = min(n, poly_n // d0 // d1)
+                b0, b1, b2 = cdiv(m, d0), cdiv(k, d1), cdiv(n, d2)
+                cost = ((min(b0, b2) * b1 + cdiv(b0 * b2, d1)) * 1000.0
+                        + (0 if disable_pack else cdiv(m * n, poly_n) * d1) + b0 * b1 * b2 / 10.0)
+                if cost <= least:
+                    best, least = (d0, d1, d2), cost
+                d1 = d1 + 1 if disable_pack else d1 * 2
+        return best
+
+    shape = search(False)
+    blocks = [cdiv(x, d) for x, d in zip((m, k, n), shape)]
+    if blocks[0] * blocks[2] <= 1:
+        packing = "none"
+        shape = search(True)
+        blocks = [cdiv(x, d) for x, d in zip((m, k, n), shape)]
+    else:
+        packing = "interleave" if shape[1] < m * n else "pack_lwes"
+    sent = min(blocks[0] * blocks[1], blocks[1] * blocks[2])
+    back = {"interleave": cdiv(blocks[0] * blocks[2], shape[1]), "pack_lwes": cdiv(m * n, poly_n),
+            "none": blocks[0] * blocks[2]}[packing]
+    return shape, sent, back, packing
+
+
+#: series -> its derived formula: a string (in the table's parameters and the op's dims), or
+#: (term, coefficient) pairs summed
 HE_PRODUCTS = {
-    "linear.server-private": (("ceil(m*k/poly_n)", "ct_in_bytes"),
-                              (f"ceil(m*n/poly_n)*{MANY_POLY}", "ct_out_bytes"),
-                              (ONE_POLY, "ct_one_bytes"), (f"m*n*{ONE_POLY}", "ct_one_per_output"),
-                              ("m*n", "3.125")),
-    "linear.shared": (("ceil(min(m*k, k*n)/poly_n)", "2*ct_in_bytes"),
-                      (f"ceil(m*n/poly_n)*{MANY_POLY}", "2*ct_out_bytes"),
-                      (ONE_POLY, "2*ct_one_bytes"), (f"m*n*{ONE_POLY}", "2*ct_one_per_output"),
-                      ("m*n", "3.125")),
+    # secret x server-private: ONE HE product (mmul_av), then SPU's truncation of every output
+    "linear.server-private": f"{HE_DOT} + 3.125*m*n",
+    # secret x shared: two HE products (one per share of W)
+    "linear.shared": f"2*({HE_DOT}) + 3.125*m*n",
     "matmul": (("b*ceil(min(m*k, k*n)/poly_n)", "2*ct_in_bytes"),
                (f"b*ceil(m*n/poly_n)*{MANY_POLY}", "2*ct_out_bytes"),
                (f"b*{ONE_POLY}", "2*ct_one_bytes"), (f"b*m*n*{ONE_POLY}", "2*ct_one_per_output"),
@@ -181,7 +248,7 @@ HE_PARAMS = {
     "ct_out_bytes": (254349, "bytes per response ciphertext",
                      "measured: same fit (protocols/bumblebee.yaml param ct_out_bytes: two polynomials at about "
                      "124 bits each)"),
-    "ct_one_bytes": (127207, "bytes per response of a one-polynomial product (m*k*n <= poly_n), fixed part",
+    "ct_one_bytes": (127207, "bytes per unpacked response (SPU logs 'Pack (none)': one output block, as when m*k*n <= poly_n), fixed part",
                      "measured: least squares over the 10 CHEETAH runs with m*k*n <= poly_n (benchmarks/spu_campaign.py "
                      "--protocol CHEETAH, series matmul and linear.server-private; SPU logs 'Pack (none)'), fastest "
                      "warm run less the operand ciphertexts and the truncation: within 0.1% at every run"),
@@ -190,20 +257,36 @@ HE_PARAMS = {
 }
 
 
-def _he_fit(fit: dict) -> dict:
-    """``fit`` with its bytes replaced by the derived HE formula and its errors against the same runs."""
-    terms = HE_PRODUCTS[fit["series"]]
+def he_bytes(series: str, dims: dict) -> float:
+    """The derived HE formula of ``series`` at ``dims`` (with the table's parameter values)."""
     values = {name: v for name, (v, _, _) in HE_PARAMS.items()}
-    coefs = [float(eval(c, {"__builtins__": {}}, values)) for _, c in terms]  # noqa: S307 - our constants
-    basis = [t for t, _ in terms]
+    formula = HE_PRODUCTS[series]
+    if isinstance(formula, str):
+        return term_value(formula, {**dims, **values})
+    return sum(float(eval(c, {"__builtins__": {}}, values)) * term_value(t, dims)  # noqa: S307 - our constants
+               for t, c in formula)
 
-    def err(p: dict) -> float:
-        return sum(c * term_value(t, p["dims"]) for t, c in zip(basis, coefs)) / p["total_bytes"] - 1
+
+def _he_fit(fit: dict) -> dict:
+    """``fit`` with its bytes replaced by the derived HE formula and its errors against the same
+    runs (their mean warm run, as fitted entries are; ``cheapest_errors`` against their cheapest
+    warm run: the op's own traffic without an OT setup or refill landing on it)."""
+    formula = HE_PRODUCTS[fit["series"]]
+
+    def err(p: dict, key: str = "total_bytes") -> float:
+        return he_bytes(fit["series"], p["dims"]) / p.get(key, p["total_bytes"]) - 1
 
     fitted = [p for p in fit["points"] if not p["heldout"]]
-    return {**fit, "basis": basis, "coefficients": coefs, "derived": True,
-            "comm_bytes": " + ".join(f"{c} * {t}" for t, c in terms),
+    if isinstance(formula, str):
+        basis, coefs, comm_bytes = [formula], [1.0], formula
+    else:
+        values = {name: v for name, (v, _, _) in HE_PARAMS.items()}
+        basis = [t for t, _ in formula]
+        coefs = [float(eval(c, {"__builtins__": {}}, values)) for _, c in formula]  # noqa: S307 - our constants
+        comm_bytes = " + ".join(f"{c} * {t}" for t, c in formula)
+    return {**fit, "basis": basis, "coefficients": coefs, "derived": True, "comm_bytes": comm_bytes,
             "residuals": [err(p) for p in fitted], "max_residual": max(abs(err(p)) for p in fitted),
+            "cheapest_errors": [err(p, "cheapest_bytes") for p in fitted],
             "heldout_errors": [err(p) for p in fit["points"] if p["heldout"]]}
 
 
@@ -213,11 +296,17 @@ def _linear_formula(fit: dict, with_bias: dict) -> tuple[str, str]:
     import numpy as np
 
     base = dict(zip(fit["basis"], fit["coefficients"]))
+
+    def without_bias(dims: dict) -> float:
+        if fit.get("derived"):
+            return he_bytes(fit["series"], dims)
+        return sum(c * term_value(t, dims) for t, c in base.items())
+
     # what a bias adds: the bias runs minus the no-bias formula at their sizes, fitted per call and
     # per output element (the bias runs vary m and n only, so a fit of their own would not separate
     # the no-bias terms)
     points = with_bias["points"]
-    predicted = np.array([sum(c * term_value(t, {**p["dims"]}) for t, c in base.items()) for p in points])
+    predicted = np.array([without_bias({**p["dims"]}) for p in points])
     measured = np.array([float(p["total_bytes"]) for p in points])
     basis = ("1", "m*n")
     A = np.array([[term_value(t, p["dims"]) for t in basis] for p in points])
@@ -229,7 +318,7 @@ def _linear_formula(fit: dict, with_bias: dict) -> tuple[str, str]:
     errors = []
     for p in with_bias["points"]:
         d = {**p["dims"], "bias": 1}
-        value = sum(c * term_value(t, d) for t, c in base.items()) + sum(
+        value = without_bias(p["dims"]) + sum(
             c * term_value(t, d) for t, c in extra.items() if c > 0.5)
         errors.append(abs(value / p["total_bytes"] - 1) if p["total_bytes"] else 0.0)
     note = (f" With a bias (bias = 1): series {with_bias['series']}, {len(errors)} sizes, max error "
@@ -262,11 +351,11 @@ def _entry(protocol: str, fit: dict, fits: dict | None = None) -> dict:
         **compute,
         **({"includes_truncation": True} if fit["kind"] in ("mul", "weight_mul", "linear", "matmul", "scale", "rope")
            else {}),
-        "source": (f"derived: CHEETAH's HE product (HE_PRODUCTS in benchmarks/spu_tables.py; protocols/bumblebee.yaml "
-                   f"shows the derivation), checked against benchmarks/spu_campaign.py --protocol CHEETAH (series "
-                   f"{fit['series']}, {fit['n_fit']} sizes: {_dims_text(fitted)}): within 0.1% at "
+        "source": (f"derived: CHEETAH's HE product (HE_PRODUCTS in benchmarks/spu_tables.py; SPU 0.9.5's blocking: "
+                   f"benchmarks/results/spu/README.md), checked against benchmarks/spu_campaign.py --protocol "
+                   f"CHEETAH (series {fit['series']}, {fit['n_fit']} sizes: {_dims_text(fitted)}): within 0.1% at "
                    f"{sum(abs(r) <= 0.001 for r in fit['residuals'])} of them, max residual "
-                   f"{100 * fit['max_residual']:.2f}%" if fit.get("derived") else
+                   f"{100 * fit['max_residual']:.2f}%{_cheapest_text(fit)}" if fit.get("derived") else
                    f"measured: benchmarks/spu_campaign.py --protocol {protocol.upper()} (series {fit['series']}, "
                    f"{fit['n_fit']} sizes: {_dims_text(fitted)}), fitted by benchmarks/spu_fit.py as {basis} "
                    f"(non-negative, relative least squares): max residual {100 * fit['max_residual']:.2f}%"
@@ -275,6 +364,16 @@ def _entry(protocol: str, fit: dict, fits: dict | None = None) -> dict:
         "notes": (f"{held_text or 'no held-out point'}.{bias_note} {rounds_note} Messages: SPU send actions, the most "
                   f"over the measured sizes. Bytes: all parties' sent bytes, warm run.{compute_note}"),
     }
+
+
+def _cheapest_text(fit: dict) -> str:
+    """How a derived formula does against each size's cheapest warm run, where the runs say."""
+    errors = [e for e in fit.get("cheapest_errors", []) if e is not None]
+    if not errors or len(errors) != len(fit["residuals"]):
+        return ""
+    return (f" (mean warm run: a per-process OT setup of ~266 kB lands on a warm run of some sizes); against "
+            f"each size's cheapest warm run within 0.5% at {sum(abs(e) <= 0.005 for e in errors)} of "
+            f"{len(errors)}, max {100 * max(abs(e) for e in errors):.2f}%")
 
 
 def _rounds(fit: dict) -> tuple[str, str, str]:

@@ -105,7 +105,8 @@ def docs() -> str:
            "before 2026-12-01 used each op's cheapest warm run). Tolerances: total within "
            f"{spu_validate.TOTAL_TOLERANCE:.0%} of the whole-model run, every op class with at least "
            f"{spu_validate.CLASS_FLOOR:.0%} of the bytes within {spu_validate.CLASS_TOLERANCE:.0%} of its op-by-op "
-           "measurement. `tests/test_spu_tables.py` re-checks every row against the shipped tables in CI (for CHEETAH: totals within 10%, classes within 25%). CHEETAH runs take a minute or two each on 2 cores.", ""]
+           "measurement. `tests/test_spu_tables.py` re-checks every row against the shipped tables in CI, to the "
+           "same tolerances. CHEETAH runs take a minute or two each on 2 cores.", ""]
     for protocol in spu_validate.SPU_PROTOCOLS:
         rows = [c for c in checks if c.protocol == protocol]
         if not rows:

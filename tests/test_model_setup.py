@@ -48,6 +48,8 @@ def test_hashed_shares_are_random_access_and_balanced():
     assert not torch.equal(full[:100], ring.hashed(12346, idx[:100]))  # another key, other values
     bits = torch.stack([(full >> b) & 1 for b in (0, 17, 40, 63)]).double().mean(1)
     assert ((bits - 0.5).abs() < 0.01).all()
+    assert torch.equal(ring.hashed_range(12345, 40, 1000), full[40:1040])  # a whole range: the same values
+    assert torch.equal(ring.hashed_range(7, 40, 1000, 3), ring.hashed(7, idx[40:1040], 3))
     trits = ring.hashed(7, idx, 3)
     assert trits.dtype == torch.uint8
     counts = torch.bincount(trits.long(), minlength=3).double() / len(idx)

@@ -43,7 +43,7 @@ import torch
 from picost.mpc import ring
 from picost.mpc.transport import CLIENT, DEALER, SERVER, Transport
 
-CHUNK_BYTES = 1 << 26
+CHUNK_BYTES = 1 << 24
 """Largest piece (bytes, as int64) of a correlated value built at once by :meth:`Correlations.keyed_rows`."""
 
 
@@ -163,7 +163,7 @@ class Correlations:
                                                     for lo, hi in bounds])
         for lo, hi in bounds:
             v = rows_value(lo, hi).reshape(hi - lo, row_len)
-            v0 = ring.hashed(int(key[0]), torch.arange(lo * row_len, hi * row_len).view(hi - lo, row_len), mod)
+            v0 = ring.hashed_range(int(key[0]), lo * row_len, (hi - lo) * row_len, mod).view(hi - lo, row_len)
             v1 = v - v0 if mod is None else (v + (mod - v0)) % mod
             self.tx.offline_send(_packed(v1, mod), SERVER)
         return RowShares(row_len, mod)

@@ -41,15 +41,54 @@ def as_int64(value: int) -> int:
 _GOLDEN, _MIX1, _MIX2 = (as_int64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
 
 
-def hashed(key: int, index: torch.Tensor, modulus: int | None = None) -> torch.Tensor:
-    """Random-access pseudo-random values: SplitMix64 of ``key + index * golden`` (int64 ring
-    elements), or residues mod ``modulus`` (uint8, from the top 63 bits; bias below 2^-60).
-    Like torch's Mersenne Twister, a stand-in for a cryptographic PRG (e.g. AES in counter mode)."""
-    z = index * _GOLDEN + key
+HASH_BLOCK = 1 << 16
+"""Elements hashed at a time (cache-sized: 3x faster than whole tensors)."""
+_LOW32 = (1 << 32) - 1
+
+
+def _mix(key: int, counter: torch.Tensor) -> torch.Tensor:
+    """SplitMix64 of ``key + counter * golden``."""
+    z = counter * _GOLDEN + key
     z = (z ^ logical_rshift(z, 30)) * _MIX1
     z = (z ^ logical_rshift(z, 27)) * _MIX2
-    z = z ^ logical_rshift(z, 31)
-    return z if modulus is None else (logical_rshift(z, 1) % modulus).to(torch.uint8)
+    return z ^ logical_rshift(z, 31)
+
+
+def _residue(half: torch.Tensor, modulus: int) -> torch.Tensor:
+    """A 32-bit value -> a residue mod ``modulus`` by multiply-shift (bias below modulus / 2^32,
+    as torch's own ``randint``)."""
+    return ((half * modulus) >> 32).to(torch.uint8)
+
+
+def hashed(key: int, index: torch.Tensor, modulus: int | None = None) -> torch.Tensor:
+    """Random-access pseudo-random values at positions ``index``: ring elements, SplitMix64 of
+    the position (:func:`_mix`), or residues mod ``modulus`` (uint8), two per 64-bit output (the
+    low half at even positions). Like torch's Mersenne Twister, a stand-in for a cryptographic PRG
+    (e.g. AES in counter mode). :func:`hashed_range` gives the same values for a whole range."""
+    flat = index.reshape(-1)
+    out = torch.empty(flat.shape, dtype=torch.int64 if modulus is None else torch.uint8)
+    for lo in range(0, len(flat), HASH_BLOCK):
+        part = flat[lo: lo + HASH_BLOCK]
+        if modulus is None:
+            out[lo: lo + HASH_BLOCK] = _mix(key, part)
+        else:
+            z = _mix(key, part >> 1)
+            out[lo: lo + HASH_BLOCK] = _residue(torch.where((part & 1) == 1, logical_rshift(z, 32), z & _LOW32), modulus)
+    return out.view(index.shape)
+
+
+def hashed_range(key: int, start: int, count: int, modulus: int | None = None) -> torch.Tensor:
+    """:func:`hashed` at positions ``start .. start + count - 1`` (1-D), computed once per 64-bit
+    output (residues: ``start`` and ``count`` even)."""
+    if modulus is None:
+        return hashed(key, torch.arange(start, start + count))
+    assert start % 2 == 0 and count % 2 == 0, (start, count)
+    out = torch.empty(count, dtype=torch.uint8)
+    for lo in range(0, count, 2 * HASH_BLOCK):
+        n = min(2 * HASH_BLOCK, count - lo)
+        z = _mix(key, torch.arange((start + lo) // 2, (start + lo + n) // 2))
+        out[lo: lo + n] = _residue(torch.stack([z & _LOW32, logical_rshift(z, 32)], dim=-1).view(-1), modulus)
+    return out
 
 
 def share(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -134,12 +134,16 @@ def pack_residues(v: torch.Tensor, modulus: int) -> torch.Tensor:
     """Residues mod ``modulus`` (uint8 or int64, ..., L) -> bytes (..., ceil(L / k)) with
     ``k = residues_per_byte(modulus)``: each byte holds k consecutive residues, low digit first
     (the last byte padded with zeros)."""
-    weights = _digit_weights(modulus)
-    k, length = len(weights), v.shape[-1]
+    k, length = residues_per_byte(modulus), v.shape[-1]
     groups = -(-length // k)
-    padded = torch.zeros(tuple(v.shape[:-1]) + (groups * k,), dtype=torch.uint8)
-    padded[..., :length] = v
-    return (padded.view(*v.shape[:-1], groups, k) * weights).sum(-1, dtype=torch.uint8)
+    padded = v.to(torch.uint8)
+    if groups * k != length:
+        padded = torch.zeros(tuple(v.shape[:-1]) + (groups * k,), dtype=torch.uint8)
+        padded[..., :length] = v
+    out = padded[..., k - 1::k].clone()  # Horner over the digits, high first: one pass per digit
+    for i in range(k - 2, -1, -1):
+        out.mul_(modulus).add_(padded[..., i::k])
+    return out
 
 
 def unpack_residues(packed: torch.Tensor, modulus: int, length: int) -> torch.Tensor:

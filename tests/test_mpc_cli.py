@@ -51,3 +51,22 @@ def test_user_mistakes_exit_2_without_a_launch():
         res = run_cli(*args, timeout=60)
         assert res.returncode == 2, (args, res.stdout, res.stderr)
         assert needle in res.stderr and "Traceback" not in res.stderr
+
+
+def test_mpc_run_with_a_context_reports_setup_preprocessing_and_memory():
+    res = run_cli("mpc", "run", "tiny-relu", "-T", "3", "--seed", "4", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["ok"] and len(data["ids"]) == 3 and data["next_token"] == data["reference_token"]
+    again = json.loads(run_cli("mpc", "run", "tiny-relu", "-T", "3", "--seed", "4", "--format", "json").stdout)
+    assert again["ids"] == data["ids"]  # the pseudo-random prompt follows --seed
+    setup = sum(r["measured"]["setup_bytes"] for r in data["rows"])
+    assert setup > 0 and setup == sum(r["predicted"]["setup_bytes"] for r in data["rows"])
+    assert data["preprocess_s"] > 0 and set(data["peak_rss_bytes"]) == {"client", "server", "dealer"}
+    assert all(2**24 < b < 2**33 for b in data["peak_rss_bytes"].values())
+
+
+def test_mpc_run_needs_exactly_one_prompt():
+    for args in ((), ("--tokens", "1,2", "-T", "2")):
+        res = run_cli("mpc", "run", "tiny", *args)
+        assert res.returncode == 2 and "--tokens" in res.stderr and "Traceback" not in res.stderr

@@ -243,9 +243,10 @@ def norm(ctx: Ctx, name: str, kind: str, x: torch.Tensor, gain: torch.Tensor | N
         if kind == "layernorm":
             mean = P.trunc(ctx, x.sum(dim=1, keepdim=True) * _const(ctx, 1.0 / cols, 2 * f), 2 * f)
             x = x - mean
-        var = P.trunc(ctx, P.square(ctx, x).sum(dim=1, keepdim=True) * c_var, 2 * f)  # rho * var
+        squares, opened, mask = P.square_opening(ctx, x)
+        var = P.trunc(ctx, squares.sum(dim=1, keepdim=True) * c_var, 2 * f)  # rho * var
         inv = rsqrt(ctx, var + ctx.public(torch.full_like(var, _const(ctx, rho * NORM_EPS))))
-        y = P.mul(ctx, x, inv)  # 2f fractional bits
+        y = P.mul_opened(ctx, opened, mask, inv)  # 2f fractional bits; x was opened (masked) once
         y = P.mul_server(ctx, y, gain, (cols,), torch.mul, key=name)  # 3f
         y = P.trunc(ctx, y, 2 * f)
         return server_add(ctx, y, shift) if kind == "layernorm" else y

@@ -116,11 +116,29 @@ def mul(ctx: Ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def square(ctx: Ctx, x: torch.Tensor) -> torch.Tensor:
     """Shares of ``x * x``, not truncated."""
+    return square_opening(ctx, x)[0]
+
+
+def square_opening(ctx: Ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shares of ``x * x`` (not truncated), with the opened ``d = x - a`` and the shares of the
+    mask ``a``: :func:`mul_opened` multiplies ``x`` again without opening it a second time."""
     a = ctx.pre.random(tuple(x.shape))
     c = ctx.pre.correlated(tuple(x.shape), lambda: a * a)
     d = ctx.open(x - a)
     z = c + 2 * d * a
-    return z + d * d if ctx.role == CLIENT else z
+    return (z + d * d if ctx.role == CLIENT else z), d, a
+
+
+def mul_opened(ctx: Ctx, d: torch.Tensor, a: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Shares of ``x * y`` (broadcasting) for an ``x = d + a`` already opened as ``d`` against the
+    mask ``a`` (:func:`square_opening`): only ``y - b`` is opened (a Beaver product whose first
+    half is reused; ``a`` masks nothing new). Not truncated."""
+    b = ctx.pre.random(tuple(y.shape))
+    out_shape = tuple(torch.broadcast_shapes(d.shape, y.shape))
+    c = ctx.pre.correlated(out_shape, lambda: a * b)
+    e = ctx.open(y - b)
+    z = c + d * b + a * e
+    return z + d * e if ctx.role == CLIENT else z
 
 
 def matmul(ctx: Ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -80,7 +80,6 @@ def _depth_party() -> None:
 
     import crypten
     import crypten.communicator as comm
-    import torch
     from crypten.config import cfg
 
     out = os.fdopen(os.dup(1), "w", buffering=1)

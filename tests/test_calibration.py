@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from picost.cost.calibration import KindTime, Profile, apply_calibration, load_profile
+from picost.cost.calibration import KindTime, apply_calibration, load_profile
 from picost.errors import UserError
 from picost.analysis.estimate import estimate
 from picost.mpc.measure_compute import fit_kind_time

@@ -10,7 +10,6 @@ import sympy
 
 from picost.analysis.closed_forms import class_forms
 from picost.analysis.crossovers import cost_crossovers
-from picost.errors import UserError
 from picost.analysis.estimate import estimate_lowered
 from picost.model.lower import lower
 from picost.cost.network import get_network

@@ -39,7 +39,7 @@ def test_report_structure_tables_and_images(tmp_path):
     est = estimate_lowered(lower(load_spec("tiny"), 16), load_protocol("crypten"), get_network("wan"))
     from picost.report.render import human_bytes, human_seconds
 
-    assert f"| tiny | crypten | wan | 16 | " in text
+    assert "| tiny | crypten | wan | 16 | " in text
     assert human_bytes(est.totals.comm_bytes) in text and human_seconds(est.totals.latency_s) in text
     # images referenced relative to the markdown exist and are PNGs, with their data beside them
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)

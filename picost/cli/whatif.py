@@ -124,7 +124,7 @@ def aero(
                Column("nonlinear ops", text=True, spill=True, min_width=24, drop=drop["nonlinear ops"])]
     columns += [Column(h, numeric=True, drop=drop.get(h, 0)) for h in header[2:]]
     emit_table(fmt, f"AERO ablation of {steps[0].spec.name} at T={ctx}{where}", columns, cells, obj,
-               [False, False] + [True] * (len(header) - 2), hint=f"every column: -f csv or -f md")
+               [False, False] + [True] * (len(header) - 2), hint="every column: -f csv or -f md")
     if human:
         _out_wrapped([f"note: {ENTROPY_REG_NOTE}."])
 

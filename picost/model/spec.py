@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import difflib
 import typing
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from picost.errors import UserError
 from picost.model import limits
-from picost.model.located_yaml import line_of
 from picost.model.spec_extras import ClassifierSpec, InputSpec, MoESpec, extras_problem
 
 Activation = Literal["gelu", "gelu_tanh", "relu", "silu", "swiglu", "geglu", "identity"]

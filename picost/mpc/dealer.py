@@ -33,7 +33,6 @@ costs and test correctness, not a secure implementation.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections import deque
 from typing import Callable

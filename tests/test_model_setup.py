@@ -54,3 +54,32 @@ def test_hashed_shares_are_random_access_and_balanced():
     assert trits.dtype == torch.uint8
     counts = torch.bincount(trits.long(), minlength=3).double() / len(idx)
     assert ((counts - 1 / 3).abs() < 0.01).all()
+
+
+def test_memory_check_counts_the_widest_ops_material():
+    from picost.mpc.memory import BYTES_PER_PARAM, needed_bytes, parameter_count, widest_op_dealer_bytes
+
+    gpt2 = load_spec("gpt2")
+    widest = widest_op_dealer_bytes(gpt2, 128)
+    # GPT-2's widest op at T = 128 is the GELU over 128 x 3072 elements: digit tables 1024 B, 648 B per
+    # threshold (J = 9), r^2 8 B and its closing truncation 16 B each (docs/mpc-engine.md)
+    assert widest == 128 * 3072 * (1024 + 648 * 9 + 8 + 16)
+    assert widest_op_dealer_bytes(gpt2, 16) < widest  # it grows with T, the weights do not
+    need = needed_bytes(gpt2, 128)
+    assert need > parameter_count(gpt2) * BYTES_PER_PARAM + 2 * widest
+    # above what the three processes measured at their peaks (docs/mpc-engine.md: 2.21 + 5.27 + 1.20 GB)
+    assert need > 2_207_903_744 + 5_266_178_048 + 1_199_783_936
+
+
+def test_a_run_too_big_for_the_machine_is_refused_up_front(monkeypatch):
+    import pytest
+
+    from picost.errors import UserError
+    from picost.mpc import memory
+    from picost.mpc.launcher import model_job
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2 << 30)
+    with pytest.raises(UserError) as err:
+        model_job("gpt2", [1] * 128)
+    assert "T = 128" in err.value.message and "--force" in err.value.message
+    assert model_job("gpt2", [1] * 128, force=True)["context"] == 128

@@ -308,7 +308,6 @@ def model_job(spec_ref: str, ids: list[int], seed: int = 0, frac_bits: int = 16,
     spec = load_spec(spec_ref)
     check_supported(spec)
     limits.whole(seed, "--seed", 0, limits.MAX_SEED)
-    check_memory(spec, force)
     if not ids:
         raise UserError("give at least one token id", field="--tokens")
     bad = [t for t in ids if not 0 <= t < spec.vocab_size]
@@ -324,5 +323,6 @@ def model_job(spec_ref: str, ids: list[int], seed: int = 0, frac_bits: int = 16,
     positions = context + 1 if spec.phase == "decode" else context
     if spec.positional == "learned" and positions > spec.context_length:
         raise UserError(f"{positions} positions exceed the learned ones ({spec.context_length})", field="--tokens")
+    check_memory(spec, context, force)
     return {"kind": "model", "spec": str(spec_ref), "context": context, "seed": seed, "frac_bits": frac_bits,
             "client_input": {"ids": list(ids)}}

@@ -1,10 +1,14 @@
 """Refuse an engine run up front when its memory would exceed what the machine has.
 
-The engine keeps every weight several times: the server's float reference weights (4 bytes per
-parameter) and their ring encoding (8 bytes), the shares and the dealer's correlated randomness
-for the linears (int64, 8 bytes each, at each party that holds them). :data:`BYTES_PER_PARAM`
-sums these over the three parties on one machine, a deliberate over-estimate; activations are
-small next to the weights of any model the engine can run.
+What the three local processes hold (docs/mpc-engine.md, "GPT-2 small, all 12 layers"): the
+server its weights ring-encoded (8 B per parameter) and, while an op runs, its share of that
+op's dealer material (the op's offline bytes in ``picost-2pc``, truncation included); the
+client the masked weights it keeps (8 B per weight element) and what it computes; the dealer
+one weight's mask and one chunk of material at a time. :func:`needed_bytes` sums
+:data:`BYTES_PER_PARAM` per parameter, twice the widest op's dealer bytes (the material and the
+temporaries of computing on it) and :data:`BYTES_PER_PROCESS` for each interpreter with torch:
+a deliberate over-estimate (GPT-2 at T = 128: 9.3 GiB, where the three measured peaks sum to
+8.1 GiB).
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from typing import Any
 
 from picost.errors import UserError
 
-BYTES_PER_PARAM = 48
-"""Bytes of memory per model parameter over the three parties of a local run (see module)."""
+BYTES_PER_PARAM = 24
+"""Bytes per model parameter over the three processes (server, client, dealer: 8 each)."""
+BYTES_PER_PROCESS = 1 << 29
+"""An interpreter with torch and its libraries, and the heap it keeps (bytes)."""
 
 
 def parameter_count(spec: Any) -> int:
@@ -34,6 +40,25 @@ def parameter_count(spec: Any) -> int:
     return embed + layers + head + 2 * d
 
 
+def widest_op_dealer_bytes(spec: Any, context: int) -> int:
+    """The most dealer bytes one op of ``spec`` at ``context`` tokens takes (its truncation
+    included), by the ``picost-2pc`` table: what a party holds at once under streamed
+    preprocessing."""
+    from picost.cost.protocol_table import load_protocol
+    from picost.model.lower import lower
+
+    per_op: dict[str, int] = {}
+    for cost in load_protocol("picost-2pc").cost_ops(lower(spec, context).ops):
+        per_op[cost.op.name] = per_op.get(cost.op.name, 0) + int(cost.offline_bytes or 0)
+    return max(per_op.values(), default=0)
+
+
+def needed_bytes(spec: Any, context: int) -> int:
+    """Memory a local run of ``spec`` at ``context`` tokens needs over its three processes (bytes)."""
+    return (parameter_count(spec) * BYTES_PER_PARAM + 2 * widest_op_dealer_bytes(spec, context)
+            + 3 * BYTES_PER_PROCESS)
+
+
 def available_bytes() -> int | None:
     """Memory available to new processes (``MemAvailable`` of /proc/meminfo), or None if unknown."""
     try:
@@ -49,15 +74,16 @@ def available_bytes() -> int | None:
         return None
 
 
-def check_memory(spec: Any, force: bool = False) -> None:
-    """Raise a :class:`UserError` (before any party starts) when running ``spec`` would need
-    more memory than is available, unless ``force``."""
+def check_memory(spec: Any, context: int, force: bool = False) -> None:
+    """Raise a :class:`UserError` (before any party starts) when running ``spec`` at ``context``
+    tokens would need more memory than is available, unless ``force``."""
     if force:
         return
-    need = parameter_count(spec) * BYTES_PER_PARAM
+    need = needed_bytes(spec, context)
     have = available_bytes()
     if have is not None and need > have:
-        raise UserError(f"running {spec.name} privately needs about {need / 2**30:.1f} GiB of memory "
-                        f"({parameter_count(spec):,} parameters x {BYTES_PER_PARAM} bytes over three parties); "
-                        f"this machine has {have / 2**30:.1f} GiB available. Pass --force to run anyway",
-                        field="--force")
+        raise UserError(f"running {spec.name} privately at T = {context} needs about {need / 2**30:.1f} GiB of "
+                        f"memory ({parameter_count(spec):,} parameters x {BYTES_PER_PARAM} bytes over three "
+                        f"processes, twice its widest op's {widest_op_dealer_bytes(spec, context) / 2**30:.1f} GiB "
+                        f"of dealer material, {3 * BYTES_PER_PROCESS / 2**30:.1f} GiB for the interpreters); this "
+                        f"machine has {have / 2**30:.1f} GiB available. Pass --force to run anyway", field="--force")

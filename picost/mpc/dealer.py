@@ -138,9 +138,7 @@ class Correlations:
             return self._party_value(lambda: self._receive(shape, mod))
         v = value()
         assert tuple(v.shape) == tuple(shape), (v.shape, shape)
-        v0 = self._draw(CLIENT, shape, mod)
-        v1 = v - v0 if mod is None else (v + (mod - v0)) % mod  # uint8: v, v0 < mod
-        self.tx.offline_send(_packed(v1, mod), SERVER)
+        self.tx.offline_send(_packed(_other_share(v, self._draw(CLIENT, shape, mod), mod), mod), SERVER)
         return _packed(v, mod)
 
     def keyed_rows(self, rows: int, row_len: int, rows_value: Callable[[int, int], torch.Tensor],
@@ -151,20 +149,18 @@ class Correlations:
         nothing and computes its shares where it reads them. The dealer builds the value in
         chunks of at most :data:`CHUNK_BYTES` (as int64) and sends the server its share of each
         (packed when ``mod``): the same offline bytes as :meth:`correlated`."""
-        key = self._party_value(lambda: self._draw(CLIENT, (1,), None)) if self.role == CLIENT else (
-            self._draw(CLIENT, (1,), None) if self.is_dealer else None)
         if self.role == CLIENT:
-            return RowShares(row_len, mod, key=int(key[0]))
+            return RowShares(row_len, mod, key=int(self._party_value(lambda: self._draw(CLIENT, (1,), None))[0]))
         step = max(1, CHUNK_BYTES // (8 * row_len))
         bounds = [(lo, min(lo + step, rows)) for lo in range(0, rows, step)]
         if self.role == SERVER:
             return RowShares(row_len, mod, pieces=[self._party_value(lambda lo=lo, hi=hi: self._receive((hi - lo, row_len), mod))
                                                     for lo, hi in bounds])
+        key = int(self._draw(CLIENT, (1,), None)[0])  # the dealer: the client's key, from its PRG
         for lo, hi in bounds:
-            v = rows_value(lo, hi).reshape(hi - lo, row_len)
-            v0 = ring.hashed_range(int(key[0]), lo * row_len, (hi - lo) * row_len, mod).view(hi - lo, row_len)
-            v1 = v - v0 if mod is None else (v + (mod - v0)) % mod
-            self.tx.offline_send(_packed(v1, mod), SERVER)
+            v0 = ring.hashed_range(key, lo * row_len, (hi - lo) * row_len, mod).view(hi - lo, row_len)
+            self.tx.offline_send(_packed(_other_share(rows_value(lo, hi).reshape(hi - lo, row_len), v0, mod), mod),
+                                 SERVER)
         return RowShares(row_len, mod)
 
     def weight_mask(self, key: str, w: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor | None:
@@ -192,6 +188,12 @@ class Correlations:
             return self.tx.offline_recv(torch.zeros(shape, dtype=torch.int64))
         groups = -(-shape[-1] // ring.residues_per_byte(mod))
         return self.tx.offline_recv(torch.zeros(shape[:-1] + (groups,), dtype=torch.uint8))
+
+
+def _other_share(v: torch.Tensor, v0: torch.Tensor, mod: int | None) -> torch.Tensor:
+    """The server's share of ``v`` given the client's ``v0``: ``v - v0`` in the ring, or mod ``mod``
+    (uint8: v, v0 < mod)."""
+    return v - v0 if mod is None else (v + (mod - v0)) % mod
 
 
 def _packed(v: torch.Tensor, mod: int | None) -> torch.Tensor:

@@ -427,7 +427,7 @@ def _formulas(models: list[_Model], tables: list[Any], estimates: dict) -> list[
            "Per op kind used by these models: the protocol table's formulas (over the op's dimension symbols, "
            "docs/protocol-tables.md) and their sources.", ""]
     for t, used in _tables_used(tables, estimates):
-        fields = [f for f in ("comm_bytes", "rounds", "compute_s", "offline_bytes")
+        fields = [f for f in ("comm_bytes", "rounds", "compute_s", "offline_bytes", "setup_bytes")
                   if any(f in t.entries[k].formulas for k in used if k in t.entries)]
         header = ["op kind"] + fields + ["truncation", "source"]
         rows = []

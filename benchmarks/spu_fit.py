@@ -31,6 +31,7 @@ residual 3%; a held-out point.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -38,6 +39,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from picost.cost import formula
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "spu"
@@ -67,9 +70,14 @@ POLY_N = 8192  # SPU 0.9.5 CHEETAH's logged degree (protocols/bumblebee.yaml pol
 
 
 def term_value(expr: str, dims: dict) -> float:
-    env = {**dims, "poly_n": POLY_N, "ceil": math.ceil, "floor": math.floor, "log2": math.log2, "min": min,
-           "max": max}
-    return float(eval(expr, {"__builtins__": {}}, env))  # noqa: S307 - our own constant basis strings
+    """``expr`` (picost's formula grammar, :mod:`picost.cost.formula`) at ``dims`` and poly_n."""
+    env = {"poly_n": POLY_N, **dims}
+    return float(_parsed(expr, tuple(sorted(env))).value(env))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(expr: str, names: tuple[str, ...]) -> "formula.Formula":
+    return formula.parse(expr, names)
 
 
 def _elements(kind: str, d: dict) -> int:

@@ -36,19 +36,19 @@ CONTEXTS = (8, 16, 32)
 VARIANTS = ("gelu-ln", "relu-ln", "smonly-fused", "llama")
 
 
-def spec(variant: str, d_model: int, heads: int, d_ff: int) -> ModelSpec:
+def spec(variant: str, d_model: int, heads: int, d_ff: int, context_length: int = 32) -> ModelSpec:
     """A 2-layer model of ``variant`` at width ``d_model`` (vocabulary 256)."""
     if variant == "llama":
         return ModelSpec.model_validate({
             "name": f"llama-d{d_model}", "description": "Llama-style: SwiGLU, RMSNorm, RoPE, GQA",
             "n_layers": 2, "d_model": d_model, "n_heads": heads, "n_kv_heads": heads // 2, "d_ff": d_ff * 3 // 8,
-            "vocab_size": 256, "context_length": 32, "activation": "swiglu",
+            "vocab_size": 256, "context_length": context_length, "activation": "swiglu",
             "norm": {"kind": "rmsnorm", "placement": "pre", "final": True}, "positional": "rope",
             "tied_embeddings": False, "bias": False})
     base = ModelSpec.model_validate({
         "name": f"gpt2-d{d_model}", "description": "GPT-2-style: GELU (tanh), pre-LN, learned positions",
         "n_layers": 2, "d_model": d_model, "n_heads": heads, "d_ff": d_ff, "vocab_size": 256,
-        "context_length": 32, "activation": "gelu_tanh",
+        "context_length": context_length, "activation": "gelu_tanh",
         "norm": {"kind": "layernorm", "placement": "pre", "final": True}, "positional": "learned",
         "tied_embeddings": True, "bias": True})
     if variant == "relu-ln":
@@ -75,9 +75,9 @@ def run(protocols: list[str], widths: tuple[int, ...] = (), contexts: tuple[int,
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for protocol in protocols:
         for d_model, heads, d_ff in [w for w in WIDTHS if not widths or w[0] in widths]:
-            for context in [t for t in CONTEXTS if not contexts or t in contexts]:
+            for context in contexts or CONTEXTS:
                 for variant in [v for v in VARIANTS if not variants or v in variants]:
-                    model = spec(variant, d_model, heads, d_ff)
+                    model = spec(variant, d_model, heads, d_ff, max(32, context))
                     if _key(protocol, model.name, context) in done:
                         continue
                     start = time.perf_counter()
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", nargs="+", choices=spu_validate.SPU_PROTOCOLS,
                         default=list(spu_validate.SPU_PROTOCOLS))
     parser.add_argument("--width", nargs="+", type=int, default=[], help="only these d_model (32 64 128)")
-    parser.add_argument("--context", nargs="+", type=int, default=[], help="only these T (8 16 32)")
+    parser.add_argument("--context", nargs="+", type=int, default=[],
+                        help="only these T (the matrix: 8 16 32; others, e.g. 96, run beside it)")
     parser.add_argument("--variant", nargs="+", choices=VARIANTS, default=[])
     parser.add_argument("--docs-only", action="store_true")
     ns = parser.parse_args(argv)

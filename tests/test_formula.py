@@ -138,3 +138,64 @@ def test_huge_integer_powers_raise_instead_of_hanging():
     with pytest.raises(OverflowError):
         parse("2 ** (2 ** 40)", NAMES).value({})
     assert parse("2 ** n", NAMES).value({"n": 64}) == 2**64
+
+
+# -- pick_min: a bounded search (an engine's choice among candidate shapes) -------------------
+
+PICK = "pick_min(j, 0, 5, (n - 2*j)**2 + m*j, 100*j + ell)"
+
+
+def _pick_by_hand(n, m, ell):
+    keys = [(n - 2 * j) ** 2 + m * j for j in range(6)]
+    least = min(keys)
+    return 100 * max(j for j in range(6) if keys[j] == least) + ell  # the last one on ties
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 12), st.integers(0, 5), st.integers(0, 9))
+def test_pick_min_is_the_value_at_the_least_key_in_every_evaluator(n, m, ell):
+    form = parse(PICK, NAMES)
+    expected = _pick_by_hand(n, m, ell)
+    assert form.value({"n": n, "m": m, "ell": ell}) == expected
+    assert form.symbolic({"n": n, "m": m, "ell": ell}) == expected  # numbers in, a number out
+    T = sympy.Symbol("T", positive=True, integer=True)
+    opaque = form.symbolic({"n": T, "m": m, "ell": ell})
+    assert opaque.free_symbols == {T}
+    assert int(opaque.subs(T, n).evalf()) == expected
+    assert int(lambdify_numpy(2 * opaque + 1, [T])(np.array([n]))[0]) == 2 * expected + 1
+
+
+def test_pick_min_on_arrays_and_ties():
+    form = parse(PICK, NAMES)
+    ns = np.array([0, 3, 4, 11])
+    got = form.value({"n": ns, "m": 0, "ell": 1})
+    assert list(got) == [_pick_by_hand(int(n), 0, 1) for n in ns]
+    # n = 3, m = 0: keys 9, 1, 1, 9, ... tie between j = 1 and 2: the last wins
+    assert form.value({"n": 3, "m": 0, "ell": 0}) == 200
+
+
+def test_equal_searches_in_closed_forms_add_up():
+    """The same search at the same fixed inputs is one function, so a model's equal layers add
+    up (12*pick_min_N(T)), and a different fixed input is another."""
+    form = parse(PICK, NAMES)
+    T = sympy.Symbol("T", positive=True, integer=True)
+    a, b = form.symbolic({"n": T, "m": 1, "ell": 0}), form.symbolic({"n": T, "m": 1, "ell": 0})
+    c = form.symbolic({"n": T, "m": 2, "ell": 0})
+    assert a == b and a != c
+    assert sympy.Add(a, b, c).count(a.func) == 1
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("pick_min(n, 0, 3, j, j)", "already a symbol"),
+    ("pick_min(3, 0, 3, n, n)", "must be a new name"),
+    ("pick_min(j, 0, 64, j, j)", "at most 64"),
+    ("pick_min(j, 3, 0, j, j)", "first <= last"),
+    ("pick_min(j, 0, n, j, j)", "whole numbers"),
+    ("pick_min(j, 0, 1.5, j, j)", "whole numbers"),
+    ("pick_min(j, 0, 3, j)", "takes 5 argument"),
+    ("pick_min(j, 0, 3, j, q)", "unknown symbol 'q'"),
+    ("j + pick_min(j, 0, 3, j, j)", "unknown symbol 'j'"),
+])
+def test_pick_min_rejects_malformed_searches(text, needle):
+    with pytest.raises(UserError, match=needle):
+        parse(text, NAMES)

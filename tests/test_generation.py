@@ -120,11 +120,23 @@ def test_symbolic_new_tokens_prints_forms_equal_to_the_numbers():
     """`picost symbolic --new-tokens`: the printed total form in T and N, evaluated, is the generation's total."""
     import sympy
 
+    from picost.cost.formula import parse
+
     res = run_cli("symbolic", "tiny", "-p", "bumblebee", "-n", "wan", "--new-tokens", "-f", "json")
     assert res.returncode == 0, res.stderr
-    forms = json.loads(res.stdout)["generation"]["classes"]
+    out = json.loads(res.stdout)
+    forms = out["generation"]["classes"]
     T, N = sympy.symbols("T N", positive=True, integer=True)
-    total = sympy.sympify(forms["total"]["comm_bytes"], locals={"T": T, "N": N})
+    # the linears' HE block search stays a function of T, defined by its formula in 'searches'
+    searches = {}
+    for name, search in out["searches"].items():
+        def value(*args, search=search):
+            env = {**search["inputs"], **dict(zip(search["arguments"], (int(a) for a in args)))}
+            return parse(search["formula"], tuple(env)).value(env)
+        searches[name] = sympy.Function(name)
+        searches[name]._imp_ = staticmethod(value)
+    assert searches, "bumblebee's linears search SPU's block shapes"
+    total = sympy.sympify(forms["total"]["comm_bytes"], locals={"T": T, "N": N, **searches})
     gen = generation("tiny", "bumblebee", "wan", 6, 5)
     assert float(total.subs({T: 6, N: 5}).doit()) == pytest.approx(gen.totals()["comm_bytes"], rel=1e-9)
     assert sympy.sympify(forms["total"]["rounds"], locals={"T": T, "N": N}).subs({T: 6, N: 5}).doit() == \

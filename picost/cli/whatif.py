@@ -221,6 +221,10 @@ def symbolic(
         if protocol is None:
             raise UserError("--new-tokens needs --protocol (the forms of a generation are costs)", field="--new-tokens")
         obj["generation"] = _generation_forms(model, table, link, allow_uncosted, lines)
+    searches = _searches_in(obj)
+    if searches:
+        obj["searches"] = {s.name: s.as_dict() for s in searches}
+        lines += ["", "where (formulas in --format json, key 'searches'):"] + [f"  {s.describe()}" for s in searches]
     if fmt == "json":
         _out(dump_json(obj))
     else:
@@ -252,6 +256,17 @@ def _generation_forms(model: Any, table: Any, link: Any, allow_uncosted: bool, l
                   f"  {'':>16} rounds     = {_readable(f['rounds'])}",
                   f"  {'':>16} latency_s  = {_readable(latency)}"]
     return {"T": "prompt tokens", "N": "decode steps", "classes": out}
+
+
+def _searches_in(obj: Any) -> list[Any]:
+    """The table searches (``pick_min_N``, :class:`picost.cost.formula.PickSearch`) named in any
+    form of ``obj`` (the JSON of ``picost symbolic``), in order of their numbers."""
+    import re
+
+    from picost.cost.formula import PICK_MIN_SEARCHES
+
+    used = set(re.findall(r"\bpick_min_\d+\b", str(obj)))
+    return [s for name, s in PICK_MIN_SEARCHES.items() if name in used]
 
 
 def _readable(expr: Any) -> str:

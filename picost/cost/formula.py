@@ -1,8 +1,17 @@
 """Cost formulas: a small, restricted arithmetic grammar, never ``eval``.
 
 A formula is a string such as ``"2 * (m*k + k*n) * ell / 8"`` or ``"ceil(log2(cols)) * 6"``.
-Grammar: numbers, the names a caller allows, ``+ - * / **``, unary minus, parentheses and the
-functions ``log2``, ``ceil``, ``floor``, ``min``, ``max``, ``sqrt``. The text is parsed by
+Grammar: numbers, the names a caller allows, ``+ - * / **``, unary minus, parentheses, the
+functions ``log2``, ``ceil``, ``floor``, ``min``, ``max``, ``sqrt``, and two forms that bind a
+new name (usable only inside them, never one the caller allows):
+
+* ``let(x, value, body)``: ``body`` with ``x`` standing for ``value`` (a sub-expression written once);
+* ``pick_min(i, first, last, key, value)``: the ``value`` at the whole number ``i`` in
+  ``first..last`` (integer constants, at most :data:`PICK_MIN_SPAN` of them) whose ``key`` is
+  least, the last such ``i`` on ties. It writes an engine's own choice among a few shapes (SPU's
+  HE block shape: the one of least cost to SPU, whose bytes differ from that cost) without
+  spelling every candidate out.
+ The text is parsed by
 Python's :mod:`ast` and every node is checked against this grammar before anything is built;
 anything else (attributes, other calls, keywords, lambdas, strings, comparisons, subscripts,
 unknown names) is a :class:`~picost.errors.UserError` naming the file, line and field.
@@ -38,7 +47,12 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "sqrt": (1, 1),
     "min": (2, None),
     "max": (2, None),
+    "pick_min": (5, 5),
+    "let": (3, 3),
 }
+
+PICK_MIN_SPAN = 64
+"""At most this many values of a ``pick_min`` index (each costs one evaluation of key and value)."""
 
 _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
 _UNARY = (ast.USub, ast.UAdd)
@@ -156,11 +170,46 @@ def _check(node: ast.AST, allowed: frozenset[str], names: set[str], fail: Callab
         if len(node.args) < lo or (hi is not None and len(node.args) > hi):
             want = str(lo) if hi == lo else f"at least {lo}"
             raise fail(f"{node.func.id}() takes {want} argument(s), got {len(node.args)}")
+        if node.func.id == "pick_min":
+            _check_pick_min(node.args, allowed, names, fail)
+            return
+        if node.func.id == "let":
+            _check(node.args[1], allowed, names, fail)
+            name = _new_name(node.args[0], allowed, "let(x, value, body)", fail)
+            inner: set[str] = set()
+            _check(node.args[2], allowed | {name}, inner, fail)
+            names |= inner - {name}
+            return
         for arg in node.args:
             _check(arg, allowed, names, fail)
         return
     raise fail(f"'{ast.unparse(node)}' is outside the formula grammar "
                f"(numbers, names, + - * / **, parentheses, {', '.join(FUNCTIONS)})")
+
+
+def _check_pick_min(args: list[ast.expr], allowed: frozenset[str], names: set[str],
+                    fail: Callable[[str], UserError]) -> None:
+    """``pick_min(i, first, last, key, value)``: ``i`` a new name, ``first <= last`` whole-number
+    constants at most :data:`PICK_MIN_SPAN` apart, ``key`` and ``value`` formulas that may use ``i``."""
+    index, first, last = args[0], args[1], args[2]
+    name = _new_name(index, allowed, "pick_min(i, first, last, key, value)", fail)
+    bounds = [a.value if isinstance(a, ast.Constant) and type(a.value) is int else None for a in (first, last)]
+    if None in bounds or not 0 <= bounds[1] - bounds[0] < PICK_MIN_SPAN:
+        raise fail(f"pick_min: first and last must be whole numbers with first <= last and at most "
+                   f"{PICK_MIN_SPAN} values")
+    inner: set[str] = set()
+    for arg in args[3:]:
+        _check(arg, allowed | {name}, inner, fail)
+    names |= inner - {name}
+
+
+def _new_name(node: ast.expr, allowed: frozenset[str], form: str, fail: Callable[[str], UserError]) -> str:
+    """The name that ``form`` binds: a plain name, not a function and not one already in scope."""
+    if not isinstance(node, ast.Name) or node.id in FUNCTIONS:
+        raise fail(f"{form}: the first argument must be a new name")
+    if node.id in allowed:
+        raise fail(f"{form}: '{node.id}' is already a symbol here; choose a new name")
+    return node.id
 
 
 # -- evaluators built from a checked tree -----------------------------------------------------
@@ -170,6 +219,8 @@ class _Backend:
     functions: Mapping[str, Callable[..., Any]]
     constant: Callable[[Any], Any]
     power: Callable[[Any, Any], Any]
+    symbolic: bool = False
+    """sympy values: a ``pick_min`` over symbols stays one opaque function of them (below)."""
 
 
 def _is_array(x: Any) -> bool:
@@ -232,7 +283,13 @@ def _sympy_backend() -> _Backend:
 
     return _Backend({"log2": lambda x: sympy.log(x, 2), "ceil": sympy.ceiling, "floor": sympy.floor,
                      "sqrt": sympy.sqrt, "min": sympy.Min, "max": sympy.Max},
-                    lambda v: sympy.Integer(v) if isinstance(v, int) else sympy.Rational(repr(v)), _sympy_pow)
+                    _sympy_constant, _sympy_pow, symbolic=True)
+
+
+def _sympy_constant(v: Any) -> Any:
+    import sympy
+
+    return sympy.Integer(v) if isinstance(v, int) else sympy.Rational(repr(v))
 
 
 def _build(node: ast.AST, backend: _Backend) -> Callable[[Mapping[str, Any]], Any]:
@@ -261,6 +318,11 @@ def _build(node: ast.AST, backend: _Backend) -> Callable[[Mapping[str, Any]], An
             return lambda env: left(env) / right(env)
         power = backend.power
         return lambda env: power(left(env), right(env))
+    if isinstance(node, ast.Call) and node.func.id == "pick_min":  # type: ignore[union-attr]
+        return _build_pick_min(node, backend)
+    if isinstance(node, ast.Call) and node.func.id == "let":  # type: ignore[union-attr]
+        bound, value, body = node.args[0].id, _build(node.args[1], backend), _build(node.args[2], backend)  # type: ignore[attr-defined]
+        return lambda env: body({**env, bound: value(env)})
     if isinstance(node, ast.Call):
         fn = backend.functions[node.func.id]  # type: ignore[union-attr]
         args = [_build(a, backend) for a in node.args]
@@ -269,6 +331,105 @@ def _build(node: ast.AST, backend: _Backend) -> Callable[[Mapping[str, Any]], An
             return lambda env: fn(only(env))
         return lambda env: fn(*(a(env) for a in args))
     raise AssertionError(f"unchecked node {ast.dump(node)}")  # _check rejects everything else
+
+
+def _build_pick_min(call: ast.Call, backend: _Backend) -> Callable[[Mapping[str, Any]], Any]:
+    """``pick_min(i, first, last, key, value)``: key and value at every ``i`` (plain numbers or
+    numpy arrays), the value at the least key. Under sympy the search is not spelled out (28
+    candidates of a nested formula would make every closed form huge and slow): with numbers for
+    every name it is computed, else it is one opaque function of the symbolic names' values
+    (``pick_min_N(T)``), computed by the same plain evaluator when a sweep fills in ``T``."""
+    args = call.args
+    index, first, last = args[0].id, args[1].value, args[2].value  # type: ignore[attr-defined]
+    key, value = _build(args[3], _PYTHON), _build(args[4], _PYTHON)
+    indices = range(first, last + 1)
+
+    def plain(env: Mapping[str, Any]) -> Any:
+        envs = [{**env, index: i} for i in indices]
+        return _pick_min([key(e) for e in envs], [value(e) for e in envs])
+
+    if not backend.symbolic:
+        return plain
+    names = sorted({n.id for a in args[3:] for n in ast.walk(a) if isinstance(n, ast.Name)} - {index})
+    return lambda env: _sympy_pick({n: env[n] for n in names if n in env}, plain, call)
+
+
+def _pick_min(keys: list, values: list) -> Any:
+    """The value at the least key, the last such on ties; element-wise when any is an array."""
+    if any(_is_array(x) for x in keys + values):
+        return _numpy_pick_min(keys, values)
+    best = 0
+    for i, k in enumerate(keys):
+        if k <= keys[best]:
+            best = i
+    return values[best]
+
+
+def _numpy_pick_min(keys: list, values: list) -> Any:
+    """:func:`_pick_min` over numpy arrays (broadcast together), element by element."""
+    import numpy as np
+
+    arrays = np.broadcast_arrays(*keys, *values)
+    keys_a, values_a = np.stack(arrays[:len(keys)]), np.stack(arrays[len(keys):])
+    last = len(keys) - 1 - np.argmin(keys_a[::-1], axis=0)
+    return np.take_along_axis(values_a, last[None, ...], axis=0)[0]
+
+
+def _sympy_pick(env: Mapping[str, Any], plain: Callable[[Mapping[str, Any]], Any], call: ast.Call) -> Any:
+    """A ``pick_min`` under sympy: its number when every value in ``env`` is one, else an
+    implemented function (sympy's ``implemented_function``: lambdify and evalf call ``plain``)
+    of the symbolic values, described in :data:`PICK_MIN_SEARCHES`."""
+    import sympy
+
+    env = {n: sympy.sympify(v) for n, v in env.items()}
+    numbers = {n: _plain_number(v) for n, v in env.items() if v.is_number}
+    free = sorted((n for n in env if n not in numbers))
+    if not free:
+        return _sympy_constant(plain(numbers))
+    key = (call, tuple(sorted(numbers.items())), tuple(free))
+    if key not in _PICK_FUNCTIONS:
+        from sympy.utilities.lambdify import implemented_function
+
+        name = f"pick_min_{len(_PICK_FUNCTIONS) + 1}"
+        _PICK_FUNCTIONS[key] = implemented_function(name, lambda *xs: plain({**numbers, **dict(zip(free, xs))}))
+        PICK_MIN_SEARCHES[name] = PickSearch(name, ast.unparse(call), tuple(free), numbers)
+    return _PICK_FUNCTIONS[key](*(env[n] for n in free))
+
+
+@dataclass(frozen=True)
+class PickSearch:
+    """What a ``pick_min_N`` in a closed form stands for: the table's ``pick_min`` formula, whose
+    names ``arguments`` are the function's arguments in order and the others are ``inputs``."""
+
+    name: str
+    formula: str
+    arguments: tuple[str, ...]
+    inputs: Mapping[str, Any]
+
+    def describe(self) -> str:
+        fixed = ", ".join(f"{n} = {v:g}" for n, v in sorted(self.inputs.items()))
+        return (f"{self.name}({', '.join(self.arguments)}): a search in the table's formula (pick_min over "
+                f"candidate shapes, computed, not spelled out) at {fixed}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"formula": self.formula, "arguments": list(self.arguments), "inputs": dict(self.inputs)}
+
+    def value(self, *arguments: Any) -> Any:
+        """The search at these argument values (e.g. ``T = 128``), by the formula's own text."""
+        env = {**self.inputs, **dict(zip(self.arguments, arguments))}
+        return parse(self.formula, tuple(env)).value(env)
+
+
+_PICK_FUNCTIONS: dict[tuple, Any] = {}
+"""One implemented function per search (its syntax node) and fixed inputs, so that equal ones (a
+model's layers) add up; numbered in order of first use."""
+PICK_MIN_SEARCHES: dict[str, PickSearch] = {}
+"""``pick_min_N`` -> what it stands for, for closed-form output."""
+
+
+def _plain_number(v: Any) -> Any:
+    """A sympy number as a Python int (whole) or float."""
+    return int(v) if v.is_Integer else float(v)
 
 
 def lambdify_numpy(expr: Any, symbols: Any) -> Callable[..., Any]:
@@ -293,4 +454,5 @@ def lambdify_numpy(expr: Any, symbols: Any) -> Callable[..., Any]:
         def _print_Max(self, e: Any) -> str:
             return self._nested("maximum", e.args)
 
-    return sympy.lambdify(symbols, optimize(sympy.sympify(expr), [log2_opt]), modules="numpy", printer=_Printer)
+    printer = _Printer({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True})
+    return sympy.lambdify(symbols, optimize(sympy.sympify(expr), [log2_opt]), modules="numpy", printer=printer)

@@ -97,11 +97,19 @@ def plan(protocol: str) -> list[dict]:
     p += _elementwise("gelu", "gelu.stock_tanh", construction="stock_tanh")
     p += _elementwise("silu")
     p += _elementwise("gelu", "gelu.stock_erf", construction="stock_erf")
+    if cheetah:  # past poly_n elements CHEETAH computes by HE, in whole polynomials (measured 2026-12-01)
+        p += [{"kind": "gelu", "construction": "stock_tanh", "dims": {"n": n}, "series": "gelu.stock_tanh",
+               "heldout": False} for n in (9216, 12288, 24576, 32768, 49152)]
+        p += [{"kind": "silu", "dims": {"n": n}, "series": "silu", "heldout": False} for n in (9216, 12288, 18432, 24576)]
     # -- row ops ----------------------------------------------------------------------------
     cols = (16, 64, 256, 1024)
     p += _rows("argmax", (1, 4), cols, (2, 512), "argmax")
     for how in ("puma", "stock"):
         p += _rows("softmax", (8, 32), cols, (16, 128), f"softmax.{how}", construction=how)
+    # rows not a power of two wide (contexts such as 48 or 96): from ~8,192 elements CHEETAH's
+    # products go by HE and such rows cost more per element (measured 2026-12-01)
+    p += [{"kind": "softmax", "construction": "stock", "dims": {"rows": r, "cols": c}, "series": "softmax.stock",
+           "heldout": False} for r, c in ((32, 96), (64, 48), (128, 96), (256, 128))]
     for how, mask in (("puma", "where"), ("stock", "where"), ("stock", "bias")):
         fit = [{"rows": h * t, "cols": t} for t in (16, 64) for h in (1, 4)]
         fit += [{"rows": 256, "cols": 256}]

@@ -66,6 +66,20 @@ HE_BASES: dict[str, tuple[str, ...]] = {
     "matmul": ("b", "b*ceil(m*k/poly_n)", "b*ceil(k*n/poly_n)", "b*ceil(m*n/poly_n)", "b*m*n"),
 }
 ROW_KINDS = ("softmax", "argmax", "layernorm", "rmsnorm")
+
+#: CHEETAH series whose bytes follow two regimes, fitted apart: up to poly_n elements SPU's
+#: products use cached Beaver triples (a fixed ~10 MB per call, then per element), past it they go
+#: by HE, the activations in whole pairs of polynomials (GELU-tanh: 12,288 elements cost about what
+#: 16,384 do, 24,576 what 32,768 do; 9,216 still go the first way) and softmax as if rows were
+#: padded to a power of two (128x96: 5,251 B per element, 256x128: 4,109).
+#: SEMI2K and ABY3 show no such step, nor does PUMA's softmax. Series (and its sub-series, e.g.
+#: the causal ones) -> (elements, small-regime basis, HE-regime basis); the formula is
+#: ``let(he, min(1, floor(elements/(poly_n + 1))), (1 - he)*(small) + he*(HE))``.
+REGIMES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "softmax.stock": ("rows*cols", ("1", "rows*cols"), ("rows*cols", "rows*2**ceil(log2(cols))")),
+    "gelu.stock_tanh": ("n", ("1", "n"), ("1", "2*poly_n*ceil(n/(2*poly_n))")),
+    "silu": ("n", ("1", "n"), ("1", "2*poly_n*ceil(n/(2*poly_n))")),
+}
 POLY_N = 8192  # SPU 0.9.5 CHEETAH's logged degree (protocols/bumblebee.yaml poly_n)
 
 
@@ -139,30 +153,33 @@ def _bytes(run: dict) -> float:
 
 def fit_series(protocol: str, series: str, rows: list[dict]) -> dict:
     kind = rows[0]["kind"]
-    terms = (HE_BASES if protocol == "cheetah" else {}).get(kind, BASES[kind])
     fit_pts = [r for r in rows if not r.get("heldout")]
     held = [r for r in rows if r.get("heldout")]
-    A = np.array([[term_value(t, r["dims"]) for t in terms] for r in fit_pts])
+    regime = next((v for k, v in REGIMES.items() if series == k or series.startswith(k + ".")), None)
+    if protocol == "cheetah" and regime:
+        small = [r for r in fit_pts if _elements(kind, r["dims"]) <= POLY_N]
+        parts = [_fit_basis(regime[1], small), _fit_basis(regime[2], [r for r in fit_pts if r not in small])]
+        terms = parts[0][0] + parts[1][0]
+        coefs = np.concatenate([parts[0][1], parts[1][1]])
+        formula = (f"let(he, min(1, floor({regime[0]}/(poly_n + 1))), "
+                   f"(1 - he)*({_formula(*parts[0])}) + he*({_formula(*parts[1])}))")
+        regimes = [list(parts[0][0]), list(parts[1][0])]
+    else:
+        terms, coefs = _fit_basis((HE_BASES if protocol == "cheetah" else {}).get(kind, BASES[kind]), fit_pts)
+        formula, regimes = _formula(terms, coefs), None
+    pred = np.array([term_value(formula, r["dims"]) for r in fit_pts])
     y = np.array([float(_bytes(r)) for r in fit_pts])
-    coefs = nnls_relative(A, y) if len(fit_pts) else np.zeros(len(terms))
-    negligible = coefs * (A.max(axis=0) if len(fit_pts) else 0) < 0.5  # under half a byte anywhere: noise
-    if negligible.any() and len(fit_pts):
-        keep = ~negligible
-        coefs = np.zeros(len(terms))
-        coefs[keep] = nnls_relative(A[:, keep], y)
-    pred = A @ coefs if len(fit_pts) else np.array([])
 
     def rel(p: float, m: float) -> float:
         return 0.0 if m == 0 and p == 0 else (p - m) / m if m else math.inf
 
     residuals = [rel(p, m) for p, m in zip(pred, y)]
-    held_err = [rel(float(np.array([term_value(t, r["dims"]) for t in terms]) @ coefs), float(_bytes(r)))
-                for r in held]
+    held_err = [rel(term_value(formula, r["dims"]), float(_bytes(r))) for r in held]
     elements = [_elements(kind, r["dims"]) for r in fit_pts]
     out = {"protocol": protocol, "series": series, "kind": kind,
            "options": {k: rows[0].get(k) for k in ("construction", "weights", "input", "mask", "operands")},
-           "basis": list(terms), "coefficients": [float(c) for c in coefs],
-           "comm_bytes": _formula(terms, coefs), "messages": _messages(kind, fit_pts or rows),
+           "basis": list(terms), "coefficients": [float(c) for c in coefs], **({"regimes": regimes} if regimes else {}),
+           "comm_bytes": formula, "messages": _messages(kind, fit_pts or rows),
            "points": [{"dims": r["dims"], "total_bytes": _bytes(r), "max_send_actions": r["max_send_actions"],
                        "heldout": bool(r.get("heldout")),
                        **({"cheapest_bytes": r["total_bytes"]} if "mean_warm_bytes" in r else {})} for r in rows],
@@ -173,6 +190,21 @@ def fit_series(protocol: str, series: str, rows: list[dict]) -> dict:
         out["cols"] = sorted({r["dims"]["cols"] for r in fit_pts})
     out["problems"] = problems(out)
     return out
+
+
+def _fit_basis(terms: tuple[str, ...], points: list[dict]) -> tuple[tuple[str, ...], np.ndarray]:
+    """Non-negative relative least squares of ``points``' bytes over ``terms`` (terms worth under
+    half a byte anywhere dropped as noise): ``(terms, coefficients)``."""
+    if not points:
+        return terms, np.zeros(len(terms))
+    A = np.array([[term_value(t, r["dims"]) for t in terms] for r in points])
+    y = np.array([float(_bytes(r)) for r in points])
+    coefs = nnls_relative(A, y)
+    negligible = coefs * A.max(axis=0) < 0.5
+    if negligible.any():
+        coefs = np.zeros(len(terms))
+        coefs[~negligible] = nnls_relative(A[:, ~negligible], y)
+    return terms, coefs
 
 
 def problems(fit: dict) -> list[str]:

@@ -199,3 +199,14 @@ def test_equal_searches_in_closed_forms_add_up():
 def test_pick_min_rejects_malformed_searches(text, needle):
     with pytest.raises(UserError, match=needle):
         parse(text, NAMES)
+
+
+def test_huge_negative_integer_powers_are_refused_in_every_evaluator():
+    """297145 ** -1000000 is a float 0.0 in Python but an exact fraction with a 5.5-million-digit
+    denominator in sympy: both refuse it (one verdict), as they refuse the positive power."""
+    form = parse("(1000000 - 702855) ** -1000000 + n", NAMES)
+    with pytest.raises(OverflowError):
+        form.value({"n": 1})
+    with pytest.raises(OverflowError):
+        form.symbolic({"n": 1})
+    assert parse("2 ** -3 * n", NAMES).value({"n": 8}) == 1  # small negative powers still work

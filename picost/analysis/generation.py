@@ -350,10 +350,23 @@ def generation_forms(spec: "ModelSpec", table: ProtocolTable, allow_uncosted: bo
         for f in FORM_FIELDS:
             p = pre.forms.get(cls, {}).get(f, sympy.Integer(0))
             d = dec.forms.get(cls, {}).get(f, sympy.Integer(0)).subs(dec.T, c)
-            s = sympy.summation(d, (c, T, T + N - 1))
+            s = _sum_over_steps(d, (c, T, T + N - 1))
             out[cls][f] = sympy.simplify(p + s) if not s.has(sympy.Sum) else p + s
     return {"T": T, "N": N, "forms": out, "delays_per_round": table.setting.delays_per_round,
             "transfer_links": table.setting.transfer_links}
+
+
+def _sum_over_steps(d: Any, bounds: tuple) -> Any:
+    """``sum over bounds of d``: sympy's ``summation`` of the terms it can close; a table's search
+    (``pick_min_N(c)``, computed rather than spelled out) stays a ``Sum`` (sympy would try every
+    summation method on it at length)."""
+    import sympy
+    from sympy.core.function import AppliedUndef
+
+    terms = sympy.Add.make_args(sympy.expand(d)) if d.has(AppliedUndef) else (d,)
+    searches = [t for t in terms if t.has(AppliedUndef)]
+    rest = sympy.Add(*(t for t in terms if not t.has(AppliedUndef)))
+    return sympy.summation(rest, bounds) + (sympy.Sum(sympy.Add(*searches), bounds) if searches else 0)
 
 
 def estimate(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTable,

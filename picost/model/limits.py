@@ -152,14 +152,16 @@ def number_ok(value: Any) -> bool:
 
 def power_ok(base: Any, exponent: Any) -> bool:
     """Whether ``base ** exponent`` stays within :data:`MAX_INT_BITS` when both are whole numbers
-    (floats overflow by themselves); checked before the power is computed."""
+    (floats overflow by themselves); checked before the power is computed. A negative exponent is
+    held to the same bound: exactly (sympy) it is a fraction whose denominator is that power
+    (``297145 ** -1000000`` would take minutes)."""
     try:
         b, e = int(base), int(exponent)
     except (TypeError, ValueError, OverflowError):
         return True
-    if b != base or e != exponent or abs(b) <= 1 or e <= 0:
+    if b != base or e != exponent or abs(b) <= 1 or e == 0:
         return True
-    return abs(b).bit_length() * e <= MAX_INT_BITS + abs(b).bit_length()
+    return abs(b).bit_length() * abs(e) <= MAX_INT_BITS + abs(b).bit_length()
 
 
 def short(value: Any) -> str:

@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/mpc_ops.py            # default shapes, one launch
     .venv/bin/python benchmarks/mpc_ops.py --quick    # small shapes (seconds)
     .venv/bin/python benchmarks/mpc_ops.py --vs-crypten [--repeats 3]   # GPT-2-sized ops, beside CrypTen
+    .venv/bin/python benchmarks/mpc_ops.py --option comparison=tree ...  # the engine's tree comparison
 
 ``--vs-crypten`` (needs .venv-crypten: bash scripts/setup-crypten.sh) runs each op of
 :data:`VS_CRYPTEN` in picost's engine and in CrypTen 0.4.1 (two processes, its trusted-first-party
@@ -29,6 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from picost.cost.protocol_table import load_protocol  # noqa: E402
+from picost.cost.table_options import options_for, parse_option_args  # noqa: E402
 from picost.mpc.launcher import run_batch  # noqa: E402
 from picost.mpc.validate import ops_job  # noqa: E402
 from picost.model.ops import Block, Holder, Op  # noqa: E402
@@ -69,10 +72,11 @@ def crypten_op(op: str, shape: tuple[int, int]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def engine_op(kind: str, dims: dict[str, int]) -> dict:
-    """One engine run of op ``kind`` at ``dims``: per-party online bytes, rounds, dealer bytes, walls."""
+def engine_op(kind: str, dims: dict[str, int], options: dict[str, str]) -> dict:
+    """One engine run of op ``kind`` at ``dims`` (picost-2pc ``options``): per-party online bytes,
+    rounds, dealer bytes, walls."""
     op = Op(f"{kind}.0", kind, Block.FFN, None, dims, (Holder.SHARED,))
-    run = run_batch([ops_job([op], seed=1)], timeout_s=900)[0]
+    run = run_batch([ops_job([op], seed=1, options=options)], timeout_s=900)[0]
     rows = [op.name, f"{op.name}.trunc"]
     st = {role: [run.stats[role][r] for r in rows if r in run.stats[role]] for role in ("client", "server", "dealer")}
     return {"client_sent": sum(s["bytes_sent"] for s in st["client"]),
@@ -82,7 +86,7 @@ def engine_op(kind: str, dims: dict[str, int]) -> dict:
             "preprocess_s": max(run.preprocess_s["client"], run.preprocess_s["server"])}
 
 
-def vs_crypten(repeats: int, out: Path) -> int:
+def vs_crypten(repeats: int, out: Path, options: dict[str, str]) -> int:
     """Each op of :data:`VS_CRYPTEN` in both engines, alternating; the best of ``repeats`` wall times."""
     print(f"{'op':9} {'elements':>8} | {'picost B/elem/party':>19} {'rounds':>6} {'dealer B/elem':>13} {'online s':>8} "
           f"{'prep s':>7} {'total s':>7} | {'CrypTen B/elem/party':>20} {'rounds':>6} {'wall s':>7} | {'time ratio':>10}")
@@ -90,14 +94,14 @@ def vs_crypten(repeats: int, out: Path) -> int:
     for kind, dims, ct_name, shape in VS_CRYPTEN:
         ours, theirs = [], []
         for _ in range(repeats):
-            ours.append(engine_op(kind, dims))
+            ours.append(engine_op(kind, dims, options))
             theirs.append(crypten_op(ct_name, shape))
         n = elements(kind, dims)
         best = min(ours, key=lambda r: r["online_s"] + r["preprocess_s"])
         ct = min(theirs, key=lambda r: r["wall_s"])
         total = best["online_s"] + best["preprocess_s"]
         per_party = max(best["client_sent"], best["server_sent"]) / n
-        record = {"op": kind, "dims": dims, "elements": n, "picost": best, "crypten": ct,
+        record = {"op": kind, "dims": dims, "elements": n, "options": options, "picost": best, "crypten": ct,
                   "picost_bytes_per_element_per_party": per_party,
                   "crypten_bytes_per_element_per_party": ct["sent_bytes"] / n,
                   "time_ratio": total / ct["wall_s"], "repeats": repeats}
@@ -128,14 +132,17 @@ def main(argv: list[str]) -> int:
                     help="output file (default benchmarks/results/mpc_ops.jsonl, or mpc_vs_crypten.jsonl)")
     ap.add_argument("--vs-crypten", action="store_true", help="GPT-2-sized ops beside CrypTen 0.4.1, alternating")
     ap.add_argument("--repeats", type=int, default=1, help="--vs-crypten: runs of each op in each engine (best kept)")
+    ap.add_argument("--option", action="append", default=[], help="a picost-2pc option, e.g. comparison=tree")
     args = ap.parse_args(argv)
+    options = options_for("picost-2pc", parse_option_args(args.option))
+    load_protocol("picost-2pc", options)  # an unknown option fails here
     results = REPO / "benchmarks" / "results"
     if args.vs_crypten:
-        return vs_crypten(args.repeats, args.out or results / "mpc_vs_crypten.jsonl")
+        return vs_crypten(args.repeats, args.out or results / "mpc_vs_crypten.jsonl", options)
     args.out = args.out or results / "mpc_ops.jsonl"
     shapes = SHAPES["quick" if args.quick else "default"]
     ops = [Op(f"{kind}.{i}", kind, Block.FFN, None, dims, (Holder.SHARED,)) for i, (kind, dims) in enumerate(shapes)]
-    runs = run_batch([ops_job([op], seed=1) for op in ops], timeout_s=300)
+    runs = run_batch([ops_job([op], seed=1, options=options) for op in ops], timeout_s=300)
     lines = []
     header = (f"{'op':10} {'shape':28} {'elements':>8} {'B/elem c->s':>11} {'B/elem s->c':>11} {'rounds':>6} "
               f"{'dealer B/elem':>13} {'offline s':>9} {'online s':>8} {'elem/s':>9}  CrypTen 0.4.1 (B/elem, rounds)")
@@ -151,7 +158,7 @@ def main(argv: list[str]) -> int:
         wall = sum(s["wall_s"] for s in st["client"])
         offline = max(run.preprocess_s["client"], run.preprocess_s["server"])
         peer = CRYPTEN.get(op.kind)
-        record = {"op": op.kind, "dims": dict(op.dims), "elements": n, "bytes_client_to_server": c2s,
+        record = {"op": op.kind, "dims": dict(op.dims), "elements": n, "options": options, "bytes_client_to_server": c2s,
                   "bytes_server_to_client": s2c, "rounds": rounds, "offline_bytes": dealer, "wall_s": wall, "offline_s": offline,
                   "bytes_per_element_client": c2s / n, "bytes_per_element_server": s2c / n,
                   "elements_per_s": n / wall if wall else None,

@@ -42,3 +42,14 @@ def trits_look_uniform(packed: torch.Tensor) -> bool:
     expected = packed.numel() / TRIT_COMBOS
     dof = TRIT_COMBOS - 1
     return float(((counts - expected) ** 2 / expected).sum()) <= dof + 6 * (2 * dof) ** 0.5
+
+
+def bits_look_uniform(packed: torch.Tensor, valid: int) -> bool:
+    """Rows of packed bits (n, bytes; ``valid`` bits used per row, low bit first): each used bit
+    is 1 about half the time (6 sigma) and the padding is zero."""
+    n = packed.shape[0]
+    bits = ((packed.long().unsqueeze(-1) >> torch.arange(8)) & 1).reshape(n, -1)
+    if n == 0 or bits.shape[1] < valid or bool(bits[:, valid:].any()):
+        return False
+    return bool(((bits[:, :valid].double().mean(0) - 0.5).abs() <= 6 * 0.5 / n ** 0.5).all())
+

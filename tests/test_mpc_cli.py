@@ -9,8 +9,8 @@ from tests.conftest import REPO, run_cli
 def test_validate_checks_every_row_and_exits_1_on_a_wrong_table(tmp_path):
     # one launch: a copy of the table with relu's client bytes off by one byte per element
     text = (REPO / "protocols" / "picost-2pc.yaml").read_text()
-    wrong = text.replace('bytes_client_to_server: "(e + 1) * n"', 'bytes_client_to_server: "(e + 2) * n"', 1)
-    wrong = wrong.replace('comm_bytes: "2 * (e + 1) * n"', 'comm_bytes: "(2*e + 3) * n"', 1)
+    wrong = text.replace('bytes_client_to_server: "(e + cmp1) * n"', 'bytes_client_to_server: "(e + cmp1 + 1) * n"', 1)
+    wrong = wrong.replace('comm_bytes: "2 * (e + cmp1) * n"', 'comm_bytes: "(2*e + 2*cmp1 + 1) * n"', 1)
     assert wrong != text
     table = tmp_path / "picost-2pc.yaml"
     table.write_text(wrong)
@@ -28,6 +28,19 @@ def test_validate_checks_every_row_and_exits_1_on_a_wrong_table(tmp_path):
             assert diff == 2 * 256 and r["predicted"]["rounds"] == r["measured"]["rounds"]
         else:
             assert r["predicted"] == r["measured"]
+
+
+def test_validate_runs_and_checks_the_tree_comparison():
+    """--option comparison=tree: the engine runs its other comparison and every row of a model
+    equals picost-2pc under that option; an unknown value is refused before any launch."""
+    res = run_cli("validate", "tiny-relu", "--no-ops", "-T", "2", "--option", "comparison=tree", "--format", "json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    data = json.loads(res.stdout)
+    relu = [r for r in data["models"][0]["rows"] if r["kind"] == "relu"]
+    assert data["ok"] and len(relu) == 2
+    assert all(r["measured"]["rounds"] == 5 and r["measured"]["offline_bytes"] == 82 * 2 * 256 for r in relu)
+    bad = run_cli("mpc", "run", "tiny", "--tokens", "1,2", "--option", "comparison=bits")
+    assert bad.returncode == 2 and "comparison" in bad.stderr and "tables, tree" in bad.stderr
 
 
 def test_mpc_run_prints_token_error_and_costs():

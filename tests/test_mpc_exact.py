@@ -1,8 +1,10 @@
 """The engine against picost-2pc, op by op: predicted == measured exactly (bytes per direction,
 rounds, dealer bytes) for every op kind at three shapes; outputs vs plaintext; and the parties'
-views (what each receives) independent of the other's secrets.
+views (what each receives) independent of the other's secrets. The whole module runs once per
+engine construction (picost-2pc's option ``comparison``: tables, tree), as CrypTen runs one
+behaviour suite under every protocol variant.
 
-One launch of the three parties serves the whole module (the op suite plus a privacy job).
+One launch of the three parties per construction serves the module (the op suite plus a privacy job).
 """
 
 from __future__ import annotations
@@ -11,29 +13,40 @@ import pytest
 import torch
 
 from picost.mpc.launcher import run_batch
+from picost.mpc.protocols import COMPARISONS
 from picost.mpc.oplab import plaintext
 from picost.mpc.ring import encode
 from picost.mpc.validate import SHAPES, compare, ops_job, suite_ops
 from picost.model.ops import Block, Holder, Op
 from picost.cost.protocol_table import load_protocol
-from tests.mpc_views import looks_uniform, trits_look_uniform, uncorrelated, view
+from tests.mpc_views import bits_look_uniform, looks_uniform, trits_look_uniform, uncorrelated, view
 
 SUITE = suite_ops()
 PRIVACY = [Op("priv.relu", "relu", Block.FFN, None, {"n": 3000}, (Holder.SHARED,)),
            Op("priv.linear", "linear", Block.FFN, None, {"m": 2, "k": 48, "n": 48}, (Holder.SHARED, Holder.SERVER))]
 
 
+@pytest.fixture(scope="module", params=COMPARISONS)
+def comparison(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def runs():
-    job = ops_job(SUITE, seed=5)
-    suite, privacy = run_batch([job, ops_job(PRIVACY, seed=6)], timeout_s=60,
-                               extra={"record_views": True})
+def table(comparison):
+    return load_protocol("picost-2pc", {"comparison": comparison})
+
+
+@pytest.fixture(scope="module")
+def runs(comparison):
+    options = {"comparison": comparison}
+    suite, privacy = run_batch([ops_job(SUITE, seed=5, options=options), ops_job(PRIVACY, seed=6, options=options)],
+                               timeout_s=60, extra={"record_views": True})
     return suite, privacy
 
 
 @pytest.fixture(scope="module")
-def checks(runs):
-    return {c.name: c for c in compare(SUITE, runs[0].stats)}
+def checks(runs, table):
+    return {c.name: c for c in compare(SUITE, runs[0].stats, table)}
 
 
 def test_every_kind_is_in_the_suite_at_three_shapes():
@@ -46,8 +59,7 @@ def test_every_kind_is_in_the_suite_at_three_shapes():
     assert not not_in_engine & set(load_protocol("picost-2pc").entries)
 
 
-def test_every_table_row_was_measured(runs, checks):
-    table = load_protocol("picost-2pc")
+def test_every_table_row_was_measured(runs, checks, table):
     expected = [cost.name for op in SUITE for cost in table.cost(op)]
     assert list(checks) == expected  # no measured row the table does not predict, none missing
 
@@ -87,7 +99,7 @@ def test_the_view_tests_catch_a_leaked_plaintext(runs):
     assert not uncorrelated(x, leaked << 20)  # even scaled into the top bits
 
 
-def test_servers_view_is_independent_of_the_clients_input(runs):
+def test_servers_view_is_independent_of_the_clients_input(runs, comparison):
     suite, privacy = runs
     for run in (suite, privacy):
         words, small = view(run, "server")
@@ -95,8 +107,11 @@ def test_servers_view_is_independent_of_the_clients_input(runs):
     x = privacy.results["client"]["priv.relu"]["x"]
     relu_msgs = [t for name, t in privacy.views["server"] if name == "priv.relu" and t.dtype == torch.int64]
     assert relu_msgs[0].numel() == x.numel() and uncorrelated(x, relu_msgs[0])
-    _, trits = view(privacy, "server", "priv.relu")
-    assert trits_look_uniform(trits)
+    small = [t for name, t in privacy.views["server"] if name == "priv.relu" and t.dtype == torch.uint8]
+    if comparison == "tables":
+        assert len(small) == 1 and trits_look_uniform(small[0].reshape(-1))  # the masked trits: a byte per element
+    else:  # the AND levels' opened bits (9, 3, 2 of them per element) and o = beta xor s (1)
+        assert [bits_look_uniform(t, valid) for t, valid in zip(small, (9, 3, 2, 1))] == [True] * 4
 
 
 def test_clients_view_is_independent_of_the_servers_weights(runs):

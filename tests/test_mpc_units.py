@@ -87,17 +87,38 @@ def test_newton_guesses_are_as_documented(name, lo, hi, bound):
     assert bound / 10 < rel <= bound  # one Newton step squares it: ~2e-6 and ~3e-7
 
 
+SPLINE_PARAMS = {"gelu": "gelu", "silu": "silu", "exp": "exp", "reciprocal": "recip", "rsqrt": "rsqrt"}
+"""engine spline -> the suffix of its picost-2pc params (j_, cmp_, deal_)."""
+
+
+def _tree_bytes(J: int) -> tuple[int, int]:
+    """Online bytes per element and party after c, and dealer bytes per element besides the
+    tables, of a tree comparison with J thresholds of a quadratic spline (protocols._tree_comparison)."""
+    online = sum(-(-bits * J // 8) for bits in (9, 3, 2, 1))  # the three AND levels' opened bits, then o
+    return online, -(-P.TREE_AND_BITS * J // 8) + 3 * 8 * J
+
+
 def test_table_constants_are_the_engines():
-    table = load_protocol("picost-2pc")
-    params = table.param_values
-    for name, param in [("gelu", "j_gelu"), ("gelu_tanh", "j_gelu"), ("silu", "j_silu"), ("exp", "j_exp"),
-                        ("reciprocal", "j_recip"), ("rsqrt", "j_rsqrt")]:
-        assert len(spline(name).thresholds) == params[param]
-    trits = sum(2 ** w for w in P.DIGIT_WIDTHS)  # one shared table per digit, mod-3 shares
-    assert params["tab_digits"] == -(-trits // ring.residues_per_byte(3))
-    assert params["tab_lin"] == P.TRIT_COMBOS * 2 * 8
-    assert params["tab_quad"] == P.TRIT_COMBOS * 3 * 8
-    assert params["e"] == 8 and table.setting.fractional_bits == 16 and table.setting.ring_bits == 64
+    for comparison in P.COMPARISONS:
+        table = load_protocol("picost-2pc", {"comparison": comparison})
+        params = table.param_values
+        assert params["e"] == 8 and table.setting.fractional_bits == 16 and table.setting.ring_bits == 64
+        for name, suffix in SPLINE_PARAMS.items():
+            J = len(spline(name).thresholds)
+            assert J == params[f"j_{suffix}"]
+            if comparison == "tables":  # one byte of masked trits per threshold; a 27-entry table of r^k beta
+                assert (params[f"cmp_{suffix}"], params[f"deal_{suffix}"]) == (J, P.TRIT_COMBOS * 3 * 8 * J)
+            else:
+                assert (params[f"cmp_{suffix}"], params[f"deal_{suffix}"]) == _tree_bytes(J)
+        assert len(spline("gelu_tanh").thresholds) == params["j_gelu"]
+        if comparison == "tables":
+            trits = sum(2 ** w for w in P.DIGIT_WIDTHS)  # one shared table per digit, mod-3 shares
+            assert params["tab_digits"] == -(-trits // ring.residues_per_byte(3))
+            assert (params["cmp_rounds"], params["cmp1"], params["deal1"]) == (2, 1, P.TRIT_COMBOS * 2 * 8)
+        else:
+            assert params["tab_digits"] == P.TREE_TABLE_BITS // 8
+            assert (params["cmp_rounds"], params["cmp1"]) == (1 + len(P.TREE_LEVELS) + 1, _tree_bytes(1)[0])
+            assert params["deal1"] == -(-P.TREE_AND_BITS // 8) + 2 * 8  # AND bits, s and s r
 
 
 # -- protocols, in threads -------------------------------------------------------------------------

@@ -263,13 +263,12 @@ def validate(
             raise UserError("--against crypten checks the crypten table (no --protocol)", field="--protocol")
         _validate_crypten(specs or tiny, context, option, timeout, fmt)
         return
-    if option:
-        raise UserError("--option applies to --against spu or crypten (the engine has no table options)",
-                        field="--option")
     protocol = protocol or "picost-2pc"
     timeout = ENGINE_TIMEOUT_S if timeout is None else timeout
     _need_torch()
     if new_tokens is not None:
+        if option:
+            raise UserError("--option with --new-tokens: generation runs the engine's defaults", field="--option")
         _validate_generation(specs, context, new_tokens, protocol, timeout, fmt)
         return
     from rich.progress import Progress
@@ -281,7 +280,7 @@ def validate(
     from picost.model.load import load_spec
 
     check_launch("127.0.0.1", None, timeout)
-    table = load_protocol(protocol)
+    table = _engine_table(protocol, option)
     chosen = list(specs) if specs else list(DEFAULT_SPECS)
     for ref in chosen:
         load_spec(ref)  # bad specs fail fast with a located error
@@ -298,6 +297,14 @@ def validate(
                   f"{sum(r.ok for r in result.op_rows) + sum(r.ok for m in result.models for r in m.rows)} of "
                   f"{len(result.op_rows) + sum(len(m.rows) for m in result.models)} rows; launch wall time "
                   f"{result.wall_s:.1f} s")
+
+
+def _engine_table(protocol: str, option: Optional[list[str]]) -> Any:
+    """The table the engine is checked against, with its ``--option`` values in force (the
+    engine runs what they choose: picost-2pc's comparison=tables|tree)."""
+    from picost.cost.table_options import load_tables
+
+    return load_tables([protocol], option)[0]
 
 
 def _validate_generation(specs: Optional[list[str]], context: int, new_tokens: int, protocol: str, timeout: float,
@@ -431,6 +438,7 @@ def mpc_run(
     port: Optional[int] = typer.Option(None, "--port", help="Rendezvous port (default: a free one)."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
     force: bool = typer.Option(False, "--force", help="Run even if the estimated memory exceeds what is available."),
+    option: Optional[list[str]] = typer.Option(None, "--option", help="A picost-2pc option the engine runs, e.g. comparison=tree (see `picost protocols show picost-2pc`)."),
 ) -> None:
     """Run SPEC privately on --tokens (or -T pseudo-random ones): next token, error vs plaintext, per-op cost (measured and predicted)."""
     _choice(fmt, ("table", "json"), "--format")
@@ -456,12 +464,13 @@ def mpc_run(
     from picost.mpc.validate import check_model
 
     check_launch(host, port, timeout)
-    job = model_job(spec, ids, seed, frac_bits, cached, force=force)
+    table = _engine_table("picost-2pc", option)
+    job = model_job(spec, ids, seed, frac_bits, cached, force=force, options=dict(table.chosen))
     try:
         run = run_local(job, host=host, port=port, timeout_s=timeout)
     except MpcRunError as exc:
         _mpc_failed(exc)
-    result = check_model(spec, ids, seed, run, context=job["context"])
+    result = check_model(spec, ids, seed, run, table, context=job["context"])
     peaks = ", ".join(f"{role} {b / 2**30:.2f}" for role, b in run.peak_rss_bytes.items())
     _show_checked(result, fmt, report.model_json, report.render_model,
                   f"next token: {result.next_token} (plaintext: {result.reference_token}); max |logit error| "

@@ -297,10 +297,11 @@ def _wait_all(procs: dict[str, subprocess.Popen], deadline: float, grace_s: floa
 
 
 def model_job(spec_ref: str, ids: list[int], seed: int = 0, frac_bits: int = 16,
-              cached: int | None = None, force: bool = False) -> dict[str, Any]:
+              cached: int | None = None, force: bool = False, options: dict[str, str] | None = None) -> dict[str, Any]:
     """A job that runs the whole model ``spec_ref`` on the client's token ids: the prompt
-    (prefill), or one new token after ``cached`` cached tokens (decode specs). Refused up front
-    when the run would need more memory than the machine has, unless ``force``."""
+    (prefill), or one new token after ``cached`` cached tokens (decode specs), with the engine
+    settings of the ``picost-2pc`` ``options`` (:func:`engine_settings`). Refused up front when the
+    run would need more memory than the machine has, unless ``force``."""
     from picost.mpc.memory import check_memory
     from picost.mpc.model import check_supported
     from picost.model.load import load_spec
@@ -323,6 +324,12 @@ def model_job(spec_ref: str, ids: list[int], seed: int = 0, frac_bits: int = 16,
     positions = context + 1 if spec.phase == "decode" else context
     if spec.positional == "learned" and positions > spec.context_length:
         raise UserError(f"{positions} positions exceed the learned ones ({spec.context_length})", field="--tokens")
-    check_memory(spec, context, force)
+    check_memory(spec, context, force, options)
     return {"kind": "model", "spec": str(spec_ref), "context": context, "seed": seed, "frac_bits": frac_bits,
-            "client_input": {"ids": list(ids)}}
+            **engine_settings(options), "client_input": {"ids": list(ids)}}
+
+
+def engine_settings(options: dict[str, str] | None) -> dict[str, str]:
+    """The job fields that make the engine run what ``picost-2pc`` with ``options`` costs: its
+    ``comparison`` (``tables`` unless chosen)."""
+    return {"comparison": (options or {}).get("comparison", "tables")}

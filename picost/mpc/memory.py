@@ -14,7 +14,7 @@ a deliberate over-estimate (GPT-2 at T = 128: 9.3 GiB, where the three measured 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Mapping
 
 from picost.errors import UserError
 
@@ -40,22 +40,22 @@ def parameter_count(spec: Any) -> int:
     return embed + layers + head + 2 * d
 
 
-def widest_op_dealer_bytes(spec: Any, context: int) -> int:
+def widest_op_dealer_bytes(spec: Any, context: int, options: Mapping[str, str] | None = None) -> int:
     """The most dealer bytes one op of ``spec`` at ``context`` tokens takes (its truncation
-    included), by the ``picost-2pc`` table: what a party holds at once under streamed
-    preprocessing."""
+    included), by the ``picost-2pc`` table with ``options``: what a party holds at once under
+    streamed preprocessing."""
     from picost.cost.protocol_table import load_protocol
     from picost.model.lower import lower
 
     per_op: dict[str, int] = {}
-    for cost in load_protocol("picost-2pc").cost_ops(lower(spec, context).ops):
+    for cost in load_protocol("picost-2pc", options).cost_ops(lower(spec, context).ops):
         per_op[cost.op.name] = per_op.get(cost.op.name, 0) + int(cost.offline_bytes or 0)
     return max(per_op.values(), default=0)
 
 
-def needed_bytes(spec: Any, context: int) -> int:
+def needed_bytes(spec: Any, context: int, options: Mapping[str, str] | None = None) -> int:
     """Memory a local run of ``spec`` at ``context`` tokens needs over its three processes (bytes)."""
-    return (parameter_count(spec) * BYTES_PER_PARAM + 2 * widest_op_dealer_bytes(spec, context)
+    return (parameter_count(spec) * BYTES_PER_PARAM + 2 * widest_op_dealer_bytes(spec, context, options)
             + 3 * BYTES_PER_PROCESS)
 
 
@@ -74,16 +74,16 @@ def available_bytes() -> int | None:
         return None
 
 
-def check_memory(spec: Any, context: int, force: bool = False) -> None:
+def check_memory(spec: Any, context: int, force: bool = False, options: Mapping[str, str] | None = None) -> None:
     """Raise a :class:`UserError` (before any party starts) when running ``spec`` at ``context``
     tokens would need more memory than is available, unless ``force``."""
     if force:
         return
-    need = needed_bytes(spec, context)
+    need = needed_bytes(spec, context, options)
     have = available_bytes()
     if have is not None and need > have:
         raise UserError(f"running {spec.name} privately at T = {context} needs about {need / 2**30:.1f} GiB of "
                         f"memory ({parameter_count(spec):,} parameters x {BYTES_PER_PARAM} bytes over three "
-                        f"processes, twice its widest op's {widest_op_dealer_bytes(spec, context) / 2**30:.1f} GiB "
+                        f"processes, twice its widest op's {widest_op_dealer_bytes(spec, context, options) / 2**30:.1f} GiB "
                         f"of dealer material, {3 * BYTES_PER_PROCESS / 2**30:.1f} GiB for the interpreters); this "
                         f"machine has {have / 2**30:.1f} GiB available. Pass --force to run anyway", field="--force")

@@ -44,7 +44,7 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
     and keeps the dealer's material for that op, then the online run (whose wall times are online
     only)."""
     from picost.mpc.dealer import Correlations
-    from picost.mpc.protocols import Ctx
+    from picost.mpc.protocols import COMPARISONS, Ctx
 
     torch.set_num_threads(1)
     tx = transport.init(rank, host, port, timeout_s, connect_timeout_s, job.get("nonce"))
@@ -59,6 +59,10 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
         ctx = Ctx(tx, Correlations(tx), int(job.get("frac_bits", 16)))
         runs = []
         for sub in job["jobs"] if job["kind"] == "batch" else [job]:
+            ctx.frac_bits = int(sub.get("frac_bits", job.get("frac_bits", 16)))
+            ctx.comparison = str(sub.get("comparison", job.get("comparison", "tables")))
+            if ctx.comparison not in COMPARISONS:
+                raise ValueError(f"unknown comparison {ctx.comparison!r}; choose from {', '.join(COMPARISONS)}")
             ctx.pre.new_model()  # each job sets its model's weights up afresh
             ctx.preprocess_s = 0.0
             tx.sync()  # both ready: the clocks start together

@@ -14,7 +14,13 @@ matmul (Beaver)   X - A and Y - B                                           1
 mul_server        client: x0 - A (the server's W - B: once per model)        1
 trunc             its share of x + r (8 B); exact up to +1 ulp              1
 spline            x + r (8 B) + 1 B per threshold; + trunc unless exact     2 (+1)
+spline, tree      x + r (8 B) + ceil(9J/8) + ceil(3J/8) + ceil(2J/8)        5 (+1)
+                  + ceil(J/8) B for J thresholds; + trunc unless exact
 ================  =====================================================  ======
+
+``ctx.comparison`` chooses how splines compare (picost-2pc's option ``comparison``): ``tables``
+(below, the default) or ``tree`` (:func:`_tree_comparison`: three levels of AND gates over six
+digits, about 1/20 of the dealer bytes for three more rounds).
 
 **Truncation** (dealer-assisted, by ``s`` bits, inputs ``|x| < 2^62``): with ``y = x + 2^62``
 the parties open ``c = y + r`` (``r`` uniform); the wrap bit of ``y + r`` is exactly
@@ -67,6 +73,20 @@ TRIT_COMBOS = 3 ** DIGITS
 assert sum(DIGIT_WIDTHS) == CMP_BITS
 assert DIGITS <= ring.residues_per_byte(3), "the masked trits of one threshold travel in one byte"
 
+COMPARISONS = ("tables", "tree")
+TREE_WIDTHS = (5, 5, 5, 5, 6, 6)
+"""The tree comparison's digits, low first: six digits of 32 bits (table bits: 2 * (4*32 + 2*64))."""
+TREE_SHIFTS = tuple(sum(TREE_WIDTHS[:i]) for i in range(len(TREE_WIDTHS)))
+TREE_OFFSETS = tuple(2 * sum(1 << w for w in TREE_WIDTHS[:i]) for i in range(len(TREE_WIDTHS)))
+"""Where digit i's (lt, eq) bit pairs start in an element's row of tree tables."""
+TREE_TABLE_BITS = 2 * sum(1 << w for w in TREE_WIDTHS)
+TREE_LEVELS = ((3, 2), (1, 2), (1, 1))
+"""Per AND level of the tree: (combines, outputs per combine). Level 1 pairs the six digits,
+level 2 the top two pairs, level 3 the rest with the low pair (lt only)."""
+TREE_AND_BITS = sum(g * w for g, w in TREE_LEVELS)
+"""AND gates per threshold (dealer bits: the server's share of each gate's a AND b)."""
+assert sum(TREE_WIDTHS) == CMP_BITS and TREE_TABLE_BITS == 512 and TREE_AND_BITS == 9
+
 
 @dataclass
 class Ctx:
@@ -79,6 +99,9 @@ class Ctx:
     """Inside an op's offline-then-online stage (``ops_exec.stage``): nested ops do not stage."""
     preprocess_s: float = 0.0
     """Seconds spent in offline rehearsals (preprocessing) so far."""
+    comparison: str = "tables"
+    """How splines compare (:data:`COMPARISONS`): ``tables`` (two rounds, large dealer tables) or
+    ``tree`` (five rounds, about 1/20 of the dealer bytes)."""
 
     @property
     def role(self) -> int:
@@ -233,11 +256,123 @@ def _borrow(trits: torch.Tensor) -> torch.Tensor:
     return lt
 
 
-def _digits(v: torch.Tensor) -> torch.Tensor:
-    """The digits (DIGIT_WIDTHS) of the low CMP_BITS bits of each element, low first: shape (..., DIGITS)."""
-    shifts = torch.tensor(DIGIT_SHIFTS, dtype=torch.int64)
-    widths = torch.tensor(DIGIT_WIDTHS, dtype=torch.int64)
-    return (v.unsqueeze(-1) >> shifts) & ((1 << widths) - 1)
+def _digits(v: torch.Tensor, widths: tuple[int, ...] = DIGIT_WIDTHS) -> torch.Tensor:
+    """The digits (``widths``, low first) of the low CMP_BITS bits of each element: shape (..., digits)."""
+    shifts = torch.tensor([sum(widths[:i]) for i in range(len(widths))], dtype=torch.int64)
+    return (v.unsqueeze(-1) >> shifts) & ((1 << torch.tensor(widths, dtype=torch.int64)) - 1)
+
+
+def _table_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: torch.Tensor,
+                      powers: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The comparison by digit tables and 27-entry tables (two rounds; module docstring): the
+    opened ``c = x + r``, ``c' = c - t_j + 2^32`` (n, J), shares of ``r^k beta_j`` (n, J, deg + 1)
+    with ``beta_j = bit32(r) xor [c' mod 2^32 < r mod 2^32]`` (``powers``: shares of r^k)."""
+    n, J, pre, deg = x.numel(), len(thresholds), ctx.pre, len(powers) - 1
+    masks = pre.random((n, J, DIGITS), mod=3)  # shares; the dealer gets the masks
+
+    def digit_tables(lo: int, hi: int) -> torch.Tensor:  # (hi - lo, TABLE_ENTRIES): digit i's at TABLE_OFFSETS[i]
+        secret = _digits(r[lo:hi])
+        return torch.cat([_trits(torch.arange(1 << w), secret[:, i: i + 1])
+                          for i, w in enumerate(DIGIT_WIDTHS)], 1)
+
+    def final_tables(lo: int, hi: int) -> torch.Tensor:  # (hi - lo, J, TRIT_COMBOS, deg + 1)
+        combos = torch.arange(TRIT_COMBOS, dtype=torch.uint8).view(TRIT_COMBOS, 1)
+        opened = ring.unpack_residues(combos, 3, DIGITS).to(torch.int64)  # (TRIT_COMBOS, DIGITS)
+        trits = (opened.view(1, 1, TRIT_COMBOS, DIGITS) - masks[lo:hi].unsqueeze(2).to(torch.int64)) % 3
+        rows = r[lo:hi]
+        beta = _borrow(trits) ^ ((rows >> CMP_BITS) & 1).view(hi - lo, 1, 1)  # (rows, J, TRIT_COMBOS)
+        rk = torch.stack([torch.ones_like(rows), rows, rows * rows][: deg + 1], dim=-1)  # (rows, deg+1)
+        return beta.unsqueeze(-1) * rk.view(hi - lo, 1, 1, deg + 1)
+
+    # the dealer's tables, per element (packed trits, five a byte; the 27-entry tables), read
+    # at J * DIGITS and J * (deg + 1) places
+    tables = pre.keyed_rows(n, TABLE_ENTRIES, digit_tables, mod=3)
+    finals = pre.keyed_rows(n, J * TRIT_COMBOS * (deg + 1), final_tables)
+
+    c = ctx.open(x + r)  # round 1
+    cj = c.unsqueeze(1) + (1 << CMP_BITS) - thresholds  # (n, J) public
+    at = (_digits(cj) + torch.tensor(TABLE_OFFSETS)).view(n, J * DIGITS)
+    mine = (tables.at(at).view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
+    theirs = ctx.tx.exchange(ring.pack_residues(mine, 3), ring.pack_residues(mine, 3))  # round 2
+    opened = (mine + ring.unpack_residues(theirs, 3, DIGITS)) % 3
+    index = ring.pack_residues(opened, 3).to(torch.int64).view(n, J)  # the combo's number
+    entry = (torch.arange(J) * TRIT_COMBOS + index) * (deg + 1)  # (n, J): where threshold j's entry starts
+    beta = finals.at((entry.unsqueeze(-1) + torch.arange(deg + 1)).view(n, J * (deg + 1))).view(n, J, deg + 1)
+    return c, cj, beta
+
+
+def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: torch.Tensor,
+                     powers: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_table_comparison` in five rounds with little dealer material. The dealer cuts
+    ``r mod 2^32`` into six digits (:data:`TREE_WIDTHS`) and gives XOR shares of, per digit and
+    public value v, the pair ``([v < r_i], [v == r_i])`` (with ``bit32(r)`` folded into the top
+    digit's ``lt``): 512 bits an element, for every threshold. Each party reads its shares at the
+    digits of each ``c'``; three levels of AND gates (dealer triples; a combine is ``lt = lt_hi xor
+    eq_hi lt_lo``, ``eq = eq_hi eq_lo``, one opened bit of eq_hi serving both) give shares of
+    ``beta_j``; the parties open ``o = beta_j xor s_j`` (``s_j`` a mask from the PRG seeds) and
+    ``r^k beta_j = o r^k + (1 - 2 o) [s_j r^k]`` with the dealer's ``s_j r^k``. Online per element
+    and party: 8 B for c, then ``ceil(9J/8)``, ``ceil(3J/8)``, ``ceil(2J/8)``, ``ceil(J/8)`` bytes
+    (the levels' opened bits, packed per element, and o). Dealer: 64 B of tables, ``ceil(9J/8)``
+    bytes of AND bits and ``8 (deg + 1) J`` for ``s_j r^k``."""
+    n, J, pre, deg = x.numel(), len(thresholds), ctx.pre, len(powers) - 1
+    # the AND triples of every level: a, b from the PRG seeds, the server's a AND b from the dealer
+    a = [pre.random((n, J, g), mod=2) for g, _ in TREE_LEVELS]
+    b = [pre.random((n, J, g, w), mod=2) for g, w in TREE_LEVELS]
+    gates = pre.correlated((n, J * TREE_AND_BITS), lambda: torch.cat(
+        [(a_l.unsqueeze(-1) & b_l).reshape(n, -1) for a_l, b_l in zip(a, b)], 1), mod=2)
+    gates = ring.unpack_residues(gates, 2, J * TREE_AND_BITS)
+    c_and, at_bit = [], 0
+    for g, w in TREE_LEVELS:
+        c_and.append(gates[:, at_bit: at_bit + J * g * w].reshape(n, J, g, w))
+        at_bit += J * g * w
+    s = pre.random((n, J), mod=2)
+    s_rk = pre.correlated((n, J, deg + 1), lambda: s.to(torch.int64).unsqueeze(-1)
+                          * torch.stack([torch.ones_like(r), r, r * r][: deg + 1], -1).unsqueeze(1))
+
+    def tree_tables(lo: int, hi: int) -> torch.Tensor:  # (hi - lo, TREE_TABLE_BITS)
+        secret = _digits(r[lo:hi], TREE_WIDTHS)
+        parts = []
+        for i, w in enumerate(TREE_WIDTHS):
+            v = torch.arange(1 << w)
+            lt = (v < secret[:, i: i + 1]).to(torch.uint8)
+            if i == len(TREE_WIDTHS) - 1:
+                lt ^= ((r[lo:hi] >> CMP_BITS) & 1).to(torch.uint8).unsqueeze(1)
+            parts.append(torch.stack([lt, (v == secret[:, i: i + 1]).to(torch.uint8)], -1).reshape(hi - lo, -1))
+        return torch.cat(parts, 1)
+
+    tables = pre.keyed_rows(n, TREE_TABLE_BITS, tree_tables, mod=2)
+
+    c = ctx.open(x + r)  # round 1
+    cj = c.unsqueeze(1) + (1 << CMP_BITS) - thresholds  # (n, J) public
+    at = 2 * _digits(cj, TREE_WIDTHS) + torch.tensor(TREE_OFFSETS)  # (n, J, 6): where each lt sits
+    pairs = tables.at(torch.stack([at, at + 1], -1).view(n, -1)).view(n, J, len(TREE_WIDTHS), 2)
+    lt, eq = pairs[..., 0], pairs[..., 1]
+    hi, lo = [1, 3, 5], [0, 2, 4]  # level 1: digit pairs
+    z = _and_gates(ctx, eq[..., hi], torch.stack([lt[..., lo], eq[..., lo]], -1), a[0], b[0], c_and[0])
+    lt, eq = lt[..., hi] ^ z[..., 0], z[..., 1]  # pairs of digits 0-1, 2-3, 4-5
+    z = _and_gates(ctx, eq[..., 2:], torch.stack([lt[..., 1:2], eq[..., 1:2]], -1), a[1], b[1], c_and[1])
+    lt_top, eq_top = lt[..., 2:] ^ z[..., 0], z[..., 1]  # digits 2-5
+    z = _and_gates(ctx, eq_top, lt[..., 0:1].unsqueeze(-1), a[2], b[2], c_and[2])
+    beta = (lt_top ^ z[..., 0]).view(n, J)  # shares of beta_j
+    mine = beta ^ s
+    o = (mine ^ ring.unpack_residues(ctx.tx.exchange(ring.pack_residues(mine, 2), ring.pack_residues(mine, 2)),
+                                      2, J)).to(torch.int64).unsqueeze(-1)  # (n, J, 1) public
+    rk = torch.stack(powers, -1).unsqueeze(1)  # (n, 1, deg + 1)
+    return c, cj, o * rk + (1 - 2 * o) * s_rk
+
+
+def _and_gates(ctx: Ctx, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+               c: torch.Tensor) -> torch.Tensor:
+    """XOR shares of ``x AND y`` (x: (n, J, g), y: (n, J, g, w): each x bit with w bits of y),
+    one round: the parties open ``x xor a`` (once per x bit) and ``y xor b``, packed per element."""
+    n = x.shape[0]
+    mine = torch.cat([(x ^ a).reshape(n, -1), (y ^ b).reshape(n, -1)], 1)
+    theirs = ctx.tx.exchange(ring.pack_residues(mine, 2), ring.pack_residues(mine, 2))
+    opened = mine ^ ring.unpack_residues(theirs, 2, mine.shape[1])
+    d = opened[:, : x.numel() // n].view(x.shape).unsqueeze(-1)
+    e = opened[:, x.numel() // n:].view(y.shape)
+    z = c ^ (d & b) ^ (e & a.unsqueeze(-1))
+    return z ^ (d & e) if ctx.role == CLIENT else z
 
 
 @dataclass(frozen=True)
@@ -277,36 +412,8 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
     powers = [ctx.public(torch.ones(n, dtype=torch.int64)), r]  # shares of r^k
     if deg == 2:
         powers.append(pre.correlated((n,), lambda: r * r))
-    masks = pre.random((n, J, DIGITS), mod=3)  # shares; the dealer gets the masks
-
-    def digit_tables(lo: int, hi: int) -> torch.Tensor:  # (hi - lo, TABLE_ENTRIES): digit i's at TABLE_OFFSETS[i]
-        secret = _digits(r[lo:hi])
-        return torch.cat([_trits(torch.arange(1 << w), secret[:, i: i + 1])
-                          for i, w in enumerate(DIGIT_WIDTHS)], 1)
-
-    def final_tables(lo: int, hi: int) -> torch.Tensor:  # (hi - lo, J, TRIT_COMBOS, deg + 1)
-        combos = torch.arange(TRIT_COMBOS, dtype=torch.uint8).view(TRIT_COMBOS, 1)
-        opened = ring.unpack_residues(combos, 3, DIGITS).to(torch.int64)  # (TRIT_COMBOS, DIGITS)
-        trits = (opened.view(1, 1, TRIT_COMBOS, DIGITS) - masks[lo:hi].unsqueeze(2).to(torch.int64)) % 3
-        rows = r[lo:hi]
-        beta = _borrow(trits) ^ ((rows >> CMP_BITS) & 1).view(hi - lo, 1, 1)  # (rows, J, TRIT_COMBOS)
-        rk = torch.stack([torch.ones_like(rows), rows, rows * rows][: deg + 1], dim=-1)  # (rows, deg+1)
-        return beta.unsqueeze(-1) * rk.view(hi - lo, 1, 1, deg + 1)
-
-    # the dealer's tables, per element (packed trits, five a byte; the 27-entry tables), read
-    # at J * DIGITS and J * (deg + 1) places
-    tables = pre.keyed_rows(n, TABLE_ENTRIES, digit_tables, mod=3)
-    finals = pre.keyed_rows(n, J * TRIT_COMBOS * (deg + 1), final_tables)
-
-    c = ctx.open(x.reshape(-1) + r)  # round 1
-    cj = c.unsqueeze(1) + (1 << CMP_BITS) - rs.thresholds  # (n, J) public
-    at = (_digits(cj) + torch.tensor(TABLE_OFFSETS)).view(n, J * DIGITS)
-    mine = (tables.at(at).view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
-    theirs = ctx.tx.exchange(ring.pack_residues(mine, 3), ring.pack_residues(mine, 3))  # round 2
-    opened = (mine + ring.unpack_residues(theirs, 3, DIGITS)) % 3
-    index = ring.pack_residues(opened, 3).to(torch.int64).view(n, J)  # the combo's number
-    entry = (torch.arange(J) * TRIT_COMBOS + index) * (deg + 1)  # (n, J): where threshold j's entry starts
-    beta = finals.at((entry.unsqueeze(-1) + torch.arange(deg + 1)).view(n, J * (deg + 1))).view(n, J, deg + 1)
+    compare = _tree_comparison if ctx.comparison == "tree" else _table_comparison
+    c, cj, beta = compare(ctx, x.reshape(-1), r, rs.thresholds, powers)
     rk = torch.stack(powers, dim=-1)  # (n, deg+1) shares of r^k
     top = ((cj >> CMP_BITS) & 1).unsqueeze(-1)  # public bit CMP_BITS of c'
     bits = torch.where(top == 1, rk.unsqueeze(1) - beta, beta)  # shares of r^k [x >= t_j]: (n, J, deg+1)

@@ -116,8 +116,12 @@ def suite_ops(kinds: Iterable[str] | None = None) -> list[Op]:
     return ops
 
 
-def ops_job(ops: Iterable[Op], seed: int = 0, frac_bits: int = 16) -> dict[str, Any]:
-    return {"kind": "ops", "seed": seed, "frac_bits": frac_bits,
+def ops_job(ops: Iterable[Op], seed: int = 0, frac_bits: int = 16, options: dict[str, str] | None = None
+            ) -> dict[str, Any]:
+    """A job that runs ``ops`` on random inputs, as picost-2pc with ``options`` costs them."""
+    from picost.mpc.launcher import engine_settings
+
+    return {"kind": "ops", "seed": seed, "frac_bits": frac_bits, **engine_settings(options),
             "ops": [{"name": op.name, "kind": op.kind, "dims": dict(op.dims)} for op in ops]}
 
 
@@ -221,18 +225,19 @@ def run_validation(specs: Iterable[str] = DEFAULT_SPECS, context: int = 4, inclu
     from picost.cost.protocol_table import load_protocol
 
     table = load_protocol(table or PROTOCOL)  # a bad table fails before any launch
+    options = dict(table.chosen)
     from picost.mpc.launcher import model_job, run_batch
     from picost.mpc.model import check_supported
     from picost.model.load import load_spec
 
     specs = list(specs)
     ops = suite_ops() if include_ops else []
-    jobs = [ops_job(ops, seed)] if include_ops else []
+    jobs = [ops_job(ops, seed, options=options)] if include_ops else []
     loaded = {s: load_spec(s) for s in specs}
     for spec in loaded.values():  # before any token ids or launch: a spec the engine cannot run
         check_supported(spec)
     ids = {s: token_ids(m.vocab_size, 1 if m.phase == "decode" else context) for s, m in loaded.items()}
-    jobs += [model_job(s, ids[s], seed, cached=context, force=force) for s in specs]
+    jobs += [model_job(s, ids[s], seed, cached=context, force=force, options=options) for s in specs]
     runs = run_batch(jobs, timeout_s=timeout_s, on_progress=on_progress)
     op_rows = compare(ops, runs[0].stats, table) if include_ops else []
     models = [check_model(s, ids[s], seed, run, table, context)

@@ -158,9 +158,13 @@ class Correlations:
                                                     for lo, hi in bounds])
         key = int(self._draw(CLIENT, (1,), None)[0])  # the dealer: the client's key, from its PRG
         for lo, hi in bounds:
+            v = rows_value(lo, hi).reshape(hi - lo, row_len)
+            if mod == 2 and row_len % 64 == 0:  # bits: the client's share is the hash words' own bytes
+                v0 = ring.hashed_words(key, lo * row_len // 64, (hi - lo) * row_len // 64)
+                self.tx.offline_send(ring.pack_residues(v, 2) ^ v0.view(torch.uint8).view(hi - lo, -1), SERVER)
+                continue
             v0 = ring.hashed_range(key, lo * row_len, (hi - lo) * row_len, mod).view(hi - lo, row_len)
-            self.tx.offline_send(_packed(_other_share(rows_value(lo, hi).reshape(hi - lo, row_len), v0, mod), mod),
-                                 SERVER)
+            self.tx.offline_send(_packed(_other_share(v, v0, mod), mod), SERVER)
         return RowShares(row_len, mod)
 
     def weight_mask(self, key: str, w: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor | None:

@@ -63,14 +63,17 @@ def _residue(half: torch.Tensor, modulus: int) -> torch.Tensor:
 def hashed(key: int, index: torch.Tensor, modulus: int | None = None) -> torch.Tensor:
     """Random-access pseudo-random values at positions ``index``: ring elements, SplitMix64 of
     the position (:func:`_mix`), or residues mod ``modulus`` (uint8), two per 64-bit output (the
-    low half at even positions). Like torch's Mersenne Twister, a stand-in for a cryptographic PRG
-    (e.g. AES in counter mode). :func:`hashed_range` gives the same values for a whole range."""
+    low half at even positions), or bits (``modulus`` 2), 64 per output (bit ``p mod 64`` of output
+    ``p // 64``). Like torch's Mersenne Twister, a stand-in for a cryptographic PRG (e.g. AES in
+    counter mode). :func:`hashed_range` gives the same values for a whole range."""
     flat = index.reshape(-1)
     out = torch.empty(flat.shape, dtype=torch.int64 if modulus is None else torch.uint8)
     for lo in range(0, len(flat), HASH_BLOCK):
         part = flat[lo: lo + HASH_BLOCK]
         if modulus is None:
             out[lo: lo + HASH_BLOCK] = _mix(key, part)
+        elif modulus == 2:
+            out[lo: lo + HASH_BLOCK] = (logical_rshift(_mix(key, part >> 6), 0) >> (part & 63) & 1).to(torch.uint8)
         else:
             z = _mix(key, part >> 1)
             out[lo: lo + HASH_BLOCK] = _residue(torch.where((part & 1) == 1, logical_rshift(z, 32), z & _LOW32), modulus)
@@ -79,9 +82,13 @@ def hashed(key: int, index: torch.Tensor, modulus: int | None = None) -> torch.T
 
 def hashed_range(key: int, start: int, count: int, modulus: int | None = None) -> torch.Tensor:
     """:func:`hashed` at positions ``start .. start + count - 1`` (1-D), computed once per 64-bit
-    output (residues: ``start`` and ``count`` even)."""
+    output (residues: ``start`` and ``count`` even; bits: multiples of 64)."""
     if modulus is None:
         return hashed(key, torch.arange(start, start + count))
+    if modulus == 2:
+        assert start % 64 == 0 and count % 64 == 0, (start, count)
+        words = hashed_words(key, start // 64, count // 64)
+        return ((words.unsqueeze(-1) >> torch.arange(64)) & 1).to(torch.uint8).view(-1)
     assert start % 2 == 0 and count % 2 == 0, (start, count)
     out = torch.empty(count, dtype=torch.uint8)
     for lo in range(0, count, 2 * HASH_BLOCK):
@@ -89,6 +96,12 @@ def hashed_range(key: int, start: int, count: int, modulus: int | None = None) -
         z = _mix(key, torch.arange((start + lo) // 2, (start + lo + n) // 2))
         out[lo: lo + n] = _residue(torch.stack([z & _LOW32, logical_rshift(z, 32)], dim=-1).view(-1), modulus)
     return out
+
+
+def hashed_words(key: int, start: int, count: int) -> torch.Tensor:
+    """The 64-bit outputs behind :func:`hashed` bits ``64 start .. 64 (start + count) - 1``: as
+    bytes (little-endian) they are those bits packed as :func:`pack_residues` packs them."""
+    return _mix(key, torch.arange(start, start + count))
 
 
 def share(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,9 +38,10 @@ class QueueTransport(Transport):
         return got
 
 
-def run_threads(program: Callable[[Ctx], Any], frac_bits: int = 16) -> list[Any]:
-    """``program(ctx)`` as client, server and dealer; returns [client, server, dealer] results
-    and each party's transport as ``.tx`` on the ctx (results are (value, ctx) pairs)."""
+def run_threads(program: Callable[[Ctx], Any], frac_bits: int = 16, comparison: str = "tables") -> list[Any]:
+    """``program(ctx)`` as client, server and dealer (splines compare by ``comparison``); returns
+    [client, server, dealer] results and each party's transport as ``.tx`` on the ctx (results
+    are (value, ctx) pairs)."""
     wires = {(a, b): queue.Queue() for a in range(3) for b in range(3) if a != b}
     out: list[Any] = [None, None, None]
     errors: list[BaseException] = []
@@ -48,7 +49,7 @@ def run_threads(program: Callable[[Ctx], Any], frac_bits: int = 16) -> list[Any]
     def party(rank: int) -> None:
         try:
             tx = QueueTransport(rank, wires)
-            ctx = Ctx(tx, Correlations(tx), frac_bits)
+            ctx = Ctx(tx, Correlations(tx), frac_bits, comparison=comparison)
             out[rank] = (program(ctx), ctx)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
             errors.append(exc)

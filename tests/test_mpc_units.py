@@ -144,33 +144,50 @@ def test_truncation_is_floor_or_one_more(values, shift):
 
 
 @settings(max_examples=10, deadline=None)
-@given(st.lists(st.floats(-20, 20), min_size=1, max_size=30), st.sampled_from(["relu", "gelu", "silu", "exp"]))
-def test_spline_protocol_matches_the_plaintext_spline(values, name):
+@given(st.lists(st.floats(-20, 20), min_size=1, max_size=30), st.sampled_from(["relu", "gelu", "silu", "exp"]),
+       st.sampled_from(P.COMPARISONS))
+def test_spline_protocol_matches_the_plaintext_spline(values, name, comparison):
     x = torch.tensor(values, dtype=torch.float64)
     if name == "exp":
         x = -x.abs()
     enc = ring.encode(x, 16)
-    res = run_threads(lambda ctx: P.spline(ctx, _shared_input(ctx, enc), spline(name))[0])
+    res = run_threads(lambda ctx: P.spline(ctx, _shared_input(ctx, enc), spline(name))[0], comparison=comparison)
     got = ring.decode(_opened(res), 16).numpy()
     want = spline(name)(ring.decode(enc, 16).numpy())
     assert np.abs(got - want).max() <= 4e-4  # fixed-point rounding of coefficients and truncation
 
 
-def test_comparison_bits_are_exact_at_the_threshold():
+@pytest.mark.parametrize("comparison", P.COMPARISONS)
+def test_comparison_bits_are_exact_at_the_threshold(comparison):
     enc = torch.tensor([-2, -1, 0, 1, 2, -(2 ** 31), 2 ** 31], dtype=torch.int64)
-    res = run_threads(lambda ctx: P.spline(ctx, _shared_input(ctx, enc), spline("relu"), want_bits=True))
+    res = run_threads(lambda ctx: P.spline(ctx, _shared_input(ctx, enc), spline("relu"), want_bits=True),
+                      comparison=comparison)
     bits = (res[CLIENT][0][1] + res[SERVER][0][1])[..., 0]
     assert bits.tolist() == [0, 0, 1, 1, 1, 0, 1]
     assert _opened([(r[0][0], r[1]) for r in res]).tolist() == [0, 0, 0, 1, 2, 0, 2 ** 31]
 
 
-def test_every_threshold_of_a_spline_is_exact_from_one_set_of_digit_tables():
-    # all nine GELU thresholds are looked up in the same digit tables (with their own masks):
-    # just below, at and just above each one, every bit [x >= t_j] must still be exact
+@pytest.mark.parametrize("comparison", P.COMPARISONS)
+def test_comparison_bits_are_exact_over_the_whole_range(comparison):
+    """20,000 values over |x| < 2^31 (ring units): [x >= 0] exact for every one. A digit of
+    c' = x + r equals r's digit one time in 32 to 2,048, so the tree's eq chain and the tables'
+    equal trits are exercised many times here."""
+    gen = torch.Generator().manual_seed(7)
+    enc = torch.randint(-(2 ** 31) + 1, 2 ** 31, (20000,), generator=gen)
+    res = run_threads(lambda ctx: P.spline(ctx, _shared_input(ctx, enc), spline("relu"), want_bits=True),
+                      comparison=comparison)
+    bits = (res[CLIENT][0][1] + res[SERVER][0][1])[..., 0]
+    assert torch.equal(bits, (enc >= 0).to(torch.int64))
+
+
+@pytest.mark.parametrize("comparison", P.COMPARISONS)
+def test_every_threshold_of_a_spline_is_exact_from_one_set_of_digit_tables(comparison):
+    # all nine GELU thresholds are looked up in the same digit tables (with their own masks, or
+    # their own AND gates): just below, at and just above each one, every bit [x >= t_j] is exact
     s = spline("gelu")
     t = ring.encode(torch.tensor(s.thresholds, dtype=torch.float64), 16)
     enc = torch.cat([t - 1, t, t + 1])
-    res = run_threads(lambda ctx: P.spline(ctx, _shared_input(ctx, enc), s, want_bits=True))
+    res = run_threads(lambda ctx: P.spline(ctx, _shared_input(ctx, enc), s, want_bits=True), comparison=comparison)
     bits = res[CLIENT][0][1] + res[SERVER][0][1]
     assert torch.equal(bits, (enc.unsqueeze(1) >= t).to(torch.int64))
 

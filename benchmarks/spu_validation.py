@@ -97,7 +97,9 @@ def docs() -> str:
            "`benchmarks/results/spu/validation.jsonl`; regenerate the runs with `python benchmarks/spu_validation.py` "
            "(SPU 0.9.5 in `.venv-spu`: `bash scripts/setup-spu.sh`). One run by hand: "
            "`picost validate --against spu -p semi2k tiny -T 8`.", "",
-           "Each row: a 2-layer model (vocabulary 256) run in SPU 0.9.5's simulator as one executable (client-private "
+           "Each row: a 2-layer model (vocabulary 256; rows named `gpt2`: GPT-2 small itself, 12 layers and "
+           "vocabulary 50,257, run by `picost validate --against spu -p P gpt2 -T 16`) run in SPU 0.9.5's "
+           "simulator as one executable (client-private "
            "token ids, server-private weights, stock `jax.nn.gelu`/`jax.nn.softmax`; all parties' bytes of a warm run), "
            "next to `picost estimate` under the matching `spu-*` table with its default options. *op by op*: the same "
            "model's ops each run on their own, which attributes bytes to op classes (each op's mean warm run, the "

@@ -161,25 +161,25 @@ def fit_series(protocol: str, series: str, rows: list[dict]) -> dict:
         parts = [_fit_basis(regime[1], small), _fit_basis(regime[2], [r for r in fit_pts if r not in small])]
         terms = parts[0][0] + parts[1][0]
         coefs = np.concatenate([parts[0][1], parts[1][1]])
-        formula = (f"let(he, min(1, floor({regime[0]}/(poly_n + 1))), "
+        comm_bytes = (f"let(he, min(1, floor({regime[0]}/(poly_n + 1))), "
                    f"(1 - he)*({_formula(*parts[0])}) + he*({_formula(*parts[1])}))")
         regimes = [list(parts[0][0]), list(parts[1][0])]
     else:
         terms, coefs = _fit_basis((HE_BASES if protocol == "cheetah" else {}).get(kind, BASES[kind]), fit_pts)
-        formula, regimes = _formula(terms, coefs), None
-    pred = np.array([term_value(formula, r["dims"]) for r in fit_pts])
+        comm_bytes, regimes = _formula(terms, coefs), None
+    pred = np.array([term_value(comm_bytes, r["dims"]) for r in fit_pts])
     y = np.array([float(_bytes(r)) for r in fit_pts])
 
     def rel(p: float, m: float) -> float:
         return 0.0 if m == 0 and p == 0 else (p - m) / m if m else math.inf
 
     residuals = [rel(p, m) for p, m in zip(pred, y)]
-    held_err = [rel(term_value(formula, r["dims"]), float(_bytes(r))) for r in held]
+    held_err = [rel(term_value(comm_bytes, r["dims"]), float(_bytes(r))) for r in held]
     elements = [_elements(kind, r["dims"]) for r in fit_pts]
     out = {"protocol": protocol, "series": series, "kind": kind,
            "options": {k: rows[0].get(k) for k in ("construction", "weights", "input", "mask", "operands")},
            "basis": list(terms), "coefficients": [float(c) for c in coefs], **({"regimes": regimes} if regimes else {}),
-           "comm_bytes": formula, "messages": _messages(kind, fit_pts or rows),
+           "comm_bytes": comm_bytes, "messages": _messages(kind, fit_pts or rows),
            "points": [{"dims": r["dims"], "total_bytes": _bytes(r), "max_send_actions": r["max_send_actions"],
                        "heldout": bool(r.get("heldout")),
                        **({"cheapest_bytes": r["total_bytes"]} if "mean_warm_bytes" in r else {})} for r in rows],

@@ -174,23 +174,27 @@ def _he_search() -> str:
     rest of the polynomial, v = floor(j/14): the rows of m into the fewest blocks that fit
     poly_n/d1, evenly (v = 0), the columns of n likewise (v = 1), or row blocks of half the largest
     power of two that fits (v = 2); the other side's block as wide as the rest allows. SPU searches
-    every row block d0 in 1..m; these three give its shape at 5,299 of 5,323 products with m up to
-    1000 and k, n up to 50257 (tests/test_spu_tables.py). SPU encrypts the side with fewer
-    ciphertexts (``min(b0, b2) * b1``) and packs responses d1 to a ciphertext (BumbleBee's
-    interleaving: cheetah_dot.cc ``num_ct_to_recv = CeilDiv(blk0*blk2, subshape[1])``)."""
+    every row block d0 in 1..m; these three give its ciphertexts at 19,894 of 19,950 products with
+    m up to 1,024 and k, n up to 50,257 (benchmarks/results/spu/README.md; tests/test_spu_tables.py
+    holds 593 of them exact). SPU encrypts the side with fewer ciphertexts (``min(b0, b2) * b1``)
+    and packs responses d1 to a ciphertext (BumbleBee's interleaving: cheetah_dot.cc
+    ``num_ct_to_recv = CeilDiv(blk0*blk2, subshape[1])``)."""
     swap = "min(v, 2 - v)"  # 1 for v = 1: the columns' side is cut
     rows, cols = f"(m + (n - m)*{swap})", f"(n + (m - n)*{swap})"
     fit = "max(1, floor(poly_n/d1))"  # rows of one block at most
     even = f"ceil(r/ceil(r/min(r, {fit})))"
     halved = f"max(1, 2**floor(log2(min(r, {fit})))/2)"
+
+    def candidate(of: str) -> str:
+        """``of`` (in the candidate's names) for candidate ``j``: its shape, its block counts."""
+        return (f"let(v, floor(j/14), let(d1, 2**(j - 14*v), let(r, {rows}, let(c, {cols}, "
+                f"let(d0, min(1, 2 - v)*{even} + max(0, v - 1)*{halved}, "
+                "let(b0, ceil(r/d0), let(b1, ceil(k/d1), let(b2, ceil(c/max(1, floor(poly_n/(d0*d1)))), "
+                f"let(sent, min(b0, b2)*b1, let(back, ceil(b0*b2/d1), {of}))))))))))")
+
     key = ("1000*(sent + back) + ceil(m*n/poly_n)*d1 + b0*b1*b2/10"
            " + 10**15*min(1, floor(d1/(k + 1)) + floor(d1/(poly_n + 1)))")
-    body = (f"let(b0, ceil(r/d0), let(b1, ceil(k/d1), let(b2, ceil(c/max(1, floor(poly_n/(d0*d1)))), "
-            f"let(sent, min(b0, b2)*b1, let(back, ceil(b0*b2/d1), pick)))))")
-    search = (f"let(v, floor(j/14), let(d1, 2**(j - 14*v), let(r, {rows}, let(c, {cols}, "
-              f"let(d0, min(1, 2 - v)*{even} + max(0, v - 1)*{halved}, {body})))))")
-    return "pick_min(j, 0, 41, {key}, {value})".format(
-        key=search.replace("pick", key), value=search.replace("pick", "ct_in_bytes*sent + ct_out_bytes*back"))
+    return f"pick_min(j, 0, 41, {candidate(key)}, {candidate('ct_in_bytes*sent + ct_out_bytes*back')})"
 
 
 #: 1 when SPU packs the responses (the blocking above leaves more than one output block), 0 for

@@ -276,7 +276,6 @@ def validate(
     from picost.mpc import report
     from picost.mpc.launcher import MpcRunError, check_launch
     from picost.mpc.validate import DEFAULT_SPECS, run_validation
-    from picost.cost.protocol_table import load_protocol
     from picost.model.load import load_spec
 
     check_launch("127.0.0.1", None, timeout)

@@ -11,8 +11,8 @@ new name (usable only inside them, never one the caller allows):
   least, the last such ``i`` on ties. It writes an engine's own choice among a few shapes (SPU's
   HE block shape: the one of least cost to SPU, whose bytes differ from that cost) without
   spelling every candidate out.
- The text is parsed by
-Python's :mod:`ast` and every node is checked against this grammar before anything is built;
+
+The text is parsed by Python's :mod:`ast` and every node is checked against this grammar before anything is built;
 anything else (attributes, other calls, keywords, lambdas, strings, comparisons, subscripts,
 unknown names) is a :class:`~picost.errors.UserError` naming the file, line and field.
 
@@ -335,10 +335,12 @@ def _build(node: ast.AST, backend: _Backend) -> Callable[[Mapping[str, Any]], An
 
 def _build_pick_min(call: ast.Call, backend: _Backend) -> Callable[[Mapping[str, Any]], Any]:
     """``pick_min(i, first, last, key, value)``: key and value at every ``i`` (plain numbers or
-    numpy arrays), the value at the least key. Under sympy the search is not spelled out (28
-    candidates of a nested formula would make every closed form huge and slow): with numbers for
-    every name it is computed, else it is one opaque function of the symbolic names' values
-    (``pick_min_N(T)``), computed by the same plain evaluator when a sweep fills in ``T``."""
+    numpy arrays), the value at the least key; numbers in, the result is kept per input (a model's
+    equal layers and decode steps search the same shape). Under sympy the search is not spelled
+    out (dozens of candidates of a nested formula would make every closed form huge and slow):
+    with numbers for every name it is computed, else it is one opaque function of the symbolic
+    names' values (``pick_min_N(T)``), computed by the same plain evaluator when a sweep fills in
+    ``T``."""
     args = call.args
     index, first, last = args[0].id, args[1].value, args[2].value  # type: ignore[attr-defined]
     key, value = _build(args[3], _PYTHON), _build(args[4], _PYTHON)
@@ -346,19 +348,21 @@ def _build_pick_min(call: ast.Call, backend: _Backend) -> Callable[[Mapping[str,
     nodes = [n for a in args[3:] for n in ast.walk(a)]
     bound = {n.args[0].id for n in nodes if isinstance(n, ast.Call) and n.func.id in ("let", "pick_min")}  # type: ignore[attr-defined]
     names = sorted({n.id for n in nodes if isinstance(n, ast.Name)} - bound - {index})
-    seen: dict[tuple, Any] = {}  # a model's equal layers and decode steps search the same shape
+    seen: dict[tuple, Any] = {}
+
+    def search(env: Mapping[str, Any]) -> Any:
+        envs = [{**env, index: i} for i in indices]
+        return _pick_min([key(e) for e in envs], [value(e) for e in envs])
 
     def plain(env: Mapping[str, Any]) -> Any:
         inputs = tuple(env.get(n) for n in names)
-        if all(isinstance(v, (int, float)) for v in inputs):
-            if inputs not in seen:
-                if len(seen) >= 4096:
-                    seen.clear()
-                envs = [{**env, index: i} for i in indices]
-                seen[inputs] = _pick_min([key(e) for e in envs], [value(e) for e in envs])
-            return seen[inputs]
-        envs = [{**env, index: i} for i in indices]
-        return _pick_min([key(e) for e in envs], [value(e) for e in envs])
+        if not all(isinstance(v, (int, float)) for v in inputs):  # arrays: element-wise, not kept
+            return search(env)
+        if inputs not in seen:
+            if len(seen) >= 4096:
+                seen.clear()
+            seen[inputs] = search(env)
+        return seen[inputs]
 
     if not backend.symbolic:
         return plain
@@ -424,11 +428,6 @@ class PickSearch:
 
     def as_dict(self) -> dict[str, Any]:
         return {"formula": self.formula, "arguments": list(self.arguments), "inputs": dict(self.inputs)}
-
-    def value(self, *arguments: Any) -> Any:
-        """The search at these argument values (e.g. ``T = 128``), by the formula's own text."""
-        env = {**self.inputs, **dict(zip(self.arguments, arguments))}
-        return parse(self.formula, tuple(env)).value(env)
 
 
 _PICK_FUNCTIONS: dict[tuple, Any] = {}

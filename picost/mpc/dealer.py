@@ -159,7 +159,8 @@ class Correlations:
         key = int(self._draw(CLIENT, (1,), None)[0])  # the dealer: the client's key, from its PRG
         for lo, hi in bounds:
             v = rows_value(lo, hi).reshape(hi - lo, row_len)
-            if mod == 2 and row_len % 64 == 0:  # bits: the client's share is the hash words' own bytes
+            if mod == 2:  # bits (rows of whole 64-bit words): the client's share is the hash words' own bytes
+                assert row_len % 64 == 0, row_len
                 v0 = ring.hashed_words(key, lo * row_len // 64, (hi - lo) * row_len // 64)
                 self.tx.offline_send(ring.pack_residues(v, 2) ^ v0.view(torch.uint8).view(hi - lo, -1), SERVER)
                 continue

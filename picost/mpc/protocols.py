@@ -65,7 +65,6 @@ CMP_BITS = 32
 DIGIT_WIDTHS = (11, 11, 10)
 """The comparison's digits, low first: as even as 32 bits allow (table entries: 2 * 2^11 + 2^10)."""
 DIGITS = len(DIGIT_WIDTHS)
-DIGIT_SHIFTS = tuple(sum(DIGIT_WIDTHS[:i]) for i in range(DIGITS))
 TABLE_OFFSETS = tuple(sum(1 << w for w in DIGIT_WIDTHS[:i]) for i in range(DIGITS))
 """Where digit i's table starts in an element's row of digit tables."""
 TABLE_ENTRIES = sum(1 << w for w in DIGIT_WIDTHS)
@@ -76,7 +75,6 @@ assert DIGITS <= ring.residues_per_byte(3), "the masked trits of one threshold t
 COMPARISONS = ("tables", "tree")
 TREE_WIDTHS = (5, 5, 5, 5, 6, 6)
 """The tree comparison's digits, low first: six digits of 32 bits (table bits: 2 * (4*32 + 2*64))."""
-TREE_SHIFTS = tuple(sum(TREE_WIDTHS[:i]) for i in range(len(TREE_WIDTHS)))
 TREE_OFFSETS = tuple(2 * sum(1 << w for w in TREE_WIDTHS[:i]) for i in range(len(TREE_WIDTHS)))
 """Where digit i's (lt, eq) bit pairs start in an element's row of tree tables."""
 TREE_TABLE_BITS = 2 * sum(1 << w for w in TREE_WIDTHS)
@@ -262,6 +260,18 @@ def _digits(v: torch.Tensor, widths: tuple[int, ...] = DIGIT_WIDTHS) -> torch.Te
     return (v.unsqueeze(-1) >> shifts) & ((1 << torch.tensor(widths, dtype=torch.int64)) - 1)
 
 
+def _r_powers(r: torch.Tensor, deg: int) -> torch.Tensor:
+    """``r^k`` for k = 0..deg along a new last dimension (the dealer's values)."""
+    return torch.stack([torch.ones_like(r), r, r * r][: deg + 1], dim=-1)
+
+
+def _open_residues(ctx: Ctx, mine: torch.Tensor, mod: int) -> torch.Tensor:
+    """Open residues mod ``mod`` (..., L) shared additively mod ``mod``, packed along the last
+    dimension on the wire (one round): the opened values, uint8."""
+    packed = ring.pack_residues(mine, mod)
+    return (mine + ring.unpack_residues(ctx.tx.exchange(packed, packed), mod, mine.shape[-1])) % mod
+
+
 def _table_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: torch.Tensor,
                       powers: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The comparison by digit tables and 27-entry tables (two rounds; module docstring): the
@@ -281,8 +291,7 @@ def _table_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: to
         trits = (opened.view(1, 1, TRIT_COMBOS, DIGITS) - masks[lo:hi].unsqueeze(2).to(torch.int64)) % 3
         rows = r[lo:hi]
         beta = _borrow(trits) ^ ((rows >> CMP_BITS) & 1).view(hi - lo, 1, 1)  # (rows, J, TRIT_COMBOS)
-        rk = torch.stack([torch.ones_like(rows), rows, rows * rows][: deg + 1], dim=-1)  # (rows, deg+1)
-        return beta.unsqueeze(-1) * rk.view(hi - lo, 1, 1, deg + 1)
+        return beta.unsqueeze(-1) * _r_powers(rows, deg).view(hi - lo, 1, 1, deg + 1)
 
     # the dealer's tables, per element (packed trits, five a byte; the 27-entry tables), read
     # at J * DIGITS and J * (deg + 1) places
@@ -293,8 +302,7 @@ def _table_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: to
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - thresholds  # (n, J) public
     at = (_digits(cj) + torch.tensor(TABLE_OFFSETS)).view(n, J * DIGITS)
     mine = (tables.at(at).view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
-    theirs = ctx.tx.exchange(ring.pack_residues(mine, 3), ring.pack_residues(mine, 3))  # round 2
-    opened = (mine + ring.unpack_residues(theirs, 3, DIGITS)) % 3
+    opened = _open_residues(ctx, mine, 3)  # round 2
     index = ring.pack_residues(opened, 3).to(torch.int64).view(n, J)  # the combo's number
     entry = (torch.arange(J) * TRIT_COMBOS + index) * (deg + 1)  # (n, J): where threshold j's entry starts
     beta = finals.at((entry.unsqueeze(-1) + torch.arange(deg + 1)).view(n, J * (deg + 1))).view(n, J, deg + 1)
@@ -326,8 +334,7 @@ def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: tor
         c_and.append(gates[:, at_bit: at_bit + J * g * w].reshape(n, J, g, w))
         at_bit += J * g * w
     s = pre.random((n, J), mod=2)
-    s_rk = pre.correlated((n, J, deg + 1), lambda: s.to(torch.int64).unsqueeze(-1)
-                          * torch.stack([torch.ones_like(r), r, r * r][: deg + 1], -1).unsqueeze(1))
+    s_rk = pre.correlated((n, J, deg + 1), lambda: s.to(torch.int64).unsqueeze(-1) * _r_powers(r, deg).unsqueeze(1))
 
     def tree_tables(lo: int, hi: int) -> torch.Tensor:  # (hi - lo, TREE_TABLE_BITS)
         secret = _digits(r[lo:hi], TREE_WIDTHS)
@@ -354,9 +361,7 @@ def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: tor
     lt_top, eq_top = lt[..., 2:] ^ z[..., 0], z[..., 1]  # digits 2-5
     z = _and_gates(ctx, eq_top, lt[..., 0:1].unsqueeze(-1), a[2], b[2], c_and[2])
     beta = (lt_top ^ z[..., 0]).view(n, J)  # shares of beta_j
-    mine = beta ^ s
-    o = (mine ^ ring.unpack_residues(ctx.tx.exchange(ring.pack_residues(mine, 2), ring.pack_residues(mine, 2)),
-                                      2, J)).to(torch.int64).unsqueeze(-1)  # (n, J, 1) public
+    o = _open_residues(ctx, beta ^ s, 2).to(torch.int64).unsqueeze(-1)  # (n, J, 1) public
     rk = torch.stack(powers, -1).unsqueeze(1)  # (n, 1, deg + 1)
     return c, cj, o * rk + (1 - 2 * o) * s_rk
 
@@ -366,9 +371,7 @@ def _and_gates(ctx: Ctx, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: t
     """XOR shares of ``x AND y`` (x: (n, J, g), y: (n, J, g, w): each x bit with w bits of y),
     one round: the parties open ``x xor a`` (once per x bit) and ``y xor b``, packed per element."""
     n = x.shape[0]
-    mine = torch.cat([(x ^ a).reshape(n, -1), (y ^ b).reshape(n, -1)], 1)
-    theirs = ctx.tx.exchange(ring.pack_residues(mine, 2), ring.pack_residues(mine, 2))
-    opened = mine ^ ring.unpack_residues(theirs, 2, mine.shape[1])
+    opened = _open_residues(ctx, torch.cat([(x ^ a).reshape(n, -1), (y ^ b).reshape(n, -1)], 1), 2)
     d = opened[:, : x.numel() // n].view(x.shape).unsqueeze(-1)
     e = opened[:, x.numel() // n:].view(y.shape)
     z = c ^ (d & b) ^ (e & a.unsqueeze(-1))

@@ -73,7 +73,7 @@ def hashed(key: int, index: torch.Tensor, modulus: int | None = None) -> torch.T
         if modulus is None:
             out[lo: lo + HASH_BLOCK] = _mix(key, part)
         elif modulus == 2:
-            out[lo: lo + HASH_BLOCK] = (logical_rshift(_mix(key, part >> 6), 0) >> (part & 63) & 1).to(torch.uint8)
+            out[lo: lo + HASH_BLOCK] = ((_mix(key, part >> 6) >> (part & 63)) & 1).to(torch.uint8)
         else:
             z = _mix(key, part >> 1)
             out[lo: lo + HASH_BLOCK] = _residue(torch.where((part & 1) == 1, logical_rshift(z, 32), z & _LOW32), modulus)

@@ -36,6 +36,33 @@ def test_setup_does_not_depend_on_the_prompt_and_is_counted_once_in_generation()
     assert gen.totals()["comm_bytes"] > gen.prefill.totals.comm_bytes  # the steps' online bytes do add up
 
 
+def test_hashed_bits_are_words_read_as_packed_bytes_and_pairs_read_from_them():
+    from picost.mpc.dealer import RowShares
+
+    words = ring.hashed_words(9, 3, 6)  # bits 192 .. 575
+    bits = ring.unpack_residues(words.view(torch.uint8), 2, 6 * 64)
+    assert torch.equal(ring.pack_residues(bits, 2), words.view(torch.uint8))
+    for p in (0, 1, 63, 64, 200, 383):
+        assert int(bits[p]) == int((words[p // 64] >> (p % 64)) & 1)
+    # a keyed bit table of 3 rows x 128: the client's share from its key, the server's as the dealer
+    # packs it; bit_pairs_at gives both bits of a pair in one read, XOR shares of the table's bits
+    table = ring.uniform_mod((3, 128), 2, torch.Generator().manual_seed(4))
+    client = RowShares(128, 2, key=9)
+    client_bits = ring.unpack_residues(ring.hashed_words(9, 0, 6).view(torch.uint8), 2, 384).view(3, 128)
+    server = RowShares(128, 2, pieces=[ring.pack_residues(table ^ client_bits, 2)])
+    at = torch.tensor([[0, 2, 126], [64, 62, 10], [100, 0, 126]])
+    pairs = client.bit_pairs_at(at) ^ server.bit_pairs_at(at)
+    expected = torch.gather(table, 1, at) + 2 * torch.gather(table, 1, at + 1)
+    assert torch.equal(pairs, expected)
+    assert torch.equal(RowShares(128, 2).bit_pairs_at(at), torch.zeros(3, 3, dtype=torch.uint8))  # the dealer's
+
+
+def test_random_bits_are_balanced_and_reproducible():
+    draw = lambda seed: ring.uniform_mod((1000, 37), 2, torch.Generator().manual_seed(seed))  # noqa: E731
+    assert torch.equal(draw(1), draw(1)) and not torch.equal(draw(1), draw(2))
+    assert abs(float(draw(3).double().mean()) - 0.5) < 0.01 and int(draw(3).max()) == 1
+
+
 def test_tables_without_a_model_setup_say_none():
     assert estimate("tiny", "crypten", "lan", 4).totals.setup_bytes == 0
     assert estimate("tiny", "crypten", "lan", 4).totals.setup_rows == 0

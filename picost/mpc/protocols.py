@@ -59,7 +59,7 @@ import torch
 from picost.mpc import ring
 from picost.mpc.dealer import Correlations
 from picost.mpc.splines import Spline
-from picost.mpc.transport import CLIENT, SERVER, Transport
+from picost.mpc.transport import CLIENT, DEALER, SERVER, Transport
 
 CMP_BITS = 32
 DIGIT_WIDTHS = (11, 11, 10)
@@ -105,6 +105,13 @@ class Ctx:
     def role(self) -> int:
         return self.tx.rank
 
+    @property
+    def placeholders(self) -> bool:
+        """The values are placeholders (zeros): the dealer's, whose program only produces
+        correlated randomness, and a party's in an offline rehearsal, whose online messages are
+        muted. Local arithmetic on them is skipped once the material is drawn."""
+        return self.tx.rehearsal or self.role == DEALER
+
     def public(self, value: torch.Tensor) -> torch.Tensor:
         """Shares of a public ring value: the client holds it, the server holds 0."""
         return value.clone() if self.role == CLIENT else torch.zeros_like(value)
@@ -123,11 +130,20 @@ class Ctx:
 
 # -- products --------------------------------------------------------------------------------
 
+def _broadcast(a: tuple[int, ...] | torch.Size, b: tuple[int, ...] | torch.Size) -> tuple[int, ...]:
+    """The broadcast shape of ``a`` and ``b`` (``torch.broadcast_shapes`` imports sympy on its
+    first call: 0.4 s of a party's first product)."""
+    width = max(len(a), len(b))
+    a, b = (1,) * (width - len(a)) + tuple(a), (1,) * (width - len(b)) + tuple(b)
+    if any(p != q and 1 not in (p, q) for p, q in zip(a, b)):
+        raise ValueError(f"shapes {a} and {b} do not broadcast")
+    return tuple(q if p == 1 else p for p, q in zip(a, b))
+
 def mul(ctx: Ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Shares of ``x * y`` (broadcasting), fractional bits added, not truncated."""
     a = ctx.pre.random(tuple(x.shape))
     b = ctx.pre.random(tuple(y.shape))
-    out_shape = tuple(torch.broadcast_shapes(x.shape, y.shape))
+    out_shape = _broadcast(x.shape, y.shape)
     c = ctx.pre.correlated(out_shape, lambda: a * b)
     d_e = ctx.open(torch.cat([(x - a).reshape(-1), (y - b).reshape(-1)]))
     d, e = d_e[: x.numel()].view(x.shape), d_e[x.numel():].view(y.shape)
@@ -155,7 +171,7 @@ def mul_opened(ctx: Ctx, d: torch.Tensor, a: torch.Tensor, y: torch.Tensor) -> t
     mask ``a`` (:func:`square_opening`): only ``y - b`` is opened (a Beaver product whose first
     half is reused; ``a`` masks nothing new). Not truncated."""
     b = ctx.pre.random(tuple(y.shape))
-    out_shape = tuple(torch.broadcast_shapes(d.shape, y.shape))
+    out_shape = _broadcast(d.shape, y.shape)
     c = ctx.pre.correlated(out_shape, lambda: a * b)
     e = ctx.open(y - b)
     z = c + d * b + a * e
@@ -169,7 +185,7 @@ def matmul(ctx: Ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     out_shape = tuple((a[..., :1] @ b[..., :1, :]).shape[:-2]) + (x.shape[-2], y.shape[-1])
     c = ctx.pre.correlated(out_shape, lambda: a @ b)
     d_e = ctx.open(torch.cat([(x - a).reshape(-1), (y - b).reshape(-1)]))
-    if ctx.tx.rehearsal:  # the values are placeholders: skip the products
+    if ctx.placeholders:
         return torch.zeros(out_shape, dtype=torch.int64)
     d, e = d_e[: x.numel()].view(x.shape), d_e[x.numel():].view(y.shape)
     z = c + d @ b + a @ e
@@ -193,7 +209,7 @@ def mul_server(ctx: Ctx, x: torch.Tensor, w: torch.Tensor | None, w_shape: tuple
     if prod is torch.matmul:
         out_shape = tuple(x.shape[:-1]) + (w_shape[-1],)
     else:
-        out_shape = tuple(torch.broadcast_shapes(tuple(x.shape), w_shape))
+        out_shape = _broadcast(x.shape, w_shape)
     if key is not None:
         F = ctx.pre.weight_mask(key, w, w_shape)  # client: w - B; dealer: B
         B = F if ctx.pre.is_dealer else None
@@ -210,7 +226,7 @@ def mul_server(ctx: Ctx, x: torch.Tensor, w: torch.Tensor | None, w_shape: tuple
         return prod(A, F) + C
     if ctx.role == SERVER:
         E = ctx.tx.exchange(None if key is not None else w - B, zx)
-        if ctx.tx.rehearsal:  # the values are placeholders: skip the product
+        if ctx.placeholders:
             return torch.zeros(out_shape, dtype=torch.int64)
         return prod(x + E, w) + C
     ctx.tx.exchange(None, None)
@@ -269,7 +285,8 @@ def _open_residues(ctx: Ctx, mine: torch.Tensor, mod: int) -> torch.Tensor:
     """Open residues mod ``mod`` (..., L) shared additively mod ``mod``, packed along the last
     dimension on the wire (one round): the opened values, uint8."""
     packed = ring.pack_residues(mine, mod)
-    return (mine + ring.unpack_residues(ctx.tx.exchange(packed, packed), mod, mine.shape[-1])) % mod
+    theirs = ring.unpack_residues(ctx.tx.exchange(packed, packed), mod, mine.shape[-1])
+    return mine ^ theirs if mod == 2 else (mine + theirs) % mod
 
 
 def _table_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: torch.Tensor,
@@ -300,6 +317,8 @@ def _table_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: to
 
     c = ctx.open(x + r)  # round 1
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - thresholds  # (n, J) public
+    if ctx.placeholders:
+        return c, cj, torch.zeros((n, J, deg + 1), dtype=torch.int64)
     at = (_digits(cj) + torch.tensor(TABLE_OFFSETS)).view(n, J * DIGITS)
     mine = (tables.at(at).view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
     opened = _open_residues(ctx, mine, 3)  # round 2
@@ -351,9 +370,11 @@ def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: tor
 
     c = ctx.open(x + r)  # round 1
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - thresholds  # (n, J) public
-    at = 2 * _digits(cj, TREE_WIDTHS) + torch.tensor(TREE_OFFSETS)  # (n, J, 6): where each lt sits
-    pairs = tables.at(torch.stack([at, at + 1], -1).view(n, -1)).view(n, J, len(TREE_WIDTHS), 2)
-    lt, eq = pairs[..., 0], pairs[..., 1]
+    if ctx.placeholders:
+        return c, cj, torch.zeros((n, J, deg + 1), dtype=torch.int64)
+    at = 2 * _digits(cj, TREE_WIDTHS) + torch.tensor(TREE_OFFSETS)  # (n, J, 6): where each (lt, eq) pair sits
+    pairs = tables.bit_pairs_at(at.view(n, -1)).view(n, J, len(TREE_WIDTHS))
+    lt, eq = pairs & 1, pairs >> 1
     hi, lo = [1, 3, 5], [0, 2, 4]  # level 1: digit pairs
     z = _and_gates(ctx, eq[..., hi], torch.stack([lt[..., lo], eq[..., lo]], -1), a[0], b[0], c_and[0])
     lt, eq = lt[..., hi] ^ z[..., 0], z[..., 1]  # pairs of digits 0-1, 2-3, 4-5
@@ -417,6 +438,9 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
         powers.append(pre.correlated((n,), lambda: r * r))
     compare = _tree_comparison if ctx.comparison == "tree" else _table_comparison
     c, cj, beta = compare(ctx, x.reshape(-1), r, rs.thresholds, powers)
+    if ctx.placeholders:  # the material is drawn: nothing more to take
+        out = trunc(ctx, torch.zeros(n, dtype=torch.int64), 2 * ctx.frac_bits) if not rs.exact else torch.zeros(n, dtype=torch.int64)
+        return out.view(shape), (beta[..., 0].reshape(shape + (J,)) if want_bits else None)
     rk = torch.stack(powers, dim=-1)  # (n, deg+1) shares of r^k
     top = ((cj >> CMP_BITS) & 1).unsqueeze(-1)  # public bit CMP_BITS of c'
     bits = torch.where(top == 1, rk.unsqueeze(1) - beta, beta)  # shares of r^k [x >= t_j]: (n, J, deg+1)

@@ -6,6 +6,8 @@ which is exactly arithmetic in Z_2^64. A real number ``v`` is encoded as ``round
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 RING_BITS = 64
@@ -29,7 +31,11 @@ def uniform(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
 
 
 def uniform_mod(shape: tuple[int, ...], modulus: int, gen: torch.Generator) -> torch.Tensor:
-    """Uniform residues mod ``modulus`` (< 256), as uint8."""
+    """Uniform residues mod ``modulus`` (< 256), as uint8 (bits: eight from each random byte)."""
+    if modulus == 2:
+        count = math.prod(shape)
+        random_bytes = torch.randint(0, 256, (-(-count // 8),), generator=gen, dtype=torch.uint8)
+        return unpack_residues(random_bytes, 2, count).view(shape)
     return torch.randint(0, modulus, shape, generator=gen, dtype=torch.uint8)
 
 
@@ -62,18 +68,17 @@ def _residue(half: torch.Tensor, modulus: int) -> torch.Tensor:
 
 def hashed(key: int, index: torch.Tensor, modulus: int | None = None) -> torch.Tensor:
     """Random-access pseudo-random values at positions ``index``: ring elements, SplitMix64 of
-    the position (:func:`_mix`), or residues mod ``modulus`` (uint8), two per 64-bit output (the
-    low half at even positions), or bits (``modulus`` 2), 64 per output (bit ``p mod 64`` of output
-    ``p // 64``). Like torch's Mersenne Twister, a stand-in for a cryptographic PRG (e.g. AES in
-    counter mode). :func:`hashed_range` gives the same values for a whole range."""
+    the position (:func:`_mix`), or residues mod ``modulus`` (uint8, ``modulus`` > 2), two per
+    64-bit output (the low half at even positions); bits are whole outputs (:func:`hashed_words`).
+    Like torch's Mersenne Twister, a stand-in for a cryptographic PRG (e.g. AES in counter mode).
+    :func:`hashed_range` gives the same values for a whole range."""
+    assert modulus != 2, "bits: hashed_words"
     flat = index.reshape(-1)
     out = torch.empty(flat.shape, dtype=torch.int64 if modulus is None else torch.uint8)
     for lo in range(0, len(flat), HASH_BLOCK):
         part = flat[lo: lo + HASH_BLOCK]
         if modulus is None:
             out[lo: lo + HASH_BLOCK] = _mix(key, part)
-        elif modulus == 2:
-            out[lo: lo + HASH_BLOCK] = ((_mix(key, part >> 6) >> (part & 63)) & 1).to(torch.uint8)
         else:
             z = _mix(key, part >> 1)
             out[lo: lo + HASH_BLOCK] = _residue(torch.where((part & 1) == 1, logical_rshift(z, 32), z & _LOW32), modulus)
@@ -82,13 +87,9 @@ def hashed(key: int, index: torch.Tensor, modulus: int | None = None) -> torch.T
 
 def hashed_range(key: int, start: int, count: int, modulus: int | None = None) -> torch.Tensor:
     """:func:`hashed` at positions ``start .. start + count - 1`` (1-D), computed once per 64-bit
-    output (residues: ``start`` and ``count`` even; bits: multiples of 64)."""
+    output (residues: ``start`` and ``count`` even)."""
     if modulus is None:
         return hashed(key, torch.arange(start, start + count))
-    if modulus == 2:
-        assert start % 64 == 0 and count % 64 == 0, (start, count)
-        words = hashed_words(key, start // 64, count // 64)
-        return ((words.unsqueeze(-1) >> torch.arange(64)) & 1).to(torch.uint8).view(-1)
     assert start % 2 == 0 and count % 2 == 0, (start, count)
     out = torch.empty(count, dtype=torch.uint8)
     for lo in range(0, count, 2 * HASH_BLOCK):
@@ -99,8 +100,9 @@ def hashed_range(key: int, start: int, count: int, modulus: int | None = None) -
 
 
 def hashed_words(key: int, start: int, count: int) -> torch.Tensor:
-    """The 64-bit outputs behind :func:`hashed` bits ``64 start .. 64 (start + count) - 1``: as
-    bytes (little-endian) they are those bits packed as :func:`pack_residues` packs them."""
+    """Random-access pseudo-random bits ``64 start .. 64 (start + count) - 1``, 64 per output (bit
+    ``p mod 64`` of output ``p // 64``): as bytes (little-endian) they are those bits packed as
+    :func:`pack_residues` packs them."""
     return _mix(key, torch.arange(start, start + count))
 
 
@@ -161,6 +163,9 @@ def pack_residues(v: torch.Tensor, modulus: int) -> torch.Tensor:
 
 def unpack_residues(packed: torch.Tensor, modulus: int, length: int) -> torch.Tensor:
     """The inverse of :func:`pack_residues`: bytes (..., G) -> the first ``length`` residues (uint8)."""
+    if modulus == 2:  # shifts, not divisions
+        bits = (packed.unsqueeze(-1) >> torch.arange(8, dtype=torch.uint8)) & 1
+        return bits.view(*packed.shape[:-1], -1)[..., :length]
     digits = (packed.unsqueeze(-1) // _digit_weights(modulus)) % modulus
     return digits.view(*packed.shape[:-1], -1)[..., :length]
 

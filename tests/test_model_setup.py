@@ -45,16 +45,14 @@ def test_hashed_bits_are_words_read_as_packed_bytes_and_pairs_read_from_them():
     for p in (0, 1, 63, 64, 200, 383):
         assert int(bits[p]) == int((words[p // 64] >> (p % 64)) & 1)
     # a keyed bit table of 3 rows x 128: the client's share from its key, the server's as the dealer
-    # packs it; bit_pairs_at gives both bits of a pair in one read, XOR shares of the table's bits
+    # packs it; as words, XOR shares of the table's bits (bit p mod 64 of word p // 64)
     table = ring.uniform_mod((3, 128), 2, torch.Generator().manual_seed(4))
     client = RowShares(128, 2, key=9)
     client_bits = ring.unpack_residues(ring.hashed_words(9, 0, 6).view(torch.uint8), 2, 384).view(3, 128)
     server = RowShares(128, 2, pieces=[ring.pack_residues(table ^ client_bits, 2)])
-    at = torch.tensor([[0, 2, 126], [64, 62, 10], [100, 0, 126]])
-    pairs = client.bit_pairs_at(at) ^ server.bit_pairs_at(at)
-    expected = torch.gather(table, 1, at) + 2 * torch.gather(table, 1, at + 1)
-    assert torch.equal(pairs, expected)
-    assert torch.equal(RowShares(128, 2).bit_pairs_at(at), torch.zeros(3, 3, dtype=torch.uint8))  # the dealer's
+    words = client.words(3) ^ server.words(3)
+    assert torch.equal((words.unsqueeze(-1) >> torch.arange(64)).view(3, 128) & 1, table.long())
+    assert torch.equal(RowShares(128, 2).words(3), torch.zeros(3, 2, dtype=torch.int64))  # the dealer's
 
 
 def test_random_bits_are_balanced_and_reproducible():

@@ -214,24 +214,22 @@ class RowShares:
                  pieces: list[torch.Tensor] | None = None) -> None:
         self.row_len, self.mod, self.key, self.pieces = row_len, mod, key, pieces
 
-    def bit_pairs_at(self, index: torch.Tensor) -> torch.Tensor:
-        """Bits (``mod`` 2, rows of whole 64-bit words): the shares of the two bits at ``index``
-        and ``index + 1`` (rows x m even positions within each row), as ``b0 + 2 b1`` (uint8). One
-        gather per pair from the row's words: the client hashes each of its rows' words once
-        (:func:`ring.hashed_words`), the server reads the received bytes as words."""
+    def words(self, rows: int) -> torch.Tensor:
+        """Bits (``mod`` 2, rows of whole 64-bit words): a party's share of the ``rows`` rows as
+        64-bit words (rows, row_len / 64), bit ``p mod 64`` of word ``p // 64`` of a row being its
+        bit ``p``. The client hashes its words (:func:`ring.hashed_words`: one hash per 64 bits,
+        however often they are read), the server reads the received bytes as words, the dealer
+        gets zeros."""
         assert self.mod == 2 and self.row_len % 64 == 0, (self.mod, self.row_len)
-        rows = index.shape[0]
         if self.key is not None:
-            words = ring.hashed_words(self.key, 0, rows * self.row_len // 64).view(rows, -1)
-        elif self.pieces is None:
-            return torch.zeros(tuple(index.shape), dtype=torch.uint8)
-        else:  # packed little-endian bytes, as hashed_words' bytes
-            words = torch.cat(self.pieces).view(torch.int64)
-        return ((torch.gather(words, 1, index >> 6) >> (index & 63)) & 3).to(torch.uint8)
+            return ring.hashed_words(self.key, 0, rows * self.row_len // 64).view(rows, -1)
+        if self.pieces is None:
+            return torch.zeros((rows, self.row_len // 64), dtype=torch.int64)
+        return torch.cat(self.pieces).view(torch.int64)  # packed little-endian bytes, as hashed_words'
 
     def at(self, index: torch.Tensor) -> torch.Tensor:
         """The shares at ``index`` (rows x m positions within each row): rows x m values (ring
-        elements or residues; bits are read by :meth:`bit_pairs_at`)."""
+        elements or residues; bits are read as :meth:`words`)."""
         rows = index.shape[0]
         if self.key is not None:
             return ring.hashed(self.key, torch.arange(rows).unsqueeze(1) * self.row_len + index, self.mod)

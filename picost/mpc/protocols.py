@@ -77,6 +77,8 @@ TREE_WIDTHS = (5, 5, 5, 5, 6, 6)
 """The tree comparison's digits, low first: six digits of 32 bits (table bits: 2 * (4*32 + 2*64))."""
 TREE_OFFSETS = tuple(2 * sum(1 << w for w in TREE_WIDTHS[:i]) for i in range(len(TREE_WIDTHS)))
 """Where digit i's (lt, eq) bit pairs start in an element's row of tree tables."""
+TREE_SHIFTS = tuple(sum(TREE_WIDTHS[:i]) for i in range(len(TREE_WIDTHS)))
+"""Where digit i sits in ``r mod 2^32`` (its lowest bit)."""
 TREE_TABLE_BITS = 2 * sum(1 << w for w in TREE_WIDTHS)
 TREE_LEVELS = ((3, 2), (1, 2), (1, 1))
 """Per AND level of the tree: (combines, outputs per combine). Level 1 pairs the six digits,
@@ -84,6 +86,7 @@ level 2 the top two pairs, level 3 the rest with the low pair (lt only)."""
 TREE_AND_BITS = sum(g * w for g, w in TREE_LEVELS)
 """AND gates per threshold (dealer bits: the server's share of each gate's a AND b)."""
 assert sum(TREE_WIDTHS) == CMP_BITS and TREE_TABLE_BITS == 512 and TREE_AND_BITS == 9
+assert all(o % 64 == 0 and w <= 6 for o, w in zip(TREE_OFFSETS, TREE_WIDTHS)), "a digit's pairs fill whole words"
 
 
 @dataclass
@@ -372,8 +375,7 @@ def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: tor
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - thresholds  # (n, J) public
     if ctx.placeholders:
         return c, cj, torch.zeros((n, J, deg + 1), dtype=torch.int64)
-    at = 2 * _digits(cj, TREE_WIDTHS) + torch.tensor(TREE_OFFSETS)  # (n, J, 6): where each (lt, eq) pair sits
-    pairs = tables.bit_pairs_at(at.view(n, -1)).view(n, J, len(TREE_WIDTHS))
+    pairs = _tree_pairs(tables.words(n), cj)
     lt, eq = pairs & 1, pairs >> 1
     hi, lo = [1, 3, 5], [0, 2, 4]  # level 1: digit pairs
     z = _and_gates(ctx, eq[..., hi], torch.stack([lt[..., lo], eq[..., lo]], -1), a[0], b[0], c_and[0])
@@ -385,6 +387,23 @@ def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: tor
     o = _open_residues(ctx, beta ^ s, 2).to(torch.int64).unsqueeze(-1)  # (n, J, 1) public
     rk = torch.stack(powers, -1).unsqueeze(1)  # (n, 1, deg + 1)
     return c, cj, o * rk + (1 - 2 * o) * s_rk
+
+
+def _tree_pairs(words: torch.Tensor, cj: torch.Tensor) -> torch.Tensor:
+    """A party's shares of the (lt, eq) pairs (``lt + 2 eq``, uint8) of every digit of each public
+    ``c'`` (n, J) -> (n, J, digits), read from the elements' table words (n, TREE_TABLE_BITS / 64):
+    digit i's pairs start at bit ``TREE_OFFSETS[i]``, two bits per value, so a 5-bit digit's pairs
+    fill one word and a 6-bit digit's two. Shifts of one word per digit: no gather."""
+    out = torch.empty(tuple(cj.shape) + (len(TREE_WIDTHS),), dtype=torch.uint8)
+    for i, (shift, width, offset) in enumerate(zip(TREE_SHIFTS, TREE_WIDTHS, TREE_OFFSETS)):
+        twice = (2 << width) - 2  # 2 * (2^width - 1): 2 * digit is the pair's first bit in its words
+        bit = (cj << 1) & twice if shift == 0 else (cj >> (shift - 1)) & twice
+        first = words[:, offset // 64: offset // 64 + 1]
+        if width == 6:  # the second word holds digit values 32..63
+            first = torch.where(bit >= 64, words[:, offset // 64 + 1: offset // 64 + 2], first)
+            bit = bit & 63
+        out[..., i] = (first >> bit) & 3
+    return out
 
 
 def _and_gates(ctx: Ctx, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor,

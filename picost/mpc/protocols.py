@@ -377,16 +377,16 @@ def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: tor
         return c, cj, torch.zeros((n, J, deg + 1), dtype=torch.int64)
     pairs = _tree_pairs(tables.words(n), cj)
     lt, eq = pairs & 1, pairs >> 1
-    hi, lo = [1, 3, 5], [0, 2, 4]  # level 1: digit pairs
+    hi, lo = slice(1, None, 2), slice(0, None, 2)  # level 1: digit pairs (1, 0), (3, 2), (5, 4)
     z = _and_gates(ctx, eq[..., hi], torch.stack([lt[..., lo], eq[..., lo]], -1), a[0], b[0], c_and[0])
     lt, eq = lt[..., hi] ^ z[..., 0], z[..., 1]  # pairs of digits 0-1, 2-3, 4-5
     z = _and_gates(ctx, eq[..., 2:], torch.stack([lt[..., 1:2], eq[..., 1:2]], -1), a[1], b[1], c_and[1])
     lt_top, eq_top = lt[..., 2:] ^ z[..., 0], z[..., 1]  # digits 2-5
     z = _and_gates(ctx, eq_top, lt[..., 0:1].unsqueeze(-1), a[2], b[2], c_and[2])
     beta = (lt_top ^ z[..., 0]).view(n, J)  # shares of beta_j
-    o = _open_residues(ctx, beta ^ s, 2).to(torch.int64).unsqueeze(-1)  # (n, J, 1) public
+    o = _open_residues(ctx, beta ^ s, 2).unsqueeze(-1)  # (n, J, 1) public
     rk = torch.stack(powers, -1).unsqueeze(1)  # (n, 1, deg + 1)
-    return c, cj, o * rk + (1 - 2 * o) * s_rk
+    return c, cj, torch.where(o == 1, rk - s_rk, s_rk)  # o r^k + (1 - 2 o) [s r^k]
 
 
 def _tree_pairs(words: torch.Tensor, cj: torch.Tensor) -> torch.Tensor:
@@ -463,15 +463,15 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
     rk = torch.stack(powers, dim=-1)  # (n, deg+1) shares of r^k
     top = ((cj >> CMP_BITS) & 1).unsqueeze(-1)  # public bit CMP_BITS of c'
     bits = torch.where(top == 1, rk.unsqueeze(1) - beta, beta)  # shares of r^k [x >= t_j]: (n, J, deg+1)
-    segs = torch.cat([rk.unsqueeze(1), bits], 1) - torch.cat([bits, torch.zeros_like(rk).unsqueeze(1)], 1)
-    # segs[:, j, k]: shares of r^k [x in segment j]; the polynomial of x - m = X - r, X = c - m public
-    X = c.unsqueeze(1) - rs.centres  # (n, J+1)
-    out = torch.zeros(n, dtype=torch.int64)
+    # On segment j (between thresholds j-1 and j) the spline is sum_k coef_jk (x - m_j)^k with
+    # x - m_j = X_j - r, X_j = c - m_j public: sum_i G_ji r^i, G_ji = sum_k coef_jk C(k, i) (-1)^i
+    # X_j^(k-i). The segment's indicator times r^i is b_(j-1),i - b_j,i (b_-1 = r^i, b_J = 0), so
+    # summed over segments (Abel): sum_i G_0i r^i + sum_(j<J) (G_(j+1),i - G_ji) b_ji, locally.
+    X = c.unsqueeze(1) - rs.centres  # (n, J+1) public
     X_pow = [torch.ones_like(X), X, X * X]
-    for k in range(deg + 1):  # coef_k (X - r)^k = coef_k sum_i C(k, i) X^(k-i) (-r)^i
-        for i in range(k + 1):
-            factor = rs.coefs[:, k] * (math.comb(k, i) * (-1) ** i)
-            out = out + (factor * X_pow[k - i] * segs[..., i]).sum(1)
+    G = torch.stack([sum(rs.coefs[:, k] * (math.comb(k, i) * (-1) ** i) * X_pow[k - i] for k in range(i, deg + 1))
+                     for i in range(deg + 1)], -1)  # (n, J+1, deg+1)
+    out = (G[:, 0] * rk).sum(-1) + ((G[:, 1:] - G[:, :-1]) * bits).sum((1, 2))
     if not rs.exact:
         out = trunc(ctx, out, 2 * ctx.frac_bits)
     out = out.view(shape)

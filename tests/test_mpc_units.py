@@ -143,6 +143,42 @@ def test_truncation_is_floor_or_one_more(values, shift):
         assert g - (v >> shift) in (0, 1)
 
 
+@pytest.mark.parametrize("truncation", P.TRUNCATIONS)
+def test_truncation_params_are_what_the_engine_sends(truncation):
+    """picost-2pc's tr, tr_rounds, tr_deal under each choice of its option ``truncation``, measured:
+    a rescale of n elements in threads (bytes per party, rounds, the dealer's bytes)."""
+    n = 37
+
+    def program(ctx):
+        ctx.truncation = truncation
+        with ctx.tx.op("t"):
+            return P.rescale(ctx, _shared_input(ctx, torch.arange(n, dtype=torch.int64) << 20), 16)
+
+    res = run_threads(program)
+    stats = [ctx.tx.stats["t"] for _, ctx in res]
+    params = load_protocol("picost-2pc", {"truncation": truncation}).param_values
+    assert stats[CLIENT].bytes_sent == stats[SERVER].bytes_sent == params["tr"] * n
+    assert stats[CLIENT].rounds == params["tr_rounds"]
+    assert stats[2].offline_bytes == params["tr_deal"] * n
+    assert (_opened(res) - (torch.arange(n) << 4)).abs().max() <= 1
+    assert params["tr"] == (8 if truncation == "exact" else 0)  # not vacuous: the exact one sends
+
+
+def test_local_truncation_fails_at_the_documented_rate():
+    """SecureML's local truncation: within one ulp, except a wrap failure with probability about
+    |x| / 2^64 per element (here |x| = 2^58: 1/64), as protocols.local_trunc says; below 2^40
+    none in 20,000."""
+    gen = torch.Generator().manual_seed(3)
+    n = 20000
+    for magnitude, lo, hi in ((1 << 58, 0.5 / 64, 2 / 64), (1 << 40, 0.0, 0.0)):
+        sign = torch.where(torch.rand(n, generator=gen) < 0.5, 1, -1)
+        x = sign * (magnitude - torch.randint(0, 1 << 30, (n,), generator=gen))
+        mask = ring.uniform((n,), gen)
+        res = run_threads(lambda ctx: P.local_trunc(ctx, {CLIENT: x - mask, SERVER: mask}.get(ctx.role, torch.zeros_like(x)), 16))
+        failed = ((_opened(res) - (x >> 16)).abs() > 1).double().mean().item()
+        assert lo <= failed <= hi, (magnitude, failed)
+
+
 @settings(max_examples=10, deadline=None)
 @given(st.lists(st.floats(-20, 20), min_size=1, max_size=30), st.sampled_from(["relu", "gelu", "silu", "exp"]),
        st.sampled_from(P.COMPARISONS))

@@ -88,7 +88,7 @@ def _const(ctx: Ctx, value: float, bits: int | None = None) -> int:
 
 def truncated(ctx: Ctx, name: str, x: torch.Tensor, shift: int | None = None) -> torch.Tensor:
     with ctx.tx.op(f"{name}.trunc"):
-        return P.trunc(ctx, x, ctx.frac_bits if shift is None else shift)
+        return P.rescale(ctx, x, ctx.frac_bits if shift is None else shift)
 
 
 def server_add(ctx: Ctx, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
@@ -191,17 +191,17 @@ def row_max(ctx: Ctx, x: torch.Tensor) -> torch.Tensor:
 def reciprocal(ctx: Ctx, x: torch.Tensor) -> torch.Tensor:
     """1/x for x in [1, 2^12]: spline guess, one Newton step y (2 - x y)."""
     y = P.spline(ctx, x, spline("reciprocal"))[0]
-    t = P.trunc(ctx, P.mul(ctx, x, y), ctx.frac_bits)
-    return P.trunc(ctx, P.mul(ctx, y, ctx.public(torch.full_like(t, _const(ctx, 2.0))) - t), ctx.frac_bits)
+    t = P.rescale(ctx, P.mul(ctx, x, y), ctx.frac_bits)
+    return P.rescale(ctx, P.mul(ctx, y, ctx.public(torch.full_like(t, _const(ctx, 2.0))) - t), ctx.frac_bits)
 
 
 def rsqrt(ctx: Ctx, x: torch.Tensor) -> torch.Tensor:
     """1/sqrt(x) for x in [2^-8, 2^16]: spline guess, one Newton step y (3 - x y^2) / 2."""
     f = ctx.frac_bits
     y = P.spline(ctx, x, spline("rsqrt"))[0]
-    y2 = P.trunc(ctx, P.square(ctx, y), f)
-    t = P.trunc(ctx, P.mul(ctx, x, y2), f)
-    return P.trunc(ctx, P.mul(ctx, y, ctx.public(torch.full_like(t, _const(ctx, 3.0))) - t), f + 1)
+    y2 = P.rescale(ctx, P.square(ctx, y), f)
+    t = P.rescale(ctx, P.mul(ctx, x, y2), f)
+    return P.rescale(ctx, P.mul(ctx, y, ctx.public(torch.full_like(t, _const(ctx, 3.0))) - t), f + 1)
 
 
 @stage
@@ -215,7 +215,7 @@ def softmax(ctx: Ctx, name: str, x: torch.Tensor, allowed: torch.Tensor | None) 
         z = x - row_max(ctx, x)
         e = P.spline(ctx, z, spline("exp"))[0]
         inv = reciprocal(ctx, e.sum(dim=1, keepdim=True))
-        return P.trunc(ctx, P.mul(ctx, e, inv), ctx.frac_bits)
+        return P.rescale(ctx, P.mul(ctx, e, inv), ctx.frac_bits)
 
 
 @stage

@@ -44,7 +44,7 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
     and keeps the dealer's material for that op, then the online run (whose wall times are online
     only)."""
     from picost.mpc.dealer import Correlations
-    from picost.mpc.protocols import COMPARISONS, Ctx
+    from picost.mpc.protocols import COMPARISONS, TRUNCATIONS, Ctx
 
     torch.set_num_threads(1)
     tx = transport.init(rank, host, port, timeout_s, connect_timeout_s, job.get("nonce"))
@@ -63,6 +63,9 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
             ctx.comparison = str(sub.get("comparison", job.get("comparison", "tables")))
             if ctx.comparison not in COMPARISONS:
                 raise ValueError(f"unknown comparison {ctx.comparison!r}; choose from {', '.join(COMPARISONS)}")
+            ctx.truncation = str(sub.get("truncation", job.get("truncation", "exact")))
+            if ctx.truncation not in TRUNCATIONS:
+                raise ValueError(f"unknown truncation {ctx.truncation!r}; choose from {', '.join(TRUNCATIONS)}")
             ctx.pre.new_model()  # each job sets its model's weights up afresh
             ctx.preprocess_s = 0.0
             tx.sync()  # both ready: the clocks start together

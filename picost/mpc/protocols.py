@@ -73,6 +73,7 @@ assert sum(DIGIT_WIDTHS) == CMP_BITS
 assert DIGITS <= ring.residues_per_byte(3), "the masked trits of one threshold travel in one byte"
 
 COMPARISONS = ("tables", "tree")
+TRUNCATIONS = ("exact", "local")
 TREE_WIDTHS = (5, 5, 5, 5, 6, 6)
 """The tree comparison's digits, low first: six digits of 32 bits (table bits: 2 * (4*32 + 2*64))."""
 TREE_OFFSETS = tuple(2 * sum(1 << w for w in TREE_WIDTHS[:i]) for i in range(len(TREE_WIDTHS)))
@@ -103,6 +104,9 @@ class Ctx:
     comparison: str = "tables"
     """How splines compare (:data:`COMPARISONS`): ``tables`` (two rounds, large dealer tables) or
     ``tree`` (five rounds, about 1/20 of the dealer bytes)."""
+    truncation: str = "exact"
+    """How products are rescaled (:data:`TRUNCATIONS`): ``exact`` (dealer-assisted, one round) or
+    ``local`` (SecureML's, nothing sent; rare wrap failures)."""
 
     @property
     def role(self) -> int:
@@ -252,6 +256,27 @@ def trunc(ctx: Ctx, x: torch.Tensor, shift: int) -> torch.Tensor:
     wrap = (1 - ring.msb(c)) * r_msb
     top = ring.logical_rshift(c, shift) - (1 << (_OFFSET_BITS - shift))
     return ctx.public(top) - r_hi + wrap * ring.pow2(ring.RING_BITS - shift)
+
+
+def rescale(ctx: Ctx, x: torch.Tensor, shift: int) -> torch.Tensor:
+    """A product of two fixed-point values (2f fractional bits) brought back to f: :func:`trunc`,
+    or with ``ctx.truncation == "local"`` :func:`local_trunc`. Values with 3f fractional bits (a
+    spline's sum, the norms' means, variances and gained outputs) always use :func:`trunc`: locally
+    they would fail about once in 2^16 elements."""
+    return local_trunc(ctx, x, shift) if ctx.truncation == "local" else trunc(ctx, x, shift)
+
+
+def local_trunc(ctx: Ctx, x: torch.Tensor, shift: int) -> torch.Tensor:
+    """SecureML's local truncation (CrypTen's two-party division by its scale): the client shifts
+    its share, the server negates, shifts and negates its own; nothing is sent, the dealer gives
+    nothing. The result is ``floor(x / 2^shift)`` within one ulp either way unless the shares wrap
+    around 0 in the wrong place: a failure (a garbage element) with probability about
+    ``|x| / 2^64`` per element (below 2^-22 for values under 2^10 at 2f = 32 bits), as in CrypTen."""
+    if ctx.role == CLIENT:
+        return x >> shift
+    if ctx.role == SERVER:
+        return -((-x) >> shift)
+    return torch.zeros_like(x)
 
 
 # -- comparison and splines ------------------------------------------------------------------

@@ -43,6 +43,22 @@ def test_validate_runs_and_checks_the_tree_comparison():
     assert bad.returncode == 2 and "comparison" in bad.stderr and "tables, tree" in bad.stderr
 
 
+def test_validate_runs_crypten_like_choices_exactly():
+    """--option truncation=local --option exp=limit (CrypTen's choices): every row of a model with
+    softmax equals picost-2pc under them; the linears' rescales send nothing, the softmax's exp
+    opens eight times; the next token is still the plaintext's."""
+    res = run_cli("validate", "tiny", "--no-ops", "-T", "3", "--option", "truncation=local", "--option", "exp=limit",
+                  "--option", "comparison=tree", "--format", "json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    data = json.loads(res.stdout)
+    rows = data["models"][0]["rows"]
+    assert data["ok"] and all(r["predicted"] == r["measured"] for r in rows)
+    truncs = [r for r in rows if r["row"].endswith(".trunc")]
+    assert truncs and all(r["measured"]["bytes_client_to_server"] == 0 == r["measured"]["rounds"] for r in truncs)
+    bad = run_cli("mpc", "run", "tiny", "--tokens", "1,2", "--option", "exp=taylor")
+    assert bad.returncode == 2 and "exp" in bad.stderr and "spline, limit" in bad.stderr
+
+
 def test_mpc_run_prints_token_error_and_costs():
     res = run_cli("mpc", "run", "tiny-llama", "--tokens", "5,17,3", "--frac-bits", "14", "--format", "json")
     assert res.returncode == 0, res.stderr

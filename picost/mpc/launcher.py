@@ -331,6 +331,7 @@ def model_job(spec_ref: str, ids: list[int], seed: int = 0, frac_bits: int = 16,
 
 def engine_settings(options: dict[str, str] | None) -> dict[str, str]:
     """The job fields that make the engine run what ``picost-2pc`` with ``options`` costs: its
-    ``comparison`` (``tables`` unless chosen) and ``truncation`` (``exact`` unless chosen)."""
+    ``comparison`` (``tables`` unless chosen), ``truncation`` (``exact``) and ``exp`` (``spline``)."""
     options = options or {}
-    return {"comparison": options.get("comparison", "tables"), "truncation": options.get("truncation", "exact")}
+    return {"comparison": options.get("comparison", "tables"), "truncation": options.get("truncation", "exact"),
+            "exp": options.get("exp", "spline")}

@@ -173,9 +173,15 @@ def rope(ctx: Ctx, name: str, x: torch.Tensor, cos: torch.Tensor, sin: torch.Ten
 
 @stage
 def activation(ctx: Ctx, name: str, kind: str, x: torch.Tensor) -> torch.Tensor:
-    """relu, gelu, gelu_tanh, silu (and exp, for benchmarks): one spline each."""
+    """relu, gelu, gelu_tanh, silu: one spline each (and exp, for benchmarks: :func:`exp`)."""
     with ctx.tx.op(name):
-        return P.spline(ctx, x, spline(kind))[0]
+        return exp(ctx, x) if kind == "exp" else P.spline(ctx, x, spline(kind))[0]
+
+
+def exp(ctx: Ctx, x: torch.Tensor) -> torch.Tensor:
+    """exp of inputs <= 0 by ``ctx.exp``: the exp spline (0 below -16) or the limit
+    (:func:`protocols.exp_limit`, inputs above -256)."""
+    return P.exp_limit(ctx, x) if ctx.exp == "limit" else P.spline(ctx, x, spline("exp"))[0]
 
 
 def row_max(ctx: Ctx, x: torch.Tensor) -> torch.Tensor:
@@ -207,13 +213,16 @@ def rsqrt(ctx: Ctx, x: torch.Tensor) -> torch.Tensor:
 @stage
 def softmax(ctx: Ctx, name: str, x: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
     """Softmax of each row of ``x`` (rows, cols); ``allowed`` (public bool, same shape) masks
-    scores out (causal). Row max, exp spline, sum, reciprocal, product."""
+    scores out (causal). Row max, exp (:func:`exp`), sum, reciprocal, product. Masked scores are
+    MASKED_SCORE; the exp spline gives 0 there, the limit exp garbage, zeroed by the public mask."""
     with ctx.tx.op(name):
         if allowed is not None:
             masked = ctx.public(torch.full_like(x, _const(ctx, MASKED_SCORE)))
             x = torch.where(allowed, x, masked)
         z = x - row_max(ctx, x)
-        e = P.spline(ctx, z, spline("exp"))[0]
+        e = exp(ctx, z)
+        if allowed is not None and ctx.exp == "limit":
+            e = torch.where(allowed, e, torch.zeros_like(e))
         inv = reciprocal(ctx, e.sum(dim=1, keepdim=True))
         return P.rescale(ctx, P.mul(ctx, e, inv), ctx.frac_bits)
 

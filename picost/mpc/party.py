@@ -44,7 +44,7 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
     and keeps the dealer's material for that op, then the online run (whose wall times are online
     only)."""
     from picost.mpc.dealer import Correlations
-    from picost.mpc.protocols import COMPARISONS, TRUNCATIONS, Ctx
+    from picost.mpc.protocols import COMPARISONS, EXPS, TRUNCATIONS, Ctx
 
     torch.set_num_threads(1)
     tx = transport.init(rank, host, port, timeout_s, connect_timeout_s, job.get("nonce"))
@@ -66,6 +66,9 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
             ctx.truncation = str(sub.get("truncation", job.get("truncation", "exact")))
             if ctx.truncation not in TRUNCATIONS:
                 raise ValueError(f"unknown truncation {ctx.truncation!r}; choose from {', '.join(TRUNCATIONS)}")
+            ctx.exp = str(sub.get("exp", job.get("exp", "spline")))
+            if ctx.exp not in EXPS:
+                raise ValueError(f"unknown exp {ctx.exp!r}; choose from {', '.join(EXPS)}")
             ctx.pre.new_model()  # each job sets its model's weights up afresh
             ctx.preprocess_s = 0.0
             tx.sync()  # both ready: the clocks start together

@@ -74,6 +74,12 @@ assert DIGITS <= ring.residues_per_byte(3), "the masked trits of one threshold t
 
 COMPARISONS = ("tables", "tree")
 TRUNCATIONS = ("exact", "local")
+EXPS = ("spline", "limit")
+LIMIT_BITS = 8
+"""``exp`` by limit: ``(1 + x / 2^LIMIT_BITS)^(2^LIMIT_BITS)``, LIMIT_BITS squarings (CrypTen's)."""
+LIMIT_EXTRA_BITS = 2
+"""Fractional bits the limit's chain carries beyond f: 4x less rounding error, and squares below
+2^(2 (f + 2)) = 2^36 at f = 16 (a local truncation's wrap failure: about 2^-28 per step)."""
 TREE_WIDTHS = (5, 5, 5, 5, 6, 6)
 """The tree comparison's digits, low first: six digits of 32 bits (table bits: 2 * (4*32 + 2*64))."""
 TREE_OFFSETS = tuple(2 * sum(1 << w for w in TREE_WIDTHS[:i]) for i in range(len(TREE_WIDTHS)))
@@ -107,6 +113,8 @@ class Ctx:
     truncation: str = "exact"
     """How products are rescaled (:data:`TRUNCATIONS`): ``exact`` (dealer-assisted, one round) or
     ``local`` (SecureML's, nothing sent; rare wrap failures)."""
+    exp: str = "spline"
+    """How softmax exponentiates (:data:`EXPS`): a ``spline`` or the ``limit`` (:func:`exp_limit`)."""
 
     @property
     def role(self) -> int:
@@ -256,6 +264,51 @@ def trunc(ctx: Ctx, x: torch.Tensor, shift: int) -> torch.Tensor:
     wrap = (1 - ring.msb(c)) * r_msb
     top = ring.logical_rshift(c, shift) - (1 << (_OFFSET_BITS - shift))
     return ctx.public(top) - r_hi + wrap * ring.pow2(ring.RING_BITS - shift)
+
+
+def trunc_square(ctx: Ctx, x: torch.Tensor, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`trunc` and the square of its result, for no more messages: after the opening the
+    result is ``y = top - R`` with ``top`` public and ``R = r_hi - (1 - msb(c)) 2^(64-s) msb(r)``
+    linear in the dealer's values, so ``y^2 = top^2 - 2 top R + R^2`` is local given shares of
+    ``r_hi^2`` and ``r_hi msb(r)`` (the ``msb(r)^2`` term is a multiple of 2^64 for s <= 32).
+    Returns shares of y and of y^2 (twice y's fractional bits, not truncated)."""
+    assert shift <= 32, shift
+    shape = tuple(x.shape)
+    r = ctx.pre.random(shape)
+    r_hi = ctx.pre.correlated(shape, lambda: ring.logical_rshift(r, shift))
+    r_msb = ctx.pre.correlated(shape, lambda: ring.msb(r))
+    r_hi_sq = ctx.pre.correlated(shape, lambda: ring.logical_rshift(r, shift) ** 2)
+    r_hi_msb = ctx.pre.correlated(shape, lambda: ring.logical_rshift(r, shift) * ring.msb(r))
+    offset = torch.full(shape, 1 << _OFFSET_BITS, dtype=torch.int64)
+    c = ctx.open(x + ctx.public(offset) + r)
+    if ctx.placeholders:
+        return torch.zeros(shape, dtype=torch.int64), torch.zeros(shape, dtype=torch.int64)
+    unwrapped = 1 - ring.msb(c)  # public: the wrap is msb(r) and not msb(c)
+    top = ring.logical_rshift(c, shift) - (1 << (_OFFSET_BITS - shift))
+    R = r_hi - unwrapped * ring.pow2(ring.RING_BITS - shift) * r_msb
+    R_sq = r_hi_sq - unwrapped * ring.pow2(ring.RING_BITS + 1 - shift) * r_hi_msb
+    return ctx.public(top) - R, ctx.public(top * top) - 2 * top * R + R_sq
+
+
+def exp_limit(ctx: Ctx, x: torch.Tensor) -> torch.Tensor:
+    """Shares of ``(1 + x / 2^8)^(2^8)`` (about exp(x): abs error below 1.5e-3 for x in [-16, 0],
+    the limit's own 1.1e-3; inputs above -256): eight squarings, as CrypTen's exp, carried at
+    :data:`LIMIT_EXTRA_BITS`
+    more fractional bits than f (the squarings multiply the rounding error by up to 2^8). With
+    exact truncation the first truncation (x / 2^8) and each squaring's are :func:`trunc_square`:
+    every square is local, nine rounds of one element. With local truncation each squaring is a
+    Beaver square (one round, one element) rescaled locally: eight rounds."""
+    f = ctx.frac_bits
+    g = f + LIMIT_EXTRA_BITS  # the chain's fractional bits; y <= 1, so y^2 < 2^(2g)
+    if ctx.truncation == "local":
+        y = ctx.public(torch.full_like(x, 1 << g)) + local_trunc(ctx, x, LIMIT_BITS - LIMIT_EXTRA_BITS)
+        for step in range(LIMIT_BITS):
+            y = local_trunc(ctx, square(ctx, y), g if step < LIMIT_BITS - 1 else 2 * g - f)
+        return y
+    _, y_sq = trunc_square(ctx, x + ctx.public(torch.full_like(x, 1 << (f + LIMIT_BITS))), LIMIT_BITS - LIMIT_EXTRA_BITS)
+    for _ in range(LIMIT_BITS - 1):
+        _, y_sq = trunc_square(ctx, y_sq, g)
+    return trunc(ctx, y_sq, 2 * g - f)
 
 
 def rescale(ctx: Ctx, x: torch.Tensor, shift: int) -> torch.Tensor:

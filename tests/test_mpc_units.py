@@ -143,6 +143,22 @@ def test_truncation_is_floor_or_one_more(values, shift):
         assert g - (v >> shift) in (0, 1)
 
 
+def test_tree_tables_built_as_words_are_the_pairs_bit_by_bit():
+    """The dealer's tree tables, built a word per 32 digit values (_tree_table_words), against the
+    definition bit by bit: bit 2v of digit i's pairs is [v < r_i] (xor bit32(r) in the top digit),
+    bit 2v + 1 is [v == r_i]; at digit values 0, 31, 32, 63 and at random."""
+    r = ring.uniform((4000,), torch.Generator().manual_seed(3))
+    r[:6] = torch.tensor([0, -1, 1 << 32, (1 << 32) - 1, 31 << 26, 32 << 26])
+    words = P._tree_table_words(r)
+    bits = ((words.unsqueeze(-1) >> torch.arange(64)) & 1).view(len(r), P.TREE_TABLE_BITS)
+    secret, expected = P._digits(r, P.TREE_WIDTHS), []
+    for i, w in enumerate(P.TREE_WIDTHS):
+        v = torch.arange(1 << w)
+        lt = (v < secret[:, i: i + 1]).long() ^ (((r >> 32) & 1).unsqueeze(1) if i == len(P.TREE_WIDTHS) - 1 else 0)
+        expected.append(torch.stack([lt, (v == secret[:, i: i + 1]).long()], -1).reshape(len(r), -1))
+    assert torch.equal(bits, torch.cat(expected, 1))
+
+
 @pytest.mark.parametrize("truncation", P.TRUNCATIONS)
 def test_truncation_params_are_what_the_engine_sends(truncation):
     """picost-2pc's tr, tr_rounds, tr_deal under each choice of its option ``truncation``, measured:

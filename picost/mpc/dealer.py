@@ -117,7 +117,9 @@ class Correlations:
         if not self.is_dealer:
             return self._party_value(lambda: self._draw(self.role, shape, mod))
         v0, v1 = self._draw(CLIENT, shape, mod), self._draw(SERVER, shape, mod)
-        return v0 + v1 if mod is None else (v0 + v1) % mod
+        if mod is None:
+            return v0 + v1
+        return v0 ^ v1 if mod == 2 else (v0 + v1) % mod
 
     def private(self, owner: int, shape: tuple[int, ...]) -> torch.Tensor | None:
         """A uniform value known in full to ``owner`` and the dealer (None for the other party)."""
@@ -144,7 +146,8 @@ class Correlations:
     def keyed_rows(self, rows: int, row_len: int, rows_value: Callable[[int, int], torch.Tensor],
                    mod: int | None = None) -> "RowShares":
         """A large correlated value (``rows`` x ``row_len``; ``rows_value(lo, hi)`` computes rows
-        ``lo:hi``, dealer only) that the parties read only at a few positions per row. The
+        ``lo:hi``, dealer only; bits, ``mod`` 2, as (hi - lo, row_len / 64) int64 words, bit ``p mod
+        64`` of word ``p // 64``) that the parties read only at a few positions per row. The
         client's share is random-access (:func:`ring.hashed` under a key from its PRG): it keeps
         nothing and computes its shares where it reads them. The dealer builds the value in
         chunks of at most :data:`CHUNK_BYTES` (as int64) and sends the server its share of each
@@ -158,12 +161,12 @@ class Correlations:
                                                     for lo, hi in bounds])
         key = int(self._draw(CLIENT, (1,), None)[0])  # the dealer: the client's key, from its PRG
         for lo, hi in bounds:
-            v = rows_value(lo, hi).reshape(hi - lo, row_len)
-            if mod == 2:  # bits (rows of whole 64-bit words): the client's share is the hash words' own bytes
+            if mod == 2:  # bits, given as 64-bit words: the client's share is the hash words
                 assert row_len % 64 == 0, row_len
-                v0 = ring.hashed_words(key, lo * row_len // 64, (hi - lo) * row_len // 64)
-                self.tx.offline_send(ring.pack_residues(v, 2) ^ v0.view(torch.uint8).view(hi - lo, -1), SERVER)
+                v0 = ring.hashed_words(key, lo * row_len // 64, (hi - lo) * row_len // 64).view(hi - lo, -1)
+                self.tx.offline_send((rows_value(lo, hi) ^ v0).view(torch.uint8), SERVER)
                 continue
+            v = rows_value(lo, hi).reshape(hi - lo, row_len)
             v0 = ring.hashed_range(key, lo * row_len, (hi - lo) * row_len, mod).view(hi - lo, row_len)
             self.tx.offline_send(_packed(_other_share(v, v0, mod), mod), SERVER)
         return RowShares(row_len, mod)
@@ -198,7 +201,9 @@ class Correlations:
 def _other_share(v: torch.Tensor, v0: torch.Tensor, mod: int | None) -> torch.Tensor:
     """The server's share of ``v`` given the client's ``v0``: ``v - v0`` in the ring, or mod ``mod``
     (uint8: v, v0 < mod)."""
-    return v - v0 if mod is None else (v + (mod - v0)) % mod
+    if mod is None:
+        return v - v0
+    return v ^ v0 if mod == 2 else (v + (mod - v0)) % mod
 
 
 def _packed(v: torch.Tensor, mod: int | None) -> torch.Tensor:

@@ -93,7 +93,7 @@ level 2 the top two pairs, level 3 the rest with the low pair (lt only)."""
 TREE_AND_BITS = sum(g * w for g, w in TREE_LEVELS)
 """AND gates per threshold (dealer bits: the server's share of each gate's a AND b)."""
 assert sum(TREE_WIDTHS) == CMP_BITS and TREE_TABLE_BITS == 512 and TREE_AND_BITS == 9
-assert all(o % 64 == 0 and w <= 6 for o, w in zip(TREE_OFFSETS, TREE_WIDTHS)), "a digit's pairs fill whole words"
+assert all(o % 64 == 0 and 5 <= w <= 6 for o, w in zip(TREE_OFFSETS, TREE_WIDTHS)), "a digit's pairs fill whole words"
 
 
 @dataclass
@@ -370,11 +370,18 @@ def _open_residues(ctx: Ctx, mine: torch.Tensor, mod: int) -> torch.Tensor:
     return mine ^ theirs if mod == 2 else (mine + theirs) % mod
 
 
+Compared = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None", torch.Tensor]
+"""What a comparison gives a spline: the opened ``c``, the public ``c'`` (n, J), a public flip
+(n, J) or None, and shares ``base`` (n, J, deg + 1): shares of ``r^k beta_j`` are ``r^k - base``
+where the flip is 1, ``base`` elsewhere."""
+
+
 def _table_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: torch.Tensor,
-                      powers: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      powers: list[torch.Tensor]) -> Compared:
     """The comparison by digit tables and 27-entry tables (two rounds; module docstring): the
     opened ``c = x + r``, ``c' = c - t_j + 2^32`` (n, J), shares of ``r^k beta_j`` (n, J, deg + 1)
-    with ``beta_j = bit32(r) xor [c' mod 2^32 < r mod 2^32]`` (``powers``: shares of r^k)."""
+    with ``beta_j = bit32(r) xor [c' mod 2^32 < r mod 2^32]`` (``powers``: shares of r^k), read
+    from the tables (no flip)."""
     n, J, pre, deg = x.numel(), len(thresholds), ctx.pre, len(powers) - 1
     masks = pre.random((n, J, DIGITS), mod=3)  # shares; the dealer gets the masks
 
@@ -399,18 +406,18 @@ def _table_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: to
     c = ctx.open(x + r)  # round 1
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - thresholds  # (n, J) public
     if ctx.placeholders:
-        return c, cj, torch.zeros((n, J, deg + 1), dtype=torch.int64)
+        return c, cj, None, torch.zeros((n, J, deg + 1), dtype=torch.int64)
     at = (_digits(cj) + torch.tensor(TABLE_OFFSETS)).view(n, J * DIGITS)
     mine = (tables.at(at).view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
     opened = _open_residues(ctx, mine, 3)  # round 2
     index = ring.pack_residues(opened, 3).to(torch.int64).view(n, J)  # the combo's number
     entry = (torch.arange(J) * TRIT_COMBOS + index) * (deg + 1)  # (n, J): where threshold j's entry starts
     beta = finals.at((entry.unsqueeze(-1) + torch.arange(deg + 1)).view(n, J * (deg + 1))).view(n, J, deg + 1)
-    return c, cj, beta
+    return c, cj, None, beta
 
 
 def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: torch.Tensor,
-                     powers: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                     powers: list[torch.Tensor]) -> Compared:
     """:func:`_table_comparison` in five rounds with little dealer material. The dealer cuts
     ``r mod 2^32`` into six digits (:data:`TREE_WIDTHS`) and gives XOR shares of, per digit and
     public value v, the pair ``([v < r_i], [v == r_i])`` (with ``bit32(r)`` folded into the top
@@ -418,7 +425,8 @@ def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: tor
     digits of each ``c'``; three levels of AND gates (dealer triples; a combine is ``lt = lt_hi xor
     eq_hi lt_lo``, ``eq = eq_hi eq_lo``, one opened bit of eq_hi serving both) give shares of
     ``beta_j``; the parties open ``o = beta_j xor s_j`` (``s_j`` a mask from the PRG seeds) and
-    ``r^k beta_j = o r^k + (1 - 2 o) [s_j r^k]`` with the dealer's ``s_j r^k``. Online per element
+    ``r^k beta_j = o r^k + (1 - 2 o) [s_j r^k]`` with the dealer's ``s_j r^k`` (returned as the flip
+    ``o`` and the shares ``s_j r^k``). Online per element
     and party: 8 B for c, then ``ceil(9J/8)``, ``ceil(3J/8)``, ``ceil(2J/8)``, ``ceil(J/8)`` bytes
     (the levels' opened bits, packed per element, and o). Dealer: 64 B of tables, ``ceil(9J/8)``
     bytes of AND bits and ``8 (deg + 1) J`` for ``s_j r^k``."""
@@ -436,23 +444,15 @@ def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: tor
     s = pre.random((n, J), mod=2)
     s_rk = pre.correlated((n, J, deg + 1), lambda: s.to(torch.int64).unsqueeze(-1) * _r_powers(r, deg).unsqueeze(1))
 
-    def tree_tables(lo: int, hi: int) -> torch.Tensor:  # (hi - lo, TREE_TABLE_BITS)
-        secret = _digits(r[lo:hi], TREE_WIDTHS)
-        parts = []
-        for i, w in enumerate(TREE_WIDTHS):
-            v = torch.arange(1 << w)
-            lt = (v < secret[:, i: i + 1]).to(torch.uint8)
-            if i == len(TREE_WIDTHS) - 1:
-                lt ^= ((r[lo:hi] >> CMP_BITS) & 1).to(torch.uint8).unsqueeze(1)
-            parts.append(torch.stack([lt, (v == secret[:, i: i + 1]).to(torch.uint8)], -1).reshape(hi - lo, -1))
-        return torch.cat(parts, 1)
+    def tree_tables(lo: int, hi: int) -> torch.Tensor:  # (hi - lo, TREE_TABLE_BITS / 64) words
+        return _tree_table_words(r[lo:hi])
 
     tables = pre.keyed_rows(n, TREE_TABLE_BITS, tree_tables, mod=2)
 
     c = ctx.open(x + r)  # round 1
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - thresholds  # (n, J) public
     if ctx.placeholders:
-        return c, cj, torch.zeros((n, J, deg + 1), dtype=torch.int64)
+        return c, cj, None, torch.zeros((n, J, deg + 1), dtype=torch.int64)
     pairs = _tree_pairs(tables.words(n), cj)
     lt, eq = pairs & 1, pairs >> 1
     hi, lo = slice(1, None, 2), slice(0, None, 2)  # level 1: digit pairs (1, 0), (3, 2), (5, 4)
@@ -462,9 +462,35 @@ def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: tor
     lt_top, eq_top = lt[..., 2:] ^ z[..., 0], z[..., 1]  # digits 2-5
     z = _and_gates(ctx, eq_top, lt[..., 0:1].unsqueeze(-1), a[2], b[2], c_and[2])
     beta = (lt_top ^ z[..., 0]).view(n, J)  # shares of beta_j
-    o = _open_residues(ctx, beta ^ s, 2).unsqueeze(-1)  # (n, J, 1) public
-    rk = torch.stack(powers, -1).unsqueeze(1)  # (n, 1, deg + 1)
-    return c, cj, torch.where(o == 1, rk - s_rk, s_rk)  # o r^k + (1 - 2 o) [s r^k]
+    o = _open_residues(ctx, beta ^ s, 2)  # (n, J) public
+    return c, cj, o, s_rk  # r^k beta = o r^k + (1 - 2 o) [s r^k]
+
+
+_EVEN_BITS = 0x5555555555555555
+"""The lt bits of a word of (lt, eq) pairs: bit 2v is [v < r_i], bit 2v + 1 is [v == r_i]."""
+
+
+def _pair_word(d: torch.Tensor) -> torch.Tensor:
+    """The word of (lt, eq) pairs of the 32 values 0..31 against digits ``d`` (int64, any value:
+    below 0 no value is smaller or equal, from 32 on every value is smaller)."""
+    low = d.clamp(0, 32)
+    lt = torch.where(low == 32, _EVEN_BITS, _EVEN_BITS & ((1 << (2 * low.clamp(max=31))) - 1))
+    inside = (d >= 0) & (d < 32)
+    return lt | torch.where(inside, 1 << (2 * d.clamp(0, 31) + 1), 0)
+
+
+def _tree_table_words(r: torch.Tensor) -> torch.Tensor:
+    """The dealer's tree tables of masks ``r`` (n,) as words (n, TREE_TABLE_BITS / 64): per digit of
+    ``r mod 2^32`` (:data:`TREE_WIDTHS`) the (lt, eq) pairs of every digit value (one word per 32
+    values), ``bit32(r)`` folded into the top digit's lt bits. Built word by word, not bit by bit."""
+    digits = _digits(r, TREE_WIDTHS)
+    words = []
+    for i, w in enumerate(TREE_WIDTHS):
+        words += [_pair_word(digits[:, i] - 32 * part) for part in range(1 << (w - 5))]
+    top = (r >> CMP_BITS) & 1
+    for part in range(1 << (TREE_WIDTHS[-1] - 5)):
+        words[-1 - part] = words[-1 - part] ^ (top * _EVEN_BITS)
+    return torch.stack(words, 1)
 
 
 def _tree_pairs(words: torch.Tensor, cj: torch.Tensor) -> torch.Tensor:
@@ -534,22 +560,28 @@ def spline(ctx: Ctx, x: torch.Tensor, s: Spline, want_bits: bool = False
     if deg == 2:
         powers.append(pre.correlated((n,), lambda: r * r))
     compare = _tree_comparison if ctx.comparison == "tree" else _table_comparison
-    c, cj, beta = compare(ctx, x.reshape(-1), r, rs.thresholds, powers)
+    c, cj, flip, base = compare(ctx, x.reshape(-1), r, rs.thresholds, powers)
     if ctx.placeholders:  # the material is drawn: nothing more to take
         out = trunc(ctx, torch.zeros(n, dtype=torch.int64), 2 * ctx.frac_bits) if not rs.exact else torch.zeros(n, dtype=torch.int64)
-        return out.view(shape), (beta[..., 0].reshape(shape + (J,)) if want_bits else None)
+        return out.view(shape), (base[..., 0].reshape(shape + (J,)) if want_bits else None)
     rk = torch.stack(powers, dim=-1)  # (n, deg+1) shares of r^k
-    top = ((cj >> CMP_BITS) & 1).unsqueeze(-1)  # public bit CMP_BITS of c'
-    bits = torch.where(top == 1, rk.unsqueeze(1) - beta, beta)  # shares of r^k [x >= t_j]: (n, J, deg+1)
+    top = (cj >> CMP_BITS) & 1  # public bit CMP_BITS of c': [x >= t_j] = top xor beta_j
+    if flip is not None:
+        top = top ^ flip
+    bits = torch.where(top.unsqueeze(-1) == 1, rk.unsqueeze(1) - base, base)  # shares of r^k [x >= t_j]: (n, J, deg+1)
     # On segment j (between thresholds j-1 and j) the spline is sum_k coef_jk (x - m_j)^k with
     # x - m_j = X_j - r, X_j = c - m_j public: sum_i G_ji r^i, G_ji = sum_k coef_jk C(k, i) (-1)^i
     # X_j^(k-i). The segment's indicator times r^i is b_(j-1),i - b_j,i (b_-1 = r^i, b_J = 0), so
     # summed over segments (Abel): sum_i G_0i r^i + sum_(j<J) (G_(j+1),i - G_ji) b_ji, locally.
     X = c.unsqueeze(1) - rs.centres  # (n, J+1) public
-    X_pow = [torch.ones_like(X), X, X * X]
-    G = torch.stack([sum(rs.coefs[:, k] * (math.comb(k, i) * (-1) ** i) * X_pow[k - i] for k in range(i, deg + 1))
-                     for i in range(deg + 1)], -1)  # (n, J+1, deg+1)
-    out = (G[:, 0] * rk).sum(-1) + ((G[:, 1:] - G[:, :-1]) * bits).sum((1, 2))
+    out = torch.zeros(n, dtype=torch.int64)
+    for i in range(deg + 1):  # G_i by Horner in X; G_deg is the segments' constant coefficient
+        G = rs.coefs[:, deg] * math.comb(deg, i)
+        for k in range(deg - 1, i - 1, -1):
+            G = G * X + rs.coefs[:, k] * math.comb(k, i)
+        G = -G if i % 2 else G
+        first = G[..., 0] * rk[:, i] if G.dim() == 2 else G[0] * rk[:, i]
+        out += first + ((G[..., 1:] - G[..., :-1]) * bits[..., i]).sum(1)
     if not rs.exact:
         out = trunc(ctx, out, 2 * ctx.frac_bits)
     out = out.view(shape)

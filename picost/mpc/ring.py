@@ -31,10 +31,10 @@ def uniform(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
 
 
 def uniform_mod(shape: tuple[int, ...], modulus: int, gen: torch.Generator) -> torch.Tensor:
-    """Uniform residues mod ``modulus`` (< 256), as uint8 (bits: eight from each random byte)."""
+    """Uniform residues mod ``modulus`` (< 256), as uint8 (bits: 64 from each random ring element)."""
     if modulus == 2:
         count = math.prod(shape)
-        random_bytes = torch.randint(0, 256, (-(-count // 8),), generator=gen, dtype=torch.uint8)
+        random_bytes = uniform((-(-count // 64),), gen).view(torch.uint8)
         return unpack_residues(random_bytes, 2, count).view(shape)
     return torch.randint(0, modulus, shape, generator=gen, dtype=torch.uint8)
 
@@ -145,6 +145,13 @@ def _digit_weights(modulus: int) -> torch.Tensor:
     return torch.tensor([modulus ** i for i in range(residues_per_byte(modulus))], dtype=torch.uint8)
 
 
+_BIT_GATHER = 0x0102040810204080
+"""Times eight 0/1 bytes read as a little-endian int64, its top byte is their bits, byte i at bit i
+(the partial products of distinct bytes land on distinct bits: no carries)."""
+_BYTE_BITS = ((torch.arange(256).unsqueeze(-1) >> torch.arange(8)) & 1).to(torch.uint8).view(torch.int64).view(-1)
+"""For each byte value, its eight bits as eight 0/1 bytes (one int64): unpacking is one lookup."""
+
+
 def pack_residues(v: torch.Tensor, modulus: int) -> torch.Tensor:
     """Residues mod ``modulus`` (uint8 or int64, ..., L) -> bytes (..., ceil(L / k)) with
     ``k = residues_per_byte(modulus)``: each byte holds k consecutive residues, low digit first
@@ -155,6 +162,9 @@ def pack_residues(v: torch.Tensor, modulus: int) -> torch.Tensor:
     if groups * k != length:
         padded = torch.zeros(tuple(v.shape[:-1]) + (groups * k,), dtype=torch.uint8)
         padded[..., :length] = v
+    if modulus == 2:  # eight bits at once: one multiply per byte
+        words = padded.contiguous().view(torch.int64)
+        return logical_rshift(words * _BIT_GATHER, 56).to(torch.uint8)
     out = padded[..., k - 1::k].clone()  # Horner over the digits, high first: one pass per digit
     for i in range(k - 2, -1, -1):
         out.mul_(modulus).add_(padded[..., i::k])
@@ -163,9 +173,8 @@ def pack_residues(v: torch.Tensor, modulus: int) -> torch.Tensor:
 
 def unpack_residues(packed: torch.Tensor, modulus: int, length: int) -> torch.Tensor:
     """The inverse of :func:`pack_residues`: bytes (..., G) -> the first ``length`` residues (uint8)."""
-    if modulus == 2:  # shifts, not divisions
-        bits = (packed.unsqueeze(-1) >> torch.arange(8, dtype=torch.uint8)) & 1
-        return bits.view(*packed.shape[:-1], -1)[..., :length]
+    if modulus == 2:  # a lookup per byte, not divisions
+        return torch.take(_BYTE_BITS, packed.long()).view(torch.uint8)[..., :length]
     digits = (packed.unsqueeze(-1) // _digit_weights(modulus)) % modulus
     return digits.view(*packed.shape[:-1], -1)[..., :length]
 

@@ -21,6 +21,7 @@ from typing import Any, Callable, TypeVar
 import torch
 
 from picost.mpc import protocols as P
+from picost.mpc.heap import give_back_memory
 from picost.mpc.protocols import Ctx
 from picost.mpc.ring import encode
 from picost.mpc.splines import RELU, spline
@@ -57,29 +58,11 @@ def stage(fn: Fn) -> Fn:
             ctx.preprocess_s += time.perf_counter() - start
             out = fn(ctx, *args, **kwargs)
             ctx.pre.live()
-            _give_back_memory()
+            give_back_memory()
             return out
         finally:
             ctx.staging = False
     return run  # type: ignore[return-value]
-
-
-def _give_back_memory() -> None:
-    """Return freed heap to the OS after an op (glibc ``malloc_trim``; elsewhere nothing): an op's
-    material is gigabytes at GPT-2 sizes, and a fragmented heap would keep them resident."""
-    global _TRIM
-    if _TRIM is None:
-        try:
-            import ctypes
-
-            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
-
-
-_TRIM: Any = None
 
 
 def _const(ctx: Ctx, value: float, bits: int | None = None) -> int:

@@ -46,7 +46,10 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
     from picost.mpc.dealer import Correlations
     from picost.mpc.protocols import COMPARISONS, EXPS, TRUNCATIONS, Ctx
 
+    from picost.mpc.heap import keep_freed_memory
+
     torch.set_num_threads(1)
+    keep_freed_memory()
     tx = transport.init(rank, host, port, timeout_s, connect_timeout_s, job.get("nonce"))
     try:
         stall = job.get("debug_stall")

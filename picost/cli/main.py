@@ -300,7 +300,7 @@ def validate(
 
 def _engine_table(protocol: str, option: Optional[list[str]]) -> Any:
     """The table the engine is checked against, with its ``--option`` values in force (the
-    engine runs what they choose: picost-2pc's comparison=tables|tree)."""
+    engine runs what they choose: picost-2pc's comparison, truncation and exp)."""
     from picost.cost.table_options import load_tables
 
     return load_tables([protocol], option)[0]
@@ -437,7 +437,7 @@ def mpc_run(
     port: Optional[int] = typer.Option(None, "--port", help="Rendezvous port (default: a free one)."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
     force: bool = typer.Option(False, "--force", help="Run even if the estimated memory exceeds what is available."),
-    option: Optional[list[str]] = typer.Option(None, "--option", help="A picost-2pc option the engine runs, e.g. comparison=tree (see `picost protocols show picost-2pc`)."),
+    option: Optional[list[str]] = typer.Option(None, "--option", help="A picost-2pc option the engine runs: comparison=tables|tree, truncation=exact|local, exp=spline|limit (see `picost protocols show picost-2pc`)."),
 ) -> None:
     """Run SPEC privately on --tokens (or -T pseudo-random ones): next token, error vs plaintext, per-op cost (measured and predicted)."""
     _choice(fmt, ("table", "json"), "--format")

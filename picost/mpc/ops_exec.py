@@ -21,7 +21,6 @@ from typing import Any, Callable, TypeVar
 import torch
 
 from picost.mpc import protocols as P
-from picost.mpc.heap import give_back_memory
 from picost.mpc.protocols import Ctx
 from picost.mpc.ring import encode
 from picost.mpc.splines import RELU, spline
@@ -58,7 +57,6 @@ def stage(fn: Fn) -> Fn:
             ctx.preprocess_s += time.perf_counter() - start
             out = fn(ctx, *args, **kwargs)
             ctx.pre.live()
-            give_back_memory()
             return out
         finally:
             ctx.staging = False

@@ -38,7 +38,7 @@ def test_validate_runs_and_checks_the_tree_comparison():
     data = json.loads(res.stdout)
     relu = [r for r in data["models"][0]["rows"] if r["kind"] == "relu"]
     assert data["ok"] and len(relu) == 2
-    assert all(r["measured"]["rounds"] == 5 and r["measured"]["offline_bytes"] == 82 * 2 * 256 for r in relu)
+    assert all(r["measured"]["rounds"] == 4 and r["measured"]["offline_bytes"] == 82 * 2 * 256 for r in relu)
     bad = run_cli("mpc", "run", "tiny", "--tokens", "1,2", "--option", "comparison=bits")
     assert bad.returncode == 2 and "comparison" in bad.stderr and "tables, tree" in bad.stderr
 

@@ -125,8 +125,8 @@ def test_servers_view_is_independent_of_the_clients_input(runs, comparison):
     small = [t for name, t in privacy.views["server"] if name == "priv.relu" and t.dtype == torch.uint8]
     if comparison == "tables":
         assert len(small) == 1 and trits_look_uniform(small[0].reshape(-1))  # the masked trits: a byte per element
-    else:  # the AND levels' opened bits (9, 3, 2 of them per element) and o = beta xor s (1)
-        assert [bits_look_uniform(t, valid) for t, valid in zip(small, (9, 3, 2, 1))] == [True] * 4
+    else:  # the AND rounds' opened bits (9, 4 of them per element) and o = beta xor s (1)
+        assert [bits_look_uniform(t, valid) for t, valid in zip(small, (9, 4, 1))] == [True] * 3
 
 
 def test_clients_view_is_independent_of_the_servers_weights(runs):

@@ -94,7 +94,8 @@ SPLINE_PARAMS = {"gelu": "gelu", "silu": "silu", "exp": "exp", "reciprocal": "re
 def _tree_bytes(J: int) -> tuple[int, int]:
     """Online bytes per element and party after c, and dealer bytes per element besides the
     tables, of a tree comparison with J thresholds of a quadratic spline (protocols._tree_comparison)."""
-    online = sum(-(-bits * J // 8) for bits in (9, 3, 2, 1))  # the three AND levels' opened bits, then o
+    online = sum(-(-bits * J // 8) for bits in (*P.TREE_OPENED, 1))  # the two AND rounds' opened bits, then o
+    assert P.TREE_OPENED == (9, 4)  # eq_hi once for its two gates and lt_lo, eq_lo per pair; x, y1, y2, z
     return online, -(-P.TREE_AND_BITS * J // 8) + 3 * 8 * J
 
 
@@ -117,7 +118,7 @@ def test_table_constants_are_the_engines():
             assert (params["cmp_rounds"], params["cmp1"], params["deal1"]) == (2, 1, P.TRIT_COMBOS * 2 * 8)
         else:
             assert params["tab_digits"] == P.TREE_TABLE_BITS // 8
-            assert (params["cmp_rounds"], params["cmp1"]) == (1 + len(P.TREE_LEVELS) + 1, _tree_bytes(1)[0])
+            assert (params["cmp_rounds"], params["cmp1"]) == (1 + len(P.TREE_OPENED) + 1, _tree_bytes(1)[0])
             assert params["deal1"] == -(-P.TREE_AND_BITS // 8) + 2 * 8  # AND bits, s and s r
 
 

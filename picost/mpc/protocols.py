@@ -14,13 +14,13 @@ matmul (Beaver)   X - A and Y - B                                           1
 mul_server        client: x0 - A (the server's W - B: once per model)        1
 trunc             its share of x + r (8 B); exact up to +1 ulp              1
 spline            x + r (8 B) + 1 B per threshold; + trunc unless exact     2 (+1)
-spline, tree      x + r (8 B) + ceil(9J/8) + ceil(3J/8) + ceil(2J/8)        5 (+1)
-                  + ceil(J/8) B for J thresholds; + trunc unless exact
+spline, tree      x + r (8 B) + ceil(9J/8) + ceil(4J/8) + ceil(J/8) B       4 (+1)
+                  for J thresholds; + trunc unless exact
 ================  =====================================================  ======
 
 ``ctx.comparison`` chooses how splines compare (picost-2pc's option ``comparison``): ``tables``
-(below, the default) or ``tree`` (:func:`_tree_comparison`: three levels of AND gates over six
-digits, about 1/20 of the dealer bytes for three more rounds).
+(below, the default) or ``tree`` (:func:`_tree_comparison`: two rounds of AND gates over six
+digits, about 1/20 of the dealer bytes for two more rounds).
 
 **Truncation** (dealer-assisted, by ``s`` bits, inputs ``|x| < 2^62``): with ``y = x + 2^62``
 the parties open ``c = y + r`` (``r`` uniform); the wrap bit of ``y + r`` is exactly
@@ -87,12 +87,16 @@ TREE_OFFSETS = tuple(2 * sum(1 << w for w in TREE_WIDTHS[:i]) for i in range(len
 TREE_SHIFTS = tuple(sum(TREE_WIDTHS[:i]) for i in range(len(TREE_WIDTHS)))
 """Where digit i sits in ``r mod 2^32`` (its lowest bit)."""
 TREE_TABLE_BITS = 2 * sum(1 << w for w in TREE_WIDTHS)
-TREE_LEVELS = ((3, 2), (1, 2), (1, 1))
-"""Per AND level of the tree: (combines, outputs per combine). Level 1 pairs the six digits,
-level 2 the top two pairs, level 3 the rest with the low pair (lt only)."""
-TREE_AND_BITS = sum(g * w for g, w in TREE_LEVELS)
-"""AND gates per threshold (dealer bits: the server's share of each gate's a AND b)."""
-assert sum(TREE_WIDTHS) == CMP_BITS and TREE_TABLE_BITS == 512 and TREE_AND_BITS == 9
+TREE_PAIRS = 3
+"""The first AND round pairs the six digits: three combines of two gates (lt and eq) each."""
+TREE_TOP_PRODUCTS = 5
+"""The second AND round combines the three pairs at once, ``lt_45 xor eq_45 lt_23 xor eq_45 eq_23
+lt_01``: four opened bits (masks a, b1, b2, c) and the dealer's a b1, a b2, a c, b2 c, a b2 c."""
+TREE_AND_BITS = 2 * TREE_PAIRS + TREE_TOP_PRODUCTS
+"""Dealer bits per threshold: the server's shares of the AND products."""
+TREE_OPENED = (3 + 2 * TREE_PAIRS, 4)
+"""Bits opened per threshold in the two AND rounds (eq_hi once for its two gates, then x, y1, y2, z)."""
+assert sum(TREE_WIDTHS) == CMP_BITS and TREE_TABLE_BITS == 512 and TREE_AND_BITS == 11
 assert all(o % 64 == 0 and 5 <= w <= 6 for o, w in zip(TREE_OFFSETS, TREE_WIDTHS)), "a digit's pairs fill whole words"
 
 
@@ -109,7 +113,7 @@ class Ctx:
     """Seconds spent in offline rehearsals (preprocessing) so far."""
     comparison: str = "tables"
     """How splines compare (:data:`COMPARISONS`): ``tables`` (two rounds, large dealer tables) or
-    ``tree`` (five rounds, about 1/20 of the dealer bytes)."""
+    ``tree`` (four rounds, about 1/20 of the dealer bytes)."""
     truncation: str = "exact"
     """How products are rescaled (:data:`TRUNCATIONS`): ``exact`` (dealer-assisted, one round) or
     ``local`` (SecureML's, nothing sent; rare wrap failures)."""
@@ -418,29 +422,29 @@ def _table_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: to
 
 def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: torch.Tensor,
                      powers: list[torch.Tensor]) -> Compared:
-    """:func:`_table_comparison` in five rounds with little dealer material. The dealer cuts
+    """:func:`_table_comparison` in four rounds with little dealer material. The dealer cuts
     ``r mod 2^32`` into six digits (:data:`TREE_WIDTHS`) and gives XOR shares of, per digit and
     public value v, the pair ``([v < r_i], [v == r_i])`` (with ``bit32(r)`` folded into the top
     digit's ``lt``): 512 bits an element, for every threshold. Each party reads its shares at the
-    digits of each ``c'``; three levels of AND gates (dealer triples; a combine is ``lt = lt_hi xor
-    eq_hi lt_lo``, ``eq = eq_hi eq_lo``, one opened bit of eq_hi serving both) give shares of
-    ``beta_j``; the parties open ``o = beta_j xor s_j`` (``s_j`` a mask from the PRG seeds) and
-    ``r^k beta_j = o r^k + (1 - 2 o) [s_j r^k]`` with the dealer's ``s_j r^k`` (returned as the flip
-    ``o`` and the shares ``s_j r^k``). Online per element
-    and party: 8 B for c, then ``ceil(9J/8)``, ``ceil(3J/8)``, ``ceil(2J/8)``, ``ceil(J/8)`` bytes
-    (the levels' opened bits, packed per element, and o). Dealer: 64 B of tables, ``ceil(9J/8)``
-    bytes of AND bits and ``8 (deg + 1) J`` for ``s_j r^k``."""
+    digits of each ``c'``; one round of AND gates pairs the digits (a combine is ``lt = lt_hi xor
+    eq_hi lt_lo``, ``eq = eq_hi eq_lo``, one opened bit of eq_hi serving both; dealer triples), one
+    more combines the three pairs at once (:func:`_top_combine`), giving shares of ``beta_j``; the
+    parties open ``o = beta_j xor s_j`` (``s_j`` a mask from the PRG seeds) and ``r^k beta_j = o
+    r^k + (1 - 2 o) [s_j r^k]`` with the dealer's ``s_j r^k`` (returned as the flip ``o`` and the
+    shares ``s_j r^k``). Online per element and party: 8 B for c, then ``ceil(9J/8)``,
+    ``ceil(4J/8)``, ``ceil(J/8)`` bytes (the rounds' opened bits, packed per element, and o).
+    Dealer: 64 B of tables, ``ceil(11J/8)`` bytes of AND products and ``8 (deg + 1) J`` for
+    ``s_j r^k``."""
     n, J, pre, deg = x.numel(), len(thresholds), ctx.pre, len(powers) - 1
-    # the AND triples of every level: a, b from the PRG seeds, the server's a AND b from the dealer
-    a = [pre.random((n, J, g), mod=2) for g, _ in TREE_LEVELS]
-    b = [pre.random((n, J, g, w), mod=2) for g, w in TREE_LEVELS]
-    gates = pre.correlated((n, J * TREE_AND_BITS), lambda: torch.cat(
-        [(a_l.unsqueeze(-1) & b_l).reshape(n, -1) for a_l, b_l in zip(a, b)], 1), mod=2)
-    gates = ring.unpack_residues(gates, 2, J * TREE_AND_BITS)
-    c_and, at_bit = [], 0
-    for g, w in TREE_LEVELS:
-        c_and.append(gates[:, at_bit: at_bit + J * g * w].reshape(n, J, g, w))
-        at_bit += J * g * w
+    # the masks of both AND rounds from the PRG seeds; the server's shares of their products from the dealer
+    a = pre.random((n, J, TREE_PAIRS), mod=2)
+    b = pre.random((n, J, TREE_PAIRS, 2), mod=2)
+    m = pre.random((n, J, 4), mod=2)  # the top round's a, b1, b2, c
+    products = pre.correlated((n, J * TREE_AND_BITS), lambda: torch.cat(
+        [(a.unsqueeze(-1) & b).reshape(n, -1), _top_products(m).reshape(n, -1)], 1), mod=2)
+    products = ring.unpack_residues(products, 2, J * TREE_AND_BITS)
+    pair_products = products[:, : J * 2 * TREE_PAIRS].reshape(n, J, TREE_PAIRS, 2)
+    top_products = products[:, J * 2 * TREE_PAIRS:].reshape(n, J, TREE_TOP_PRODUCTS)
     s = pre.random((n, J), mod=2)
     s_rk = pre.correlated((n, J, deg + 1), lambda: s.to(torch.int64).unsqueeze(-1) * _r_powers(r, deg).unsqueeze(1))
 
@@ -455,14 +459,11 @@ def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: tor
         return c, cj, None, torch.zeros((n, J, deg + 1), dtype=torch.int64)
     pairs = _tree_pairs(tables.words(n), cj)
     lt, eq = pairs & 1, pairs >> 1
-    hi, lo = slice(1, None, 2), slice(0, None, 2)  # level 1: digit pairs (1, 0), (3, 2), (5, 4)
-    z = _and_gates(ctx, eq[..., hi], torch.stack([lt[..., lo], eq[..., lo]], -1), a[0], b[0], c_and[0])
+    hi, lo = slice(1, None, 2), slice(0, None, 2)  # round 2: digit pairs (1, 0), (3, 2), (5, 4)
+    z = _and_gates(ctx, eq[..., hi], torch.stack([lt[..., lo], eq[..., lo]], -1), a, b, pair_products)
     lt, eq = lt[..., hi] ^ z[..., 0], z[..., 1]  # pairs of digits 0-1, 2-3, 4-5
-    z = _and_gates(ctx, eq[..., 2:], torch.stack([lt[..., 1:2], eq[..., 1:2]], -1), a[1], b[1], c_and[1])
-    lt_top, eq_top = lt[..., 2:] ^ z[..., 0], z[..., 1]  # digits 2-5
-    z = _and_gates(ctx, eq_top, lt[..., 0:1].unsqueeze(-1), a[2], b[2], c_and[2])
-    beta = (lt_top ^ z[..., 0]).view(n, J)  # shares of beta_j
-    o = _open_residues(ctx, beta ^ s, 2)  # (n, J) public
+    beta = _top_combine(ctx, lt, eq, m, top_products)  # round 3: shares of beta_j
+    o = _open_residues(ctx, beta ^ s, 2)  # (n, J) public, round 4
     return c, cj, o, s_rk  # r^k beta = o r^k + (1 - 2 o) [s r^k]
 
 
@@ -508,6 +509,31 @@ def _tree_pairs(words: torch.Tensor, cj: torch.Tensor) -> torch.Tensor:
             bit = bit & 63
         out[..., i] = (first >> bit) & 3
     return out
+
+
+def _top_products(m: torch.Tensor) -> torch.Tensor:
+    """The dealer's products of the top round's masks ``m = (a, b1, b2, c)`` (..., 4): (..., 5) bits
+    a b1, a b2, a c, b2 c, a b2 c."""
+    a, b1, b2, c = m.unbind(-1)
+    return torch.stack([a & b1, a & b2, a & c, b2 & c, a & b2 & c], -1)
+
+
+def _top_combine(ctx: Ctx, lt: torch.Tensor, eq: torch.Tensor, m: torch.Tensor, products: torch.Tensor) -> torch.Tensor:
+    """XOR shares of ``lt_45 xor x y1 xor x y2 z`` with ``x = eq_45``, ``y1 = lt_23``, ``y2 = eq_23``,
+    ``z = lt_01`` (lt, eq: (n, J, 3) shares of the digit pairs 01, 23, 45), one round: the parties
+    open ``d, e1, e2, f = x ^ a, y1 ^ b1, y2 ^ b2, z ^ c`` (four bits per threshold, packed per
+    element); then ``x y1 = d e1 ^ d b1 ^ e1 a ^ a b1`` and ``x y2 z = d e2 f ^ d e2 c ^ d f b2 ^ e2 f
+    a ^ d (b2 c) ^ e2 (a c) ^ f (a b2) ^ a b2 c`` are local given shares of the masks (``m``) and of
+    their products (``products``, :func:`_top_products`); the public terms go to the client."""
+    n, J = lt.shape[:2]
+    inputs = torch.stack([eq[..., 2], lt[..., 1], eq[..., 1], lt[..., 0]], -1)  # x, y1, y2, z
+    d, e1, e2, f = _open_residues(ctx, (inputs ^ m).view(n, -1), 2).view(n, J, 4).unbind(-1)
+    a, b1, b2, c = m.unbind(-1)
+    ab1, ab2, ac, b2c, ab2c = products.unbind(-1)
+    de2 = d & e2
+    out = lt[..., 2] ^ (d & b1) ^ (e1 & a) ^ ab1  # lt_45 and x y1
+    out ^= (de2 & c) ^ (d & f & b2) ^ (e2 & f & a) ^ (d & b2c) ^ (e2 & ac) ^ (f & ab2) ^ ab2c  # x y2 z
+    return out ^ (d & e1) ^ (de2 & f) if ctx.role == CLIENT else out
 
 
 def _and_gates(ctx: Ctx, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor,

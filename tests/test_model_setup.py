@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from picost.analysis.estimate import estimate
@@ -53,6 +54,18 @@ def test_hashed_bits_are_words_read_as_packed_bytes_and_pairs_read_from_them():
     words = client.words(3) ^ server.words(3)
     assert torch.equal((words.unsqueeze(-1) >> torch.arange(64)).view(3, 128) & 1, table.long())
     assert torch.equal(RowShares(128, 2).words(3), torch.zeros(3, 2, dtype=torch.int64))  # the dealer's
+
+
+def test_parties_keep_freed_memory_on_glibc():
+    """picost/mpc/heap.py: glibc takes the settings (in a fresh process: they change its malloc)."""
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    out = subprocess.run([sys.executable, "-c", "from picost.mpc.heap import keep_freed_memory; print(keep_freed_memory())"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
 
 
 def test_random_bits_are_balanced_and_reproducible():

@@ -39,8 +39,10 @@ def test_modeled_latency_within_20_percent_of_the_clock(profile, bandwidth_bps, 
     assert [c.item for c in comparisons] == ["relu n=256", "mul n=512"]
     for c in comparisons:
         assert abs(c.error) <= 0.20, c
-    # The same check fails for the model before it charged gloo's ready notice (one delay per round):
+    # The same check fails for the model of the engine before it posted its receives ahead of each
+    # op (then gloo's ready notice cost a second delay per round): the engine is that much faster now
     table = load_protocol("picost-2pc")
-    one_delay = dataclasses.replace(table, setting=dataclasses.replace(table.setting, delays_per_round=1))
-    relu_one_delay_s, _, _ = op_latency_s(one_delay, ops[0], Setting(bandwidth_bps, rtt_s).network)
-    assert relu_one_delay_s / comparisons[0].measured_s - 1 < -0.20
+    assert table.setting.delays_per_round == 1
+    two_delays = dataclasses.replace(table, setting=dataclasses.replace(table.setting, delays_per_round=2))
+    relu_two_delays_s, _, _ = op_latency_s(two_delays, ops[0], Setting(bandwidth_bps, rtt_s).network)
+    assert relu_two_delays_s / comparisons[0].measured_s - 1 > 0.20

@@ -57,6 +57,7 @@ def stage(fn: Fn) -> Fn:
             ctx.preprocess_s += time.perf_counter() - start
             out = fn(ctx, *args, **kwargs)
             ctx.pre.live()
+            ctx.tx.check_consumed()
             return out
         finally:
             ctx.staging = False

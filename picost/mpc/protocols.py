@@ -366,6 +366,13 @@ def _r_powers(r: torch.Tensor, deg: int) -> torch.Tensor:
     return torch.stack([torch.ones_like(r), r, r * r][: deg + 1], dim=-1)
 
 
+def _expect_residues(ctx: Ctx, shape: tuple[int, ...], mod: int) -> None:
+    """What :func:`_open_residues` of residues of ``shape`` will receive, for a rehearsal that
+    skips computing them (:meth:`Transport.expect`)."""
+    groups = -(-shape[-1] // ring.residues_per_byte(mod))
+    ctx.tx.expect(torch.empty(shape[:-1] + (groups,), dtype=torch.uint8))
+
+
 def _open_residues(ctx: Ctx, mine: torch.Tensor, mod: int) -> torch.Tensor:
     """Open residues mod ``mod`` (..., L) shared additively mod ``mod``, packed along the last
     dimension on the wire (one round): the opened values, uint8."""
@@ -409,7 +416,8 @@ def _table_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: to
 
     c = ctx.open(x + r)  # round 1
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - thresholds  # (n, J) public
-    if ctx.placeholders:
+    if ctx.placeholders:  # the masked trits' message, not computed
+        _expect_residues(ctx, (n, J, DIGITS), 3)
         return c, cj, None, torch.zeros((n, J, deg + 1), dtype=torch.int64)
     at = (_digits(cj) + torch.tensor(TABLE_OFFSETS)).view(n, J * DIGITS)
     mine = (tables.at(at).view(n, J, DIGITS) + masks) % 3  # shares of the masked trits
@@ -455,7 +463,9 @@ def _tree_comparison(ctx: Ctx, x: torch.Tensor, r: torch.Tensor, thresholds: tor
 
     c = ctx.open(x + r)  # round 1
     cj = c.unsqueeze(1) + (1 << CMP_BITS) - thresholds  # (n, J) public
-    if ctx.placeholders:
+    if ctx.placeholders:  # the two AND rounds' and o's messages, not computed
+        for bits in (*TREE_OPENED, 1):
+            _expect_residues(ctx, (n, bits * J), 2)
         return c, cj, None, torch.zeros((n, J, deg + 1), dtype=torch.int64)
     pairs = _tree_pairs(tables.words(n), cj)
     lt, eq = pairs & 1, pairs >> 1

@@ -118,7 +118,7 @@ def test_refused_3pc_with_2pc_names_the_missing_conversion():
     ("lineer=bumblebee,nonlinear=sigma", "did you mean 'linear'"),
     ("bumblebee,crypten,activation=sigma", "two default tables"),
     ("linear=bumblebee,nonlinear=bumblebee", "at least two tables"),
-    ("linear=bumblebee,nonlinear=picost-2pc", "delays_per_round differ"),
+    ("linear=bumblebee,nonlinear=crypten", "delays_per_round differ"),
     ("linear=bumblebee,nonlinear=plaintext", "no conversion"),
     ("linear=,nonlinear=sigma", "CLASS=TABLE"),
 ])

@@ -32,13 +32,13 @@ class QueueTransport(Transport):
         self.wires[(self.rank, peer)].put(tensor.clone())
         return _Done()
 
-    def _post_recv(self, like: torch.Tensor, peer: int) -> tuple[torch.Tensor, Any]:
-        buf, wire, timeout_s = torch.empty_like(like), self.wires[(peer, self.rank)], self.timeout_s
+    def _post_recv(self, shape: tuple[int, ...], dtype: torch.dtype, peer: int) -> tuple[torch.Tensor, Any]:
+        buf, wire, timeout_s = torch.empty(shape, dtype=dtype), self.wires[(peer, self.rank)], self.timeout_s
 
         class Pending:
             def wait(self, timeout: Any = None) -> None:
                 got = wire.get(timeout=timeout_s)
-                assert got.shape == like.shape and got.dtype == like.dtype, (got.shape, like.shape)
+                assert tuple(got.shape) == shape and got.dtype == dtype, (got.shape, shape)
                 buf.copy_(got)
 
         return buf, Pending()

@@ -158,6 +158,7 @@ def _broadcast(a: tuple[int, ...] | torch.Size, b: tuple[int, ...] | torch.Size)
         raise ValueError(f"shapes {a} and {b} do not broadcast")
     return tuple(q if p == 1 else p for p, q in zip(a, b))
 
+
 def mul(ctx: Ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Shares of ``x * y`` (broadcasting), fractional bits added, not truncated."""
     a = ctx.pre.random(tuple(x.shape))
@@ -259,15 +260,7 @@ _OFFSET_BITS = 62
 
 def trunc(ctx: Ctx, x: torch.Tensor, shift: int) -> torch.Tensor:
     """Shares of ``floor(x / 2^shift)`` or one more (see the module docstring); ``|x| < 2^62``."""
-    shape = tuple(x.shape)
-    r = ctx.pre.random(shape)
-    r_hi = ctx.pre.correlated(shape, lambda: ring.logical_rshift(r, shift))
-    r_msb = ctx.pre.correlated(shape, lambda: ring.msb(r))
-    offset = torch.full(shape, 1 << _OFFSET_BITS, dtype=torch.int64)
-    c = ctx.open(x + ctx.public(offset) + r)
-    wrap = (1 - ring.msb(c)) * r_msb
-    top = ring.logical_rshift(c, shift) - (1 << (_OFFSET_BITS - shift))
-    return ctx.public(top) - r_hi + wrap * ring.pow2(ring.RING_BITS - shift)
+    return _truncate(ctx, x, shift, square=False)[0]
 
 
 def trunc_square(ctx: Ctx, x: torch.Tensor, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,21 +270,38 @@ def trunc_square(ctx: Ctx, x: torch.Tensor, shift: int) -> tuple[torch.Tensor, t
     ``r_hi^2`` and ``r_hi msb(r)`` (the ``msb(r)^2`` term is a multiple of 2^64 for s <= 32).
     Returns shares of y and of y^2 (twice y's fractional bits, not truncated)."""
     assert shift <= 32, shift
+    y, y_sq = _truncate(ctx, x, shift, square=True)
+    assert y_sq is not None
+    return y, y_sq
+
+
+def _truncate(ctx: Ctx, x: torch.Tensor, shift: int, square: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The truncation of :func:`trunc` (one opening of ``x + 2^62 + r``) and, with ``square``, the
+    local square of its result (:func:`trunc_square`: two more dealer values per element)."""
     shape = tuple(x.shape)
     r = ctx.pre.random(shape)
-    r_hi = ctx.pre.correlated(shape, lambda: ring.logical_rshift(r, shift))
+
+    def r_hi_value() -> torch.Tensor:  # r >> s, computed by the dealer only
+        return ring.logical_rshift(r, shift)
+
+    r_hi = ctx.pre.correlated(shape, r_hi_value)
     r_msb = ctx.pre.correlated(shape, lambda: ring.msb(r))
-    r_hi_sq = ctx.pre.correlated(shape, lambda: ring.logical_rshift(r, shift) ** 2)
-    r_hi_msb = ctx.pre.correlated(shape, lambda: ring.logical_rshift(r, shift) * ring.msb(r))
+    if square:
+        r_hi_sq = ctx.pre.correlated(shape, lambda: r_hi_value() ** 2)
+        r_hi_msb = ctx.pre.correlated(shape, lambda: r_hi_value() * ring.msb(r))
     offset = torch.full(shape, 1 << _OFFSET_BITS, dtype=torch.int64)
     c = ctx.open(x + ctx.public(offset) + r)
     if ctx.placeholders:
-        return torch.zeros(shape, dtype=torch.int64), torch.zeros(shape, dtype=torch.int64)
+        zeros = torch.zeros(shape, dtype=torch.int64)
+        return zeros, (zeros if square else None)
     unwrapped = 1 - ring.msb(c)  # public: the wrap is msb(r) and not msb(c)
     top = ring.logical_rshift(c, shift) - (1 << (_OFFSET_BITS - shift))
     R = r_hi - unwrapped * ring.pow2(ring.RING_BITS - shift) * r_msb
+    y = ctx.public(top) - R
+    if not square:
+        return y, None
     R_sq = r_hi_sq - unwrapped * ring.pow2(ring.RING_BITS + 1 - shift) * r_hi_msb
-    return ctx.public(top) - R, ctx.public(top * top) - 2 * top * R + R_sq
+    return y, ctx.public(top * top) - 2 * top * R + R_sq
 
 
 def exp_limit(ctx: Ctx, x: torch.Tensor) -> torch.Tensor:

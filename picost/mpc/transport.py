@@ -67,8 +67,8 @@ class Transport:
         """Tests: the op at which this party kills itself (a real crash, SIGKILL)."""
         self.rehearsal = False
         """Offline rehearsal of the program: online messages are neither sent nor counted."""
-        self.expected: list[torch.Tensor] = []
-        """The messages a rehearsal expects from the peer, in order (empty tensors of their shapes)."""
+        self.expected: list[tuple[tuple[int, ...], torch.dtype]] = []
+        """The messages a rehearsal expects from the peer, in order (shape, dtype)."""
         self.posted: deque[tuple[torch.Tensor, Any]] = deque()
         """Receives posted ahead of the online run (:meth:`sync`), consumed in order by :meth:`exchange`."""
         self.record_views = False
@@ -132,7 +132,7 @@ class Transport:
         """A rehearsal that skips the computing of a message it will receive online: expect it
         (a receive to post before the online run, as :meth:`exchange` records the others)."""
         if self.rehearsal:
-            self.expected.append(torch.empty_like(like))
+            self.expected.append((tuple(like.shape), like.dtype))
 
     def sync(self) -> None:
         """Client and server wait for each other (one uncounted word each way, op ``_ready``), and
@@ -141,22 +141,12 @@ class Transport:
         instead of two (gloo sends a message only once the receiver has posted its receive)."""
         previous, self.current = self.current, READY_OP
         word = torch.zeros(1, dtype=torch.int64)
-        if self.rank == DEALER:
-            self.current = previous
-            return
-        peer = SERVER if self.rank == CLIENT else CLIENT
-        ready = self._post_recv(word, peer)
-        for like in self.expected:
-            self.posted.append(self._post_recv(like, peer))
+        if self.rank != DEALER:  # the ready word's receive first: receives match in posting order
+            peer = SERVER if self.rank == CLIENT else CLIENT
+            self.posted.extend(self._post_recv(shape, dtype, peer)
+                               for shape, dtype in [(tuple(word.shape), word.dtype), *self.expected])
         self.expected = []
-        stats = self._stats()
-        stats.rounds += 1
-        stats.bytes_sent += word.numel() * word.element_size()
-        pending = self._send(word, peer)
-        self._wait(ready[1], peer, "receive")
-        self._wait(pending, peer, "send")
-        if self.record_views:
-            self.views.append((self.current, ready[0].clone()))
+        self.exchange(word, word)
         self.current = previous
 
     def check_consumed(self) -> None:
@@ -208,13 +198,13 @@ class Transport:
                              f"(send during op {self.current})") from None
 
     def _recv(self, like: torch.Tensor, peer: int) -> torch.Tensor:
-        buf, work = self._post_recv(like, peer)
+        buf, work = self._post_recv(tuple(like.shape), like.dtype, peer)
         self._wait(work, peer, "receive")
         return buf
 
-    def _post_recv(self, like: torch.Tensor, peer: int) -> tuple[torch.Tensor, Any]:
-        """Post a receive of a tensor like ``like`` from ``peer``: the buffer and its pending work."""
-        buf = torch.empty_like(like)
+    def _post_recv(self, shape: tuple[int, ...], dtype: torch.dtype, peer: int) -> tuple[torch.Tensor, Any]:
+        """Post a receive of a ``shape`` ``dtype`` tensor from ``peer``: the buffer and its pending work."""
+        buf = torch.empty(shape, dtype=dtype)
         try:
             return buf, dist.irecv(buf, peer)
         except RuntimeError:

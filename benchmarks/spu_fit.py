@@ -82,6 +82,18 @@ REGIMES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
 }
 POLY_N = 8192  # SPU 0.9.5 CHEETAH's logged degree (protocols/bumblebee.yaml poly_n)
 
+#: Fitted coefficients are kept to this many significant digits, as soon as they are fitted.
+#: A least-squares solution's last bits depend on the BLAS kernel the CPU selects (the same runs
+#: gave ``15.999999999999982`` under one OpenBLAS kernel and ``...979`` under another), so a
+#: committed table written from unrounded values is "stale" on another CPU. Kernels differ by
+#: ~1e-14 relative; six digits move only where a value lies that close to a rounding boundary.
+SIGNIFICANT_DIGITS = 6
+
+
+def significant(value: float) -> float:
+    """``value`` rounded to :data:`SIGNIFICANT_DIGITS` significant digits."""
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
 
 def term_value(expr: str, dims: dict) -> float:
     """``expr`` (picost's formula grammar, :mod:`picost.cost.formula`) at ``dims`` and poly_n."""
@@ -204,7 +216,7 @@ def _fit_basis(terms: tuple[str, ...], points: list[dict]) -> tuple[tuple[str, .
     if negligible.any():
         coefs = np.zeros(len(terms))
         coefs[~negligible] = nnls_relative(A[:, ~negligible], y)
-    return terms, coefs
+    return terms, np.array([significant(c) for c in coefs])
 
 
 def problems(fit: dict) -> list[str]:
@@ -308,7 +320,7 @@ def fit_compute(rows: list[dict]) -> dict:
     held = [r for r in rows if r.get("heldout")]
     A = np.array([[term_value(t, r["dims"]) for t in terms] for r in fit_pts])
     y = np.array([r["min_wall_s"] for r in fit_pts])
-    coefs = nnls_relative(A, y)
+    coefs = np.array([significant(c) for c in nnls_relative(A, y)])
     predict = lambda r: float(np.array([term_value(t, r["dims"]) for t in terms]) @ coefs)  # noqa: E731
     return {"formula": _formula(terms, coefs), "basis": list(terms), "coefficients": [float(c) for c in coefs],
             "residuals": [predict(r) / r["min_wall_s"] - 1 for r in fit_pts],

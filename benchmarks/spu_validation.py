@@ -85,7 +85,7 @@ def run(protocols: list[str], widths: tuple[int, ...] = (), contexts: tuple[int,
                     with RESULTS.open("a") as f:
                         f.write(spu_validate.dumps([check]))
                     print(f"{protocol} {model.name} T={context}: measured {check.measured_total:,} B, estimate "
-                          f"{check.estimated_total:,.0f} B ({100 * check.total_error:+.1f}%), "
+                          f"{check.estimated_total:,.0f} B ({spu_validate.signed_percent(check.total_error)}), "
                           f"{'ok' if check.ok else 'MISS'}, {time.perf_counter() - start:.0f} s", flush=True)
 
 
@@ -123,11 +123,11 @@ def docs() -> str:
                 "| model | T | measured (whole) | op by op | estimate | total error | worst class | logits error | verdict |",
                 "|---|---:|---:|---:|---:|---:|---|---:|---|"]
         for c in rows:
-            judged = {k: v for k, v in c.class_errors().items() if v is not None}
-            w = max(judged, key=lambda k: abs(judged[k])) if judged else None
+            errors = c.class_errors()
+            w = spu_validate.worst_class(errors)
             out.append(f"| {c.spec} | {c.context} | {c.measured_total:,} | {c.ops_total:,} | "
-                       f"{c.estimated_total:,.0f} | {100 * c.total_error:+.1f}% | "
-                       f"{f'{w} {100 * judged[w]:+.1f}%' if w else '-'} | "
+                       f"{c.estimated_total:,.0f} | {spu_validate.signed_percent(c.total_error)} | "
+                       f"{f'{w} {spu_validate.signed_percent(errors[w])}' if w else '-'} | "
                        f"{c.logits_max_abs_error:.2g} of {c.logits_max_abs:.2g} | {'ok' if c.ok else 'MISS'} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"

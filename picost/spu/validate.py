@@ -132,8 +132,18 @@ def dumps(checks: list[SpuCheck]) -> str:
     return "".join(json.dumps(c.as_dict(), sort_keys=True) + "\n" for c in checks)
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:+.1f}%"
+def signed_percent(fraction: float | None) -> str:
+    """``fraction`` as a signed percentage with one decimal ("+1.2%"), "-" for None. Rounded
+    before the sign is chosen, so an error of -1e-16 (float noise that differs between BLAS
+    kernels) prints "+0.0%" on every CPU instead of "-0.0%" on some."""
+    return "-" if fraction is None else f"{round(100 * fraction, 1) + 0.0:+.1f}%"
+
+
+def worst_class(errors: dict[str, float | None]) -> str | None:
+    """The class with the largest error as printed (to 0.1%; ties by name, so float noise cannot
+    pick another class on another CPU), or None if no class is judged."""
+    judged = {k: v for k, v in errors.items() if v is not None}
+    return min(judged, key=lambda k: (-abs(round(100 * judged[k], 1)), k)) if judged else None
 
 
 def render(checks: list[SpuCheck]) -> Any:
@@ -142,12 +152,12 @@ def render(checks: list[SpuCheck]) -> Any:
 
     rows = []
     for c in checks:
-        judged = {k: v for k, v in c.class_errors().items() if v is not None}
-        worst = max(judged, key=lambda k: abs(judged[k])) if judged else None
+        errors = c.class_errors()
+        worst = worst_class(errors)
         err = "-" if c.logits_max_abs_error is None else f"{c.logits_max_abs_error:.2g} of {c.logits_max_abs:.2g}"
         rows.append((c.spec, c.context, c.protocol, human_bytes(c.measured_total), human_bytes(c.ops_total),
-                     human_bytes(c.estimated_total), _pct(c.total_error),
-                     f"{worst} {_pct(judged[worst])}" if worst else "-", err, "ok" if c.ok else "MISS"))
+                     human_bytes(c.estimated_total), signed_percent(c.total_error),
+                     f"{worst} {signed_percent(errors[worst])}" if worst else "-", err, "ok" if c.ok else "MISS"))
     columns = [Column("spec"), Column("T", numeric=True), Column("SPU"), Column("measured", numeric=True),
                Column("op by op", numeric=True, drop=2), Column("estimate", numeric=True),
                Column("error", numeric=True), Column("worst class"), Column("logits error", drop=1),

@@ -136,7 +136,22 @@ def compute_lines(kind: str, fit: dict | None) -> list[str]:
     held = ", ".join(f"{100 * e:+.0f}%" for e in fit["heldout_errors"]) or "none"
     source = (f"measured: {' and '.join(fit['runs'])}, op {KINDS[kind][0]} ({sizes}), fitted as "
               f"{' + '.join(fit['basis'])}: max residual {100 * fit['max_residual']:.0f}%, held-out {held}")
-    return [f"    compute_s: {json.dumps(fit['formula'])}", f"    compute_source: {json.dumps(source)}"]
+    return [f"    compute_s: {json.dumps(fit['formula'])}", f"    compute_source: {json.dumps(source)}",
+            f"    compute_range: {{size: {json.dumps(SIZE.get(kind, 'n'))}, max: {largest_size(kind, fit)}}}"]
+
+
+#: The size each kind's compute is measured over (the table's ``compute_range``): multiply-accumulates
+#: of a product, elements otherwise (what ``spu_compute.work`` spreads sizes over).
+SIZE = {"linear": "m*k*n", "matmul": "b*m*k*n", "embedding": "tokens*vocab*width",
+        **{k: "rows*cols" for k in ROW_KINDS}}
+
+
+def largest_size(kind: str, fit: dict) -> int:
+    """The largest :data:`SIZE` among the runs the fit used (held-out one included: it was measured)."""
+    from picost.cost.formula import parse
+
+    size = parse(SIZE.get(kind, "n"), set(fit["points"][0]["dims"]))
+    return max(int(size.value(p["dims"])) for p in fit["points"])
 
 
 def write_table(text: str, kind_fits: dict[str, dict], own: frozenset[str] = frozenset()) -> str:
@@ -161,7 +176,7 @@ def write_table(text: str, kind_fits: dict[str, dict], own: frozenset[str] = fro
         elif in_ops and line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":"):
             close()
             kind = line.strip()[:-1]
-        if in_ops and kind is not None and line.startswith(("    compute_s:", "    compute_source:")):
+        if in_ops and kind is not None and line.startswith(("    compute_s:", "    compute_source:", "    compute_range:")):
             continue
         out.append(line)
     close()

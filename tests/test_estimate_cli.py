@@ -17,7 +17,7 @@ PARTIAL = str(Path(__file__).parent / "data" / "protocols" / "fixture_partial.ya
 
 ROW_KEYS = {"name", "kind", "class", "layer", "block", "flops", "costed", "comm_bytes", "bytes_client_to_server",
             "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes", "setup_bytes",
-            "share", "source", "formulas", "dims", "uncosted_reason", "table", "notes"}
+            "share", "source", "formulas", "dims", "uncosted_reason", "table", "notes", "compute_beyond"}
 TOTAL_KEYS = {"rows", "costed", "uncosted", "flops", "comm_bytes", "bytes_client_to_server",
               "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes",
               "setup_bytes", "compute_rows", "offline_rows", "setup_rows", "share"}
@@ -28,9 +28,11 @@ def test_json_schema_and_values():
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert data["schema"] == "picost.estimate/1"
-    assert set(data) == {"schema", "spec", "context", "phase", "batch_size", "protocol", "network", "latency_model",
-                         "totals", "by_layer", "by_block", "by_class", "rows"}
-    assert set(data["totals"]) == TOTAL_KEYS | {"bytes_bound_s", "dominant_class"}
+    assert set(data) == {"schema", "spec", "context", "phase", "batch_size", "protocol", "network", "machine",
+                         "latency_model", "totals", "by_layer", "by_block", "by_class", "rows"}
+    assert set(data["totals"]) == TOTAL_KEYS | {"bytes_bound_s", "dominant_class", "extrapolated_rows",
+                                                "extrapolated_share"}
+    assert data["machine"]["name"] == "reference" and data["machine"]["reference"] is True
     assert all(set(r) == ROW_KEYS for r in data["rows"])
     assert all(set(t) == TOTAL_KEYS for key in ("by_layer", "by_block", "by_class") for t in data[key].values())
     assert data["network"]["rtt_s"] == pytest.approx(0.08) and data["network"]["round_s"] == pytest.approx(0.04)

@@ -72,6 +72,14 @@ class Row:
     """The op's notes (on its own row, not on its truncation or conversions): what a reveal opens."""
     setup_bytes: Any = None
     """One-time bytes of the model's setup (once per model, not per inference; not in the latency)."""
+    compute_beyond: float | None = None
+    """The row's size over the largest size its compute was measured at (1.0: within the measured
+    sizes; above 1: extrapolated that far; None: the table states no measured range)."""
+
+    @property
+    def extrapolated(self) -> bool:
+        """Whether the row's compute is evaluated beyond the sizes it was measured at."""
+        return self.compute_beyond is not None and self.compute_beyond > 1.0
 
     @property
     def layer_label(self) -> str:
@@ -168,6 +176,21 @@ class Estimate:
         return max(by_class, key=by_class.__getitem__) if by_class else None
 
     @property
+    def machine(self) -> Any:
+        """The :class:`~picost.cost.machine.Machine` the compute column is for."""
+        return self.protocol.machine_or_reference
+
+    @property
+    def extrapolated_rows(self) -> tuple[Row, ...]:
+        """Rows whose compute is evaluated beyond its measured sizes."""
+        return tuple(r for r in self.rows if r.costed and r.extrapolated)
+
+    @property
+    def extrapolated_share(self) -> float | None:
+        """Fraction of the total latency that comes from rows with extrapolated compute."""
+        return self.share(sum(r.latency_s for r in self.extrapolated_rows))
+
+    @property
     def bytes_bound_s(self) -> float:
         """Lower bound on latency from the online bytes alone: total bytes / (bandwidth *
         transfer_links)."""
@@ -209,7 +232,7 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
                         cost.comm_bytes, cost.bytes_client_to_server, cost.bytes_server_to_client,
                         cost.rounds, cost.compute_s, comm_s, latency_s, cost.offline_bytes,
                         cost.source, cost.formulas, dims=dims, table=cost.table, notes=notes,
-                        setup_bytes=cost.setup_bytes))
+                        setup_bytes=cost.setup_bytes, compute_beyond=cost.compute_beyond))
     spec = lowered.spec
     totals = Totals.of(rows)
     require_finite({name: getattr(totals, name) for name in _SUMMED + ("bytes_client_to_server",
@@ -246,19 +269,34 @@ def row_latency_s(cost: Any, network: Network, table: ProtocolTable) -> float:
 def estimate(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTable,
              network: str | Network | None = None, context: int | None = None, *,
              bandwidth: str | None = None, rtt: str | None = None, allow_uncosted: bool = False,
-             options: Mapping[str, str] | None = None) -> Estimate:
+             options: Mapping[str, str] | None = None, machine: Any = None, threads: Any = None,
+             compute: str | None = None) -> Estimate:
     """The Python API of ``picost estimate``.
 
     ``spec``: a :class:`~picost.model.spec.ModelSpec`, a shipped spec name or a path; ``protocol``: a
     shipped table name, a path or a loaded :class:`ProtocolTable`; ``options``: the table's options
     (``{"weights": "public"}``; the others at their defaults); ``network``: a preset name or
     a :class:`Network` (``bandwidth``/``rtt`` text such as ``"100Mbps"``/``"80ms"`` override it);
-    ``context``: tokens T (default: the spec's ``context_length``).
+    ``context``: tokens T (default: the spec's ``context_length``); ``machine``: where compute
+    runs (a preset name, a profile path or a :class:`~picost.cost.machine.Machine`; default the
+    tables' reference machine), ``threads`` cores per party, ``compute="none"`` to leave compute out
+    (see :func:`~picost.cost.machine.get_machine`).
     """
     model = _spec(spec)
-    table = load_costing(protocol, options)
+    table = with_machine(load_costing(protocol, options), machine, threads, compute)
     link = get_network(network, bandwidth=bandwidth, rtt=rtt)
     return estimate_lowered(lower(model, context), table, link, allow_uncosted)
+
+
+def with_machine(table: ProtocolTable, machine: Any = None, threads: Any = None,
+                 compute: str | None = None) -> ProtocolTable:
+    """``table`` with compute scaled to the machine ``machine``/``threads``/``compute`` name
+    (:func:`~picost.cost.machine.get_machine`); unchanged when none is given."""
+    if machine is None and threads is None and compute is None:
+        return table
+    from picost.cost.machine import get_machine
+
+    return table.with_machine(get_machine(machine, threads, compute))
 
 
 def _spec(spec: Any) -> "ModelSpec":

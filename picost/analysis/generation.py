@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from picost.analysis.estimate import ROW_CLASSES, Estimate, _spec, estimate_lowered
+from picost.analysis.estimate import ROW_CLASSES, Estimate, _spec, estimate_lowered, with_machine
 from picost.analysis.estimate import estimate as _one_pass
 from picost.cost.network import Network, get_network
 from picost.cost.hybrid import load_costing
@@ -145,11 +145,13 @@ def _pysum(arr: Any) -> Any:
 def generation(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTable,
                network: str | Network | None = None, context: int | None = None, new_tokens: int = 1, *,
                bandwidth: str | None = None, rtt: str | None = None, allow_uncosted: bool = False,
-               options: Mapping[str, str] | None = None) -> Generation:
+               options: Mapping[str, str] | None = None, machine: Any = None, threads: Any = None,
+               compute: str | None = None) -> Generation:
     """The Python API of ``picost estimate --new-tokens N``: prefill of ``context`` tokens (default:
-    the spec's ``context_length``) and ``new_tokens`` decode steps."""
+    the spec's ``context_length``) and ``new_tokens`` decode steps; ``machine``/``threads``/``compute``
+    as in :func:`~picost.analysis.estimate.estimate`."""
     model = _spec(spec)
-    table = load_costing(protocol, options)
+    table = with_machine(load_costing(protocol, options), machine, threads, compute)
     link = get_network(network, bandwidth=bandwidth, rtt=rtt)
     return generation_of(model, table, link, context, new_tokens, allow_uncosted)
 

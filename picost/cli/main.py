@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import typer
 
-from picost.cli.whatif import OPTION_HELP
+from picost.cli.whatif import OPTION_HELP, compute_option, machine_option, threads_option
 from picost.errors import UserError
 
 app = typer.Typer(
@@ -124,12 +124,15 @@ def estimate(
     calibration: Optional[str] = typer.Option(None, "--calibration", help="Compute profile from `picost calibrate` (YAML): this machine's compute time per op kind."),
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
     new_tokens: Optional[int] = typer.Option(None, "--new-tokens", "-N", help="Generation: the prefill of T tokens, then N decode steps at a growing KV cache (time to first token, per-token latency, totals)."),
+    machine: Optional[str] = machine_option(),
+    threads: Optional[int] = threads_option(),
+    compute: Optional[str] = compute_option(),
 ) -> None:
     """Communication, rounds and latency of one private forward pass, per op and per group (with
     --new-tokens N: of a prefill and N decode steps)."""
     from picost.report import estimate_output as estimate_report
     from picost.cost.calibration import calibrated_table
-    from picost.analysis.estimate import estimate as run_estimate
+    from picost.analysis.estimate import estimate as run_estimate, with_machine
 
     _choice(by, ("op", "layer", "block", "class"), "--by")
     _choice(fmt, ("table", "json", "csv", "md"), "--format")
@@ -138,13 +141,14 @@ def estimate(
         from picost.report import generation_output
 
         check_new_tokens(new_tokens)
-        gen = generation(spec, calibrated_table(protocol, calibration, option), network, context, new_tokens,
+        table = with_machine(calibrated_table(protocol, calibration, option), machine, threads, compute)
+        gen = generation(spec, table, network, context, new_tokens,
                          bandwidth=bandwidth, rtt=rtt, allow_uncosted=allow_uncosted)
         out = generation_output.render(gen, fmt)
         _print(out) if fmt == "table" else _echo(out)
         return
-    result = run_estimate(spec, calibrated_table(protocol, calibration, option), network, context, bandwidth=bandwidth,
-                          rtt=rtt, allow_uncosted=allow_uncosted)
+    table = with_machine(calibrated_table(protocol, calibration, option), machine, threads, compute)
+    result = run_estimate(spec, table, network, context, bandwidth=bandwidth, rtt=rtt, allow_uncosted=allow_uncosted)
     out = estimate_report.render(result, by=by, fmt=fmt)
     _print(out) if fmt == "table" else _echo(out)
 
@@ -548,6 +552,23 @@ def networks() -> None:
     columns = (Column("name"), Column("link"), Column("what", text=True, min_width=24),
                Column("source", text=True, spill=True, drop=1))
     _print(rich_table("Network presets (picost/cost/networks.yaml)", columns, rows))
+
+
+@app.command()
+def machines() -> None:
+    """List the machine presets for --machine (cores per party, placement, per-core speed, source)."""
+    from picost.cost.machine import REFERENCE, get_machine, preset_names
+    from picost.report.render import Column, rich_table
+
+    rows = []
+    for name in preset_names():
+        m = REFERENCE if name == "reference" else get_machine(name)
+        rows.append((name, f"{m.threads_per_party:g}", "shared host" if m.parties_share_host else "own machine",
+                     "?" if m.per_core_speed is None else f"{m.per_core_speed:g}x", m.description, m.source))
+    columns = (Column("name"), Column("cores", numeric=True), Column("parties"), Column("speed", numeric=True),
+               Column("what", text=True, min_width=24), Column("source", text=True, spill=True, drop=1))
+    _print(rich_table("Machine presets (picost/cost/machines.yaml; cores per party, speed per core vs the reference)",
+                      columns, rows))
 
 
 def main() -> None:

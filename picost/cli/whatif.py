@@ -17,6 +17,22 @@ from picost.errors import UserError
 FMT_HELP = "Output: table | json | csv | md."
 OPTION_HELP = ("A protocol table option, NAME=VALUE (every table) or TABLE:NAME=VALUE; repeatable. "
                "`picost protocols show P` lists a table's options.")
+MACHINE_HELP = ("Where compute runs: a preset (`picost machines`) or a profile file (.yaml, from `picost calibrate "
+                "--engine`); default: the tables' reference machine (2 cores, all parties on it).")
+THREADS_HELP = "Cores per party (one machine per party unless --machine says otherwise)."
+COMPUTE_HELP = "model (default) | none: leave compute out (communication and round delays only)."
+
+
+def machine_option() -> Any:
+    return typer.Option(None, "--machine", help=MACHINE_HELP)
+
+
+def threads_option() -> Any:
+    return typer.Option(None, "--threads", help=THREADS_HELP)
+
+
+def compute_option() -> Any:
+    return typer.Option(None, "--compute", help=COMPUTE_HELP)
 
 
 def _out(text: str) -> None:
@@ -75,6 +91,9 @@ def aero(
     bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
     rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
+    machine: Optional[str] = machine_option(),
+    threads: Optional[int] = threads_option(),
+    compute: Optional[str] = compute_option(),
     fmt: str = typer.Option("table", "--format", "-f", help=FMT_HELP),
 ) -> None:
     """AERO's steps applied to SPEC as spec transforms: the ablation table of a PI paper.
@@ -91,7 +110,7 @@ def aero(
     steps = aero_steps(load_spec(spec), prune=prune, keep_temperature=temperature)
     cost, where = None, ""
     if protocol is not None:
-        cost, where = _cost_fn(protocol, network, bandwidth, rtt, option)
+        cost, where = _cost_fn(protocol, network, bandwidth, rtt, option, (machine, threads, compute))
     rows = ablation(steps, context, cost)
     ctx = context or steps[0].spec.context_length
     human = fmt in ("table", "md")
@@ -130,12 +149,12 @@ def aero(
 
 
 def _cost_fn(protocol: str, network: str | None, bandwidth: str | None, rtt: str | None,
-             option: Sequence[str] | None) -> tuple[Any, str]:
+             option: Sequence[str] | None, machine: tuple = (None, None, None)) -> tuple[Any, str]:
     """A cost function (lowered model -> (comm bytes, latency s)) and a phrase saying where."""
     from picost.analysis.ablation import estimate_cost
 
     link = _one_network(network, bandwidth, rtt)
-    table = _one_table(protocol, option)
+    table = _one_table(protocol, option, machine)
     return estimate_cost(table, link), f" under {table.label} over {link.name} ({link.summary()})"
 
 
@@ -148,6 +167,9 @@ def symbolic(
     bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
     rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
+    machine: Optional[str] = machine_option(),
+    threads: Optional[int] = threads_option(),
+    compute: Optional[str] = compute_option(),
     allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="Leave out ops the table cannot cost."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table | json."),
     new_tokens: bool = typer.Option(False, "--new-tokens", help="With --protocol: also the closed forms of a whole "
@@ -189,7 +211,7 @@ def symbolic(
     lines.append(f"\nAERO's 'FFN FLOPs dominate when T < 8/3 d': {aero_claim_condition()}.")
     if protocol is not None:
         link = _one_network(network, bandwidth, rtt)
-        table = _one_table(protocol, option)
+        table = _one_table(protocol, option, (machine, threads, compute))
         cf = class_forms(model, table, allow_uncosted, chosen)
         per_class = {c: {"flops": f["flops"], "comm_bytes": f["comm_bytes"], "rounds": f["rounds"],
                          "latency_s": sympy.N(cf.latency(link, [c]), 6)} for c, f in cf.forms.items()}
@@ -313,13 +335,16 @@ def _protocol_list(text: str) -> list[str]:
     return [text.strip()] if is_hybrid_text(text) else _split_list(text)
 
 
-def _tables(protocols: str, option: Sequence[str] | None) -> list[Any]:
+def _tables(protocols: str, option: Sequence[str] | None, machine: tuple = (None, None, None)) -> list[Any]:
+    """The tables of ``-p``, with their ``--option`` values, and compute scaled to ``machine``
+    (``(--machine, --threads, --compute)``)."""
+    from picost.analysis.estimate import with_machine
     from picost.cost.table_options import load_tables
 
     names = _protocol_list(protocols)
     if not names:
         raise UserError("give at least one protocol", field="--protocol")
-    return load_tables(names, option)
+    return [with_machine(t, *machine) for t in load_tables(names, option)]
 
 
 def _one_network(names: str | None, bandwidth: str | None, rtt: str | None) -> Any:
@@ -330,9 +355,9 @@ def _one_network(names: str | None, bandwidth: str | None, rtt: str | None) -> A
     return found[0]
 
 
-def _one_table(protocols: str, option: Sequence[str] | None) -> Any:
+def _one_table(protocols: str, option: Sequence[str] | None, machine: tuple = (None, None, None)) -> Any:
     """The single protocol table of a command that takes one."""
-    found = _tables(protocols, option)
+    found = _tables(protocols, option, machine)
     if len(found) != 1:
         raise UserError(f"this command takes one protocol (got {len(found)})", field="--protocol")
     return found[0]
@@ -348,6 +373,9 @@ def sweep(
     bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
     rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
+    machine: Optional[str] = machine_option(),
+    threads: Optional[int] = threads_option(),
+    compute: Optional[str] = compute_option(),
     share: str = typer.Option("latency", "--share", help="Class shares of: latency | comm."),
     allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="Leave out ops the table cannot cost."),
     new_tokens: Optional[str] = typer.Option(None, "--new-tokens", "-N", help="Generation: N new tokens after "
@@ -370,7 +398,8 @@ def sweep(
         raise UserError(f"unknown value '{share}' for --share; choose from latency, comm", field="--share")
     contexts = sweeps.parse_contexts(context)
     counts = sweeps.parse_new_tokens(new_tokens) if new_tokens is not None else None
-    model, tables, links = load_spec(spec), _tables(protocol, option), _networks(network, bandwidth, rtt)
+    model, tables = load_spec(spec), _tables(protocol, option, (machine, threads, compute))
+    links = _networks(network, bandwidth, rtt)
     if counts is None:
         result = sweeps.sweep(model, contexts, tables, links, allow_uncosted)
     else:
@@ -401,6 +430,9 @@ def compare(
     bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
     rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
+    machine: Optional[str] = machine_option(),
+    threads: Optional[int] = threads_option(),
+    compute: Optional[str] = compute_option(),
     context: Optional[int] = typer.Option(None, "--context", "-T", help="Tokens T (default: each spec's own)."),
     allow_uncosted: bool = typer.Option(False, "--allow-uncosted", help="List ops the table cannot cost."),
     new_tokens: Optional[int] = typer.Option(None, "--new-tokens", "-N", help="Compare generations: the prefill "
@@ -424,7 +456,7 @@ def compare(
         raise UserError("give at least two specs to compare", field="SPECS")
     if new_tokens is not None:
         check_new_tokens(new_tokens)
-    table = _one_table(protocol, option)
+    table = _one_table(protocol, option, (machine, threads, compute))
     link = _one_network(network, bandwidth, rtt)
     if new_tokens is None:
         estimates = [estimate_lowered(lower(load_spec(s), context), table, link, allow_uncosted) for s in specs]
@@ -548,6 +580,9 @@ def report(
     bandwidth: Optional[str] = typer.Option(None, "--bandwidth", help="Bandwidth override, e.g. 100Mbps."),
     rtt: Optional[str] = typer.Option(None, "--rtt", help="Round-trip time override, e.g. 80ms."),
     option: Optional[list[str]] = typer.Option(None, "--option", help=OPTION_HELP),
+    machine: Optional[str] = machine_option(),
+    threads: Optional[int] = threads_option(),
+    compute: Optional[str] = compute_option(),
     context: Optional[int] = typer.Option(None, "--context", "-T", help="Tokens T of the tables (default: the "
                                           "spec's)."),
     sweep_contexts: str = typer.Option("64,128,...,8192", "--sweep", help="Contexts of the sweep and plots."),
@@ -577,7 +612,8 @@ def report(
         configs = [(ReportConfig(name=Path(output).stem, specs=tuple(specs), protocols=tuple(_protocol_list(protocol)),
                                  networks=tuple(_split_list(network)), context=context, sweep=sweep_contexts,
                                  aero=aero_steps, prune=prune, title=title, bandwidth=bandwidth, rtt=rtt,
-                                 output=output, options=tuple(option or ()), new_tokens=new_tokens), output)]
+                                 output=output, options=tuple(option or ()), new_tokens=new_tokens,
+                                 machine=machine, threads=threads, compute=compute), output)]
     built = [build_report(c, out) for c, out in configs]  # everything computed before anything is written
     for r in built:
         if not r.markdown_path.parent.is_dir():

@@ -95,6 +95,11 @@ class Entry:
     """Its formulas' dimension symbols when not an op kind's (a conversion step's); else the kind's."""
     compute_source: str | None = None
     """Where ``compute_s`` comes from, when not from ``source`` (a measured run: the machine it ran on)."""
+    compute_scaling: Any = None
+    """How ``compute_s`` scales with cores (:class:`picost.cost.machine.Scaling`), where measured."""
+    compute_range: Any = None
+    """``(size formula, largest measured size)``: the sizes ``compute_s`` was fitted over, where stated.
+    A row whose size is beyond it is extrapolated (the estimate says by how much)."""
 
     @property
     def dims(self) -> tuple[str, ...]:

@@ -36,7 +36,10 @@ FORMULA_FIELDS = ("comm_bytes", "bytes_client_to_server", "bytes_server_to_clien
 #: Informational fields: shown with the table, never part of any cost or latency.
 INFORMATIONAL_FIELDS = ("messages",)
 _REQUIRED_FORMULAS = ("comm_bytes", "rounds")
-_ENTRY_KEYS = FORMULA_FIELDS + ("includes_truncation", "source", "compute_source", "notes")
+_ENTRY_KEYS = FORMULA_FIELDS + ("includes_truncation", "source", "compute_source", "compute_scaling", "compute_range",
+                                 "notes")
+_SCALING_KEYS = ("serial", "concurrent")
+_RANGE_KEYS = ("size", "max")
 _TOP_KEYS = ("name", "description", "extends", "defaults", "citations", "setting", "confidence", "params", "options",
              "ops", "derived_entries")
 _EXTENDS_DEPTH = 8
@@ -114,6 +117,8 @@ class OpCost:
     """The class the row is reported under (the op's, ``truncation`` or ``conversion``)."""
     dims: Mapping[str, Any] = field(default_factory=dict)
     """The formulas' inputs (the op's dims; ``{"n": outputs}`` for a truncation row)."""
+    compute_beyond: float | None = None
+    """Compute's size over the largest size its fit measured (1.0 within; None: no range stated)."""
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,53 @@ class ProtocolTable:
     """Whether entries the table does not write are derived from ones it does (:mod:`picost.cost.derived_entries`);
     ``derived_entries: false`` in the file: the table costs only what it writes (picost-2pc, whose entries
     are each proven against the engine)."""
+    machine: Any = None
+    """The :class:`~picost.cost.machine.Machine` compute is scaled to (None: the reference machine,
+    on which ``compute_s`` was measured)."""
     _values: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
     """Evaluated formulas per (kind, dims): the layers of a model repeat the same shapes."""
+    _factors: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
+    """Compute factor per entry (``where``) for :attr:`machine`."""
+
+    def with_machine(self, machine: Any) -> "ProtocolTable":
+        """This table with compute scaled to ``machine`` (a :class:`~picost.cost.machine.Machine`)."""
+        return dataclasses.replace(self, machine=machine, _factors={})
+
+    @property
+    def machine_or_reference(self) -> Any:
+        from picost.cost.machine import REFERENCE
+
+        return self.machine or REFERENCE
+
+    def compute_factor(self, entry: Entry) -> float:
+        """``compute_s`` on :attr:`machine` over ``compute_s`` as written (1 on the reference)."""
+        if self.machine is None:
+            return 1.0
+        factor = self._factors.get(entry.where)
+        if factor is None:
+            factor = self.machine.factor(self.scaling_of(entry), self.setting.parties)
+            self._factors[entry.where] = factor
+        return factor
+
+    def scaling_of(self, entry: Entry) -> Any:
+        """The entry's measured core scaling, else its table's fallback (:func:`~picost.cost.machine.table_scalings`)."""
+        if entry.compute_scaling is not None:
+            return entry.compute_scaling
+        from picost.cost.machine import table_scalings
+
+        return table_scalings(self.entries)[0]
+
+    def compute_beyond(self, entry: Entry, dims: Mapping[str, Any]) -> float | None:
+        """How far past its measured sizes ``entry``'s compute is evaluated at ``dims``: size / largest
+        measured size when over 1, else 1.0; None when the entry states no measured range (or has no compute)."""
+        if entry.compute_range is None or "compute_s" not in entry.formulas:
+            return None
+        size_formula, top = entry.compute_range
+        try:
+            size = float(size_formula.value({**self.param_values, **dims}))
+        except (TypeError, ValueError):  # symbolic dims (a sweep's T): judged per point by the numeric path
+            return None
+        return max(1.0, size / top)
 
     @property
     def label(self) -> str:
@@ -192,7 +242,7 @@ class ProtocolTable:
                 params[pname] = Param(pname, pvalue, params[pname].unit, choice.source)
             entries.update(choice.entries)
         derived = with_derived(entries, params, self.setting) if self.derive else entries
-        return dataclasses.replace(self, params=params, entries=derived, chosen=chosen, _values={})
+        return dataclasses.replace(self, params=params, entries=derived, chosen=chosen, _values={}, _factors={})
 
     @property
     def param_values(self) -> dict[str, Any]:
@@ -254,11 +304,15 @@ class ProtocolTable:
                           uncosted_reason=self._uncosted_reason(op, kind, row.is_truncation),
                           row_class=row.row_class, dims=row.dims)
         values = self.values(entry, row.dims, name)
+        compute_s = values.get("compute_s")
+        if compute_s is not None and self.machine is not None:
+            compute_s = None if not self.machine.compute else compute_s * self.compute_factor(entry)
         return OpCost(name, kind, op, row.is_truncation, True,
                       comm_bytes=values["comm_bytes"],
                       bytes_client_to_server=values.get("bytes_client_to_server"),
                       bytes_server_to_client=values.get("bytes_server_to_client"),
-                      rounds=values["rounds"], compute_s=values.get("compute_s"),
+                      rounds=values["rounds"], compute_s=compute_s,
+                      compute_beyond=None if compute_s is None else self.compute_beyond(entry, row.dims),
                       offline_bytes=values.get("offline_bytes"), setup_bytes=values.get("setup_bytes"),
                       source=entry.source,
                       formulas={f: form.text for f, form in entry.formulas.items()}, table=self.name,
@@ -274,7 +328,15 @@ class ProtocolTable:
     def row_exprs(self, row: "PlannedRow") -> dict[str, Any]:
         """``{field: sympy expression}`` of one planned row whose entry is this table's."""
         env = {**self._sympy_params(), **row.dims}
-        return {f: self._symbolic(row.entry, f, form, env, row.name) for f, form in row.entry.formulas.items()}
+        out = {f: self._symbolic(row.entry, f, form, env, row.name) for f, form in row.entry.formulas.items()}
+        if "compute_s" in out and self.machine is not None:
+            if not self.machine.compute:
+                del out["compute_s"]
+            else:
+                import sympy
+
+                out["compute_s"] = out["compute_s"] * sympy.Float(self.compute_factor(row.entry), 15)
+        return out
 
     def cost_exprs(self, op: Op) -> list[tuple[str, str, dict[str, Any] | None]]:
         """Sympy costs of ``op``: ``(row name, entry kind, {field: expr} or None if uncosted)``
@@ -623,9 +685,43 @@ class _Validator:
                 raise self.error(path + ("compute_source",), "compute_source is the source of compute_s; "
                                                              "the entry has no compute_s")
             compute_source = self.source(e["compute_source"], path + ("compute_source",), citations)
+        scaling = self.compute_scaling(e, formulas, path)
+        compute_range = self.compute_range(e, formulas, dims, path)
         return Entry(kind, formulas, includes, source, notes, line_of(self.lines, path),
                      {f: line_of(self.lines, path + (f,)) for f in formulas}, ".".join(str(p) for p in path),
-                     tuple(symbols), compute_source)
+                     tuple(symbols), compute_source, scaling, compute_range)
+
+    def compute_scaling(self, e: Mapping[str, Any], formulas: Mapping[str, Any], path: KeyPath) -> Any:
+        """``compute_scaling: {serial: s, concurrent: c}`` (fractions from 0 to 1), or None."""
+        if "compute_scaling" not in e:
+            return None
+        from picost.cost.machine import Scaling
+
+        where = path + ("compute_scaling",)
+        if "compute_s" not in formulas:
+            raise self.error(where, "compute_scaling says how compute_s scales; the entry has no compute_s")
+        raw = self.mapping(e["compute_scaling"], where, _SCALING_KEYS, _SCALING_KEYS)
+        for key in _SCALING_KEYS:
+            value = raw[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise self.error(where + (key,), f"compute_scaling.{key} must be a fraction from 0 to 1")
+        return Scaling(float(raw["serial"]), float(raw["concurrent"]))
+
+    def compute_range(self, e: Mapping[str, Any], formulas: Mapping[str, Any], dims: tuple[str, ...],
+                      path: KeyPath) -> Any:
+        """``compute_range: {size: formula over the entry's dims, max: number}``, or None."""
+        if "compute_range" not in e:
+            return None
+        where = path + ("compute_range",)
+        if "compute_s" not in formulas:
+            raise self.error(where, "compute_range is the measured range of compute_s; the entry has no compute_s")
+        raw = self.mapping(e["compute_range"], where, _RANGE_KEYS, _RANGE_KEYS)
+        size = formula.parse(raw["size"], set(dims), file=self.file, line=line_of(self.lines, where + ("size",)),
+                             field_name=".".join(where + ("size",)))
+        top = raw["max"]
+        if isinstance(top, bool) or not isinstance(top, (int, float)) or not limits.number_ok(top) or top <= 0:
+            raise self.error(where + ("max",), "compute_range.max must be a positive number (the largest size measured)")
+        return size, top
 
     def check_directions(self, dims: tuple[str, ...], formulas: Mapping[str, formula.Formula],
                          params: Mapping[str, Param], path: KeyPath) -> None:

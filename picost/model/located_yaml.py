@@ -138,9 +138,13 @@ def load_located(path: Path | str) -> tuple[Any, dict[KeyPath, int]]:
     """Read and parse a YAML/JSON file; see :func:`loads_located`."""
     path = Path(path)
     try:
-        if path.stat().st_size > limits.MAX_FILE_BYTES:
+        if path.exists() and not path.is_file():  # a FIFO or a device would be read without end
+            raise UserError("not a regular file (a directory, FIFO or device cannot be read as YAML)", file=str(path))
+        with path.open("rb") as f:
+            data = f.read(limits.MAX_FILE_BYTES + 1)  # never more than the limit, whatever stat says
+        if len(data) > limits.MAX_FILE_BYTES:
             raise UserError(f"file larger than {limits.MAX_FILE_BYTES} bytes; see docs/limits.md", file=str(path))
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise UserError("file not found", file=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -12,13 +12,17 @@ table, or the row is uncosted)::
                    "composition": null | {"spelled", "classes": {class: table}, "conversions_table",
                                           "conversions": [{"from", "to", "steps": [{"step", symbol: int}]}]}},
       "network": {"name", "bandwidth_bps", "rtt_s", "round_s", "source"},
+      "machine": {"name", "description", "threads_per_party", "parties_share_host", "per_core_speed",
+                  "source", "compute", "reference"},
       "latency_model": str,
-      "totals": TOTALS + {"bytes_bound_s": float, "dominant_class": str | null},
+      "totals": TOTALS + {"bytes_bound_s": float, "dominant_class": str | null,
+                          "extrapolated_rows": int, "extrapolated_share": float | null},
       "by_layer": {group: TOTALS}, "by_block": {group: TOTALS}, "by_class": {group: TOTALS},
       "rows": [{"name", "kind", "class", "layer", "block", "flops", "costed", "comm_bytes",
                 "bytes_client_to_server", "bytes_server_to_client", "rounds", "compute_s",
                 "comm_s", "latency_s", "offline_bytes", "setup_bytes", "share", "source", "formulas": {field: str},
-                "dims": {symbol: int}, "uncosted_reason", "table", "notes": [str]}]
+                "dims": {symbol: int}, "uncosted_reason", "table", "notes": [str],
+                "compute_beyond": float | null}]
     }
 
     TOTALS = {"rows", "costed", "uncosted", "flops", "comm_bytes", "bytes_client_to_server",
@@ -30,7 +34,11 @@ itself: ``formulas`` evaluated at ``dims`` and the protocol's ``params`` give it
 fraction of the total latency. Totals are the sums of the rows in order. ``rows[].table`` names the
 table whose entry costed the row; for a hybrid protocol (``linear=bumblebee,nonlinear=sigma``) that is
 one of its parts or its conversions table, and ``protocol.composition`` records the composition
-(``null`` for a single table). ``rows[].notes`` are the op's notes from the lowering (what a ``reveal``
+(``null`` for a single table). ``machine`` is where ``compute_s`` is for (docs/latency-model.md,
+"Machines"); ``rows[].compute_beyond`` is the row's size over the largest size its compute was
+measured at (1.0 within the measured sizes, above 1 extrapolated that far, ``null`` where the table
+states no measured range), and ``totals.extrapolated_share`` the fraction of the latency from rows
+whose compute is extrapolated. ``rows[].notes`` are the op's notes from the lowering (what a ``reveal``
 row opens, which routing an expert row runs under); the text output names the rows that open secrets.
 """
 
@@ -58,7 +66,8 @@ def _totals_dict(est: Estimate, t: Totals) -> dict[str, Any]:
 def as_dict(est: Estimate) -> dict[str, Any]:
     p = est.protocol
     totals = _totals_dict(est, est.totals)
-    totals.update(bytes_bound_s=est.bytes_bound_s, dominant_class=est.dominant_class)
+    totals.update(bytes_bound_s=est.bytes_bound_s, dominant_class=est.dominant_class,
+                  extrapolated_rows=len(est.extrapolated_rows), extrapolated_share=est.extrapolated_share)
     return {
         "schema": SCHEMA,
         "spec": est.spec_name, "context": est.context, "phase": est.phase, "batch_size": est.batch_size,
@@ -67,6 +76,7 @@ def as_dict(est: Estimate) -> dict[str, Any]:
                      "params": p.param_values, "options": dict(p.chosen),
                      "composition": p.composition() if hasattr(p, "composition") else None},
         "network": est.network.as_dict(),
+        "machine": est.machine.as_dict(),
         "latency_model": LATENCY_MODEL,
         "totals": totals,
         **{f"by_{key}": {g: _totals_dict(est, t) for g, t in est.by(key).items()} for key in ("layer", "block", "class")},
@@ -81,7 +91,7 @@ def _row_dict(est: Estimate, r: Row) -> dict[str, Any]:
             "rounds": r.rounds, "compute_s": r.compute_s, "comm_s": r.comm_s, "latency_s": r.latency_s,
             "offline_bytes": r.offline_bytes, "setup_bytes": r.setup_bytes, "share": est.share(r.latency_s),
             "source": r.source, "formulas": dict(r.formulas), "dims": dict(r.dims), "uncosted_reason": r.uncosted_reason,
-            "table": r.table, "notes": list(r.notes)}
+            "table": r.table, "notes": list(r.notes), "compute_beyond": r.compute_beyond}
 
 
 # -- tables -----------------------------------------------------------------------------------
@@ -113,22 +123,72 @@ def _human_rows(est: Estimate, by: str) -> tuple[tuple[str, ...], list[tuple[Any
                              r.uncosted_reason))
                 continue
             rows.append((r.name, r.kind, r.op_class, *table, human_bytes(r.comm_bytes), human_count(r.rounds),
-                         "" if r.compute_s is None else human_seconds(r.compute_s), human_seconds(r.comm_s),
+                         _compute_cell(r.compute_s, r.extrapolated), human_seconds(r.comm_s),
                          human_seconds(r.latency_s), _pct(est.share(r.latency_s)), r.source))
         header = _OP_HEADER[:3] + ("table",) + _OP_HEADER[3:] if _hybrid(est) else _OP_HEADER
         return header, rows
     rows = []
+    beyond = {g for r in est.extrapolated_rows for g in (r.group(by),)}
     for group, t in est.by(by).items():
         count = f"{t.rows}" + (f" ({t.uncosted} {UNCOSTED})" if t.uncosted else "")
         if not t.costed:
             rows.append((group, count) + (UNCOSTED,) * 5 + ("",))
             continue
         at_least = ">= " if t.uncosted else ""  # a partly uncosted group: the sums are lower bounds
-        compute = human_seconds(t.compute_s) if t.compute_rows else "-"
+        compute = _compute_cell(t.compute_s, group in beyond) if t.compute_rows else "-"
         rows.append((group, count, at_least + human_bytes(t.comm_bytes), at_least + human_count(t.rounds), compute,
                      at_least + human_seconds(t.comm_s), at_least + human_seconds(t.latency_s),
                      _pct(est.share(t.latency_s))))
     return (by,) + _GROUP_HEADER, rows
+
+
+EXTRAPOLATED_MARK = "*"
+
+
+def _compute_cell(compute_s: float | None, extrapolated: bool) -> str:
+    """A compute time, marked when it comes (in part) from beyond the measured sizes."""
+    if compute_s is None:
+        return ""
+    return human_seconds(compute_s) + (EXTRAPOLATED_MARK if extrapolated else "")
+
+
+def machine_lines(est: Estimate) -> list[str]:
+    """Which machine the compute is for, and how much of the latency rests on extrapolated compute."""
+    machine = est.machine
+    if not machine.compute:
+        return ["compute: left out (--compute none): the latency is communication and round delays only"]
+    lines = [f"compute is for machine {machine.summary()}" + ("" if machine.is_reference else
+                                                               "; scaled from the tables' reference machine")]
+    if not machine.is_reference:
+        notes = sorted({table_scaling_note(t) for t in _tables_of(est.protocol)})
+        lines += [f"core scaling: {n}" for n in notes if n]
+    rows = est.extrapolated_rows
+    if rows:
+        worst = max(rows, key=lambda r: r.compute_beyond)
+        share = est.extrapolated_share
+        lines.append(f"{EXTRAPOLATED_MARK} compute extrapolated beyond the measured sizes in {len(rows)} rows "
+                     f"({_pct(share) or '0%'} of the latency; up to {worst.compute_beyond:,.0f}x the largest measured "
+                     f"size, {worst.kind})")
+    return lines
+
+
+def _tables_of(table: Any) -> list[Any]:
+    parts = getattr(table, "parts", None)
+    return list(parts.values()) if parts else [table]
+
+
+def table_scaling_note(table: Any) -> str:
+    """How a table's compute scales with cores: measured per entry, else the fallback's sentence."""
+    from picost.cost.machine import table_scalings
+
+    entries = [e for e in table.entries.values() if "compute_s" in e.formulas]
+    if not entries:
+        return ""
+    own = sum(e.compute_scaling is not None for e in entries)
+    _, fallback = table_scalings(table.entries)
+    if own == len(entries):
+        return f"{table.name}: measured for every entry with compute"
+    return f"{table.name}: measured for {own} of {len(entries)} entries with compute; {fallback}"
 
 
 def summary_lines(est: Estimate) -> list[str]:
@@ -140,8 +200,9 @@ def summary_lines(est: Estimate) -> list[str]:
         f"total online communication: {t.comm_bytes / 1e9:.4g} GB ({t.comm_bytes:,.0f} bytes)"
         + (f"; client->server {human_bytes(t.bytes_client_to_server)}, server->client "
            f"{human_bytes(t.bytes_server_to_client)}" if t.bytes_client_to_server is not None else ""),
-        f"rounds: {t.rounds:,.0f}   latency: {human_seconds(t.latency_s)} (compute {human_seconds(t.compute_s)}, "
-        f"transfer {human_seconds(t.comm_s)}, round delays {human_seconds(t.latency_s - t.compute_s - t.comm_s)})",
+        f"rounds: {t.rounds:,.0f}   latency: {human_seconds(t.latency_s)} ("
+        + (f"compute {human_seconds(t.compute_s)}, " if est.machine.compute else "compute left out, ")
+        + f"transfer {human_seconds(t.comm_s)}, round delays {human_seconds(t.latency_s - t.compute_s - t.comm_s)})",
         f"dominant class: {est.dominant_class} ({_pct(est.share(est.by('class')[est.dominant_class].latency_s))} "
         f"of latency)" if est.dominant_class else "dominant class: none (the latency is zero)",
         f"lower bound on latency from bytes alone: {human_seconds(est.bytes_bound_s)} "
@@ -153,7 +214,8 @@ def summary_lines(est: Estimate) -> list[str]:
     if t.setup_rows:
         lines.append(f"one-time model setup bytes (once per model, not per inference; not in the latency): "
                      f"{human_bytes(t.setup_bytes)} ({t.setup_rows} rows give them)")
-    if t.compute_rows < t.costed:
+    lines += machine_lines(est)
+    if t.compute_rows < t.costed and est.machine.compute:
         without = sorted({r.kind for r in est.rows if r.costed and r.compute_s is None})
         lines.append(f"compute time given by the table for {t.compute_rows} of {t.costed} rows; the others "
                      f"({', '.join(without)}) count communication and rounds only")
@@ -216,7 +278,7 @@ def _op_columns(header: tuple[str, ...]) -> list[Column]:
 
 
 def _group_columns(by: str) -> list[Column]:
-    drop = {"rows": 5, "rounds": 3, "share": 1, "compute": 6, "comm": 4}
+    drop = {"rows": 5, "rounds": 3, "share": 1, "compute": 2, "comm": 4}
     return [Column(by, short=CLASS_LABELS if by == "class" else None)] + [
         Column(h, numeric=True, drop=drop.get(h, 0)) for h in _GROUP_HEADER]
 

@@ -50,6 +50,12 @@ class ReportConfig:
     new_tokens: str | int | None = None
     """Numbers of new tokens N of the generation section (``1,2,...,64``, as ``--sweep``); none:
     no generation section."""
+    machine: str | None = None
+    """Where compute runs (``--machine``: a preset or a profile path); none: the reference machine."""
+    threads: int | None = None
+    """Cores per party (``--threads``)."""
+    compute: str | None = None
+    """``none`` leaves compute out (``--compute``)."""
 
     def command(self) -> str:
         """The ``picost report`` command line that regenerates this report."""
@@ -70,6 +76,9 @@ class ReportConfig:
             parts += ["--option", option]
         if self.new_tokens is not None:
             parts += ["--new-tokens", str(self.new_tokens)]
+        for flag, value in (("--machine", self.machine), ("--threads", self.threads), ("--compute", self.compute)):
+            if value is not None:
+                parts += [flag, str(value)]
         if self.title:
             parts += ["--title", f"'{self.title}'"]
         return " ".join(parts) + f" -o {self.output or f'reports/{self.name}.md'}"
@@ -112,7 +121,7 @@ def _models(config: ReportConfig) -> list[_Model]:
 def build_report(config: ReportConfig, markdown_path: str | Path, plots: bool = True) -> Report:
     """Compute the whole report in memory. ``plots=False`` skips rendering PNGs (their data
     files and the markdown are still produced, identical)."""
-    from picost.analysis.estimate import estimate_lowered
+    from picost.analysis.estimate import estimate_lowered, with_machine
     from picost.model.lower import lower
     from picost.cost.network import get_network
     from picost.cost.table_options import load_tables
@@ -122,7 +131,8 @@ def build_report(config: ReportConfig, markdown_path: str | Path, plots: bool = 
     if md_path.suffix != ".md":
         raise UserError(f"the report must be a .md file (got '{md_path}')", field="--output")
     models = _models(config)
-    tables = load_tables(config.protocols, config.options)
+    tables = [with_machine(t, config.machine, config.threads, config.compute)
+              for t in load_tables(config.protocols, config.options)]
     networks = [get_network(n, bandwidth=config.bandwidth, rtt=config.rtt) for n in config.networks]
     if not tables or not networks:
         raise UserError("give at least one protocol and one network", field="--protocol")

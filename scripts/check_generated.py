@@ -1,7 +1,8 @@
 """Regenerate every committed file that picost writes from data, in memory, and list the ones
 that differ from what is committed: the stock-SPU tables (benchmarks/spu_fit.py +
 spu_tables.py), the crypten/shaft compute lines (benchmarks/crypten_compute.py), the protocol
-docs (scripts/gen_protocol_docs.py), docs/validation.md (benchmarks/spu_validation.py) and the
+docs (scripts/gen_protocol_docs.py), docs/validation.md (benchmarks/spu_validation.py),
+docs/published.md (benchmarks/published.py) and the
 example reports (``picost report --all``, markdown and plotted data).
 
 Prints one JSON object: ``{"blas": <kernel and threads in use>, "checked": N, "stale": [...]}``;
@@ -43,6 +44,7 @@ def expected_files() -> dict[Path, str]:
         out[path] = crypten_compute.write_table(path.read_text(), kind_fits, own)
     out.update({REPO / "docs" / "protocols" / name: text for name, text in expected_docs().items()})
     out[REPO / "docs" / "validation.md"] = _module("spu_validation").docs()
+    out[REPO / "docs" / "published.md"] = _module("published").build()
     os.chdir(REPO)
     for example in load_examples(REPO / "reports" / "examples.yaml"):
         md = Path("reports") / f"{example.name}.md"

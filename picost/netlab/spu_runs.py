@@ -25,16 +25,20 @@ STEP_TIMEOUT_S = 3600.0
 def time_spu_cases(protocol: str, cases: list[dict], delays_s: Sequence[float], spu_python: str,
                    repeats: int = 3, warmup: int = 1, timeout_s: float = STEP_TIMEOUT_S,
                    on_result=None, rate_bps: float | None = None,
-                   delay_line: bool = True) -> list[dict]:
+                   delay_line: bool = True, cpus: Sequence[str | None] | None = None) -> list[dict]:
     """Time every case of ``cases`` (measurements as ``runner.py ops`` takes them, or whole-model
     requests of ``runner.py model``, without the protocol) at every delay on links of
     ``rate_bps`` (:func:`~picost.netlab.party_runs.time_cases`); ``on_result(dict)`` is called as
-    each case finishes (to save incrementally)."""
+    each case finishes (to save incrementally). ``cpus``: per rank, the cores that party is pinned
+    to (``"0"``, ``"0,1"``; ``None``: unpinned), set inside the party process
+    (``multiproc.py --cpus``)."""
     parties = PARTIES[: NPARTIES[protocol]]
 
     def argv(lab: Netlab, rank: int) -> list[str]:
         addresses = ",".join(lab.address(p) for p in parties)
-        return [spu_python, str(MULTIPROC), "--rank", str(rank), "--addresses", addresses, "--port", str(BASE_PORT)]
+        pin = cpus[rank] if cpus else None
+        return ([spu_python, str(MULTIPROC), "--rank", str(rank), "--addresses", addresses, "--port", str(BASE_PORT)]
+                + (["--cpus", pin] if pin else []))
 
     request = {"protocol": protocol, "cases": cases, "warmup": warmup}
     return time_cases(parties, argv, {"JAX_PLATFORMS": "cpu"}, request, cases, delays_s, repeats, timeout_s,

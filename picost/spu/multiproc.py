@@ -4,7 +4,11 @@ Runs inside the SPU virtualenv and imports nothing but jax, numpy, spu, the stan
 its siblings (``runner.py``, ``jax_ops.py``), never picost. ``picost/netlab/spu_runs.py`` starts
 one of these per party, each in its own network namespace, and drives them over stdin/stdout::
 
-    .venv-spu/bin/python picost/spu/multiproc.py --rank R --addresses A0,A1[,A2] --port P
+    .venv-spu/bin/python picost/spu/multiproc.py --rank R --addresses A0,A1[,A2] --port P [--cpus 0]
+
+``--cpus`` pins the process (and every thread it starts: SPU's, brpc's, XLA's) to those cores
+(``os.sched_setaffinity``, before SPU is imported); the core-scaling runs of
+``benchmarks/spu_compute.py --scaling`` place the parties with it.
 
 Protocol (one line each way at a time):
 
@@ -132,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rank", type=int, required=True)
     parser.add_argument("--addresses", required=True, help="every party's IP address, by rank, comma-separated")
     parser.add_argument("--port", type=int, required=True, help="case i listens on port + i")
+    parser.add_argument("--cpus", help="pin this party to these cores (comma-separated ids); default: unpinned")
     ns = parser.parse_args(argv)
+    if ns.cpus:
+        os.sched_setaffinity(0, {int(c) for c in ns.cpus.split(",")})
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     log = Log()
     try:

@@ -17,7 +17,7 @@ from picost.model.lower import Lowered, lower
 from picost.model.ops import NONLINEAR_KINDS, Op
 
 KIND_LABELS = {"softmax": "SM", "layernorm": "LN", "rmsnorm": "RMSNorm", "gelu": "GELU",
-               "gelu_tanh": "GELU", "relu": "ReLU", "silu": "SiLU", "argmax": "argmax"}
+               "gelu_tanh": "GELU", "relu": "ReLU", "silu": "SiLU", "tanh": "tanh", "argmax": "argmax", "topk": "topk"}
 
 #: A cost function: lowered model -> (communication bytes, latency seconds).
 CostFn = Callable[[Lowered], tuple[float, float]]
@@ -41,7 +41,7 @@ def nonlinear_counts(lowered: Lowered) -> dict[str, list[tuple[int, str]]]:
     A softmax op over H heads counts H instances of ``q_len x kv_len``; a norm one instance of
     ``rows x width``; an elementwise activation one instance of ``rows x hidden`` per layer.
     """
-    rows = next(op.dims["tokens"] for op in lowered.ops if op.kind == "embedding")
+    rows = next((op.dims["tokens"] for op in lowered.ops if op.kind == "embedding"), lowered.context)
     out: dict[str, dict[str, int]] = {}
     for op in lowered.ops:
         if op.kind not in NONLINEAR_KINDS:
@@ -58,6 +58,8 @@ def _instance_shape(op: Op, rows: Any) -> tuple[int, str]:
         return op.instances, f"{d['rows'] // op.instances}x{d['cols']}"
     if "rows" in d:
         return 1, f"{d['rows']}x{d['cols']}"
+    if "n" not in d or d["n"] % rows or op.block.value == "head":  # the head's ops act on one row (CLS, the last token)
+        return 1, "x".join(str(v) for v in d.values()) if "n" not in d else f"1x{d['n']}"
     return 1, f"{rows}x{d['n'] // rows}"
 
 

@@ -17,6 +17,10 @@ from picost.errors import UserError
 from picost.model import limits
 
 
+MIN_LATENCY_S = 1e-6
+"""The shortest reported latency checked (1 us): below it the ratios overflow to infinity."""
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """The arithmetic of a check. Bytes, seconds, bytes per second."""
@@ -84,7 +88,8 @@ def check_published(comm_bytes: float, latency_s: float, bandwidth_bytes_per_s: 
             raise UserError(f"{name} must be positive (got {value})", field=f"--{name}")
     if rounds is not None:
         rounds = limits.whole(rounds, "--rounds", 0, limits.MAX_ROUNDS)
-    if not latency_s > 0:
-        raise UserError(f"latency must be positive (got {latency_s:g} s)", field="--latency")
+    if not latency_s >= MIN_LATENCY_S:
+        raise UserError(f"latency must be at least {MIN_LATENCY_S:g} s (got {latency_s:g} s): a shorter one makes "
+                        "every ratio infinite", field="--latency")
     return CheckResult(float(comm_bytes), float(latency_s), float(bandwidth_bytes_per_s),
                        None if round_delay_s is None else float(round_delay_s), rounds)

@@ -186,7 +186,10 @@ def parse_counts(text: str, option: str, what: str, unit: str, check: Any) -> li
                                 "(see docs/limits.md)", field=option)
             values = list(range(parts[0], parts[1] + 1, parts[2]))
         else:
-            items = [p.strip() for p in text.split(",") if p.strip()]
+            items = [p.strip() for p in text.split(",")]
+            if "" in items:
+                raise UserError(f"empty item in {option} '{limits.short(text)[1:-1]}' (two commas in a row, or one at "
+                                "an end)", field=option)
             if "..." in items:
                 i = items.index("...")
                 head, tail = [int(p) for p in items[:i]], [int(p) for p in items[i + 1:]]

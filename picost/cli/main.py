@@ -23,6 +23,12 @@ app = typer.Typer(
 )
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (escape sequences a terminal would act on) shown escaped:
+    a spec name or argument with ``\x1b[2J`` in it is printed, not obeyed. Newlines and tabs stay."""
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+
+
 def _echo(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
@@ -589,7 +595,7 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {printable(str(exc))}\n")
         sys.exit(2)
     except (KeyboardInterrupt, SystemExit) as exc:  # typer turns an interrupt into a silent exit 130
         if not seen and not isinstance(exc, KeyboardInterrupt):

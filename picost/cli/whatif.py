@@ -308,8 +308,14 @@ def _describe_crossover(x: Any) -> str:
     return (first + exact).strip() or "not found"
 
 
-def _split_list(text: str | None) -> list[str]:
-    return [p.strip() for p in (text or "").split(",") if p.strip()]
+def _split_list(text: str | None, option: str = "--network") -> list[str]:
+    """Comma-separated names; an empty item (``a,,b``, ``a,``) is an error, never skipped."""
+    if text is None or not text.strip():
+        return []
+    items = [p.strip() for p in text.split(",")]
+    if "" in items:
+        raise UserError(f"empty item in {option} '{text}' (two commas in a row, or one at an end)", field=option)
+    return items
 
 
 def _networks(names: str | None, bandwidth: str | None, rtt: str | None, default: str = "lan,wan") -> list[Any]:
@@ -540,7 +546,7 @@ def check(
     if fmt not in ("table", "json"):
         raise UserError(f"unknown value '{fmt}' for --format; choose from table, json", field="--format")
     link = _one_network(network, bandwidth, rtt)
-    r = check_published(parse_bytes(comm, "--comm"), parse_duration(latency, "--latency", default_unit="s"),
+    r = check_published(parse_bytes(comm, "--comm"), parse_duration(latency, "--latency"),
                         link.bandwidth_bps / 8, link.round_s, rounds)
     if fmt == "json":
         _out(dump_json({"schema": "picost.check/1", "network": link.as_dict(), "comm_bytes": r.comm_bytes,

@@ -130,6 +130,13 @@ def is_hybrid_text(ref: Any) -> bool:
 def load_costing(ref: "str | Path | ProtocolTable", options: Mapping[str, str] | None = None) -> ProtocolTable:
     """A protocol table or a hybrid: a loaded table, an inline composition, a hybrid file, or a
     table name/path (:func:`~picost.cost.protocol_table.load_protocol`), with ``options``."""
+    if options is not None and (not isinstance(options, Mapping)
+                                or not all(isinstance(k, str) and isinstance(v, str) for k, v in options.items())):
+        raise UserError(f"options must map option names to values ({{'weights': 'public'}}), not "
+                        f"{type(options).__name__}", field="--option")
+    if not isinstance(ref, (str, Path, ProtocolTable)):
+        raise UserError(f"protocol must be a table name, a path or a ProtocolTable, not {type(ref).__name__}",
+                        field="--protocol")
     if isinstance(ref, ProtocolTable):
         return ref.with_options(options) if options else ref
     if is_hybrid_text(ref):

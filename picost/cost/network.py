@@ -178,6 +178,8 @@ def get_network(ref: str | Network | None = None, *, bandwidth: str | None = Non
         return Network("custom", parse_bandwidth(bandwidth), parse_duration(rtt), "given on the command line")
     if isinstance(ref, Network):
         base = ref
+    elif not isinstance(ref, str):
+        raise UserError(f"network must be a preset name or a Network, not {type(ref).__name__}", field="--network")
     else:
         known = presets()
         if ref not in known:

@@ -397,6 +397,9 @@ class ProtocolTable:
         if not (limits.number_ok(value) and value >= 0):
             raise self._located(entry, field_name, f"{field_name} of op {row} evaluates to {limits.short(value)}; "
                                                    "costs must be finite and >= 0")
+        if field_name == "rounds" and abs(value - round(value)) > 1e-9 * max(1.0, abs(value)):
+            raise self._located(entry, field_name, f"rounds of op {row} evaluates to {limits.short(value)}; rounds "
+                                                   "count message flights and must be whole (use ceil() or floor())")
         return value
 
 

@@ -32,12 +32,17 @@ def shipped_spec_names() -> list[str]:
 def resolve_spec_path(ref: str | Path, relative_to: Path | None = None) -> Path:
     """A spec reference -> a path: an existing path, else a shipped spec name (``gpt2``)."""
     candidate = Path(ref)
-    if relative_to is not None and not candidate.is_absolute():
-        rel = relative_to / candidate
-        if rel.is_file():
-            return rel
-    if candidate.is_file():
-        return candidate
+    try:
+        if relative_to is not None and not candidate.is_absolute():
+            rel = relative_to / candidate
+            if rel.is_file():
+                return rel
+        if candidate.is_file():
+            return candidate
+        if candidate.exists() and len(candidate.parts) > 1:
+            raise UserError(f"'{candidate}' is not a regular file (a directory, FIFO or device cannot be a spec)")
+    except OSError as exc:  # a name longer than the file system allows, a path through a non-directory
+        raise UserError(f"cannot use '{limits.short(str(ref))[1:-1]}' as a spec file: {exc.strerror}") from None
     name = candidate.name[: -len(".yaml")] if candidate.name.endswith(".yaml") else candidate.name
     shipped = shipped_specs_dir() / f"{name}.yaml"
     if shipped.is_file() and len(candidate.parts) == 1:

@@ -77,7 +77,7 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], budget: _Bu
             lines[path + (i,)] = item.start_mark.line + 1
             items.append(_walk(item, path + (i,), lines, budget))
         return items
-    return _scalar(node, file)
+    return _scalar(node, file, _dotted(path) or None)
 
 
 def _expect_tag(node: yaml.Node, tag: str, file: str) -> None:
@@ -87,9 +87,23 @@ def _expect_tag(node: yaml.Node, tag: str, file: str) -> None:
 
 
 _CONSTRUCTOR = yaml.SafeLoader("")
+_NUMBER_TAGS = frozenset(("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"))
 
 
-def _scalar(node: yaml.Node, file: str) -> Any:
+def _check_number_spelling(text: str, file: str, line: int, field: str | None = None) -> None:
+    """Refuse the YAML 1.1 number spellings that YAML 1.2 (and JSON, and a reader's eye) reads
+    otherwise: base 60 (``1:30`` is 90 to PyYAML, text in YAML 1.2) and a leading zero (``010`` is
+    8 to PyYAML, 10 in YAML 1.2). Silently picking one reading would be a silently wrong number."""
+    body = text.lstrip("+-").replace("_", "")
+    if ":" in body:
+        raise UserError(f"'{text}' is a base-60 number in YAML 1.1 (1:30 means 90) and text in YAML 1.2; "
+                        "write the number out, or quote it to make it text", file=file, line=line, field=field)
+    if len(body) > 1 and body[0] == "0" and body.isdigit():
+        raise UserError(f"'{text}' has a leading zero: YAML 1.1 reads it as octal, YAML 1.2 as {int(body)}; "
+                        f"write {int(body)} (or quote it to make it text)", file=file, line=line, field=field)
+
+
+def _scalar(node: yaml.Node, file: str, field: str | None = None) -> Any:
     """A scalar's value as the safe loader types it (int, float, bool, null, str); other tags,
     malformed tagged values, huge integers and non-finite floats are errors."""
     line = node.start_mark.line + 1
@@ -97,6 +111,8 @@ def _scalar(node: yaml.Node, file: str) -> Any:
         what = "dates are" if node.tag.endswith(":timestamp") else f"YAML tag '{node.tag}' is"
         raise UserError(f"{what} not allowed (plain data only); quote the value to make it text",
                         file=file, line=line)
+    if node.tag in _NUMBER_TAGS and node.style is None:
+        _check_number_spelling(node.value, file, line, field)
     try:
         value = _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)  # no cache kept per node
     except (yaml.YAMLError, ValueError, TypeError, OverflowError, KeyError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import typing
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
@@ -38,7 +38,14 @@ class SpecRuleError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=False)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Specs are frozen: a changed field would skip every rule the loader checks."""
+        from picost.errors import UserError
+
+        raise UserError(f"a spec cannot be changed in place ({type(self).__name__}.{name}); make a checked copy "
+                        f"with spec.model_copy(update={{'{name}': ...}})", field=name)
 
 
 class NormSpec(_Strict):
@@ -124,6 +131,15 @@ class ModelSpec(_Strict):
     """Whether the head ends in an argmax: the next token, or the class of a classifier head."""
     phase: Literal["prefill", "decode"] = "prefill"
     batch_size: PositiveInt = 1
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> "ModelSpec":
+        """A copy with ``update`` applied and validated like a loaded spec (a spec is frozen, and a
+        copy cannot escape the rules either: ``n_layers=-5`` or ``10**9`` is a located error)."""
+        if not update:
+            return super().model_copy(deep=deep)
+        data = self.model_dump()
+        data.update({k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in update.items()})
+        return validate_spec(data, {}, default_file=f"<copy of spec {self.name}>")
 
     @model_validator(mode="after")
     def _rules(self) -> "ModelSpec":

@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, PositiveInt
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=False)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Specs are frozen: a changed field would skip every rule the loader checks."""
+        from picost.errors import UserError
+
+        raise UserError(f"a spec cannot be changed in place ({type(self).__name__}.{name}); make a checked copy "
+                        f"with spec.model_copy(update={{'{name}': ...}})", field=name)
 
 
 class InputSpec(_Strict):

@@ -350,10 +350,11 @@ def _sweep_section(models: list[_Model], tables: list[Any], networks: list[Any],
             header.append(f"{t.name} comm")
             header += [f"{t.name} @ {n.name}" for n in networks]
         rows = []
+        point = _point_index(result, len(contexts))
         for i, T in enumerate(contexts):
             row: list[Any] = [T]
             for t in tables:
-                idx = [_point(result, t.name, n.name, i, len(contexts)) for n in networks]
+                idx = [point(t.label, n.name, i) for n in networks]
                 row.append(human_bytes(result.total["comm_bytes"][idx[0]]))
                 row += [human_seconds(result.total["latency_s"][j]) for j in idx]
             rows.append(row)
@@ -374,11 +375,17 @@ def _sweep_section(models: list[_Model], tables: list[Any], networks: list[Any],
     return out
 
 
-def _point(result: Any, protocol: str, network: str, i: int, n_contexts: int) -> int:
-    """Index of (protocol, network, i-th context) in a sweep's columns (protocol-major)."""
-    protocols = list(dict.fromkeys(result.protocol))
-    networks = list(result.networks)
-    return (protocols.index(protocol) * len(networks) + networks.index(network)) * n_contexts + i
+def _point_index(result: Any, n_contexts: int) -> Any:
+    """``point(protocol label, network name, i)``: the index of that point in a sweep's columns
+    (protocol-major), with the label and name positions looked up once (not per cell: a report over
+    a long sweep stays linear in its size)."""
+    protocols = {p: k for k, p in enumerate(dict.fromkeys(result.protocol))}
+    networks = {n: k for k, n in enumerate(result.networks)}
+
+    def point(protocol: str, network: str, i: int) -> int:
+        return (protocols[protocol] * len(networks) + networks[network]) * n_contexts + i
+
+    return point
 
 
 def _new_tokens(config: ReportConfig) -> list[int]:

@@ -338,7 +338,7 @@ def _protocol_list(text: str) -> list[str]:
         return [p.strip() for p in text.split(";") if p.strip()]
     from picost.cost.hybrid import is_hybrid_text
 
-    return [text.strip()] if is_hybrid_text(text) else _split_list(text)
+    return [text.strip()] if is_hybrid_text(text) else _split_list(text, "--protocol")
 
 
 def _tables(protocols: str, option: Sequence[str] | None, machine: tuple = (None, None, None)) -> list[Any]:

@@ -289,3 +289,43 @@ def test_machines_command_lists_the_presets():
     assert res.returncode == 0, res.stderr
     for name in ("reference", "one-core-per-party"):
         assert name in res.stdout
+
+
+# -- picost calibrate --engine: the fit, without the engines --------------------------------------
+
+@pytest.mark.parametrize("engine", ["spu", "crypten"])
+def test_calibration_recovers_the_speed_of_a_machine_the_tables_describe(engine, tmp_path, monkeypatch):
+    """A host timing every op at its table's compute / 2 on the reference's 2 cores is a machine
+    twice as fast per core; the profile it writes round-trips and halves estimated compute."""
+    import os
+
+    from picost.netlab import calibrate_machine as cm
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    table = load_protocol("spu-semi2k" if engine == "spu" else "crypten")
+    cases = ([(k, c["dims"]) for k, c in cm.SPU_CASES] if engine == "spu"
+             else [(k, d) for k, _, d in cm.CRYPTEN_CASES])
+
+    def runner(name, repeats):
+        assert name == engine and repeats == 2
+        return [(k, d, table.values(table.entries[k], d, k)["compute_s"] / 2) for k, d in cases]
+
+    machine = cm.calibrate_machine(engine, 2, runner=runner)
+    assert machine.per_core_speed == pytest.approx(2.0) and machine.threads_per_party == 2
+    assert machine.parties_share_host and machine.source.startswith("measured: picost calibrate --engine")
+    f = tmp_path / "me.yaml"
+    f.write_text(machine.to_yaml())
+    loaded = load_machine_file(f)
+    assert (loaded.per_core_speed, loaded.threads_per_party, loaded.parties_share_host) == (2.0, 2, True)
+    base = estimate("gpt2", table.name, "lan", 32)
+    fast = estimate("gpt2", table.name, "lan", 32, machine=str(f))
+    assert fast.totals.compute_s == pytest.approx(base.totals.compute_s / 2)
+
+
+def test_calibration_refuses_an_unknown_engine_and_kinds():
+    from picost.netlab.calibrate_machine import calibrate_machine
+
+    with pytest.raises(UserError, match="unknown engine"):
+        calibrate_machine("aby3", runner=lambda e, r: [])
+    res = run_cli("calibrate", "--engine", "spu", "--kinds", "relu", "-o", "/tmp/x.yaml")
+    assert res.returncode == 2 and "--kinds" in res.stderr

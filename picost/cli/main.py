@@ -501,10 +501,15 @@ def calibrate(
     out: str = typer.Option(..., "--out", "-o", help="Profile file to write (YAML)."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs of every op (after one warm-up)."),
     kinds: Optional[str] = typer.Option(None, "--kinds", help="Comma-separated op kinds (default: all the engine runs)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="spu | crypten: time representative ops in that engine (its environment, root for the network namespaces) and write a machine profile for --machine; default: picost-2pc's per-kind calibration profile for --calibration."),
 ) -> None:
-    """Measure this machine's compute time per op kind for the engine (picost-2pc); write a profile for `estimate --calibration`."""
-    _need_torch()
+    """Measure this machine: with --engine spu|crypten its per-core speed against the tables' reference machine (a profile for `--machine FILE`, a few minutes); without, the picost-2pc engine's compute per op kind (a profile for `estimate --calibration`)."""
     from pathlib import Path
+
+    if engine is not None:
+        _calibrate_machine(engine, repeats, out, kinds)
+        return
+    _need_torch()
 
     from rich.progress import Progress
 
@@ -533,6 +538,28 @@ def calibrate(
     except OSError as exc:
         raise UserError(f"cannot write the profile: {exc.strerror or exc}", file=out, field="--out") from None
     _print(calibration_table(profile, out))
+
+
+def _calibrate_machine(engine: str, repeats: int, out: str, kinds: str | None) -> None:
+    """``calibrate --engine``: time the engine's representative ops, fit the per-core speed, write the profile."""
+    from pathlib import Path
+
+    from picost.netlab.calibrate_machine import ENGINES, calibrate_machine
+    from picost.report.atomic_write import write_all_atomic
+
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine '{engine}'; choose from {', '.join(ENGINES)}", field="--engine")
+    if kinds is not None:
+        raise UserError("--kinds is for picost-2pc's calibration; --engine times a fixed set of ops", field="--kinds")
+    target = Path(out)
+    if not target.parent.is_dir() or target.is_dir():
+        raise UserError("give a file in an existing directory", file=out, field="--out")
+    machine = calibrate_machine(engine, repeats)
+    try:
+        write_all_atomic({target: machine.to_yaml()})
+    except OSError as exc:
+        raise UserError(f"cannot write the profile: {exc.strerror or exc}", file=out, field="--out") from None
+    _echo(f"wrote {out}: {machine.summary()}\n{machine.source}")
 
 
 def calibration_table(profile: Any, out: str) -> Any:

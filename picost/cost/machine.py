@@ -111,6 +111,41 @@ class Machine:
                 "source": self.source, "compute": self.compute, "reference": self.is_reference}
 
 
+    def to_yaml(self) -> str:
+        """The machine as a profile file (schema ``picost.machine/1``) for ``--machine FILE``."""
+        import yaml
+
+        data = {"schema": SCHEMA, "name": self.name, "description": self.description,
+                "threads_per_party": self.threads_per_party, "parties_share_host": self.parties_share_host,
+                "per_core_speed": self.per_core_speed, "source": self.source}
+        return yaml.safe_dump(data, sort_keys=False, width=100)
+
+
+@dataclass(frozen=True)
+class SpeedPoint:
+    """One op timed on the machine being calibrated, beside its table's reference compute."""
+
+    kind: str
+    dims: Mapping[str, int]
+    measured_s: float
+    table_s: float
+    scaling: Scaling
+
+    def speed(self, host: "Machine", parties: int) -> float:
+        """The per-core speed at which the model predicts ``measured_s`` on ``host``."""
+        return self.table_s * host.unit(self.scaling, parties) / REFERENCE.unit(self.scaling, parties) / self.measured_s
+
+
+def fit_speed(points: list[SpeedPoint], threads: float, parties: int) -> tuple[float, list[float]]:
+    """``(per-core speed, each point's)`` of a host of ``threads`` cores on which all ``parties``
+    ran the ``points`` (as the reference campaign ran them): the median of the points' speeds."""
+    if not points:
+        raise UserError("no op was timed: nothing to calibrate from", field="--engine")
+    host = Machine("host", "", threads, True, 1.0, "calibration")
+    speeds = [p.speed(host, parties) for p in points]
+    return statistics.median(speeds), speeds
+
+
 def _threads(n: float) -> str:
     return f"{n:g} core{'s' if n != 1 else ''}" + ("" if n == int(n) else "")
 

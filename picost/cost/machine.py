@@ -32,7 +32,6 @@ applies); every output says which. This module is part of the analytic core: no 
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -141,6 +140,8 @@ def fit_speed(points: list[SpeedPoint], threads: float, parties: int) -> tuple[f
     ran the ``points`` (as the reference campaign ran them): the median of the points' speeds."""
     if not points:
         raise UserError("no op was timed: nothing to calibrate from", field="--engine")
+    import statistics
+
     host = Machine("host", "", threads, True, 1.0, "calibration")
     speeds = [p.speed(host, parties) for p in points]
     return statistics.median(speeds), speeds
@@ -165,6 +166,8 @@ def table_scalings(entries: Mapping[str, Any]) -> tuple[Scaling, str]:
     measured = [e.compute_scaling for e in entries.values() if getattr(e, "compute_scaling", None) is not None]
     if not measured:
         return NO_SCALING, "no core scaling measured for this table: compute scales with per-core speed only"
+    import statistics
+
     s = statistics.median(m.serial for m in measured)
     c = statistics.median(m.concurrent for m in measured)
     return (Scaling(s, c, "derived"),

@@ -16,7 +16,15 @@ op (a local division in 2PC), so the op's time includes it and the truncation ro
 ``compute_s: 0``.
 
     sudo .venv/bin/python benchmarks/crypten_compute.py            # measure (resumable), then write
+    sudo .venv/bin/python benchmarks/crypten_compute.py --at-scale # GPT-2/BERT T = 128 sizes (AT_SCALE)
+    sudo .venv/bin/python benchmarks/crypten_compute.py --at-scale --scaling --placement X   # core scaling
     .venv/bin/python benchmarks/crypten_compute.py --write-only    # rewrite the table from the runs
+
+At scale (``--at-scale``): the same ops at the sizes of GPT-2 small / BERT-base at T = 128
+(:data:`AT_SCALE`), fitted with the rest. ``--placement X|Y|Z`` pins the parties as
+``benchmarks/spu_compute.py`` does (X each its own core, Y unpinned = the reference, Z both on core
+0); X and Z rows go to ``benchmarks/results/crypten/scaling.jsonl`` and, with the at-scale Y rows of
+``compute.jsonl``, give each kind's serial and concurrent fractions (``spu_fit.scaling_point``).
 
 Results: ``benchmarks/results/crypten/compute.jsonl``. ``tests/test_crypten_compute.py`` fails
 when the table's compute lines differ from what this script writes.
@@ -36,6 +44,21 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 OUT = REPO / "benchmarks" / "results" / "crypten" / "compute.jsonl"
+SCALING_OUT = REPO / "benchmarks" / "results" / "crypten" / "scaling.jsonl"
+PLACEMENTS = {"X": ("0", "1"), "Y": (None, None), "Z": ("0", "0")}
+#: GPT-2 small / BERT-base at T = 128 (d 768, d_ff 3072, 12 heads of 64) as CrypTen's BENCH ops run
+#: them over a ROWS x COLS input: (kind, rows, cols, extra case fields). A linear is ROWS x COLS times
+#: COLS x COLS (128x1536 has the multiply-accumulates of 128x768x3072), a matmul x x^T (one head:
+#: 128x64 by 64x128), the embedding a one-hot over the vocabulary times the table (width 768).
+AT_SCALE: tuple[tuple[str, int, int, dict], ...] = (
+    ("add", 128, 768, {}), ("mul", 128, 3072, {}), ("weight_mul", 128, 768, {}),
+    ("gelu", 128, 3072, {}), ("gelu_tanh", 128, 3072, {}), ("relu", 128, 3072, {}),
+    ("softmax", 1536, 128, {}), ("layernorm", 128, 768, {}),
+    ("linear", 128, 768, {}), ("linear", 128, 1536, {}), ("matmul", 128, 64, {}),
+    ("embedding", 128, 50257, {"width": 768}), ("embedding", 128, 4096, {"width": 768}),
+)
+#: The at-scale cases timed in every placement: one per kind group.
+SCALING = ("mul", "gelu", "softmax", "layernorm", "linear")
 TABLE = REPO / "protocols" / "crypten.yaml"
 #: Tables built on CrypTen's primitives, and the kinds they cost with their own constructions
 #: (which keep no CrypTen compute): shaft runs SHAFT's softmax and GELUs on CrypTen.
@@ -80,10 +103,28 @@ def plan() -> list[dict]:
 
 
 def _key(m: dict) -> str:
-    return json.dumps([m["kind"], m["rows"], m["cols"]])
+    return json.dumps([m["kind"], m["rows"], m["cols"]] + ([m["width"]] if m.get("width") else []))
 
 
-def run_measurements(repeats: int) -> None:
+def at_scale_plan(scaling: bool = False) -> list[dict]:
+    """The :data:`AT_SCALE` cases (with ``scaling``: the first case of each :data:`SCALING` kind)."""
+    out, seen = [], set()
+    for kind, rows, cols, extra in AT_SCALE:
+        if scaling and (kind not in SCALING or kind in seen):
+            continue
+        seen.add(kind)
+        out.append({"kind": kind, "op": KINDS[kind][0], "rows": rows, "cols": cols, "heldout": False,
+                    "at_scale": True, **extra})
+    return out
+
+
+def case_dims(case: dict) -> dict:
+    """The table kind's dims of a case (the embedding's width as the case gives it)."""
+    dims = KINDS[case["kind"]][1](case["rows"], case["cols"])
+    return {**dims, "width": case["width"]} if "width" in case else dims
+
+
+def run_measurements(repeats: int, at_scale: bool = False, scaling: bool = False, placement: str = "Y") -> None:
     from crypten_depth import crypten_python
     from spu_compute import host
 
@@ -93,22 +134,34 @@ def run_measurements(repeats: int) -> None:
     reason = netlab_unavailable_reason()
     if reason:
         raise SystemExit(reason)
-    done = {_key(json.loads(line)) for line in OUT.read_text().splitlines() if line.strip()} if OUT.is_file() else set()
-    todo = [m for m in plan() if _key(m) not in done]
-    run = {"run": f"benchmarks/crypten_compute.py --repeats {repeats}",
+    target = OUT if placement == "Y" else SCALING_OUT
+    done = {_key(r) + r.get("placement", "Y") for r in _rows(target)}
+    cases = at_scale_plan(scaling) if at_scale else plan()
+    todo = [m for m in cases if _key(m) + placement not in done]
+    run = {"run": f"benchmarks/crypten_compute.py --repeats {repeats}" + (" --at-scale" if at_scale else "")
+                  + (" --scaling" if scaling else "") + (f" --placement {placement}" if placement != "Y" else ""),
            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "host": host()}
     OUT.parent.mkdir(parents=True, exist_ok=True)
+    by_key = {_key(m): m for m in todo}
 
     def save(result: dict) -> None:
-        dims = KINDS[result["kind"]][1](result["rows"], result["cols"])
+        case = by_key[_key(result)] if _key(result) in by_key else result
         row = {**run, **{k: result[k] for k in ("kind", "op", "rows", "cols", "heldout", "min_wall_s",
                                                  "median_wall_s", "walls_s")},
-               "dims": dims, "loadavg": [round(x, 2) for x in os.getloadavg()]}
-        with OUT.open("a") as f:
+               **({"width": case["width"]} if "width" in case else {}), "placement": placement,
+               "at_scale": bool(case.get("at_scale")), "dims": case_dims(case),
+               "loadavg": [round(x, 2) for x in os.getloadavg()]}
+        with target.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        print(f"{result['kind']:12} {result['rows']}x{result['cols']:<6} {result['min_wall_s']:9.4f} s", flush=True)
+        print(f"{placement} {result['kind']:12} {result['rows']}x{result['cols']:<6} {result['min_wall_s']:9.4f} s",
+              flush=True)
 
-    time_crypten_cases(todo, [0.0], crypten_python(), repeats=repeats, on_result=save, delay_line=False)
+    time_crypten_cases(todo, [0.0], crypten_python(), repeats=repeats, on_result=save, delay_line=False,
+                       cpus=PLACEMENTS[placement])
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def fits() -> dict[str, dict]:
@@ -187,9 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write-only", action="store_true", help="rewrite the table from the recorded runs")
+    parser.add_argument("--at-scale", action="store_true", help="the AT_SCALE cases instead of the fitted shapes")
+    parser.add_argument("--scaling", action="store_true", help="with --at-scale: only the core-scaling cases")
+    parser.add_argument("--placement", choices=sorted(PLACEMENTS), default="Y",
+                        help="X: each party on its own core; Y: unpinned (the reference); Z: both on core 0")
     ns = parser.parse_args(argv)
     if not ns.write_only:
-        run_measurements(ns.repeats)
+        run_measurements(ns.repeats, ns.at_scale, ns.scaling, ns.placement)
     kind_fits = fits()
     for kind, f in sorted(kind_fits.items()):
         held = ", ".join(f"{100 * e:+.0f}%" for e in f["heldout_errors"])

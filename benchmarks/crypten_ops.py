@@ -45,7 +45,7 @@ def _op_case(case: dict):
     torch.manual_seed(0)
     x = crypten.cryptensor(torch.randn(rows, cols))
     plain = {"mat": torch.randn(cols, cols) / cols ** 0.5, "gain": torch.ones(cols),
-             "bias": torch.zeros(cols), "table": torch.randn(cols, 16)}
+             "bias": torch.zeros(cols), "table": torch.randn(cols, case.get("width", 16))}
     w = {k: crypten.cryptensor(v) for k, v in plain.items()}
     fun = ct_ops.BENCH[case["op"]]
     return lambda: fun(x, w)

@@ -99,7 +99,7 @@ def rope(x: Any, cos: Any, sin: Any, rotated: int) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 def _bench_embedding(x: Any, w: dict[str, Any]) -> Any:
-    """ROWS tokens, vocabulary COLS, width 16; the one-hot is the client's input."""
+    """ROWS tokens, vocabulary COLS, the table's width (16 unless the case says); the one-hot is the client's input."""
     import crypten
     import torch
 

@@ -147,17 +147,69 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+MIN_SECRET_CHARS = 16
+MAX_SECRET_CHARS = 1024
+SECRET_HINT = ("a fresh random one in all three job files (`picost mpc party --new-secret`, or "
+               "`python -c \"import secrets; print(secrets.token_hex(16))\"`)")
+
+
+def new_secret() -> str:
+    """A fresh per-run secret for the jobs' ``nonce``: 128 random bits as 32 hex digits."""
+    import secrets
+
+    return secrets.token_hex(16)
+
+
+def secret_problem(nonce: Any) -> str | None:
+    """Why ``nonce`` cannot key a run's rendezvous (None: it can). There is no default: a run
+    without its own secret would be open to anyone who knows the default."""
+    if nonce is None:
+        return f"has no 'nonce': the run's secret, the same in the three parties' jobs; put {SECRET_HINT}"
+    if not isinstance(nonce, str) or not nonce.strip():
+        return f"has a 'nonce' that is not a non-empty string: put {SECRET_HINT}"
+    if len(nonce) > MAX_SECRET_CHARS:
+        return f"has a 'nonce' of {len(nonce)} characters (at most {MAX_SECRET_CHARS})"
+    return None
+
+
+def _read_job_file(path: Path) -> str:
+    """A job file's text: a regular file of at most ``MAX_FILE_BYTES``; a warning when other
+    users may read it (its nonce is the run's secret, and the client's holds the token ids)."""
+    import stat
+
+    from picost.model.limits import MAX_FILE_BYTES
+
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file (a directory, FIFO or device cannot be a job)")
+    if info.st_mode & 0o077:
+        sys.stderr.write(f"warning: the job {path} may be read by other users (mode {stat.S_IMODE(info.st_mode):04o}): "
+                         f"it holds the run's secret; chmod 600 {path}\n")
+    with path.open("rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+    return data.decode("utf-8")
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Run one party of a picost MPC job.")
-    ap.add_argument("--role", choices=sorted(ROLES), required=True)
+    ap.add_argument("--new-secret", action="store_true",
+                    help="print a fresh secret for the jobs' 'nonce' (32 hex digits) and exit")
+    ap.add_argument("--role", choices=sorted(ROLES))
     ap.add_argument("--host", default="127.0.0.1", help="address of the client (rank 0 rendezvous)")
     ap.add_argument("--port", type=int, default=29500)
-    ap.add_argument("--job", required=True, help="job JSON file, or - for stdin")
-    ap.add_argument("--out", required=True, help="where to write this party's results (.pt), or - for stdout")
+    ap.add_argument("--job", help="job JSON file (mode 0600: its 'nonce' is the run's secret), or - for stdin")
+    ap.add_argument("--out", help="where to write this party's results (.pt), or - for stdout")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for any message")
     ap.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for the others to join")
     ap.add_argument("--parent-pid", type=int, default=None, help="exit when this process (the launcher) dies")
     args = ap.parse_args(argv)
+    if args.new_secret:
+        return args
+    missing = [f"--{name}" for name in ("role", "job", "out") if getattr(args, name) is None]
+    if missing:
+        ap.error(f"the following arguments are required: {', '.join(missing)}")
     if not 1 <= args.port <= 65535:
         ap.error(f"--port must be in 1..65535 (got {args.port})")
     for name in ("timeout", "connect_timeout"):
@@ -169,15 +221,25 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
+    if args.new_secret:
+        emit(new_secret().encode())
+        return 0
     if args.parent_pid is not None:
         die_with_parent(args.parent_pid)
     try:
-        job = json.loads(sys.stdin.read() if args.job == "-" else Path(args.job).read_text())
+        job = json.loads(sys.stdin.read() if args.job == "-" else _read_job_file(Path(args.job)))
         if not isinstance(job, dict) or "kind" not in job:
             raise ValueError("a job is a JSON object with a 'kind'")
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"error: cannot read the job {args.job}: {exc}\n")
         return 2
+    problem = secret_problem(job.get("nonce"))
+    if problem:
+        sys.stderr.write(f"error: the job {args.job} {problem}\n")
+        return 2
+    if len(job["nonce"]) < MIN_SECRET_CHARS:
+        sys.stderr.write(f"warning: the job's nonce has only {len(job['nonce'])} characters: a short secret can be "
+                         f"guessed; use {SECRET_HINT}\n")
     try:
         result = run_job(ROLES[args.role], args.host, args.port, job, args.timeout, args.connect_timeout)
     except PartyError as exc:

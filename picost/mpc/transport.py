@@ -224,49 +224,68 @@ class Transport:
                              f"({what} during op {self.current})") from None
 
 
+_rendezvous: list[Any] = []
+"""What :func:`close` ends besides the gloo group: the client's rendezvous listener, a party's
+connection to it."""
+
+
 def init(rank: int, host: str, port: int, timeout_s: float, connect_timeout_s: float = 120.0,
          nonce: str | None = None) -> Transport:
     """Join the three-party gloo group at ``host:port`` (rank 0's address) and return the
     transport. Joining waits at most ``connect_timeout_s`` for the other parties to start;
     afterwards every message wait is bounded by ``timeout_s``.
 
-    ``nonce`` is the run's secret (from the launcher, through the job): rank 0 hosts the
-    rendezvous store and announces a key derived from it; the other parties wait for that key, so
-    a party of another run, or any other program on the port, is refused with a clear message
-    instead of joining a foreign session. All rendezvous keys live under that derived prefix."""
-    import hashlib
+    ``nonce`` is the run's secret (from the launcher through the job, or the job file of a
+    multi-host run); it never goes over the wire. Rank 0 hosts the authenticated rendezvous
+    (:mod:`picost.mpc.rendezvous`) on ``host:port``, that address only; the server and the dealer
+    join it with a mutual HMAC challenge-response keyed by the secret, so a party of another run,
+    or any other program on the port, is refused with a clear message and never joins (the
+    client logs one line per refused connection and goes on). Once gloo has formed its group,
+    every gloo connection is confirmed with a MAC under the same key."""
+    from picost.mpc import rendezvous
 
-    tag = hashlib.sha256((nonce or "picost-shared-session").encode()).hexdigest()[:32]
+    if not nonce:
+        raise PartyError(f"{ROLE_NAMES[rank]}: the job has no 'nonce' (the run's secret); every party of a run "
+                         "needs the same one")
+    key = rendezvous.run_key(nonce)
     where = f"{host}:{port}"
-    wait = timedelta(seconds=connect_timeout_s)
-    try:
-        store = dist.TCPStore(host, port, None, rank == CLIENT, wait, wait_for_workers=False)
-    except (RuntimeError, ValueError, OSError) as exc:
-        first = (str(exc).splitlines() or ["?"])[0]
-        if rank == CLIENT:
-            raise PartyError(f"client: cannot host the rendezvous at {where}: the port is in use (another run "
-                             f"or program) or the address is not local ({first})") from None
-        raise PartyError(f"{ROLE_NAMES[rank]}: could not reach the client's rendezvous at {where} within "
-                         f"{connect_timeout_s:g} s ({first})") from None
-    hello = f"picost/{tag}/hello"
+    wait_s = max(timeout_s, connect_timeout_s)
     if rank == CLIENT:
-        store.set(hello, "1")
+        try:
+            rdv = rendezvous.Host(host, port, key, max_wait_s=wait_s)
+        except (OSError, ValueError, UnicodeError) as exc:
+            raise PartyError(f"client: cannot host the rendezvous at {where}: the port is in use (another run "
+                             f"or program) or the address is not local ({exc.strerror or exc})"
+                             if isinstance(exc, OSError) else
+                             f"client: cannot host the rendezvous at {where} ({exc})") from None
+        store: Any = rdv.store(wait_s)
+        run_id = rdv.run_id
     else:
         try:
-            store.wait([hello], wait)
-        except (RuntimeError, ValueError) as exc:
-            raise PartyError(f"{ROLE_NAMES[rank]}: refused the rendezvous at {where}: no party of this run "
-                             f"answered within {connect_timeout_s:g} s (another run or program holds the port?) "
-                             f"({(str(exc).splitlines() or ['?'])[0]})") from None
+            rdv, run_id = rendezvous.join(host, port, rank, key, connect_timeout_s, wait_s)
+        except rendezvous.RendezvousError as exc:
+            raise PartyError(str(exc)) from None
+        store = rdv
+    _rendezvous.append(rdv)
     try:
-        dist.init_process_group("gloo", store=dist.PrefixStore(f"picost/{tag}/", store), rank=rank, world_size=3,
-                                timeout=timedelta(seconds=max(timeout_s, connect_timeout_s)))
+        dist.init_process_group("gloo", store=store, rank=rank, world_size=3, timeout=timedelta(seconds=wait_s))
     except RuntimeError as exc:
+        close()
         raise PartyError(f"{ROLE_NAMES[rank]}: could not reach the other parties at {where} "
-                         f"within {connect_timeout_s:g} s ({str(exc).splitlines()[0]})") from None
+                         f"within {connect_timeout_s:g} s ({(str(exc).splitlines() or ['?'])[0]})") from None
+    try:
+        rendezvous.confirm_peers(rank, key, run_id, wait_s)
+    except rendezvous.RendezvousError as exc:
+        close()
+        raise PartyError(str(exc)) from None
     return Transport(rank, timeout_s)
 
 
 def close() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the gloo group and end the rendezvous (the client's listener, a party's connection)."""
+    try:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    finally:
+        while _rendezvous:
+            _rendezvous.pop().close()

@@ -271,7 +271,7 @@ def render(est: Estimate, by: str, fmt: str) -> Any:
 
 
 def _op_columns(header: tuple[str, ...]) -> list[Column]:
-    drop = {"kind": 5, "class": 4, "rounds": 3, "share": 2, "compute": 7, "comm": 6}
+    drop = {"kind": 7, "class": 4, "rounds": 5, "share": 3, "compute": 2, "comm": 6}
     columns = [Column(h, numeric=h not in ("op", "kind", "class", "table", "source"), drop=drop.get(h, 0),
                       short=CLASS_LABELS if h == "class" else None) for h in header[:-1]]
     return columns + [Column("source", text=True, spill=True, drop=9, min_width=100)]

@@ -329,3 +329,19 @@ def test_calibration_refuses_an_unknown_engine_and_kinds():
         calibrate_machine("aby3", runner=lambda e, r: [])
     res = run_cli("calibrate", "--engine", "spu", "--kinds", "relu", "-o", "/tmp/x.yaml")
     assert res.returncode == 2 and "--kinds" in res.stderr
+
+
+@pytest.mark.parametrize("by", ["class", "op"])
+def test_the_80_column_default_shows_compute_and_names_the_machine(by):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    res = subprocess.run([sys.executable, "-m", "picost", "estimate", "gpt2", "-p", "bumblebee", "-n", "wan", "-T",
+                          "128", "--by", by], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    header = next(line for line in res.stdout.splitlines() if "latency" in line and "┃" in line)
+    assert "compute" in header
+    assert max(len(line) for line in res.stdout.splitlines()) <= 80
+    assert "compute is for machine reference" in " ".join(res.stdout.split())

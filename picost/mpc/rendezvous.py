@@ -383,9 +383,9 @@ class Host:
         conn.sendall(MAGIC + challenge)
         try:
             proof = _recv_frame(conn, deadline, _PARTY_PROOF)
-        except Refused:
+        except Refused as exc:
             _send_frame(conn, _REFUSED + bytes([_MALFORMED]))
-            raise Refused("a malformed handshake (not a picost party of this protocol version)") from None
+            raise Refused(f"a malformed handshake: {exc} (not a picost party of this version)") from None
         if len(proof) != _PARTY_PROOF:
             _send_frame(conn, _REFUSED + bytes([_MALFORMED]))
             raise Refused(f"a malformed handshake ({len(proof)} bytes instead of {_PARTY_PROOF})")

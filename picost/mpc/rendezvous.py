@@ -41,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import select
 import socket
 import struct
 import sys
@@ -330,10 +329,7 @@ class Host:
     def _accept(self) -> None:
         while not self.stop.is_set():
             try:
-                ready, _, _ = select.select([self.sock], [], [], 0.2)
-                if not ready:
-                    continue
-                conn, addr = self.sock.accept()
+                conn, addr = self.sock.accept()  # blocks; close() wakes it (shutdown)
             except OSError:
                 if self.stop.is_set():
                     return
@@ -443,10 +439,11 @@ class Host:
     def close(self) -> None:
         self.stop.set()
         self.table.close()
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        for end in (lambda: self.sock.shutdown(socket.SHUT_RDWR), self.sock.close):
+            try:
+                end()
+            except OSError:
+                pass
         with self.lock:
             sessions, self.sessions = self.sessions, []
         for conn in sessions:

@@ -105,8 +105,9 @@ def run_batch(jobs: list[dict[str, Any]], host: str = "127.0.0.1", port: int | N
     The parties run in one process group owned by this launcher: they are stopped on every exit
     path (errors, SIGINT, SIGTERM), and without a ``role_prefix`` they also die with it (SIGKILL
     included). Jobs go to the parties on stdin and results come back on stdout: no job file with
-    private inputs is ever written. Each run has a secret nonce, so that parties of two runs on
-    one port never join each other."""
+    private inputs is ever written. Each run has a secret nonce (on the parties' stdin, never on
+    the wire) that keys the authenticated rendezvous (:mod:`picost.mpc.rendezvous`): parties of
+    two runs on one port never join each other, and no other program joins either."""
     check_launch(host, port, timeout_s)
     args = (jobs, host, timeout_s, extra, run_limit_s, on_progress, role_prefix)
     if port is not None:

@@ -1,10 +1,13 @@
 """One party's entry point: ``python -m picost.mpc.party --role client|server|dealer ...``.
 
 For multi-host runs start the three roles on their hosts with the same ``--host``/``--port``
-(the client's address: rank 0 hosts the rendezvous) and the same job file (keep it private: mode
-0600; its ``nonce`` is the run's secret, and only the client's job file needs the token ids).
-Each party writes its measurements (and the client its result) to ``--out`` as a torch file.
-Exit code 0 on success, 2 for bad arguments, 3 when a peer failed or went silent.
+(the client's address: rank 0 hosts the rendezvous, on that address only) and the same job
+file (keep it private: mode 0600; only the client's job file needs the token ids). The job's
+``nonce`` is the run's secret, the same in all three job files and fresh per run
+(``--new-secret`` prints one); a job without one is refused (exit 2), and the parties join only
+by proving they know it (:mod:`picost.mpc.rendezvous`). Each party writes its measurements (and
+the client its result) to ``--out`` as a torch file. Exit code 0 on success, 2 for bad
+arguments, 3 when a peer failed, went silent or was refused (the rendezvous).
 
 The local launcher (:mod:`picost.mpc.launcher`) passes the job on stdin (``--job -``), reads the
 result from stdout (``--out -``) so that no private input or output touches the disk, and gives

@@ -267,6 +267,7 @@ def test_a_party_with_another_secret_is_refused_clearly(tmp_path):
     assert "nonces differ" in dealer.stderr
     assert "client: refused a connection from 127.0.0.1:" in client.stderr
     assert "wrong proof of the run's secret" in client.stderr
+    assert "client: could not reach the other parties" in client.stderr and "within 8 s" in client.stderr
     for role, res in done.items():
         assert res.returncode == 3, (role, res.stderr)  # the others: the dealer never joined
         assert "Traceback" not in res.stderr, (role, res.stderr)

@@ -252,17 +252,17 @@ def init(rank: int, host: str, port: int, timeout_s: float, connect_timeout_s: f
     wait_s = max(timeout_s, connect_timeout_s)
     if rank == CLIENT:
         try:
-            rdv = rendezvous.Host(host, port, key, max_wait_s=wait_s)
+            rdv = rendezvous.Host(host, port, key, max_wait_s=connect_timeout_s)
         except (OSError, ValueError, UnicodeError) as exc:
             raise PartyError(f"client: cannot host the rendezvous at {where}: the port is in use (another run "
                              f"or program) or the address is not local ({exc.strerror or exc})"
                              if isinstance(exc, OSError) else
                              f"client: cannot host the rendezvous at {where} ({exc})") from None
-        store: Any = rdv.store(wait_s)
+        store: Any = rdv.store(connect_timeout_s)  # gloo's waits for the others' addresses: joining
         run_id = rdv.run_id
     else:
         try:
-            rdv, run_id = rendezvous.join(host, port, rank, key, connect_timeout_s, wait_s)
+            rdv, run_id = rendezvous.join(host, port, rank, key, connect_timeout_s, connect_timeout_s)
         except rendezvous.RendezvousError as exc:
             raise PartyError(str(exc)) from None
         store = rdv

@@ -365,6 +365,8 @@ class Host:
         except OSError as exc:
             if role is None and not self.stop.is_set():
                 self.refuse(peer, f"the connection failed during the handshake ({exc.strerror or exc})")
+        except Exception as exc:  # noqa: BLE001 - never a traceback from the listener; the run goes on
+            self.refuse(peer, f"an unexpected error ({type(exc).__name__}: {exc})")
         finally:
             try:
                 conn.close()

@@ -322,12 +322,12 @@ def test_calibration_recovers_the_speed_of_a_machine_the_tables_describe(engine,
     assert fast.totals.compute_s == pytest.approx(base.totals.compute_s / 2)
 
 
-def test_calibration_refuses_an_unknown_engine_and_kinds():
+def test_calibration_refuses_an_unknown_engine_and_kinds(tmp_path):
     from picost.netlab.calibrate_machine import calibrate_machine
 
     with pytest.raises(UserError, match="unknown engine"):
         calibrate_machine("aby3", runner=lambda e, r: [])
-    res = run_cli("calibrate", "--engine", "spu", "--kinds", "relu", "-o", "/tmp/x.yaml")
+    res = run_cli("calibrate", "--engine", "spu", "--kinds", "relu", "-o", str(tmp_path / "x.yaml"))
     assert res.returncode == 2 and "--kinds" in res.stderr
 
 

@@ -309,25 +309,112 @@ COMPUTE_BASES: dict[str, tuple[str, ...]] = {
 }
 COMPUTE_DEFAULT_BASIS = ("1", "n")
 
+#: The size measure of an op kind (what ``spu_compute.work`` spreads sizes over): elements, or
+#: multiply-accumulates of a product, ``tokens*vocab*width`` for the embedding. The tables write
+#: the largest size a compute fit used as ``compute_range``.
+COMPUTE_SIZE: dict[str, str] = {
+    "linear": "m*k*n", "matmul": "b*m*k*n", "embedding": "tokens*vocab*width",
+    **{kind: "rows*cols" for kind in ROW_KINDS},
+}
+COMPUTE_DEFAULT_SIZE = "n"
 
-def fit_compute(rows: list[dict]) -> dict:
-    """``compute_s`` of one series from its zero-delay runs (``spu_compute.py``): the basis of
-    :data:`COMPUTE_BASES` fitted to the fastest run per size (non-negative, relative least
-    squares), its residuals and the error at the held-out size."""
+
+def _cheetah_compute_bases() -> dict[str, tuple[str, ...]]:
+    """CHEETAH's products go by HE: their compute follows the ciphertexts of SPU's block search
+    (``spu_tables.HE_CIPHERTEXTS``: encrypting, packing and decrypting are per ciphertext) and the
+    plaintext-ciphertext block products (about ``m*k*n/poly_n``: the MACs), the server's weights
+    encoded as plaintext polynomials (``k*n``: GPT-2's lm head, 1x768x50257, takes 7.2 s where
+    64x768x768, as many block products, takes 2.0), plus the truncation per output; the embedding is one such product, one_hot(ids) (tokens x vocab) by the table
+    (vocab x width)."""
+    from spu_tables import HE_CIPHERTEXTS
+
+    emb = f"let(m, tokens, let(k, vocab, let(n, width, {HE_CIPHERTEXTS})))"
+    return {
+        "linear": ("1", HE_CIPHERTEXTS, "m*k*n", "k*n", "m*n"),
+        "matmul": ("1", f"b*({HE_CIPHERTEXTS})", "b*m*k*n", "b*m*n"),
+        "embedding": ("1", emb, "tokens*vocab*width", "tokens*vocab"),
+    }
+
+
+#: CHEETAH's series whose compute goes by HE past poly_n elements, in polynomials: series ->
+#: (elements, basis up to it, basis past it, the first size computed by HE). The bytes'
+#: :data:`REGIMES`, the erf GELU (measured past poly_n at scale only) and the secret product,
+#: which takes cached Beaver triples below poly_n elements and goes by HE from poly_n on
+#: (picost/spu/runner.py: 1,024 elements 3 ms, 8,192 41 ms).
+COMPUTE_REGIMES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], str]] = {
+    **{k: (*v, "poly_n + 1") for k, v in REGIMES.items()},
+    "gelu.stock_erf": (*REGIMES["gelu.stock_tanh"], "poly_n + 1"),
+    "mul": ("n", ("1", "n"), ("1", "n"), "poly_n"),
+}
+#: Products and the embedding: their bases have a term per cost the engine has (MACs, opened or
+#: converted elements, ciphertexts), fitted through the at-scale runs as they are.
+PRODUCT_KINDS = ("linear", "matmul", "embedding")
+
+
+def compute_size(kind: str) -> str:
+    return COMPUTE_SIZE.get(kind, COMPUTE_DEFAULT_SIZE)
+
+
+def _timed(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get("min_wall_s") is not None]
+
+
+def _fit_time(terms: tuple[str, ...], points: list[dict]) -> np.ndarray:
+    if not points:
+        return np.zeros(len(terms))
+    A = np.array([[term_value(t, r["dims"]) for t in terms] for r in points])
+    y = np.array([r["min_wall_s"] for r in points])
+    return np.array([significant(c) for c in nnls_relative(A, y)])
+
+
+def fit_compute(rows: list[dict], protocol: str = "", series: str = "") -> dict:
+    """``compute_s`` of one series from its zero-delay runs (``spu_compute.py``, with its at-scale
+    runs): the basis of :data:`COMPUTE_BASES` (CHEETAH's products: :func:`_cheetah_compute_bases`;
+    CHEETAH's series of :data:`REGIMES`: one basis up to poly_n elements, per polynomial past it)
+    fitted to the fastest run per size (non-negative, relative least squares), its residuals, the
+    error at the held-out size and the runs that did not finish (``timeouts``)."""
     kind = rows[0]["kind"]
-    terms = COMPUTE_BASES.get(kind, COMPUTE_DEFAULT_BASIS)
-    fit_pts = [r for r in rows if not r.get("heldout")]
-    held = [r for r in rows if r.get("heldout")]
-    A = np.array([[term_value(t, r["dims"]) for t in terms] for r in fit_pts])
-    y = np.array([r["min_wall_s"] for r in fit_pts])
-    coefs = np.array([significant(c) for c in nnls_relative(A, y)])
-    predict = lambda r: float(np.array([term_value(t, r["dims"]) for t in terms]) @ coefs)  # noqa: E731
-    return {"formula": _formula(terms, coefs), "basis": list(terms), "coefficients": [float(c) for c in coefs],
-            "residuals": [predict(r) / r["min_wall_s"] - 1 for r in fit_pts],
-            "max_residual": max(abs(predict(r) / r["min_wall_s"] - 1) for r in fit_pts),
+    timed = _timed(rows)
+    fit_pts = [r for r in timed if not r.get("heldout")]
+    held = [r for r in timed if r.get("heldout")]
+    regime = next((v for k, v in COMPUTE_REGIMES.items() if series == k or series.startswith(k + ".")), None)
+    he_bases = _cheetah_compute_bases() if protocol == "cheetah" else {}
+    size = compute_size(kind)
+    first_he = term_value(regime[3], {}) if regime else None
+    if protocol == "cheetah" and regime and any(_elements(kind, r["dims"]) >= first_he for r in fit_pts):
+        small = [r for r in fit_pts if _elements(kind, r["dims"]) < first_he]
+        large = [r for r in fit_pts if r not in small]
+        small_terms = COMPUTE_BASES.get(kind, COMPUTE_DEFAULT_BASIS)
+        large_terms = ("1",) + tuple(t for t in regime[2] if t != "1")
+        if len(large) < len(large_terms):  # fewer HE-regime points than terms: the per-polynomial term alone
+            large_terms = large_terms[1:2]
+        small_coefs, large_coefs = _fit_time(small_terms, small), _fit_time(large_terms, large)
+        terms = small_terms + large_terms
+        formula_text = (f"let(he, min(1, floor({regime[0]}/({regime[3]}))), "
+                        f"(1 - he)*({_formula(small_terms, small_coefs)}) + he*({_formula(large_terms, large_coefs)}))")
+        coefs = np.concatenate([small_coefs, large_coefs])
+        regimes = [list(small_terms), list(large_terms)]
+    else:
+        terms = he_bases.get(kind, COMPUTE_BASES.get(kind, COMPUTE_DEFAULT_BASIS))
+        campaign = [r for r in fit_pts if not r.get("at_scale")]
+        if kind not in PRODUCT_KINDS and len(campaign) < len(fit_pts) and campaign:
+            # past the campaign's sizes an element costs more (working sets leave the caches): a
+            # hinge at the largest campaign size, its slope fitted through the at-scale runs
+            knee = int(max(term_value(size, r["dims"]) for r in campaign))
+            terms = tuple(terms) + (f"max(0, {size} - {knee})",)
+        coefs = _fit_time(terms, fit_pts)
+        formula_text, regimes = _formula(terms, coefs), None
+    predict = lambda r: term_value(formula_text, r["dims"])  # noqa: E731
+    residuals = [predict(r) / r["min_wall_s"] - 1 for r in fit_pts]
+    return {"formula": formula_text, "basis": list(terms), "coefficients": [float(c) for c in coefs],
+            **({"regimes": regimes} if regimes else {}),
+            "residuals": residuals, "max_residual": max(abs(e) for e in residuals),
             "heldout_errors": [predict(r) / r["min_wall_s"] - 1 for r in held],
-            "points": [{"dims": r["dims"], "min_wall_s": r["min_wall_s"], "heldout": bool(r.get("heldout"))}
-                       for r in rows],
+            "points": [{"dims": r["dims"], "min_wall_s": r["min_wall_s"], "heldout": bool(r.get("heldout")),
+                        **({"at_scale": True} if r.get("at_scale") else {})} for r in timed],
+            "timeouts": [{"dims": r["dims"], "timeout_s": r["timeout_s"], "predicted_s": predict(r)}
+                         for r in rows if r.get("timeout_s") is not None and r.get("min_wall_s") is None],
+            "size": size, "max_size": int(max(term_value(size, r["dims"]) for r in fit_pts)),
             "runs": sorted({f"{r['run']} ({r['date']}; {r['host']})" for r in rows})}
 
 
@@ -335,8 +422,67 @@ def load_computes(protocol: str) -> dict[str, dict]:
     """Per series: the compute-time fit of its runs (``spu_compute.py``), where measured at 3 or
     more fitted sizes."""
     series = _rows_by_series(RESULTS / f"compute-{protocol}.jsonl")
-    return {name: fit_compute(rows) for name, rows in sorted(series.items())
-            if sum(not r.get("heldout") for r in rows) >= 3}
+    return {name: fit_compute(_fastest(rows), protocol, name) for name, rows in sorted(series.items())
+            if sum(not r.get("heldout") for r in _timed(rows)) >= 3}
+
+
+def _fastest(rows: list[dict]) -> list[dict]:
+    """One row per size: the fastest timed one where a size was run more than once (a rerun at a
+    quieter time: load only ever adds time), else its timeout row."""
+    best: dict[str, dict] = {}
+    for r in rows:
+        key = json.dumps([r["dims"], bool(r.get("heldout"))], sort_keys=True)
+        old = best.get(key)
+        if old is None or (r.get("min_wall_s") is not None
+                           and (old.get("min_wall_s") is None or r["min_wall_s"] < old["min_wall_s"])):
+            best[key] = r
+    return list(best.values())
+
+
+#: Parties of the protocols whose core scaling is measured (the model's P).
+SCALING_PARTIES = 2
+
+
+def scaling_point(t_x: float, t_y: float, t_z: float) -> dict:
+    """The (s, c) of one op from its times with each party on its own core (X), unpinned (Y)
+    and both parties on one core (Z), with P = 2 parties: a fraction c of the pinned time has both
+    parties computing at once, and within a party's compute a fraction s does not speed up with
+    cores, so t_Z = t_X (1 + c) and t_Y = t_X (c + (1 - c)(s + (1 - s)/2)). ``s`` is None when
+    c > 0.9 (then t_Y says nothing about s)."""
+    c = min(1.0, max(0.0, t_z / t_x - 1))
+    s = None if c > 0.9 else min(1.0, max(0.0, 2 * (t_y / t_x - c) / (1 - c) - 1))
+    return {"t_x": t_x, "t_y": t_y, "t_z": t_z, "concurrent": c, "serial": s}
+
+
+def load_scaling(protocol: str) -> dict[str, dict]:
+    """Per measured op kind (the kind of the series' op): the median (s, c) over its sizes
+    (``scaling-<protocol>.jsonl``, placements X, Y and Z of ``spu_compute.py --at-scale``), each
+    rounded to 2 digits, with the points and the runs. A kind whose every c is above 0.9 gets
+    s = 1 (undetermined), said in ``note``."""
+    rows = [json.loads(line) for line in (RESULTS / f"scaling-{protocol}.jsonl").read_text().splitlines()
+            if line.strip()] if (RESULTS / f"scaling-{protocol}.jsonl").is_file() else []
+    times: dict[tuple, dict] = defaultdict(dict)
+    meta: dict[tuple, dict] = {}
+    for r in rows:
+        if r.get("min_wall_s") is None:
+            continue
+        key = (r["kind"], r["series"], json.dumps(r["dims"], sort_keys=True))
+        times[key][r["placement"]] = min(r["min_wall_s"], times[key].get(r["placement"], math.inf))
+        meta.setdefault(key, {"runs": set()})["runs"].add(f"{r['date']}; {r['host']}")
+    by_kind: dict[str, list[dict]] = defaultdict(list)
+    for key, t in sorted(times.items()):
+        if set(t) >= {"X", "Y", "Z"}:
+            point = scaling_point(t["X"], t["Y"], t["Z"])
+            by_kind[key[0]].append({"series": key[1], "dims": json.loads(key[2]), **point,
+                                    "runs": sorted(meta[key]["runs"])})
+    out = {}
+    for kind, points in sorted(by_kind.items()):
+        c = float(np.median([p["concurrent"] for p in points]))
+        ss = [p["serial"] for p in points if p["serial"] is not None]
+        out[kind] = {"serial": round(float(np.median(ss)), 2) if ss and c <= 0.9 else 1.0,
+                     "concurrent": round(c, 2), "points": points,
+                     **({"note": "c > 0.9: s not determined, 1 used"} if not ss or c > 0.9 else {})}
+    return out
 
 
 def load_runs(protocol: str) -> dict[str, list[dict]]:
@@ -355,9 +501,10 @@ def load_runs(protocol: str) -> dict[str, list[dict]]:
 def fit_all() -> dict[str, dict[str, dict]]:
     out = {}
     for p in PROTOCOLS:
-        depths, computes = load_depths(p), load_computes(p)
+        depths, computes, scaling = load_depths(p), load_computes(p), load_scaling(p)
         out[p] = {name: {**fit_series(p, name, rows), **({"depth": depths[name]} if name in depths else {}),
-                         **({"compute": computes[name]} if name in computes else {})}
+                         **({"compute": computes[name]} if name in computes else {}),
+                         **({"compute_scaling": scaling[rows[0]["kind"]]} if rows[0]["kind"] in scaling else {})}
                   for name, rows in sorted(load_runs(p).items())}
     return out
 
@@ -366,7 +513,12 @@ def _compute_text(compute: dict | None) -> str:
     if compute is None:
         return "-"
     held = ", ".join(f"{100 * e:+.0f}%" for e in compute["heldout_errors"]) or "none"
-    return f"{compute['formula']} s (max res {100 * compute['max_residual']:.0f}%, held-out {held})"
+    scale = ", ".join(f"{100 * e:+.0f}%" for p, e in zip([p for p in compute["points"] if not p["heldout"]],
+                                                          compute["residuals"]) if p.get("at_scale")) or "none"
+    timeouts = "".join(f"; timed out {t['dims']} >= {t['timeout_s']:g} s (fit {t['predicted_s']:.0f} s)"
+                       for t in compute["timeouts"])
+    return (f"{compute['formula'][:160]} s (max res {100 * compute['max_residual']:.0f}%, held-out {held}, "
+            f"at scale {scale}{timeouts})")
 
 
 def main(argv: list[str] | None = None) -> int:

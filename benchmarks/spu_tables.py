@@ -166,7 +166,7 @@ ONE_POLY = f"(1 - {MANY_POLY})"
 K_BLOCK = "2**floor(log2(k))"
 
 
-def _he_search() -> str:
+def _he_search(value: str = "ct_in_bytes*sent + ct_out_bytes*back") -> str:
     """Bytes of one packed HE product's ciphertexts, as SPU 0.9.5 chooses its block shape
     (``MatMatProtocol::GetSubMatShape``): the shape of least cost to SPU, ``1000 x (operand
     ciphertexts + response ciphertexts) + ceil(m*n/poly_n) x d1`` (automorphisms) ``+ blocks/10``,
@@ -194,7 +194,7 @@ def _he_search() -> str:
 
     key = ("1000*(sent + back) + ceil(m*n/poly_n)*d1 + b0*b1*b2/10"
            " + 10**15*min(1, floor(d1/(k + 1)) + floor(d1/(poly_n + 1)))")
-    return f"pick_min(j, 0, 41, {candidate(key)}, {candidate('ct_in_bytes*sent + ct_out_bytes*back')})"
+    return f"pick_min(j, 0, 41, {candidate(key)}, {candidate(value)})"
 
 
 #: 1 when SPU packs the responses (the blocking above leaves more than one output block), 0 for
@@ -205,6 +205,17 @@ HE_PACKED = f"min(1, floor((m*n*{K_BLOCK} - 1)/poly_n))"
 #: 8x48x32 => 8x48x21, two responses) plus ct_one_per_output per output.
 HE_DOT = (f"{HE_PACKED}*{_he_search()} + (1 - {HE_PACKED})*("
           "ct_in_bytes + ct_one_bytes*ceil(n/max(1, floor(poly_n/(m*k)))) + ct_one_per_output*m*n)")
+
+#: The ciphertexts of one HE product (operand ciphertexts sent plus responses): what CHEETAH's
+#: compute follows (encrypting, multiplying by the plaintext blocks, packing and decrypting are
+#: per ciphertext). The unpacked case: one operand ciphertext and ceil(n/floor(poly_n/(m*k))) responses.
+HE_CIPHERTEXTS = (f"{HE_PACKED}*{_he_search('sent + back')} + (1 - {HE_PACKED})*("
+                  "1 + ceil(n/max(1, floor(poly_n/(m*k)))))")
+
+#: The plaintext-ciphertext block products of one packed HE product (b0*b1*b2 of SPU's block shape).
+HE_BLOCK_PRODUCTS = (f"{HE_PACKED}*{_he_search('b0*b1*b2')} + (1 - {HE_PACKED})*"
+                     "ceil(n/max(1, floor(poly_n/(m*k))))")
+
 
 def spu_dot_ciphertexts(m: int, k: int, n: int, poly_n: int = 8192) -> tuple[tuple[int, int, int], int, int, str]:
     """What SPU 0.9.5 CHEETAH does for one m x k by k x n HE product, re-derived in Python from its
@@ -414,20 +425,47 @@ def _rounds(fit: dict) -> tuple[str, str, str]:
 
 
 def _compute(fit: dict) -> tuple[dict, dict, str]:
-    """``({"compute_s": formula} or {}, {"compute_source": ...} or {}, note)`` from the series' compute
-    fit (benchmarks/spu_compute.py), if it was measured."""
+    """``({"compute_s", "compute_range"[, "compute_scaling"]} or {}, {"compute_source": ...} or {}, note)``
+    from the series' compute fit (benchmarks/spu_compute.py, with its at-scale runs) and the core
+    scaling of its op kind (``spu_compute.py --at-scale --placement X|Y|Z``), if measured."""
     compute = fit.get("compute")
     if compute is None:
         return {}, {}, " Compute: not measured (no compute_s)."
     sizes = "; ".join(f"{', '.join(f'{k}={v}' for k, v in sorted(p['dims'].items()))}: {p['min_wall_s']:.4g} s"
                       for p in compute["points"] if not p["heldout"])
     held = "; ".join(f"{100 * e:+.0f}%" for e in compute["heldout_errors"]) or "none"
-    return ({"compute_s": compute["formula"]},
-            {"compute_source": f"measured: {' and '.join(compute['runs'])}, series {fit['series']}"},
+    timeouts = "".join(
+        f" Did not finish within {t['timeout_s']:g} s (compile, warm-up and runs): "
+        f"{', '.join(f'{k}={v}' for k, v in sorted(t['dims'].items()))} (the formula gives {t['predicted_s']:.0f} s)."
+        for t in compute.get("timeouts", []))
+    values = {"compute_s": compute["formula"],
+              "compute_range": {"size": compute["size"], "max": compute["max_size"]}}
+    source = f"measured: {' and '.join(compute['runs'])}, series {fit['series']}"
+    scaling = fit.get("compute_scaling")
+    if scaling is not None:
+        values["compute_scaling"] = {"serial": scaling["serial"], "concurrent": scaling["concurrent"]}
+        points = "; ".join(
+            f"{p['series']} {', '.join(f'{k}={v}' for k, v in sorted(p['dims'].items()))}: "
+            f"t_X {p['t_x']:.4g} s, t_Y {p['t_y']:.4g} s, t_Z {p['t_z']:.4g} s ({'; '.join(p['runs'])})"
+            for p in scaling["points"])
+        source += (f"; core scaling (kind {fit['kind']}, median over its sizes"
+                   + (f"; {scaling['note']}" if scaling.get("note") else "")
+                   + f"): benchmarks/spu_compute.py --at-scale --scaling --placement X|Y|Z, X each party pinned "
+                   f"to its own core, Y unpinned, Z both on core 0: {points}")
+    return (values, {"compute_source": source},
             f" Compute: seconds of the slowest party with the parties as processes and no delay ({sizes}), fitted "
-            f"as {' + '.join(compute['basis'])} (non-negative, relative least squares): max residual "
+            f"as {' + '.join(_term_text(t) for t in compute['basis'])} (non-negative, relative least squares"
+            f"{'; up to poly_n elements and past it apart' if compute.get('regimes') else ''}): max residual "
             f"{100 * compute['max_residual']:.0f}%, held-out size {held}; includes moving the bytes over an unshaped "
-            "local link.")
+            f"local link.{timeouts}")
+
+
+def _term_text(term: str) -> str:
+    """A basis term for the notes: SPU's HE block search by name (HE_CIPHERTEXTS), not written out."""
+    if "pick_min" not in term:
+        return term
+    where = "(tokens, vocab, width)" if "tokens" in term else "(m, k, n)"
+    return f"{'b*' if term.startswith('b*') else ''}ciphertexts{where} (HE_CIPHERTEXTS in benchmarks/spu_tables.py)"
 
 
 def _used_series() -> set[str]:
@@ -451,7 +489,10 @@ def _confidence(protocol: str, fits: dict[str, dict]) -> str:
             f"{len(measured)} of the {len(with_messages)} entries with messages; the others keep SPU's message "
             "count in its place (each entry's notes say which). Compute (compute_s) is measured with the parties "
             "as processes (benchmarks/spu_compute.py; each entry's compute_source names the run and the machine) "
-            f"for {sum('compute' in fits[s] for s in used)} of the {len(used)} measured series. "
+            f"for {sum('compute' in fits[s] for s in used)} of the {len(used)} measured series, "
+            f"{sum(any(p.get('at_scale') for p in fits[s]['compute']['points']) for s in used if 'compute' in fits[s])} "
+            "of them also at the sizes users ask about (GPT-2 small / BERT-base at T = 128 and beyond: "
+            "spu_compute.py --at-scale; each entry's compute_range gives the largest size its fit used). "
             + ("Transfer is parallel: every party sends its share of an opening at once, so an op's bytes cross "
                "the parties' links together (measured: docs/latency-model-check.md). "
                if PROTOCOL_HEADERS[protocol].get("transfer") == "parallel" else "")

@@ -44,8 +44,11 @@ def _op_case(case: dict):
     rows, cols = case["rows"], case["cols"]
     torch.manual_seed(0)
     x = crypten.cryptensor(torch.randn(rows, cols))
-    plain = {"mat": torch.randn(cols, cols) / cols ** 0.5, "gain": torch.ones(cols),
-             "bias": torch.zeros(cols), "table": torch.randn(cols, case.get("width", 16))}
+    plain = {"gain": torch.ones(cols), "bias": torch.zeros(cols)}
+    if case["op"] == "linear":  # COLS x COLS: only where used (a vocabulary-wide one would not fit in memory)
+        plain["mat"] = torch.randn(cols, cols) / cols ** 0.5
+    if case["op"] == "embedding":
+        plain["table"] = torch.randn(cols, case.get("width", 16))
     w = {k: crypten.cryptensor(v) for k, v in plain.items()}
     fun = ct_ops.BENCH[case["op"]]
     return lambda: fun(x, w)

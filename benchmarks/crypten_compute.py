@@ -165,15 +165,37 @@ def _rows(path: Path) -> list[dict]:
 
 
 def fits() -> dict[str, dict]:
-    """Per op kind: ``spu_fit.fit_compute`` of its runs."""
+    """Per op kind: ``spu_fit.fit_compute`` of its runs, with its core scaling where measured."""
     from spu_fit import fit_compute
 
     by_kind: dict[str, list[dict]] = {}
-    for line in OUT.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            by_kind.setdefault(row["kind"], []).append(row)
-    return {kind: fit_compute(rows) for kind, rows in by_kind.items()}
+    for row in _rows(OUT):
+        by_kind.setdefault(row["kind"], []).append(row)
+    measured = scaling()
+    return {kind: {**fit_compute(rows), **({"scaling": measured[kind]} if kind in measured else {})}
+            for kind, rows in by_kind.items()}
+
+
+def scaling() -> dict[str, dict]:
+    """Per op kind timed in all three placements: the median serial and concurrent fractions of its
+    cases (``spu_fit.scaling_point``: X from scaling.jsonl, Y the at-scale reference run of
+    compute.jsonl, Z from scaling.jsonl), rounded to 2 digits, and the times behind them."""
+    from spu_fit import scaling_point
+
+    times: dict[str, dict[str, float]] = {}
+    for row in [r for r in _rows(OUT) if r.get("at_scale")] + _rows(SCALING_OUT):
+        times.setdefault(_key(row), {})[row.get("placement", "Y")] = row["min_wall_s"]
+    points: dict[str, list[dict]] = {}
+    for key, t in times.items():
+        if set(t) >= set(PLACEMENTS):
+            points.setdefault(json.loads(key)[0], []).append(scaling_point(t["X"], t["Y"], t["Z"]))
+    out = {}
+    for kind, pts in points.items():
+        serial = sorted(p["serial"] for p in pts if p["serial"] is not None)
+        concurrent = sorted(p["concurrent"] for p in pts)[len(pts) // 2]
+        out[kind] = {"serial": round(serial[len(serial) // 2], 2) if serial and concurrent <= 0.9 else 1.0,
+                     "concurrent": round(concurrent, 2), "points": pts}
+    return out
 
 
 def compute_lines(kind: str, fit: dict | None) -> list[str]:
@@ -189,8 +211,15 @@ def compute_lines(kind: str, fit: dict | None) -> list[str]:
     held = ", ".join(f"{100 * e:+.0f}%" for e in fit["heldout_errors"]) or "none"
     source = (f"measured: {' and '.join(fit['runs'])}, op {KINDS[kind][0]} ({sizes}), fitted as "
               f"{' + '.join(fit['basis'])}: max residual {100 * fit['max_residual']:.0f}%, held-out {held}")
-    return [f"    compute_s: {json.dumps(fit['formula'])}", f"    compute_source: {json.dumps(source)}",
-            f"    compute_range: {{size: {json.dumps(SIZE.get(kind, 'n'))}, max: {largest_size(kind, fit)}}}"]
+    lines = [f"    compute_s: {json.dumps(fit['formula'])}", f"    compute_source: {json.dumps(source)}",
+             f"    compute_range: {{size: {json.dumps(SIZE.get(kind, 'n'))}, max: {largest_size(kind, fit)}}}"]
+    if "scaling" in fit:
+        sc = fit["scaling"]
+        times = "; ".join(f"X {p['t_x']:.3g} s, Y {p['t_y']:.3g} s, Z {p['t_z']:.3g} s" for p in sc["points"])
+        lines[1] = lines[1][:-1] + (f"; core scaling from the parties each on its own core (X), unpinned (Y) and both "
+                                    f"on one core (Z): {times}\"")
+        lines.append(f"    compute_scaling: {{serial: {sc['serial']}, concurrent: {sc['concurrent']}}}")
+    return lines
 
 
 #: The size each kind's compute is measured over (the table's ``compute_range``): multiply-accumulates
@@ -229,7 +258,7 @@ def write_table(text: str, kind_fits: dict[str, dict], own: frozenset[str] = fro
         elif in_ops and line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":"):
             close()
             kind = line.strip()[:-1]
-        if in_ops and kind is not None and line.startswith(("    compute_s:", "    compute_source:", "    compute_range:")):
+        if in_ops and kind is not None and line.startswith(("    compute_s:", "    compute_source:", "    compute_range:", "    compute_scaling:")):
             continue
         out.append(line)
     close()

@@ -344,44 +344,37 @@ def test_the_store_serves_gloo_and_admits_each_role_once(host, capsys):
     dealer.close()
 
 
-def test_a_party_refuses_a_client_that_cannot_prove_the_secret():
+def _join_a_fake(serve, role: int, match: str) -> None:
+    """A party joins a listener whose one connection ``serve(conn)`` answers; it must refuse with ``match``."""
     listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
 
-    def fake_client() -> None:
+    def one_connection() -> None:
         conn, _ = listener.accept()
         with conn:
-            conn.sendall(rendezvous.MAGIC + os.urandom(32))
-            size = struct.unpack(">I", conn.recv(4))[0]
-            conn.recv(size)  # the party's proof: a MAC over fresh challenges, of no use to replay
-            answer = b"\x01" + os.urandom(16 + 32)
-            conn.sendall(struct.pack(">I", len(answer)) + answer)
+            serve(conn)
             time.sleep(1)
 
-    thread = threading.Thread(target=fake_client)
+    thread = threading.Thread(target=one_connection)
     thread.start()
-    with pytest.raises(rendezvous.RendezvousError, match="could not prove that it knows the run's secret"):
-        rendezvous.join("127.0.0.1", port, 1, KEY, 5, 5)
+    with pytest.raises(rendezvous.RendezvousError, match=match):
+        rendezvous.join("127.0.0.1", listener.getsockname()[1], role, KEY, 5, 5)
     thread.join()
     listener.close()
+
+
+def test_a_party_refuses_a_client_that_cannot_prove_the_secret():
+    def fake_client(conn: socket.socket) -> None:
+        conn.sendall(rendezvous.MAGIC + os.urandom(32))
+        size = struct.unpack(">I", conn.recv(4))[0]
+        conn.recv(size)  # the party's proof: a MAC over fresh challenges, of no use to replay
+        answer = b"\x01" + os.urandom(16 + 32)
+        conn.sendall(struct.pack(">I", len(answer)) + answer)
+
+    _join_a_fake(fake_client, 1, "could not prove that it knows the run's secret")
 
 
 def test_a_party_refuses_a_program_that_is_not_a_picost_client():
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def other_program() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n" + b" " * 64)
-            time.sleep(1)
-
-    thread = threading.Thread(target=other_program)
-    thread.start()
-    with pytest.raises(rendezvous.RendezvousError, match="is not a picost client"):
-        rendezvous.join("127.0.0.1", port, 2, KEY, 5, 5)
-    thread.join()
-    listener.close()
+    _join_a_fake(lambda conn: conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n" + b" " * 64), 2, "is not a picost client")
 
 
 def test_slow_and_excess_connections_are_closed_and_logged(host, capsys, monkeypatch):

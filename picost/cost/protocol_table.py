@@ -694,16 +694,25 @@ class _Validator:
                      {f: line_of(self.lines, path + (f,)) for f in formulas}, ".".join(str(p) for p in path),
                      tuple(symbols), compute_source, scaling, compute_range)
 
+    def compute_part(self, e: Mapping[str, Any], formulas: Mapping[str, Any], path: KeyPath, key: str,
+                     keys: tuple[str, ...], what: str) -> tuple[KeyPath, dict[str, Any]] | None:
+        """``(path, mapping)`` of the entry's ``key`` (a part of its compute: exactly ``keys``), or None
+        when absent; an error when the entry has no ``compute_s`` for it to describe."""
+        if key not in e:
+            return None
+        where = path + (key,)
+        if "compute_s" not in formulas:
+            raise self.error(where, f"{key} {what}; the entry has no compute_s")
+        return where, self.mapping(e[key], where, keys, keys)
+
     def compute_scaling(self, e: Mapping[str, Any], formulas: Mapping[str, Any], path: KeyPath) -> Any:
         """``compute_scaling: {serial: s, concurrent: c}`` (fractions from 0 to 1), or None."""
-        if "compute_scaling" not in e:
+        found = self.compute_part(e, formulas, path, "compute_scaling", _SCALING_KEYS, "says how compute_s scales")
+        if found is None:
             return None
         from picost.cost.machine import Scaling
 
-        where = path + ("compute_scaling",)
-        if "compute_s" not in formulas:
-            raise self.error(where, "compute_scaling says how compute_s scales; the entry has no compute_s")
-        raw = self.mapping(e["compute_scaling"], where, _SCALING_KEYS, _SCALING_KEYS)
+        where, raw = found
         for key in _SCALING_KEYS:
             value = raw[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
@@ -713,12 +722,10 @@ class _Validator:
     def compute_range(self, e: Mapping[str, Any], formulas: Mapping[str, Any], dims: tuple[str, ...],
                       path: KeyPath) -> Any:
         """``compute_range: {size: formula over the entry's dims, max: number}``, or None."""
-        if "compute_range" not in e:
+        found = self.compute_part(e, formulas, path, "compute_range", _RANGE_KEYS, "is the measured range of compute_s")
+        if found is None:
             return None
-        where = path + ("compute_range",)
-        if "compute_s" not in formulas:
-            raise self.error(where, "compute_range is the measured range of compute_s; the entry has no compute_s")
-        raw = self.mapping(e["compute_range"], where, _RANGE_KEYS, _RANGE_KEYS)
+        where, raw = found
         size = formula.parse(raw["size"], set(dims), file=self.file, line=line_of(self.lines, where + ("size",)),
                              field_name=".".join(where + ("size",)))
         top = raw["max"]

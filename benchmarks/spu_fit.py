@@ -118,10 +118,13 @@ def _elements(kind: str, d: dict) -> int:
     return d["n"]
 
 
-def nnls_relative(A: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative least squares on relative error: min |(A x - y) / y| with x >= 0, by
-    dropping the most negative coefficient and refitting until none is negative."""
+def nnls_relative(A: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Non-negative least squares on relative error: min |w (A x - y) / y| with x >= 0 (``w``:
+    ``weights``, default 1), by dropping the most negative coefficient and refitting until none is
+    negative."""
     scale = np.where(y > 0, y, 1.0)
+    if weights is not None:
+        scale = scale / weights
     active = list(range(A.shape[1]))
     while True:
         x = np.zeros(A.shape[1])
@@ -308,6 +311,10 @@ COMPUTE_BASES: dict[str, tuple[str, ...]] = {
     **{kind: ("1", "rows*cols", "rows") for kind in ROW_KINDS},
 }
 COMPUTE_DEFAULT_BASIS = ("1", "n")
+#: SPU's (SEMI2K, ABY3) linear apart from :data:`COMPUTE_BASES` (which crypten_compute.py shares):
+#: the weight's elements on their own (k*n: the private weight made a share, its mask opened):
+#: GPT-2's lm head, 1x768x50257, takes SEMI2K 4.3 s for 39 M multiply-accumulates.
+SPU_COMPUTE_BASES: dict[str, tuple[str, ...]] = {"linear": ("1", "m*k*n", "(m*k + m*n)", "k*n")}
 
 #: The size measure of an op kind (what ``spu_compute.work`` spreads sizes over): elements, or
 #: multiply-accumulates of a product, ``tokens*vocab*width`` for the embedding. The tables write
@@ -330,7 +337,7 @@ def _cheetah_compute_bases() -> dict[str, tuple[str, ...]]:
 
     emb = f"let(m, tokens, let(k, vocab, let(n, width, {HE_CIPHERTEXTS})))"
     return {
-        "linear": ("1", HE_CIPHERTEXTS, "m*k*n", "k*n", "m*n"),
+        "linear": ("1", f"({HE_CIPHERTEXTS})", "m*k*n", "k*n", "m*n"),
         "matmul": ("1", f"b*({HE_CIPHERTEXTS})", "b*m*k*n", "b*m*n"),
         "embedding": ("1", emb, "tokens*vocab*width", "tokens*vocab"),
     }
@@ -359,20 +366,30 @@ def _timed(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("min_wall_s") is not None]
 
 
-def _fit_time(terms: tuple[str, ...], points: list[dict]) -> np.ndarray:
+#: How much an at-scale run's relative error counts in a compute fit against a campaign size's:
+#: the fits are for the sizes users ask about (DESIGN.md principle 7), and the campaign's small
+#: sizes (milliseconds, measured on a busier machine) scatter more than the model can follow.
+AT_SCALE_WEIGHT = 3.0
+
+
+def _fit_time(terms: tuple[str, ...], points: list[dict], weighted: bool = True) -> np.ndarray:
     if not points:
         return np.zeros(len(terms))
     A = np.array([[term_value(t, r["dims"]) for t in terms] for r in points])
     y = np.array([r["min_wall_s"] for r in points])
-    return np.array([significant(c) for c in nnls_relative(A, y)])
+    weights = np.array([AT_SCALE_WEIGHT if weighted and r.get("at_scale") else 1.0 for r in points])
+    return np.array([significant(c) for c in nnls_relative(A, y, weights if (weights != 1).any() else None)])
 
 
 def fit_compute(rows: list[dict], protocol: str = "", series: str = "") -> dict:
     """``compute_s`` of one series from its zero-delay runs (``spu_compute.py``, with its at-scale
-    runs): the basis of :data:`COMPUTE_BASES` (CHEETAH's products: :func:`_cheetah_compute_bases`;
-    CHEETAH's series of :data:`REGIMES`: one basis up to poly_n elements, per polynomial past it)
-    fitted to the fastest run per size (non-negative, relative least squares), its residuals, the
-    error at the held-out size and the runs that did not finish (``timeouts``)."""
+    runs): the basis of :data:`COMPUTE_BASES` fitted to the fastest run per size (non-negative,
+    relative least squares), its residuals, the error at the held-out size and the runs that did
+    not finish (``timeouts``, ``failed``). With ``protocol`` (an SPU protocol's series): SPU's
+    bases (:data:`SPU_COMPUTE_BASES`; CHEETAH's products: :func:`_cheetah_compute_bases`;
+    CHEETAH's series of :data:`COMPUTE_REGIMES`: one basis up to poly_n elements, per polynomial
+    past it), a hinge past the campaign's sizes for elementwise and row ops measured at scale, and
+    at-scale runs weighted :data:`AT_SCALE_WEIGHT`. Without (crypten_compute.py): the plain basis."""
     kind = rows[0]["kind"]
     timed = _timed(rows)
     fit_pts = [r for r in timed if not r.get("heldout")]
@@ -395,14 +412,15 @@ def fit_compute(rows: list[dict], protocol: str = "", series: str = "") -> dict:
         coefs = np.concatenate([small_coefs, large_coefs])
         regimes = [list(small_terms), list(large_terms)]
     else:
-        terms = he_bases.get(kind, COMPUTE_BASES.get(kind, COMPUTE_DEFAULT_BASIS))
+        spu_bases = SPU_COMPUTE_BASES if protocol else {}
+        terms = he_bases.get(kind, spu_bases.get(kind, COMPUTE_BASES.get(kind, COMPUTE_DEFAULT_BASIS)))
         campaign = [r for r in fit_pts if not r.get("at_scale")]
-        if kind not in PRODUCT_KINDS and len(campaign) < len(fit_pts) and campaign:
+        if protocol and kind not in PRODUCT_KINDS and len(campaign) < len(fit_pts) and campaign:
             # past the campaign's sizes an element costs more (working sets leave the caches): a
             # hinge at the largest campaign size, its slope fitted through the at-scale runs
             knee = int(max(term_value(size, r["dims"]) for r in campaign))
             terms = tuple(terms) + (f"max(0, {size} - {knee})",)
-        coefs = _fit_time(terms, fit_pts)
+        coefs = _fit_time(terms, fit_pts, weighted=bool(protocol))
         formula_text, regimes = _formula(terms, coefs), None
     predict = lambda r: term_value(formula_text, r["dims"])  # noqa: E731
     residuals = [predict(r) / r["min_wall_s"] - 1 for r in fit_pts]
@@ -414,8 +432,19 @@ def fit_compute(rows: list[dict], protocol: str = "", series: str = "") -> dict:
                         **({"at_scale": True} if r.get("at_scale") else {})} for r in timed],
             "timeouts": [{"dims": r["dims"], "timeout_s": r["timeout_s"], "predicted_s": predict(r)}
                          for r in rows if r.get("timeout_s") is not None and r.get("min_wall_s") is None],
+            "failed": [{"dims": r["dims"], "error": r["error"], "predicted_s": predict(r)}
+                       for r in rows if r.get("error") and r.get("min_wall_s") is None],
             "size": size, "max_size": int(max(term_value(size, r["dims"]) for r in fit_pts)),
-            "runs": sorted({f"{r['run']} ({r['date']}; {r['host']})" for r in rows})}
+            "runs": _runs_text(rows)}
+
+
+def _runs_text(rows: list[dict]) -> list[str]:
+    """The runs of ``rows``, one per command and machine, with the dates (first .. last) they ran."""
+    dates: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for r in rows:
+        dates[(r["run"], r["host"])].append(r["date"])
+    return sorted(f"{run} ({min(d)}{' .. ' + max(d) if max(d) != min(d) else ''}; {host})"
+                  for (run, host), d in dates.items())
 
 
 def load_computes(protocol: str) -> dict[str, dict]:
@@ -468,7 +497,7 @@ def load_scaling(protocol: str) -> dict[str, dict]:
             continue
         key = (r["kind"], r["series"], json.dumps(r["dims"], sort_keys=True))
         times[key][r["placement"]] = min(r["min_wall_s"], times[key].get(r["placement"], math.inf))
-        meta.setdefault(key, {"runs": set()})["runs"].add(f"{r['date']}; {r['host']}")
+        meta.setdefault(key, {"runs": set()})["runs"].add(f"{r['date'][:10]}; {r['host']}")
     by_kind: dict[str, list[dict]] = defaultdict(list)
     for key, t in sorted(times.items()):
         if set(t) >= {"X", "Y", "Z"}:

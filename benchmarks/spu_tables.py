@@ -438,6 +438,9 @@ def _compute(fit: dict) -> tuple[dict, dict, str]:
         f" Did not finish within {t['timeout_s']:g} s (compile, warm-up and runs): "
         f"{', '.join(f'{k}={v}' for k, v in sorted(t['dims'].items()))} (the formula gives {t['predicted_s']:.0f} s)."
         for t in compute.get("timeouts", []))
+    timeouts += "".join(
+        f" Did not run: {', '.join(f'{k}={v}' for k, v in sorted(t['dims'].items()))}, {t['error']} on this machine "
+        f"(the formula gives {t['predicted_s']:.0f} s)." for t in compute.get("failed", []))
     values = {"compute_s": compute["formula"],
               "compute_range": {"size": compute["size"], "max": compute["max_size"]}}
     source = f"measured: {' and '.join(compute['runs'])}, series {fit['series']}"

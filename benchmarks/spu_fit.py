@@ -527,10 +527,28 @@ def load_runs(protocol: str) -> dict[str, list[dict]]:
     return series
 
 
+#: Protocols whose core scaling cannot be measured on the 2-core reference VM, and the protocol whose
+#: measured fractions they take: ABY3's three parties cannot each be pinned to a core of two, and
+#: SEMI2K is the same SPU engine with the same local ring kernels (a derivation, said in each entry).
+SCALING_FROM = {"aby3": "semi2k"}
+
+
+def scaling_of(protocol: str) -> dict[str, dict]:
+    """:func:`load_scaling` of ``protocol``, or, where it has none, its :data:`SCALING_FROM`'s with a note."""
+    own = load_scaling(protocol)
+    if own or protocol not in SCALING_FROM:
+        return own
+    donor = SCALING_FROM[protocol]
+    note = (f"derived: {donor.upper()}'s measured fractions ({protocol.upper()}'s three parties cannot each be "
+            f"pinned to a core of the 2-core reference; same SPU engine and local kernels)")
+    return {kind: {**v, "note": f"{note}; {v['note']}" if v.get("note") else note}
+            for kind, v in load_scaling(donor).items()}
+
+
 def fit_all() -> dict[str, dict[str, dict]]:
     out = {}
     for p in PROTOCOLS:
-        depths, computes, scaling = load_depths(p), load_computes(p), load_scaling(p)
+        depths, computes, scaling = load_depths(p), load_computes(p), scaling_of(p)
         out[p] = {name: {**fit_series(p, name, rows), **({"depth": depths[name]} if name in depths else {}),
                          **({"compute": computes[name]} if name in computes else {}),
                          **({"compute_scaling": scaling[rows[0]["kind"]]} if rows[0]["kind"] in scaling else {})}

@@ -237,3 +237,24 @@ def test_every_spec_through_the_what_if_library(spec):
     if model.n_layers <= 12:
         forms = class_forms(model, table, True, ["T"])
         assert forms.costed_classes
+
+
+# -- leftovers -----------------------------------------------------------------------------------
+
+def test_a_report_cleans_the_staging_folder_of_a_killed_writer(tmp_path):
+    """A writer killed with SIGKILL during staging leaves .picost-stage-<pid>-*; the next write in
+    that folder removes it (its pid is dead) and leaves a live writer's alone."""
+    import subprocess
+    import sys
+
+    from picost.report.atomic_write import STAGE_PREFIX, write_all_atomic
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"{STAGE_PREFIX}{int(dead.stdout)}-abc"
+    stale.mkdir()
+    (stale / "0.md").write_text("half")
+    live = tmp_path / f"{STAGE_PREFIX}{os.getpid()}-xyz"
+    live.mkdir()
+    write_all_atomic({tmp_path / "r.md": "report\n"})
+    assert not stale.exists() and live.exists() and (tmp_path / "r.md").read_text() == "report\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGE_PREFIX) and p != live]

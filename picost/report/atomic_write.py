@@ -39,8 +39,9 @@ def write_all_atomic(files: dict[Path, bytes | str]) -> None:
     targets = [Path(p) for p in files]
     for path in targets:
         _check_target(path)
+    clean_stale_stages(targets[-1].parent)
     with _interrupts_raise():
-        stage = Path(tempfile.mkdtemp(prefix=".picost-stage-", dir=targets[-1].parent))
+        stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-", dir=targets[-1].parent))
         try:
             staged = []
             for i, (path, data) in enumerate(zip(targets, files.values())):
@@ -51,6 +52,48 @@ def write_all_atomic(files: dict[Path, bytes | str]) -> None:
                 _swap(staged, stage)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+
+
+STAGE_PREFIX = ".picost-stage-"
+"""Staging folders are ``.picost-stage-<pid>-<random>``: the pid says whether their writer lives."""
+STALE_UNNAMED_S = 3600.0
+"""A staging folder without a pid in its name (older picost) is stale after this long."""
+
+
+def clean_stale_stages(directory: Path) -> list[Path]:
+    """Remove staging folders in ``directory`` left by a writer that was killed outright (SIGKILL:
+    no handler ran): those whose pid is no longer alive, and unnamed ones over an hour old.
+    Returns what was removed."""
+    import time
+
+    removed = []
+    try:
+        candidates = [p for p in directory.iterdir() if p.name.startswith(STAGE_PREFIX) and p.is_dir()]
+    except OSError:
+        return removed
+    for stage in candidates:
+        pid_text = stage.name[len(STAGE_PREFIX):].split("-", 1)[0]
+        if pid_text.isdigit():
+            stale = not _alive(int(pid_text))
+        else:
+            try:
+                stale = time.time() - stage.stat().st_mtime > STALE_UNNAMED_S
+            except OSError:
+                continue
+        if stale:
+            shutil.rmtree(stage, ignore_errors=True)
+            removed.append(stage)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def _check_target(path: Path) -> None:

@@ -348,25 +348,42 @@ def _build_pick_min(call: ast.Call, backend: _Backend) -> Callable[[Mapping[str,
     nodes = [n for a in args[3:] for n in ast.walk(a)]
     bound = {n.args[0].id for n in nodes if isinstance(n, ast.Call) and n.func.id in ("let", "pick_min")}  # type: ignore[attr-defined]
     names = sorted({n.id for n in nodes if isinstance(n, ast.Name)} - bound - {index})
-    seen: dict[tuple, Any] = {}
+    text = ast.unparse(call)  # the same search written in two formulas (bytes, compute) is done once
 
     def search(env: Mapping[str, Any]) -> Any:
         envs = [{**env, index: i} for i in indices]
         return _pick_min([key(e) for e in envs], [value(e) for e in envs])
 
     def plain(env: Mapping[str, Any]) -> Any:
-        inputs = tuple(env.get(n) for n in names)
-        if not all(isinstance(v, (int, float)) for v in inputs):  # arrays: element-wise, not kept
+        inputs = tuple((n, _cache_key(env[n])) for n in names if n in env)  # names a let() binds are not in env
+        if any(k is None for _, k in inputs):
             return search(env)
-        if inputs not in seen:
-            if len(seen) >= 4096:
-                seen.clear()
-            seen[inputs] = search(env)
-        return seen[inputs]
+        found = _SEARCHES.get((text, inputs))
+        if found is None:
+            if len(_SEARCHES) >= 4096:
+                _SEARCHES.clear()
+            found = _SEARCHES[(text, inputs)] = search(env)
+        return found
 
     if not backend.symbolic:
         return plain
     return lambda env: _sympy_pick({n: env[n] for n in names if n in env}, plain, call)
+
+
+_SEARCHES: dict[tuple, Any] = {}
+"""Results of ``pick_min`` searches by (search text, inputs): a model's equal layers, its decode
+steps and a row's bytes and compute search the same shapes."""
+
+
+def _cache_key(value: Any) -> Any:
+    """A hashable stand-in for a search input: the number, or a numeric array's dtype, shape and
+    bytes (at most 65,536 values, e.g. one per decode step: the cache stays small); None for
+    anything else (not kept)."""
+    if isinstance(value, (int, float)):
+        return value
+    if hasattr(value, "tobytes") and getattr(value, "dtype", None) != object and getattr(value, "size", 1 << 30) <= 1 << 16:
+        return (str(value.dtype), value.shape, value.tobytes())
+    return None
 
 
 def _pick_min(keys: list, values: list) -> Any:

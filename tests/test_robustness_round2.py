@@ -258,3 +258,10 @@ def test_a_report_cleans_the_staging_folder_of_a_killed_writer(tmp_path):
     write_all_atomic({tmp_path / "r.md": "report\n"})
     assert not stale.exists() and live.exists() and (tmp_path / "r.md").read_text() == "report\n"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGE_PREFIX) and p != live]
+
+
+@pytest.mark.parametrize("host", ["::1", "192.0.2.7"])
+def test_mpc_run_on_a_host_that_is_not_a_local_ipv4_address_is_exit_2(host):
+    """::1 (IPv6) and a documentation address (not on this machine): one message, before any party starts."""
+    res = run_cli("mpc", "run", "tiny", "--tokens", "1,2", "--host", host, "--timeout", "5", timeout=60)
+    assert res.returncode == 2 and "--host" in res.stderr and "Traceback" not in res.stderr

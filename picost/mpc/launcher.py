@@ -36,8 +36,15 @@ class MpcRunError(RuntimeError):
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port on ``host``, which must be an IPv4 address of this machine (:class:`UserError`
+    otherwise: the local launcher starts every party here)."""
     with socket.socket() as s:
-        s.bind((host, 0))
+        try:
+            s.bind((host, 0))
+        except (OSError, UnicodeError) as exc:
+            raise UserError(f"cannot listen on '{host}' ({getattr(exc, 'strerror', None) or exc}): picost mpc run starts "
+                            "all three parties on this machine, so --host must be one of its IPv4 addresses (for "
+                            "parties on other machines use `picost mpc party`)", field="--host") from None
         return s.getsockname()[1]
 
 

@@ -265,3 +265,14 @@ def test_mpc_run_on_a_host_that_is_not_a_local_ipv4_address_is_exit_2(host):
     """::1 (IPv6) and a documentation address (not on this machine): one message, before any party starts."""
     res = run_cli("mpc", "run", "tiny", "--tokens", "1,2", "--host", host, "--timeout", "5", timeout=60)
     assert res.returncode == 2 and "--host" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["estimate", "vit-base", "-p", "puma", "-n", "lan", "-N", "4"],
+    ["compare", "vit-base", "tiny", "-p", "puma", "-n", "lan", "-N", "4"],
+    ["sweep", "vit-base", "-p", "puma", "-n", "lan", "-T", "197", "-N", "4"],
+    ["symbolic", "vit-base", "-p", "puma", "-n", "lan", "--new-tokens"],
+])
+def test_a_patch_input_spec_refuses_generation_in_every_command(argv):
+    res = run_cli(*argv)
+    assert res.returncode == 2 and "image-patch input" in res.stderr and "Traceback" not in res.stderr

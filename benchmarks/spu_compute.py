@@ -24,8 +24,8 @@ there are skipped: an interrupted run resumes)::
 
 At scale (``--at-scale``): the same method at the sizes users ask about (:data:`AT_SCALE`: GPT-2
 small / BERT-base at T = 128, the embedding at intermediate and real vocabularies, one
-Llama-7B-sized op), one lab per op, each op under ``--timeout`` (compile, warm-up and runs; an op
-that does not finish is written as a row with ``timeout_s`` and no time). With ``--placement``
+Llama-7B-sized op), one lab per op, each step of an op (compile and warm-up, then each run) under
+``--timeout``; an op that does not finish is written as a row with ``timeout_s`` and no time. With ``--placement``
 the parties are pinned (core scaling, issue 20): **X** each party on its own core, **Y**
 unpinned (the reference runs; written to ``compute-<protocol>.jsonl`` too), **Z** both on core 0;
 every placement's row goes to ``scaling-<protocol>.jsonl``. ``--scaling`` takes only the ops of
@@ -241,7 +241,8 @@ def run_at_scale(ns: argparse.Namespace) -> int:
             if "within" not in str(exc):
                 raise
             result = {**row, **m, "protocol": ns.protocol, "timeout_s": ns.timeout,
-                      "note": f"did not finish within {ns.timeout:g} s (compile, warm-up and {ns.repeats} runs): {exc}"}
+                      "note": (f"a step did not finish within {ns.timeout:g} s (the timeout holds for compile and "
+                               f"warm-up together, then for each of the {ns.repeats} runs): {exc}")}
             print(f"{ns.placement} {m['series']:40} {json.dumps(m['dims']):44} TIMEOUT after {time.time() - start:.0f} s",
                   flush=True)
         append_row(scaling_out, result)
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--placement", choices=sorted(PLACEMENTS), default="Y",
                         help="with --at-scale: X each party on its own core, Y unpinned, Z both on core 0")
     parser.add_argument("--timeout", type=float, default=1200.0,
-                        help="with --at-scale: seconds an op may take (compile, warm-up, each run)")
+                        help="with --at-scale: seconds a step may take (compile and warm-up, then each run)")
     parser.add_argument("--max-work", type=float,
                         help="with --at-scale: leave out ops whose work (work()) is larger than this")
     parser.add_argument("--rerun", action="store_true",

@@ -435,7 +435,7 @@ def _compute(fit: dict) -> tuple[dict, dict, str]:
                       for p in compute["points"] if not p["heldout"])
     held = "; ".join(f"{100 * e:+.0f}%" for e in compute["heldout_errors"]) or "none"
     timeouts = "".join(
-        f" Did not finish within {t['timeout_s']:g} s (compile, warm-up and runs): "
+        f" Did not finish a step (compile and warm-up, or a run) within {t['timeout_s']:g} s: "
         f"{', '.join(f'{k}={v}' for k, v in sorted(t['dims'].items()))} (the formula gives {t['predicted_s']:.0f} s)."
         for t in compute.get("timeouts", []))
     timeouts += "".join(

@@ -360,14 +360,21 @@ def generation_forms(spec: "ModelSpec", table: ProtocolTable, allow_uncosted: bo
 
 def _sum_over_steps(d: Any, bounds: tuple) -> Any:
     """``sum over bounds of d``: sympy's ``summation`` of the terms it can close; a table's search
-    (``pick_min_N(c)``, computed rather than spelled out) stays a ``Sum`` (sympy would try every
-    summation method on it at length)."""
+    (``pick_min_N(c)``, computed rather than spelled out) and a term with a ``Max``/``Min`` of the
+    cache length (a fitted hinge, a regime switch) stay a ``Sum`` (sympy would try every summation
+    method on them at length: minutes for one generation's forms)."""
     import sympy
     from sympy.core.function import AppliedUndef
 
-    terms = sympy.Add.make_args(sympy.expand(d)) if d.has(AppliedUndef) else (d,)
-    searches = [t for t in terms if t.has(AppliedUndef)]
-    rest = sympy.Add(*(t for t in terms if not t.has(AppliedUndef)))
+    c = bounds[0]
+    hard = (AppliedUndef, sympy.Max, sympy.Min)
+
+    def is_hard(term: Any) -> bool:
+        return term.has(AppliedUndef) or any(m.has(c) for m in term.atoms(sympy.Max, sympy.Min))
+
+    terms = sympy.Add.make_args(sympy.expand(d)) if d.has(*hard) else (d,)
+    searches = [t for t in terms if is_hard(t)]
+    rest = sympy.Add(*(t for t in terms if not is_hard(t)))
     return sympy.summation(rest, bounds) + (sympy.Sum(sympy.Add(*searches), bounds) if searches else 0)
 
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -114,14 +113,10 @@ SCALING: tuple[tuple[str, dict], ...] = (
 
 
 def host() -> str:
-    """What the times were measured on: CPU model and cores."""
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"{model}, {os.cpu_count()} cores"
+    """What the times were measured on: CPU model and cores (as ``picost calibrate --engine`` records it)."""
+    from picost.netlab.calibrate_machine import host_name
+
+    return host_name()
 
 
 def work(kind: str, dims: dict) -> int:

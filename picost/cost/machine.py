@@ -148,7 +148,7 @@ def fit_speed(points: list[SpeedPoint], threads: float, parties: int) -> tuple[f
 
 
 def _threads(n: float) -> str:
-    return f"{n:g} core{'s' if n != 1 else ''}" + ("" if n == int(n) else "")
+    return f"{n:g} core{'s' if n != 1 else ''}"
 
 
 REFERENCE = Machine(

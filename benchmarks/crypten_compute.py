@@ -172,7 +172,7 @@ def fits() -> dict[str, dict]:
     for row in _rows(OUT):
         by_kind.setdefault(row["kind"], []).append(row)
     measured = scaling()
-    return {kind: {**fit_compute(rows), **({"scaling": measured[kind]} if kind in measured else {})}
+    return {kind: {**fit_compute(rows, at_scale=True), **({"scaling": measured[kind]} if kind in measured else {})}
             for kind, rows in by_kind.items()}
 
 

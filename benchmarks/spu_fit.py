@@ -381,7 +381,7 @@ def _fit_time(terms: tuple[str, ...], points: list[dict], weighted: bool = True)
     return np.array([significant(c) for c in nnls_relative(A, y, weights if (weights != 1).any() else None)])
 
 
-def fit_compute(rows: list[dict], protocol: str = "", series: str = "") -> dict:
+def fit_compute(rows: list[dict], protocol: str = "", series: str = "", at_scale: bool | None = None) -> dict:
     """``compute_s`` of one series from its zero-delay runs (``spu_compute.py``, with its at-scale
     runs): the basis of :data:`COMPUTE_BASES` fitted to the fastest run per size (non-negative,
     relative least squares), its residuals, the error at the held-out size and the runs that did
@@ -389,7 +389,8 @@ def fit_compute(rows: list[dict], protocol: str = "", series: str = "") -> dict:
     bases (:data:`SPU_COMPUTE_BASES`; CHEETAH's products: :func:`_cheetah_compute_bases`;
     CHEETAH's series of :data:`COMPUTE_REGIMES`: one basis up to poly_n elements, per polynomial
     past it), a hinge past the campaign's sizes for elementwise and row ops measured at scale, and
-    at-scale runs weighted :data:`AT_SCALE_WEIGHT`. Without (crypten_compute.py): the plain basis."""
+    at-scale runs weighted :data:`AT_SCALE_WEIGHT`. Without (crypten_compute.py): the plain basis,
+    with the hinge and the weights where ``at_scale`` (default: with ``protocol``)."""
     kind = rows[0]["kind"]
     timed = _timed(rows)
     fit_pts = [r for r in timed if not r.get("heldout")]
@@ -415,12 +416,13 @@ def fit_compute(rows: list[dict], protocol: str = "", series: str = "") -> dict:
         spu_bases = SPU_COMPUTE_BASES if protocol else {}
         terms = he_bases.get(kind, spu_bases.get(kind, COMPUTE_BASES.get(kind, COMPUTE_DEFAULT_BASIS)))
         campaign = [r for r in fit_pts if not r.get("at_scale")]
-        if protocol and kind not in PRODUCT_KINDS and len(campaign) < len(fit_pts) and campaign:
+        at_scale = bool(protocol) if at_scale is None else at_scale
+        if at_scale and kind not in PRODUCT_KINDS and len(campaign) < len(fit_pts) and campaign:
             # past the campaign's sizes an element costs more (working sets leave the caches): a
             # hinge at the largest campaign size, its slope fitted through the at-scale runs
             knee = int(max(term_value(size, r["dims"]) for r in campaign))
             terms = tuple(terms) + (f"max(0, {size} - {knee})",)
-        coefs = _fit_time(terms, fit_pts, weighted=bool(protocol))
+        coefs = _fit_time(terms, fit_pts, weighted=at_scale)
         formula_text, regimes = _formula(terms, coefs), None
     predict = lambda r: term_value(formula_text, r["dims"])  # noqa: E731
     residuals = [predict(r) / r["min_wall_s"] - 1 for r in fit_pts]

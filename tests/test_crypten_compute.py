@@ -44,3 +44,29 @@ def test_rewriting_replaces_compute_lines_instead_of_adding_more():
     once = script.write_table(text, fits)
     assert script.write_table(once, fits) == once
     assert once.count("compute_s:") == len(fits) + 1  # every measured kind and the truncation
+
+
+def _at_scale_runs() -> list[dict]:
+    import json
+
+    path = REPO / "benchmarks" / "results" / "crypten" / "compute.jsonl"
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r.get("at_scale")]
+
+
+def test_at_scale_runs_committed():
+    """The op classes of GPT-2 small / BERT-base at T = 128 were timed at those sizes (issue 20)."""
+    kinds = {r["kind"] for r in _at_scale_runs()}
+    assert {"linear", "matmul", "gelu", "gelu_tanh", "softmax", "layernorm", "embedding", "mul"} <= kinds
+
+
+def test_table_compute_at_scale_within_25_percent_of_the_runs():
+    """Every at-scale run (benchmarks/crypten_compute.py --at-scale) against the committed table's
+    compute_s at its size: within 25% (needs no CrypTen)."""
+    table = load_protocol("crypten")
+    misses = []
+    for run in _at_scale_runs():
+        entry = table.entries[run["kind"]]
+        table_s = float(entry.formulas["compute_s"].value({**table.param_values, **run["dims"]}))
+        if abs(table_s / run["min_wall_s"] - 1) > 0.25:
+            misses.append(f"{run['kind']} {run['dims']}: table {table_s:.3g} s, run {run['min_wall_s']:.3g} s")
+    assert not misses, misses

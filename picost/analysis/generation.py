@@ -187,7 +187,11 @@ def decode_steps(spec: "ModelSpec", table: ProtocolTable, link: Network, prompt:
     by_class: dict[str, dict[str, Any]] = {}
     for cls, out in costs.by_class.items():
         out = dict(out)
-        out["latency_s"] = step_latency(out, link, table)
+        if all(v is None or v.strides == (0,) for v in out.values()):  # no field changes with the cache
+            first = step_latency({f: None if v is None else v[:1] for f, v in out.items()}, link, table)
+            out["latency_s"] = None if first is None else np.broadcast_to(first, cache.shape)
+        else:
+            out["latency_s"] = step_latency(out, link, table)
         by_class[cls] = out
     total: dict[str, Any] = {}
     for f in STEP_FIELDS:
@@ -220,12 +224,56 @@ def step_latency(fields: Mapping[str, Any], link: Network, table: ProtocolTable)
             + fields["rounds"] * round_s)
 
 
+#: Cache lengths lowered and costed at once: the lowering's per-op dim arrays and the formulas'
+#: temporaries are this long, whatever N is (memory bounded at ``MAX_NEW_TOKENS``).
+DECODE_CHUNK = 1 << 15
+
+
 def decode_costs(spec: "ModelSpec", table: ProtocolTable, cache: "np.ndarray",
                  allow_uncosted: bool = False) -> DecodeCosts:
     """One decode step of ``spec`` at every cache length of ``cache`` (a 1-D int64 array, any
-    order), lowered once: rows whose dims do not depend on the cache are costed once by the table,
-    the others by evaluating its formulas on the arrays."""
+    order): rows whose dims do not depend on the cache are costed once by the table, the others by
+    evaluating its formulas on the arrays, :data:`DECODE_CHUNK` cache lengths at a time. A class's
+    field that no cache length changes is a read-only broadcast of one number (no memory per step)."""
+    import numpy as np
+
     n = len(cache)
+    chunks = [_decode_chunk(spec, table, cache[i:i + DECODE_CHUNK], allow_uncosted)
+              for i in range(0, max(n, 1), DECODE_CHUNK)]
+    first = chunks[0]
+    by_class: dict[str, dict[str, Any]] = {}
+    for cls in ROW_CLASSES:
+        if cls not in first.sums:
+            continue
+        out = {}
+        for f, seen in first.seen[cls].items():
+            if not seen:
+                out[f] = None
+                continue
+            values = [c.sums[cls][f] for c in chunks]
+            if not any(_is_array(v) for v in values) and len(set(map(repr, values))) == 1:
+                out[f] = _constant(values[0], n)
+            else:
+                out[f] = _integral(np.concatenate([_full(v, len(c.cache)) for v, c in zip(values, chunks)]))
+        if not first.directions:
+            out["bytes_client_to_server"] = out["bytes_server_to_client"] = None
+        by_class[cls] = out
+    return DecodeCosts(cache, by_class, first.uncosted)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """The raw sums of one chunk of cache lengths: per class and field a number (no row of it
+    depends on the cache) or an array; ``seen[class][field]``: some costed row gives the field."""
+
+    cache: "np.ndarray"
+    sums: dict[str, dict[str, Any]]
+    seen: dict[str, dict[str, bool]]
+    directions: bool
+    uncosted: tuple[str, ...]
+
+
+def _decode_chunk(spec: "ModelSpec", table: ProtocolTable, cache: "np.ndarray", allow_uncosted: bool) -> _Chunk:
     ops = lower(spec.model_copy(update={"phase": "decode"}), cache).ops
     acc: dict[str, dict[str, Any]] = {}
     present: dict[str, dict[str, bool]] = {}
@@ -234,7 +282,7 @@ def decode_costs(spec: "ModelSpec", table: ProtocolTable, cache: "np.ndarray",
     for row in table.plan(ops):
         op, name, entry, dims, cls, owner = row.op, row.name, row.entry, row.dims, row.row_class, row.table
         a = acc.setdefault(cls, {f: 0 for f in STEP_FIELDS if f != "latency_s"})
-        seen = present.setdefault(cls, {f: False for f in _COST})
+        seen = present.setdefault(cls, {f: f == "flops" for f in a})
         if cls == op.op_class:
             a["flops"] = a["flops"] + op.flops
         if entry is None:
@@ -252,16 +300,17 @@ def decode_costs(spec: "ModelSpec", table: ProtocolTable, cache: "np.ndarray",
             if f in values:
                 a[f] = a[f] + values[f]
                 seen[f] = True
-    by_class: dict[str, dict[str, Any]] = {}
-    for cls in ROW_CLASSES:
-        if cls not in acc:
-            continue
-        a, seen = acc[cls], present[cls]
-        out = {f: _integral(_full(a[f], n)) if (f == "flops" or seen.get(f)) else None for f in a}
-        if not directions:
-            out["bytes_client_to_server"] = out["bytes_server_to_client"] = None
-        by_class[cls] = out
-    return DecodeCosts(cache, by_class, tuple(uncosted))
+    return _Chunk(cache, acc, present, directions, tuple(uncosted))
+
+
+def _constant(value: Any, n: int) -> Any:
+    """One number as a read-only length-``n`` array (int64 for whole numbers below 2**53, as
+    :func:`_integral` gives; Python ints beyond int64 as objects)."""
+    import numpy as np
+
+    if isinstance(value, float) and abs(value) < 2**53 and value == int(value):
+        value = int(value)
+    return np.broadcast_to(_full(value, 1), (n,))
 
 
 def _integral(arr: Any) -> Any:
@@ -281,8 +330,10 @@ def _full(value: Any, n: int) -> Any:
     """``value`` as an array of length ``n`` (ints stay int64 when they fit, else Python objects)."""
     import numpy as np
 
-    if _is_array(value):
+    if _is_array(value) and value.shape:
         return value
+    if _is_array(value):  # a numpy number
+        value = value.item()
     if isinstance(value, int) and abs(value) < 2**62:
         return np.full(n, value, dtype=np.int64)
     if isinstance(value, int):

@@ -29,8 +29,15 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
-def _echo(text: str) -> None:
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+def _echo(text: "str | Iterable[str]") -> None:
+    """Write ``text`` (or its pieces, as they come) to stdout, ending with a newline."""
+    last = ""
+    for piece in [text] if isinstance(text, str) else text:
+        if piece:
+            sys.stdout.write(piece)
+            last = piece
+    if not last.endswith("\n"):
+        sys.stdout.write("\n")
 
 
 def _print(renderable: Any) -> None:

@@ -23,11 +23,11 @@ prefill's latency; the totals are the prefill plus every step.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Iterator
 
 from picost.analysis.generation import STEP_FIELDS, Generation
-from picost.report.render import (CLASS_LABELS, Column, dump_csv, dump_json, dump_markdown, human_bytes,
-                                  human_count, human_seconds)
+from picost.report.render import (CLASS_LABELS, PIECE, Column, csv_pieces, dump_markdown, human_bytes, human_count,
+                                  human_seconds, json_pieces)
 
 SCHEMA = "picost.generation/1"
 
@@ -41,9 +41,14 @@ def _mean(g: Generation) -> dict[str, Any]:
     return {f: (None if v is None else float(v.mean())) for f, v in g.steps.total.items()}
 
 
-def as_dict(g: Generation) -> dict[str, Any]:
+def as_dict(g: Generation, arrays: bool = False) -> dict[str, Any]:
+    """The JSON schema's data; the per-step columns as lists, or with ``arrays`` as the numpy
+    arrays themselves (for :func:`~picost.report.render.json_pieces`)."""
     p = g.protocol
     steps = g.steps
+
+    def column(arr: Any) -> Any:
+        return None if arr is None else (arr if arrays else arr.tolist())
     return {
         "schema": SCHEMA, "spec": g.spec_name, "prompt": g.prompt, "new_tokens": g.new_tokens,
         "batch_size": g.batch_size,
@@ -51,14 +56,24 @@ def as_dict(g: Generation) -> dict[str, Any]:
         "network": g.network.as_dict(), "kv_cache": g.kv_cache,
         "prefill": _prefill(g),
         "decode": {"first": steps.step(1), "last": steps.step(len(steps)), "mean": _mean(g), "sum": g.decode_totals(),
-                   "steps": {"cache": steps.cache.tolist(),
-                             **{f: (None if steps.total[f] is None else steps.total[f].tolist())
-                                for f in ("latency_s", "comm_bytes", "rounds")},
-                             "by_class": {c: {"latency_s": None if v["latency_s"] is None else v["latency_s"].tolist()}
-                                          for c, v in steps.by_class.items()}}},
+                   "steps": {"cache": column(steps.cache),
+                             **{f: column(steps.total[f]) for f in ("latency_s", "comm_bytes", "rounds")},
+                             "by_class": {c: {"latency_s": column(v["latency_s"])} for c, v in steps.by_class.items()}}},
         "ttft_s": g.ttft_s, "per_token_mean_s": g.mean_token_s, "per_token_last_s": g.last_token_s,
         "totals": g.totals(), "by_class": g.class_totals(), "notes": list(g.notes),
     }
+
+
+def _csv_rows(g: Generation) -> Iterator[tuple[Any, ...]]:
+    """The prefill (step 0), then one row per decode step, made :data:`PIECE` steps at a time."""
+    pre = _prefill(g)
+    yield (0, "", pre["flops"], pre["comm_bytes"], pre["rounds"], pre["latency_s"])
+    steps, fields = g.steps, ("flops", "comm_bytes", "rounds", "latency_s")
+    for at in range(0, len(steps), PIECE):
+        cut = slice(at, at + PIECE)
+        columns = [steps.cache[cut].tolist()] + [
+            [None] * len(steps.cache[cut]) if steps.total[f] is None else steps.total[f][cut].tolist() for f in fields]
+        yield from ((at + i + 1, *row) for i, row in enumerate(zip(*columns)))
 
 
 _HEADER = ("phase", "cache", "FLOPs", "comm", "rounds", "latency")
@@ -111,16 +126,10 @@ def _class_rows(g: Generation) -> list[tuple[Any, ...]]:
 
 def render(g: Generation, fmt: str) -> Any:
     if fmt == "json":
-        return dump_json(as_dict(g))
+        return json_pieces(as_dict(g, arrays=True))
     if fmt == "csv":
-        steps = g.steps
         header = ("step", "cache", "flops", "comm_bytes", "rounds", "latency_s")
-        pre = _prefill(g)
-        rows = [(0, "", pre["flops"], pre["comm_bytes"], pre["rounds"], pre["latency_s"])]
-        for i in range(len(steps)):
-            v = steps.step(i + 1)
-            rows.append((i + 1, int(steps.cache[i]), v["flops"], v["comm_bytes"], v["rounds"], v["latency_s"]))
-        return dump_csv(header, rows)
+        return csv_pieces(header, _csv_rows(g))
     rows = _rows(g)
     class_header = ("class", "comm", "rounds", "latency", "share")
     if fmt == "md":

@@ -6,9 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 FORMATS = ("table", "json", "csv", "md")
 
@@ -35,6 +36,63 @@ def to_jsonable(value: Any) -> Any:
 
 def dump_json(obj: Any) -> str:
     return json.dumps(to_jsonable(obj), indent=2)
+
+
+#: Numbers per piece when a long array is written out (:func:`json_pieces`, :func:`csv_pieces`).
+PIECE = 1 << 14
+
+
+def json_pieces(obj: Any) -> Iterator[str]:
+    """``obj`` as the JSON :func:`dump_json` gives, in pieces: a 1-D numpy array anywhere in it is
+    written as one line of numbers, :data:`PIECE` at a time (each number as :func:`to_jsonable`
+    makes it), so a million-step array never becomes a million Python objects at once."""
+    import secrets
+
+    arrays: list[Any] = []
+    mark = secrets.token_hex(8)  # no text in obj can pose as an array's place
+
+    def hold(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): hold(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [hold(v) for v in value]
+        if hasattr(value, "shape") and hasattr(value, "dtype") and len(value.shape) == 1:
+            arrays.append(value)
+            return f"\0{mark}{len(arrays) - 1}\0"
+        return to_jsonable(value)
+
+    text = json.dumps(hold(obj), indent=2)
+    parts = re.split(r'"\\u0000' + mark + r'(\d+)\\u0000"', text)
+    yield parts[0]
+    for i in range(1, len(parts), 2):
+        arr = arrays[int(parts[i])]
+        yield "["
+        for at in range(0, len(arr), PIECE):
+            yield ("" if at == 0 else ", ") + ", ".join(map(_json_number, arr[at:at + PIECE].tolist()))
+        yield "]" + parts[i + 1]
+
+
+def _json_number(value: Any) -> str:
+    """One array element as :func:`dump_json` writes it (whole floats as ints)."""
+    if type(value) is int:
+        return str(value)
+    if type(value) is float and math.isfinite(value):
+        return str(int(value)) if value.is_integer() and abs(value) < 2**63 else repr(value)
+    return json.dumps(to_jsonable(value))
+
+
+def csv_pieces(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """:func:`dump_csv`'s text in pieces of :data:`PIECE` rows (``rows`` may be a generator)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for i, row in enumerate(rows, 1):
+        writer.writerow([to_jsonable(v) for v in row])
+        if i % PIECE == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
 
 
 def dump_csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

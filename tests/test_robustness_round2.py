@@ -6,6 +6,8 @@ table, with and without options."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -276,3 +278,19 @@ def test_mpc_run_on_a_host_that_is_not_a_local_ipv4_address_is_exit_2(host):
 def test_a_patch_input_spec_refuses_generation_in_every_command(argv):
     res = run_cli(*argv)
     assert res.returncode == 2 and "image-patch input" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("argv", [("mpc", "run", "tiny", "--tokens", "1,2", "--timeout", "1e-9"),
+                                  ("validate", "tiny", "-T", "4", "--timeout", "0.01")])
+def test_a_timeout_too_short_to_meet_is_the_arguments_fault_not_a_busy_port(argv):
+    res = run_cli(*argv, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert "--timeout" in res.stderr and "at least 0.1 s" in res.stderr
+    assert "in use" not in res.stderr and "could not reach" not in res.stderr
+
+
+def test_a_party_refuses_a_timeout_too_short_to_meet():
+    res = subprocess.run([sys.executable, "-m", "picost.mpc.party", "--role", "client", "--host", "127.0.0.1",
+                          "--port", "1", "--job", "-", "--out", "-", "--timeout", "1e-9"],
+                         capture_output=True, text=True, timeout=60, input="")
+    assert res.returncode == 2 and "--timeout" in res.stderr and "0.1" in res.stderr, res.stderr

@@ -59,6 +59,9 @@ MAX_SWEEP_POINTS = 100_000
 """Contexts in one sweep (points x protocols x networks float arrays stay < 100 MB)."""
 MAX_TIMEOUT_S = 7 * 86400.0
 """The engine's ``--timeout`` (seconds): a week."""
+MIN_TIMEOUT_S = 0.1
+"""The engine's shortest ``--timeout`` (seconds): below it no party can reach the rendezvous, and
+the run would fail with a connection error that hides the argument's fault."""
 MAX_SEED = 2**63 - 1
 """``--seed``: torch seeds are 64-bit."""
 MAX_BANDWIDTH_BPS = 1e18

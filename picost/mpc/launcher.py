@@ -77,8 +77,9 @@ def check_launch(host: str, port: int | None, timeout_s: float) -> None:
     """Argument errors before any party starts (:class:`UserError`, exit 2): ``timeout_s``
     positive and finite, ``port`` in 1..65535 and free on this machine, ``host`` resolvable."""
     limits.finite(timeout_s, "--timeout", 0.0, limits.MAX_TIMEOUT_S)
-    if timeout_s <= 0:
-        raise UserError(f"--timeout must be positive (got {timeout_s:g})", field="--timeout")
+    if timeout_s < limits.MIN_TIMEOUT_S:
+        raise UserError(f"--timeout must be at least {limits.MIN_TIMEOUT_S:g} s: the parties need longer than that to "
+                        f"meet (got {timeout_s:g})", field="--timeout")
     try:
         socket.getaddrinfo(host, None)
     except (socket.gaierror, UnicodeError, ValueError) as exc:

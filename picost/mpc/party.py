@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from picost.model import limits
 from picost.mpc import transport
 from picost.mpc.transport import PartyError
 
@@ -217,8 +218,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--port must be in 1..65535 (got {args.port})")
     for name in ("timeout", "connect_timeout"):
         value = getattr(args, name)
-        if not (math.isfinite(value) and 0 < value <= 7 * 86400):
-            ap.error(f"--{name.replace('_', '-')} must be a positive, finite number of seconds (got {value})")
+        if not (math.isfinite(value) and limits.MIN_TIMEOUT_S <= value <= limits.MAX_TIMEOUT_S):
+            ap.error(f"--{name.replace('_', '-')} must be a finite number of seconds from {limits.MIN_TIMEOUT_S:g} to "
+                     f"{limits.MAX_TIMEOUT_S:g} (got {value})")
     return args
 
 

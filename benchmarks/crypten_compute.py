@@ -180,7 +180,7 @@ def scaling() -> dict[str, dict]:
     """Per op kind timed in all three placements: the median serial and concurrent fractions of its
     cases (``spu_fit.scaling_point``: X from scaling.jsonl, Y the at-scale reference run of
     compute.jsonl, Z from scaling.jsonl), rounded to 2 digits, and the times behind them."""
-    from spu_fit import scaling_point
+    from spu_fit import oversubscription, scaling_point
 
     times: dict[str, dict[str, float]] = {}
     for row in [r for r in _rows(OUT) if r.get("at_scale")] + _rows(SCALING_OUT):
@@ -193,8 +193,10 @@ def scaling() -> dict[str, dict]:
     for kind, pts in points.items():
         serial = sorted(p["serial"] for p in pts if p["serial"] is not None)
         concurrent = sorted(p["concurrent"] for p in pts)[len(pts) // 2]
-        out[kind] = {"serial": round(serial[len(serial) // 2], 2) if serial and concurrent <= 0.9 else 1.0,
-                     "concurrent": round(concurrent, 2), "points": pts}
+        s = round(serial[len(serial) // 2], 2) if serial and concurrent <= 0.9 else 1.0
+        rho = oversubscription(pts, s, round(concurrent, 2))
+        out[kind] = {"serial": s, "concurrent": round(concurrent, 2), "points": pts,
+                     **({"oversubscribed": rho} if rho != 1 else {})}
     return out
 
 
@@ -218,7 +220,8 @@ def compute_lines(kind: str, fit: dict | None) -> list[str]:
         times = "; ".join(f"X {p['t_x']:.3g} s, Y {p['t_y']:.3g} s, Z {p['t_z']:.3g} s" for p in sc["points"])
         lines[1] = lines[1][:-1] + (f"; core scaling from the parties each on its own core (X), unpinned (Y) and both "
                                     f"on one core (Z): {times}\"")
-        lines.append(f"    compute_scaling: {{serial: {sc['serial']}, concurrent: {sc['concurrent']}}}")
+        rho = f", oversubscribed: {sc['oversubscribed']}" if "oversubscribed" in sc else ""
+        lines.append(f"    compute_scaling: {{serial: {sc['serial']}, concurrent: {sc['concurrent']}{rho}}}")
     return lines
 
 

@@ -485,6 +485,16 @@ def scaling_point(t_x: float, t_y: float, t_z: float) -> dict:
     return {"t_x": t_x, "t_y": t_y, "t_z": t_z, "concurrent": c, "serial": s}
 
 
+def oversubscription(points: list[dict], serial: float, concurrent: float) -> float:
+    """rho of ``picost/cost/machine.py``: the median over ``points`` of the unpinned time t_Y over
+    the one the model gives for (``serial``, ``concurrent``), rounded to 2 digits; 1 where that is
+    at most 1.05 (the model reproduces Y: CrypTen's parties, each running as many threads as the
+    host has cores, are slower unpinned on two cores than both on one)."""
+    model = concurrent + (1 - concurrent) * (serial + (1 - serial) / 2)
+    rho = float(np.median([p["t_y"] / (p["t_x"] * model) for p in points]))
+    return round(rho, 2) if rho > 1.05 else 1.0
+
+
 def load_scaling(protocol: str) -> dict[str, dict]:
     """Per measured op kind (the kind of the series' op): the median (s, c) over its sizes
     (``scaling-<protocol>.jsonl``, placements X, Y and Z of ``spu_compute.py --at-scale``), each
@@ -510,8 +520,10 @@ def load_scaling(protocol: str) -> dict[str, dict]:
     for kind, points in sorted(by_kind.items()):
         c = float(np.median([p["concurrent"] for p in points]))
         ss = [p["serial"] for p in points if p["serial"] is not None]
-        out[kind] = {"serial": round(float(np.median(ss)), 2) if ss and c <= 0.9 else 1.0,
-                     "concurrent": round(c, 2), "points": points,
+        serial = round(float(np.median(ss)), 2) if ss and c <= 0.9 else 1.0
+        rho = oversubscription(points, serial, round(c, 2))
+        out[kind] = {"serial": serial, "concurrent": round(c, 2), "points": points,
+                     **({"oversubscribed": rho} if rho != 1 else {}),
                      **({"note": "c > 0.9: s not determined, 1 used"} if not ss or c > 0.9 else {})}
     return out
 

@@ -446,7 +446,8 @@ def _compute(fit: dict) -> tuple[dict, dict, str]:
     source = f"measured: {' and '.join(compute['runs'])}, series {fit['series']}"
     scaling = fit.get("compute_scaling")
     if scaling is not None:
-        values["compute_scaling"] = {"serial": scaling["serial"], "concurrent": scaling["concurrent"]}
+        values["compute_scaling"] = {"serial": scaling["serial"], "concurrent": scaling["concurrent"],
+                                     **({"oversubscribed": scaling["oversubscribed"]} if "oversubscribed" in scaling else {})}
         points = "; ".join(
             f"{p['series']} {', '.join(f'{k}={v}' for k, v in sorted(p['dims'].items()))}: "
             f"t_X {p['t_x']:.4g} s, t_Y {p['t_y']:.4g} s, t_Z {p['t_z']:.4g} s ({'; '.join(p['runs'])})"

@@ -65,6 +65,38 @@ def test_the_three_measured_placements_are_reproduced(s, c):
     assert x.factor(scaling, 2) == pytest.approx(1 / y_over_x)
 
 
+@settings(max_examples=200, deadline=None)
+@given(fractions, fractions, st.floats(1, 10))
+def test_an_oversubscribed_reference_is_reproduced_and_spares_the_other_placements(s, c, rho):
+    """CrypTen's parties unpinned on the 2-core reference run 2 threads each: Y measured rho times
+    the model's. The reference still maps to itself, X and Z keep their model values, so each
+    party on its own core is t_X = t_Y / (model Y * rho)."""
+    plain, crowded = Scaling(s, c), Scaling(s, c, oversubscribed=rho)
+    x = Machine("x", "", 1, False, 1.0, "t")
+    z = Machine("z", "", 1, True, 1.0, "t")
+    y_over_x = c + (1 - c) * (s + (1 - s) / 2)
+    assert REFERENCE.factor(crowded, 2) == pytest.approx(1.0, rel=1e-12)
+    assert REFERENCE.unit(crowded, 2) == pytest.approx(y_over_x * rho)
+    assert x.unit(crowded, 2) == pytest.approx(1.0) and z.unit(crowded, 2) == pytest.approx(1 + c)
+    assert x.factor(crowded, 2) == pytest.approx(1 / (y_over_x * rho))
+    own_32 = Machine("own", "", 32, False, 1.0, "t")  # own machines: no crowding
+    assert own_32.factor(crowded, 2) == pytest.approx(own_32.factor(plain, 2) / rho)
+
+
+def test_crypten_tables_carry_the_measured_oversubscription():
+    """benchmarks/crypten_compute.py's X/Y/Z runs: softmax unpinned (Y) was about 3x each party
+    on its own core (X); the table says so, and one core per party gets X's time back."""
+    from picost.cost.machine import get_machine
+
+    table = load_protocol("crypten")
+    softmax = table.entries["softmax"].compute_scaling
+    assert softmax.oversubscribed > 2
+    factor = get_machine("one-core-per-party").factor(softmax, 2)
+    assert factor == pytest.approx(1 / (softmax.oversubscribed * (softmax.concurrent + (1 - softmax.concurrent)
+                                                                  * (softmax.serial + (1 - softmax.serial) / 2))))
+    assert factor < 0.5
+
+
 def test_cores_speed_and_placement_by_hand():
     scaling = Scaling(0.25, 0.5)
     ref = 0.5 + 0.5 * (0.25 + 0.75 / 2)  # c*1 + (1-c)*(s + (1-s)/2) = 0.8125
@@ -275,6 +307,9 @@ def test_unknown_machine_threads_and_compute_exit_2():
     (", compute_scaling: {serial: 1.5, concurrent: 0}", "compute_scaling.serial must be a fraction"),
     (", compute_scaling: {serial: 0.5}", "missing required key 'concurrent'"),
     (", compute_range: {size: rows*cols, max: 0}", "compute_range.max must be a positive number"),
+    (", compute_scaling: {serial: 1, concurrent: 0.5, oversubscribed: 0.5}", "oversubscribed must be a number from 1"),
+    (", compute_scaling: {serial: 1, concurrent: 0.5, oversubscribed: yes}", "oversubscribed must be a number from 1"),
+    (", compute_scaling: {serial: 1, concurrent: 0.5, crowded: 2}", "unknown key 'crowded'"),
     (", compute_range: {size: rows*cols*zz, max: 10}", "zz"),
 ])
 def test_bad_scaling_or_range_in_a_table_is_located(tmp_path, extra, message):

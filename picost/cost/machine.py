@@ -20,9 +20,13 @@ computing a fraction s does not speed up with cores. Relative to one core per pa
     all parties at once, one shared host:   s * max(1, P / n) + (1 - s) * P / n
     unit(machine) = c * at_once + (1 - c) * alone
 
-and ``compute_s(machine) = compute_s(reference) * unit(machine) / unit(REFERENCE) / f``. The
-reference gets a factor of exactly 1; each measured placement of the scaling runs (each party
-pinned to its own core; all on one core; unpinned on two) is reproduced by construction.
+and ``compute_s(machine) = compute_s(reference) * unit(machine) / unit(REFERENCE) / f``. An
+entry may also carry ``oversubscribed`` (rho >= 1): its parties, unpinned on a shared host of
+n > 1 cores, were measured rho times slower than the model allows (CrypTen's parties each run as
+many threads as the host has cores, so two of them on two cores run four threads); ``unit`` of
+such a placement is multiplied by rho. The reference gets a factor of exactly 1; each measured
+placement of the scaling runs (each party pinned to its own core; all on one core; unpinned on
+two) is reproduced by construction.
 
 An entry without measured scaling uses the median (s, c) of its table's measured entries
 (``derived:``), and a table with none is not scaled with cores (s = 1: only ``per_core_speed``
@@ -53,6 +57,7 @@ class Scaling:
     serial: float
     concurrent: float
     basis: str = "measured"
+    oversubscribed: float = 1.0
 
 
 NO_SCALING = Scaling(1.0, 1.0, "none")
@@ -87,7 +92,8 @@ class Machine:
         alone = s + (1 - s) / n
         p = max(parties, 1)
         at_once = s * max(1.0, p / n) + (1 - s) * p / n if self.parties_share_host else alone
-        return c * at_once + (1 - c) * alone
+        crowded = scaling.oversubscribed if self.parties_share_host and n > 1 and p > 1 else 1.0
+        return (c * at_once + (1 - c) * alone) * crowded
 
     def factor(self, scaling: Scaling, parties: int) -> float:
         """``compute_s(this machine) / compute_s(reference)`` for an entry with ``scaling``."""
@@ -170,9 +176,10 @@ def table_scalings(entries: Mapping[str, Any]) -> tuple[Scaling, str]:
 
     s = statistics.median(m.serial for m in measured)
     c = statistics.median(m.concurrent for m in measured)
-    return (Scaling(s, c, "derived"),
+    rho = statistics.median(m.oversubscribed for m in measured)
+    return (Scaling(s, c, "derived", rho),
             f"entries without measured core scaling use the median of the table's {len(measured)} measured entries "
-            f"(serial {s:.2f}, concurrent {c:.2f})")
+            f"(serial {s:.2f}, concurrent {c:.2f}" + (f", oversubscribed {rho:.2f}" if rho != 1 else "") + ")")
 
 
 # -- presets and files ---------------------------------------------------------------------------

@@ -695,19 +695,21 @@ class _Validator:
                      tuple(symbols), compute_source, scaling, compute_range)
 
     def compute_part(self, e: Mapping[str, Any], formulas: Mapping[str, Any], path: KeyPath, key: str,
-                     keys: tuple[str, ...], what: str) -> tuple[KeyPath, dict[str, Any]] | None:
-        """``(path, mapping)`` of the entry's ``key`` (a part of its compute: exactly ``keys``), or None
-        when absent; an error when the entry has no ``compute_s`` for it to describe."""
+                     keys: tuple[str, ...], what: str, optional: tuple[str, ...] = ()) -> tuple[KeyPath, dict[str, Any]] | None:
+        """``(path, mapping)`` of the entry's ``key`` (a part of its compute: ``keys``, and any of
+        ``optional``), or None when absent; an error when the entry has no ``compute_s`` for it to describe."""
         if key not in e:
             return None
         where = path + (key,)
         if "compute_s" not in formulas:
             raise self.error(where, f"{key} {what}; the entry has no compute_s")
-        return where, self.mapping(e[key], where, keys, keys)
+        return where, self.mapping(e[key], where, keys + optional, keys)
 
     def compute_scaling(self, e: Mapping[str, Any], formulas: Mapping[str, Any], path: KeyPath) -> Any:
-        """``compute_scaling: {serial: s, concurrent: c}`` (fractions from 0 to 1), or None."""
-        found = self.compute_part(e, formulas, path, "compute_scaling", _SCALING_KEYS, "says how compute_s scales")
+        """``compute_scaling: {serial: s, concurrent: c[, oversubscribed: rho]}`` (fractions from 0
+        to 1; rho from 1 to 100, default 1), or None."""
+        found = self.compute_part(e, formulas, path, "compute_scaling", _SCALING_KEYS, "says how compute_s scales",
+                                  ("oversubscribed",))
         if found is None:
             return None
         from picost.cost.machine import Scaling
@@ -717,7 +719,10 @@ class _Validator:
             value = raw[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise self.error(where + (key,), f"compute_scaling.{key} must be a fraction from 0 to 1")
-        return Scaling(float(raw["serial"]), float(raw["concurrent"]))
+        rho = raw.get("oversubscribed", 1.0)
+        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 1 <= rho <= 100:
+            raise self.error(where + ("oversubscribed",), "compute_scaling.oversubscribed must be a number from 1 to 100")
+        return Scaling(float(raw["serial"]), float(raw["concurrent"]), oversubscribed=float(rho))
 
     def compute_range(self, e: Mapping[str, Any], formulas: Mapping[str, Any], dims: tuple[str, ...],
                       path: KeyPath) -> Any:

@@ -387,3 +387,16 @@ def test_norms_are_exact_to_the_fixed_point_at_any_width(kind, cols):
     else:
         want = xs * torch.rsqrt(xs.square().mean(-1, keepdim=True) + X.NORM_EPS) * g
     assert ((got - want).abs().max() / want.abs().max()).item() <= 1e-3
+
+
+def test_a_partys_peak_memory_is_its_own_not_its_launchers():
+    """A party started by a process holding 1 GiB reports its own peak, not the launcher's
+    (ru_maxrss would carry the pre-exec high-water mark across the fork)."""
+    import subprocess
+    import sys
+
+    held = b"x" * 2**30
+    code = "from picost.mpc.party import peak_rss_bytes; print(peak_rss_bytes())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert len(held) == 2**30
+    assert 2**20 < int(out.stdout) < 2**30 - 2**27

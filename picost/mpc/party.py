@@ -92,7 +92,17 @@ def run_job(rank: int, host: str, port: int, job: dict[str, Any], timeout_s: flo
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far (bytes; Linux reports kilobytes)."""
+    """This process's peak resident memory so far (bytes): ``VmHWM`` of /proc/self/status, whose
+    count starts at this program's exec (``ru_maxrss`` keeps the high-water mark of the process it
+    was forked from, so a party started by a large launcher would report the launcher's memory);
+    ``ru_maxrss`` where /proc is missing."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

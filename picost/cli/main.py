@@ -642,8 +642,10 @@ def main() -> None:
 # The what-if commands (aero, symbolic, sweep, compare, check, report) live in their own module;
 # registered last so that they follow the core commands in `picost --help`.
 from picost.cli.whatif import register as _register_whatif  # noqa: E402
+from picost.cli.plan import plan as _plan  # noqa: E402
 
 _register_whatif(app)
+app.command()(_plan)
 
 
 def _unwrap_help(typer_app: typer.Typer) -> None:

@@ -43,9 +43,21 @@ def engine_main(args: argparse.Namespace) -> int:
     if args.compute_only:
         from picost.netlab.engine_latency import compute_check
 
-        modeled, measured = compute_check(run, args.repeats)
+        from picost.netlab.engine_latency import WHOLE_MODEL_COMPUTE
+
+        modeled, measurement = compute_check(run, args.repeats)
+        measured = measurement["min_wall_s"]
         print(f"{args.engine} {args.spec} T={run.context}, no delay, unshaped: table compute {modeled:.3f} s, "
               f"measured {measured:.3f} s ({100 * (modeled / measured - 1):+.1f} %)")
+        record = {"engine": args.engine, "spec": args.spec, "context": run.context,
+                  "modeled_compute_s": modeled,
+                  "measured": {k: measurement[k] for k in ("walls_s", "min_wall_s", "median_wall_s")},
+                  "run": f"scripts/latency_check.py --engine {args.engine} --spec {args.spec} --context {run.context} "
+                         f"--repeats {args.repeats} --compute-only",
+                  "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                  "loadavg": [round(x, 2) for x in os.getloadavg()]}
+        with WHOLE_MODEL_COMPUTE.open("a") as f:
+            f.write(json.dumps(record) + "\n")
         return 0
     comparisons = []
     for text in args.settings or ["1000/1", "100/20", "100/80"]:

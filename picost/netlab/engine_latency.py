@@ -22,6 +22,8 @@ from picost.netlab.latency_check import Comparison, Setting
 
 RECORDS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "latency-engines.jsonl"
 """Where ``scripts/latency_check.py --engine`` appends its measurements."""
+WHOLE_MODEL_COMPUTE = RECORDS.with_name("whole-model-compute.jsonl")
+"""Where ``scripts/latency_check.py --engine ... --compute-only`` appends its measurements."""
 ENGINE_TOLERANCE = 0.25
 """Issue 10's bound for the engines picost did not write: modeled within 25 % of the clock."""
 SPU_PROTOCOLS = {"semi2k": "SEMI2K", "aby3": "ABY3", "cheetah": "CHEETAH"}
@@ -92,11 +94,16 @@ def check(run: EngineRun, setting: Setting, repeats: int = 3) -> tuple[Compariso
     return comparison, json.loads(json.dumps(record))
 
 
-def compute_check(run: EngineRun, repeats: int = 3) -> tuple[float, float]:
-    """``(modeled compute_s, measured seconds)`` of the whole model with no delay and unshaped
-    links: the table's compute summed over the rows against one forward pass's time."""
+def compute_check(run: EngineRun, repeats: int = 3) -> tuple[float, dict]:
+    """``(modeled compute_s, measurement)`` of the whole model with no delay and unshaped links:
+    the table's compute summed over the rows against one forward pass's time (``min_wall_s``)."""
     modeled = run.modeled(Setting(1e12, 0.0)).compute_s
-    return float(modeled), float(run.measure(None, repeats)["min_wall_s"])
+    return float(modeled), run.measure(None, repeats)
+
+
+def modeled_compute_s(engine: str, spec: Any, context: int) -> float:
+    """Today's table compute of a whole forward pass (what :func:`compute_check` compares)."""
+    return float(EngineRun(engine, spec, context).modeled(Setting(1e12, 0.0)).compute_s)
 
 
 def latest_records(path: Path = RECORDS) -> dict[tuple, dict]:

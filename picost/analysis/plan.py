@@ -151,6 +151,15 @@ class Plan:
         bw, rtt = self.bandwidth_bps[:, None], self.rtt_s[None, :]
         return np.array([[f.latency_s(bw, rtt) for f in row] for row in self.forms])
 
+    def presets_inside(self) -> dict[str, Network]:
+        """The network presets (``picost networks``) whose bandwidth and RTT lie inside the grid's ranges."""
+        from picost.cost.network import presets
+
+        lo_b, hi_b = self.bandwidth_bps[0] * (1 - 1e-9), self.bandwidth_bps[-1] * (1 + 1e-9)
+        lo_r, hi_r = self.rtt_s[0] * (1 - 1e-9), self.rtt_s[-1] * (1 + 1e-9)
+        return {name: n for name, n in presets().items()
+                if lo_b <= n.bandwidth_bps <= hi_b and lo_r <= n.rtt_s <= hi_r}
+
     def latency_at(self, bandwidth_bps: float, rtt_s: float) -> list[list[float]]:
         """Seconds per (machine, protocol) at one bandwidth (bit/s) and RTT (s), on or off the grid."""
         return [[float(f.latency_s(bandwidth_bps, rtt_s)) for f in row] for row in self.forms]

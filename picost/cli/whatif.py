@@ -602,9 +602,12 @@ def report(
     new_tokens: Optional[str] = typer.Option(None, "--new-tokens", "-N", help="Add a generation section: N new "
                                              "tokens after the T-token prompt (1,2,...,64): TTFT, per-token latency "
                                              "and totals, per-token latency vs N by op class."),
+    plan_section: bool = typer.Option(False, "--plan", help="Add a deployment plan section (`picost plan`): the "
+                                      "fastest protocol over bandwidth and RTT, with its map and curves."),
 ) -> None:
     """Write a markdown cost report (setting, summary, breakdowns, sweep with PNG plots, with
-    --new-tokens a generation section, formulas and sources, uncosted ops). Files are written
+    --new-tokens a generation section, with --plan a deployment plan section, formulas and sources,
+    uncosted ops). Files are written
     atomically; on error nothing is written."""
     from picost.report.markdown_report import ReportConfig, build_report, load_examples, write_report
 
@@ -619,7 +622,7 @@ def report(
                                  networks=tuple(_split_list(network)), context=context, sweep=sweep_contexts,
                                  aero=aero_steps, prune=prune, title=title, bandwidth=bandwidth, rtt=rtt,
                                  output=output, options=tuple(option or ()), new_tokens=new_tokens,
-                                 machine=machine, threads=threads, compute=compute), output)]
+                                 machine=machine, threads=threads, compute=compute, plan=plan_section), output)]
     built = [build_report(c, out) for c, out in configs]  # everything computed before anything is written
     for r in built:
         if not r.markdown_path.parent.is_dir():

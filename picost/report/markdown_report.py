@@ -56,6 +56,8 @@ class ReportConfig:
     """Cores per party (``--threads``)."""
     compute: str | None = None
     """``none`` leaves compute out (``--compute``)."""
+    plan: bool = False
+    """Add a deployment plan section (``picost plan``): the fastest protocol over bandwidth x RTT."""
 
     def command(self) -> str:
         """The ``picost report`` command line that regenerates this report."""
@@ -79,6 +81,8 @@ class ReportConfig:
         for flag, value in (("--machine", self.machine), ("--threads", self.threads), ("--compute", self.compute)):
             if value is not None:
                 parts += [flag, str(value)]
+        if self.plan:
+            parts.append("--plan")
         if self.title:
             parts += ["--title", f"'{self.title}'"]
         return " ".join(parts) + f" -o {self.output or f'reports/{self.name}.md'}"
@@ -159,6 +163,8 @@ def build_report(config: ReportConfig, markdown_path: str | Path, plots: bool = 
     out += _sweep_section(models, tables, networks, contexts, asset_dir, md_path, report, plots)
     if counts:
         out += _generation_section(models, tables, networks, config.context, counts, asset_dir, md_path, report, plots)
+    if config.plan:
+        out += _plan_section(models, tables, networks, config, asset_dir, md_path, report, plots)
     out += _formulas(models, tables, estimates)
     out += _uncosted(estimates)
     report.files[md_path] = "\n".join(out).rstrip() + "\n"
@@ -433,6 +439,48 @@ def _generation_section(models: list[_Model], tables: list[Any], networks: list[
                            plot_data.per_token_csv(result, n.name),
                            lambda text, title=title: figures.class_figure(text, "per_token", title),
                            f"mean per-token latency by op class vs N over {n.name}, {m.label}", plots)
+    return out
+
+
+PLAN_NOTE = (
+    "Which protocol is fastest where (`picost plan`): for a fixed model and table, latency = compute + bits / "
+    "bandwidth + k x RTT, so the regions where each protocol wins are bounded by lines in (1 / bandwidth, RTT), "
+    "found exactly (not read off a grid). The map fills each protocol's region, draws the boundaries and marks the "
+    "network presets inside the ranges (the papers' settings); the curves give each protocol's latency against "
+    "bandwidth at the RTTs of this report's networks. Both are drawn from the CSV linked under them.")
+
+
+def _plan_section(models: list[_Model], tables: list[Any], networks: list[Any], config: ReportConfig,
+                  asset_dir: Path, md_path: Path, report: Report, plots: bool) -> list[str]:
+    from picost.analysis.plan import (DEFAULT_BANDWIDTH, DEFAULT_POINTS, DEFAULT_RTT, parse_axis, plan_deployment,
+                                      plan_machines)
+    from picost.report import plan_figures, plan_output, plot_data
+
+    plotted = [models[0], models[-1]] if len(models) > 2 else models
+    machines = plan_machines(config.machine, config.threads, config.compute)
+    bandwidths = parse_axis(DEFAULT_BANDWIDTH, "--bandwidth", DEFAULT_POINTS)
+    rtts = parse_axis(DEFAULT_RTT, "--rtt", DEFAULT_POINTS)
+    out = ["## Deployment plan", "", f"Bandwidth {DEFAULT_BANDWIDTH}, RTT {DEFAULT_RTT}. {PLAN_NOTE}", ""]
+    for m in plotted:
+        plan = plan_deployment(m.spec, tables, machines, bandwidths, rtts, config.context)
+        out += [f"### {plan_output.objective_text(plan)}", ""]
+        out += [f"- {line.strip()}" for line in plan_output.form_lines(plan, 0)[:2]]
+        out += [f"  - `{line.strip()}`" for line in plan_output.form_lines(plan, 0)[2:]]
+        found = plan_output.boundary_lines(plan, 0)
+        out += ["", found[0][0].upper() + found[0][1:]] + [f"- {line.strip()}" for line in found[1:]] + [""]
+        header, rows = plan_output.preset_rows(plan)
+        if rows:
+            out += _md_table(header, rows, [h != "network" and h != "winner" for h in header])
+        stem, protocols = _slug(m.label), plan.protocols
+        title = f"{m.label} at T = {plan.context}: the fastest protocol"
+        out += _figure(report, asset_dir, md_path, f"plan-map-{stem}", plot_data.plan_map_csv(plan),
+                       lambda text, title=title: plan_figures.winner_map_figure(text, protocols, title),
+                       f"fastest protocol over bandwidth and RTT, {m.label}", plots)
+        title = f"{m.label} at T = {plan.context}: latency against bandwidth"
+        at = {n.name: n.rtt_s for n in networks}
+        out += _figure(report, asset_dir, md_path, f"plan-curves-{stem}", plot_data.plan_curves_csv(plan, at),
+                       lambda text, title=title: plan_figures.curves_figure(text, title),
+                       f"latency against bandwidth per protocol at fixed RTTs, {m.label}", plots)
     return out
 
 

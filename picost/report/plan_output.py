@@ -231,7 +231,7 @@ def preset_rows(plan: Plan) -> tuple[list[str], list[list[str]]]:
     ranges (the papers' settings), the winner and its margin."""
     header = (["threads"] if plan.threads_axis else []) + ["network", *plan.protocols, "winner", "margin"]
     rows = []
-    for name, network in inside_presets(plan).items():
+    for name, network in plan.presets_inside().items():
         lat = plan.latency_at(network.bandwidth_bps, network.rtt_s)
         for m, machine in enumerate(plan.machines):
             order = sorted(range(len(plan.protocols)), key=lambda p: lat[m][p])
@@ -240,15 +240,6 @@ def preset_rows(plan: Plan) -> tuple[list[str], list[list[str]]]:
             rows.append(lead + [name] + [human_seconds(v) for v in lat[m]] + [plan.protocols[order[0]],
                                                                                human_times(margin)])
     return header, rows
-
-
-def inside_presets(plan: Plan) -> dict[str, Any]:
-    """The network presets whose bandwidth and RTT lie inside the plan's ranges (name -> Network)."""
-    from picost.cost.network import presets
-
-    lo_b, hi_b = plan.bandwidth_bps[0] * (1 - 1e-9), plan.bandwidth_bps[-1] * (1 + 1e-9)
-    lo_r, hi_r = plan.rtt_s[0] * (1 - 1e-9), plan.rtt_s[-1] * (1 + 1e-9)
-    return {name: n for name, n in presets().items() if lo_b <= n.bandwidth_bps <= hi_b and lo_r <= n.rtt_s <= hi_r}
 
 
 def target_lines(plan: Plan) -> list[str]:
@@ -274,7 +265,8 @@ def markdown(plan: Plan) -> str:
         out += [f"- {line.strip()}" for line in form_lines(plan, m)[:2]]
         out += [f"  - `{line.strip()}`" for line in form_lines(plan, m)[2:]]
         out += ["", map_legend(plan, m, None, None) + ":", "", "```", *map_lines(plan, m, None, None), "```", ""]
-        out += [f"- {line.strip()}" for line in boundary_lines(plan, m)] + [""]
+        found = boundary_lines(plan, m)
+        out += [found[0][0].upper() + found[0][1:], ""] + [f"- {line.strip()}" for line in found[1:]] + [""]
     header, rows = points_rows(plan, None)
     out += ["### Every point", "", dump_markdown(header, rows, right(header))]
     if plan.target_s is not None:

@@ -13,6 +13,7 @@ import textwrap
 from typing import Any, Sequence
 
 from picost.report.figures import CLASS_COLOURS, AblationFigure, ClassFigure
+from picost.report.plan_figures import CurvesFigure, WinnerMap
 
 WIDTH_IN, DPI = 7.0, 100
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 9,
@@ -30,7 +31,10 @@ def _pyplot() -> Any:
     return plt
 
 
-def png(plan: ClassFigure | AblationFigure) -> bytes:
+Plan = ClassFigure | AblationFigure | WinnerMap | CurvesFigure
+
+
+def png(plan: Plan) -> bytes:
     """The PNG of a plan."""
     plt = _pyplot()
     with plt.rc_context(STYLE):
@@ -41,11 +45,13 @@ def png(plan: ClassFigure | AblationFigure) -> bytes:
     return buf.getvalue()
 
 
-def draw(plan: ClassFigure | AblationFigure) -> Any:
+def draw(plan: Plan) -> Any:
     """The matplotlib figure of a plan (caller closes it)."""
     plt = _pyplot()
+    drawers = {ClassFigure: _draw_classes, AblationFigure: _draw_ablation, WinnerMap: _draw_winner_map,
+               CurvesFigure: _draw_curves}
     with plt.rc_context(STYLE):
-        return _draw_classes(plan) if isinstance(plan, ClassFigure) else _draw_ablation(plan)
+        return drawers[type(plan)](plan)
 
 
 def _t_ticks(T: Sequence[int], most: int) -> list[int]:
@@ -135,4 +141,56 @@ def _draw_ablation(plan: AblationFigure) -> Any:
         ax.grid(alpha=0.3, axis="y")
     fig.legend([comm, latency], ["communication (left axis)", "latency (right axis)"], loc="outside lower center",
                ncol=2, frameon=False, title=plan.note)
+    return fig
+
+
+def _log_axes(ax: Any, x_label: str, y_label: str | None) -> None:
+    from matplotlib.ticker import LogFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(x_label)
+    if y_label:
+        ax.set_ylabel(y_label)
+    ax.yaxis.set_major_formatter(_plain_log_formatter(LogFormatter))
+    ax.grid(alpha=0.3, which="both")
+
+
+def _draw_winner_map(plan: WinnerMap) -> Any:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, 5.2), layout="constrained")
+    fig.suptitle(plan.title)
+    colour = dict(zip(plan.protocols, plan.colours))
+    for name, (xs, ys) in plan.regions.items():
+        ax.fill(xs, ys, color=colour[name], alpha=0.35, linewidth=0, label=f"{name} fastest")
+    for xs, ys in plan.boundaries.values():
+        ax.plot(xs, ys, color="black", linewidth=1.2)
+    bandwidths = [v for xs, ys in plan.regions.values() for v in xs]
+    rtts = [v for xs, ys in plan.regions.values() for v in ys]
+    right_fifth = min(bandwidths) * (max(bandwidths) / min(bandwidths)) ** 0.8
+    for name, bandwidth, rtt in plan.networks:  # labels near the right edge go to the left of their dot
+        left = bandwidth > right_fifth
+        ax.plot([bandwidth], [rtt], marker="o", color="black", markersize=4)
+        ax.annotate(name, (bandwidth, rtt), textcoords="offset points", xytext=(-4 if left else 4, 3), fontsize=9,
+                    ha="right" if left else "left")
+    _log_axes(ax, plan.x_label, plan.y_label)
+    ax.set_xlim(min(bandwidths), max(bandwidths))
+    ax.set_ylim(min(rtts), max(rtts))
+    fig.legend(loc="outside lower center", ncol=min(4, max(1, len(plan.regions))), frameon=False,
+               title="exact regions; lines: boundaries (equal latency); dots: network presets")
+    return fig
+
+
+def _draw_curves(plan: CurvesFigure) -> Any:
+    plt = _pyplot()
+    n = len(plan.panels)
+    fig, axes = plt.subplots(1, n, figsize=(WIDTH_IN, 3.8), sharey=True, squeeze=False, layout="constrained")
+    fig.suptitle(plan.title)
+    for k, (ax, panel) in enumerate(zip(axes[0], plan.panels)):
+        for name, c in zip(plan.protocols, plan.colours):
+            ax.plot(panel.bandwidth_bps, panel.latency[name], color=c, label=name)
+        _log_axes(ax, plan.x_label, plan.y_label if k == 0 else None)
+        ax.set_title(panel.title)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), frameon=False)
     return fig

@@ -166,10 +166,12 @@ class ProtocolTable:
     """Evaluated formulas per (kind, dims): the layers of a model repeat the same shapes."""
     _factors: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
     """Compute factor per entry (``where``) for :attr:`machine`."""
+    _costs: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+    """A costed row's fields per (entry, dims) on :attr:`machine` (:meth:`cost_row`)."""
 
     def with_machine(self, machine: Any) -> "ProtocolTable":
         """This table with compute scaled to ``machine`` (a :class:`~picost.cost.machine.Machine`)."""
-        return dataclasses.replace(self, machine=machine, _factors={})
+        return dataclasses.replace(self, machine=machine, _factors={}, _costs={})
 
     @property
     def machine_or_reference(self) -> Any:
@@ -242,7 +244,8 @@ class ProtocolTable:
                 params[pname] = Param(pname, pvalue, params[pname].unit, choice.source)
             entries.update(choice.entries)
         derived = with_derived(entries, params, self.setting) if self.derive else entries
-        return dataclasses.replace(self, params=params, entries=derived, chosen=chosen, _values={}, _factors={})
+        return dataclasses.replace(self, params=params, entries=derived, chosen=chosen, _values={}, _factors={},
+                                   _costs={})
 
     @property
     def param_values(self) -> dict[str, Any]:
@@ -303,20 +306,27 @@ class ProtocolTable:
             return OpCost(name, kind, op, row.is_truncation, False, table=self.name,
                           uncosted_reason=self._uncosted_reason(op, kind, row.is_truncation),
                           row_class=row.row_class, dims=row.dims)
-        values = self.values(entry, row.dims, name)
+        key = (entry.where, *row.dims.items())
+        fields = self._costs.get(key)
+        if fields is None:
+            fields = self._row_fields(entry, row.dims, name)
+            self._costs[key] = fields
+        return OpCost(name, kind, op, row.is_truncation, True, **fields, table=self.name, row_class=row.row_class,
+                      dims=row.dims)
+
+    def _row_fields(self, entry: Entry, dims: Mapping[str, Any], name: str) -> dict[str, Any]:
+        """The cost fields of a row of ``entry`` at integer ``dims`` on :attr:`machine`."""
+        values = self.values(entry, dims, name)
         compute_s = values.get("compute_s")
         if compute_s is not None and self.machine is not None:
             compute_s = None if not self.machine.compute else compute_s * self.compute_factor(entry)
-        return OpCost(name, kind, op, row.is_truncation, True,
-                      comm_bytes=values["comm_bytes"],
-                      bytes_client_to_server=values.get("bytes_client_to_server"),
-                      bytes_server_to_client=values.get("bytes_server_to_client"),
-                      rounds=values["rounds"], compute_s=compute_s,
-                      compute_beyond=None if compute_s is None else self.compute_beyond(entry, row.dims),
-                      offline_bytes=values.get("offline_bytes"), setup_bytes=values.get("setup_bytes"),
-                      source=entry.source,
-                      formulas={f: form.text for f, form in entry.formulas.items()}, table=self.name,
-                      row_class=row.row_class, dims=row.dims)
+        return {"comm_bytes": values["comm_bytes"], "bytes_client_to_server": values.get("bytes_client_to_server"),
+                "bytes_server_to_client": values.get("bytes_server_to_client"), "rounds": values["rounds"],
+                "compute_s": compute_s,
+                "compute_beyond": None if compute_s is None else self.compute_beyond(entry, dims),
+                "offline_bytes": values.get("offline_bytes"), "setup_bytes": values.get("setup_bytes"),
+                "source": entry.source,
+                "formulas": {f: form.text for f, form in entry.formulas.items()}}  # shared by the rows: read only
 
     def cost_exprs_ops(self, ops: Any) -> list[tuple["PlannedRow", dict[str, Any] | None]]:
         """Sympy costs of every row of ``ops`` (dims may contain a symbol ``T``): ``(row, {field:

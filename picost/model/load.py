@@ -53,17 +53,53 @@ def resolve_spec_path(ref: str | Path, relative_to: Path | None = None) -> Path:
     raise UserError(f"no such spec file or shipped spec '{ref}'{hint}")
 
 
+_LOADED: dict[Path, tuple[tuple[tuple[Path, bytes | None], ...], ModelSpec]] = {}
+"""Specs already loaded, per resolved path: a digest of every file read for it (the ``extends:``
+chain) and the spec. Specs are frozen, so callers can share one."""
+MAX_LOADED = 256
+
+
 def load_spec(ref: str | Path) -> ModelSpec:
-    """Load a spec by path or shipped name; a ``.json`` file is read as a HuggingFace config."""
+    """Load a spec by path or shipped name; a ``.json`` file is read as a HuggingFace config.
+    A spec whose files hold the same bytes as when it was last loaded (every file of its
+    ``extends:`` chain) is the one loaded then: only parsing and validation are saved."""
     path = resolve_spec_path(ref)
+    key = path.resolve()
+    cached = _LOADED.get(key)
+    if cached is not None and all(_stamp(f) == (f, digest) for f, digest in cached[0]):
+        return cached[1]
+    files: list[Path] = []
     if path.suffix == ".json":
-        return load_hf_config(path)
-    data, origins = _load_with_overlays(path, chain=())
-    data.setdefault("name", path.stem)
-    return validate_spec(data, origins, default_file=str(path))
+        files.append(key)
+        spec = load_hf_config(path)
+    else:
+        data, origins = _load_with_overlays(path, chain=(), files=files)
+        data.setdefault("name", path.stem)
+        spec = validate_spec(data, origins, default_file=str(path))
+    if len(_LOADED) >= MAX_LOADED:
+        _LOADED.clear()
+    _LOADED[key] = (tuple(_stamp(f) for f in files), spec)
+    return spec
 
 
-def _load_with_overlays(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Origins]:
+def _stamp(path: Path) -> tuple[Path, bytes | None]:
+    """``(path, digest of its bytes)``; None for a file that is gone, not a regular file (a FIFO
+    must never be read) or over :data:`~picost.model.limits.MAX_FILE_BYTES`: never equal to a
+    loaded file's stamp, so the spec is loaded again and the loader says what is wrong."""
+    import hashlib
+    import stat
+
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limits.MAX_FILE_BYTES:
+            return path, None
+        return path, hashlib.blake2b(path.read_bytes(), digest_size=16).digest()
+    except OSError:
+        return path, None
+
+
+def _load_with_overlays(path: Path, chain: tuple[Path, ...],
+                        files: list[Path] | None = None) -> tuple[dict[str, Any], Origins]:
     resolved = path.resolve()
     if resolved in chain:
         cycle = " -> ".join(str(p) for p in chain + (resolved,))
@@ -71,6 +107,8 @@ def _load_with_overlays(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, 
     if len(chain) >= limits.MAX_EXTENDS_DEPTH:
         raise UserError(f"'extends' chain longer than {limits.MAX_EXTENDS_DEPTH} files (see docs/limits.md)",
                         file=str(path), field="extends")
+    if files is not None:
+        files.append(resolved)
     raw, lines = load_located(path)
     file = str(path)
     if raw is None:
@@ -88,7 +126,7 @@ def _load_with_overlays(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, 
         base_path = resolve_spec_path(base_ref, relative_to=path.parent)
     except UserError as exc:
         raise UserError(exc.message, file=file, line=lines.get(("extends",)), field="extends") from None
-    base, base_origins = _load_with_overlays(base_path, chain + (resolved,))
+    base, base_origins = _load_with_overlays(base_path, chain + (resolved,), files)
     base.pop("name", None)  # a variant is never named after its base
     base_origins = {k: v for k, v in base_origins.items() if k != "name"}
     return _merge(base, raw), {**base_origins, **origins}

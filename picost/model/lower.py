@@ -33,13 +33,27 @@ class Lowered:
         return [op for op in self.ops if op.kind == kind]
 
 
+_LOWERED: dict[tuple[int, int], Lowered] = {}
+"""Recent lowerings at whole-number contexts, per (id of the spec, T). Specs are frozen and a
+cached :class:`Lowered` holds its spec, so an id cannot be reused while its entry lives."""
+MAX_LOWERED = 64
+
+
 def lower(spec: ModelSpec, context: Any = None) -> Lowered:
     """Lower ``spec`` at ``context`` tokens (default: ``spec.context_length``)."""
     T = limits.context(spec.context_length if context is None else context)
     if spec.input.kind == "patches" and spec.input.cls_token and isinstance(T, int) and T < 2:
         raise UserError(f"{spec.name}: T = {T} tokens leaves no image patch (T counts the patches and the CLS row; "
                         f"the spec's image is T = {spec.input.image_tokens})", field="context")
-    return Lowered(spec, T, tuple(_Lowerer(spec, T).ops()))
+    if type(T) is not int or not isinstance(spec, ModelSpec):
+        return Lowered(spec, T, tuple(_Lowerer(spec, T).ops()))
+    key = (id(spec), T)
+    found = _LOWERED.get(key)
+    if found is None or found.spec is not spec:
+        if len(_LOWERED) >= MAX_LOWERED:
+            _LOWERED.pop(next(iter(_LOWERED)))
+        found = _LOWERED[key] = Lowered(spec, T, tuple(_Lowerer(spec, T).ops()))
+    return found
 
 
 def lower_symbolic(spec: ModelSpec, T: Any, d: Any = None) -> Lowered:
@@ -127,9 +141,12 @@ class _Lowerer:
         s, L = self.s, f"L{layer}"
         pre = s.has_norm and s.norm.placement == "pre"
         post = s.has_norm and s.norm.placement == "post"
+        shared = pre and s.parallel_norm == "shared"  # one pre-norm read by both branches (GPT-J, Phi-2)
         branches = [("attn", self.attention)] + ([("ffn", self.ffn)] if has_ffn else [])
+        if shared:
+            self.norm(f"{L}.ln_in", layer, notes=("shared: attention and the FFN both read its output",))
         for part, body in branches:
-            if pre:
+            if pre and not shared:
                 self.norm(f"{L}.ln_{part}", layer)
             body(layer)
             if not s.parallel_residual:

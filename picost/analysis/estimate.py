@@ -217,22 +217,26 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
                      allow_uncosted: bool = False) -> Estimate:
     """Cost every op of ``lowered`` (int shapes) under ``table`` over ``network``."""
     rows = []
-    for cost in table.cost_ops(lowered.ops, allow_uncosted):
-        op = cost.op
-        flops = op.flops if cost.row_class == op.op_class else 0
-        dims = cost.dims
-        notes = op.notes if cost.name == op.name else ()
-        if not cost.costed:
-            rows.append(Row(cost.name, cost.kind, cost.row_class, op.layer, op.block.value, flops, False,
-                            uncosted_reason=cost.uncosted_reason, dims=dims, table=cost.table, notes=notes))
+    times: dict[int, tuple[float, float]] = {}  # per shared cost-fields dict: (comm_s, latency_s)
+    for planned in table.plan(lowered.ops):
+        owner, op, name = planned.table, planned.op, planned.name
+        c = owner.row_fields(planned, allow_uncosted)
+        flops = op.flops if planned.row_class == op.op_class else 0
+        notes = op.notes if name == op.name else ()
+        if c is None:
+            rows.append(Row(name, planned.kind, planned.row_class, op.layer, op.block.value, flops, False,
+                            uncosted_reason=owner.uncosted_reason(planned), dims=planned.dims, table=owner.name,
+                            notes=notes))
             continue
-        comm_s = network.transfer_s(cost.comm_bytes) / table.setting.transfer_links
-        latency_s = row_latency_s(cost, network, table)
-        rows.append(Row(cost.name, cost.kind, cost.row_class, op.layer, op.block.value, flops, True,
-                        cost.comm_bytes, cost.bytes_client_to_server, cost.bytes_server_to_client,
-                        cost.rounds, cost.compute_s, comm_s, latency_s, cost.offline_bytes,
-                        cost.source, cost.formulas, dims=dims, table=cost.table, notes=notes,
-                        setup_bytes=cost.setup_bytes, compute_beyond=cost.compute_beyond))
+        t = times.get(id(c))
+        if t is None:
+            t = times[id(c)] = (network.transfer_s(c["comm_bytes"]) / table.setting.transfer_links,
+                                latency_s_of(c["compute_s"], c["comm_bytes"], c["rounds"], network, table))
+        rows.append(Row(name, planned.kind, planned.row_class, op.layer, op.block.value, flops, True,
+                        c["comm_bytes"], c["bytes_client_to_server"], c["bytes_server_to_client"],
+                        c["rounds"], c["compute_s"], t[0], t[1], c["offline_bytes"],
+                        c["source"], c["formulas"], dims=planned.dims, table=owner.name, notes=notes,
+                        setup_bytes=c["setup_bytes"], compute_beyond=c["compute_beyond"]))
     spec = lowered.spec
     totals = Totals.of(rows)
     require_finite({name: getattr(totals, name) for name in _SUMMED + ("bytes_client_to_server",
@@ -261,9 +265,14 @@ def verify_point(spec: "ModelSpec", table: ProtocolTable, context: int, allow_un
 def row_latency_s(cost: Any, network: Network, table: ProtocolTable) -> float:
     """Modeled seconds of one costed row (an :class:`~picost.cost.protocol_table.OpCost`):
     ``compute_s + comm_bytes * 8 / (bandwidth_bps * transfer_links) + rounds * delays_per_round * rtt_s / 2``."""
+    return latency_s_of(cost.compute_s, cost.comm_bytes, cost.rounds, network, table)
+
+
+def latency_s_of(compute_s: float | None, comm_bytes: Any, rounds: Any, network: Network,
+                 table: ProtocolTable) -> float:
+    """:func:`row_latency_s` of a row's compute (seconds or None), bytes and rounds."""
     round_s = network.round_s * table.setting.delays_per_round
-    return ((cost.compute_s or 0) + network.transfer_s(cost.comm_bytes) / table.setting.transfer_links
-            + cost.rounds * round_s)
+    return (compute_s or 0) + network.transfer_s(comm_bytes) / table.setting.transfer_links + rounds * round_s
 
 
 def estimate(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTable,

@@ -134,7 +134,7 @@ def apply_calibration(table: ProtocolTable, profile: Profile, profile_file: str 
         compute = formula.parse(text, ENTRY_SYMBOLS[kind], file=profile_file or None, field_name=f"kinds.{kind}")
         entries[kind] = dataclasses.replace(
             entry, formulas={**entry.formulas, "compute_s": compute}, compute_source=f"measured: {profile.measured}")
-    return dataclasses.replace(table, entries=entries, _values={}, _factors={})
+    return dataclasses.replace(table, entries=entries)
 
 
 def calibrated_table(protocol: Any, calibration: str | Path | None,

@@ -94,14 +94,14 @@ class HybridTable(ProtocolTable):
         if not any(per_table.values()):
             return self
         new = {n: t.with_options(per_table.get(n)) for n, t in self.parts.items()}
-        return dataclasses.replace(self, by_class={c: new[t.name] for c, t in self.by_class.items()}, _values={}, _factors={})
+        return dataclasses.replace(self, by_class={c: new[t.name] for c, t in self.by_class.items()})
 
     def with_machine(self, machine: Any) -> "HybridTable":
         """Every part (and the conversions table) with compute scaled to ``machine``."""
         new = {n: t.with_machine(machine) for n, t in self.parts.items()}
         conversions = self.conversions.with_machine(machine) if self.conversions is not None else None
         return dataclasses.replace(self, machine=machine, by_class={c: new[t.name] for c, t in self.by_class.items()},
-                                   conversions=conversions, _values={}, _factors={})
+                                   conversions=conversions)
 
     def plan(self, ops: Any) -> list[PlannedRow]:
         assert self.conversions is not None

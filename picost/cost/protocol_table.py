@@ -162,16 +162,16 @@ class ProtocolTable:
     machine: Any = None
     """The :class:`~picost.cost.machine.Machine` compute is scaled to (None: the reference machine,
     on which ``compute_s`` was measured)."""
-    _values: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+    _values: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
     """Evaluated formulas per (kind, dims): the layers of a model repeat the same shapes."""
-    _factors: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
+    _factors: dict[str, float] = field(default_factory=dict, init=False, repr=False, compare=False)
     """Compute factor per entry (``where``) for :attr:`machine`."""
-    _costs: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+    _costs: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
     """A costed row's fields per (entry, dims) on :attr:`machine` (:meth:`cost_row`)."""
 
     def with_machine(self, machine: Any) -> "ProtocolTable":
         """This table with compute scaled to ``machine`` (a :class:`~picost.cost.machine.Machine`)."""
-        return dataclasses.replace(self, machine=machine, _factors={}, _costs={})
+        return dataclasses.replace(self, machine=machine)
 
     @property
     def machine_or_reference(self) -> Any:
@@ -244,8 +244,7 @@ class ProtocolTable:
                 params[pname] = Param(pname, pvalue, params[pname].unit, choice.source)
             entries.update(choice.entries)
         derived = with_derived(entries, params, self.setting) if self.derive else entries
-        return dataclasses.replace(self, params=params, entries=derived, chosen=chosen, _values={}, _factors={},
-                                   _costs={})
+        return dataclasses.replace(self, params=params, entries=derived, chosen=chosen)
 
     @property
     def param_values(self) -> dict[str, Any]:
@@ -299,20 +298,32 @@ class ProtocolTable:
 
     def cost_row(self, row: "PlannedRow", allow_uncosted: bool = False) -> OpCost:
         """The costs of one planned row whose entry is this table's."""
-        op, name, kind, entry = row.op, row.name, row.kind, row.entry
+        fields = self.row_fields(row, allow_uncosted)
+        if fields is None:
+            return OpCost(row.name, row.kind, row.op, row.is_truncation, False, table=self.name,
+                          uncosted_reason=self.uncosted_reason(row), row_class=row.row_class, dims=row.dims)
+        return OpCost(row.name, row.kind, row.op, row.is_truncation, True, **fields, table=self.name,
+                      row_class=row.row_class, dims=row.dims)
+
+    def row_fields(self, row: "PlannedRow", allow_uncosted: bool = False) -> dict[str, Any] | None:
+        """The cost fields of one planned row whose entry is this table's (:class:`OpCost`'s costs,
+        kept per entry and dims: one dict shared by the rows of repeated layers, read only); None
+        for a row no entry costs when ``allow_uncosted``, else :meth:`uncosted_error`."""
+        entry = row.entry
         if entry is None:
             if not allow_uncosted:
-                raise self.uncosted_error(op, name, row.is_truncation)
-            return OpCost(name, kind, op, row.is_truncation, False, table=self.name,
-                          uncosted_reason=self._uncosted_reason(op, kind, row.is_truncation),
-                          row_class=row.row_class, dims=row.dims)
+                raise self.uncosted_error(row.op, row.name, row.is_truncation)
+            return None
         key = (entry.where, *row.dims.items())
         fields = self._costs.get(key)
         if fields is None:
-            fields = self._row_fields(entry, row.dims, name)
+            fields = self._row_fields(entry, row.dims, row.name)
             self._costs[key] = fields
-        return OpCost(name, kind, op, row.is_truncation, True, **fields, table=self.name, row_class=row.row_class,
-                      dims=row.dims)
+        return fields
+
+    def uncosted_reason(self, row: "PlannedRow") -> str:
+        """Why no entry of this table costs ``row``."""
+        return self._uncosted_reason(row.op, row.kind, row.is_truncation)
 
     def _row_fields(self, entry: Entry, dims: Mapping[str, Any], name: str) -> dict[str, Any]:
         """The cost fields of a row of ``entry`` at integer ``dims`` on :attr:`machine`."""

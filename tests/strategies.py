@@ -54,6 +54,8 @@ def valid_specs(draw: st.DrawFn, max_layers: int = 4) -> ModelSpec:
     data["batch_size"] = draw(st.integers(1, 3))
     for flag in ("tied_embeddings", "bias", "parallel_residual"):
         data[flag] = draw(st.booleans())
+    if data["parallel_residual"] and data["norm"]["placement"] == "pre":
+        data["parallel_norm"] = draw(st.sampled_from(["separate", "shared"]))
     return ModelSpec.model_validate(data)
 
 
@@ -68,14 +70,24 @@ SHRUNK_VOCAB = 97
 SHRUNK_MAX_LAYERS = 12
 
 
+def _shrunk_head_dim(spec: ModelSpec) -> int:
+    """``SHRUNK_HEAD_DIM``, or with RoPE the smallest width from it up in which ``rope_fraction`` rotates
+    an even whole number of dims (Phi-2's 0.4: 10, rotating 4; the spec's own head_dim always does)."""
+    if spec.positional != "rope":
+        return SHRUNK_HEAD_DIM
+    return next(h for h in range(SHRUNK_HEAD_DIM, spec.dim_head + 1)
+                if abs(spec.rope_fraction * h - round(spec.rope_fraction * h)) < 1e-9
+                and round(spec.rope_fraction * h) % 2 == 0)
+
+
 def shrink(spec: ModelSpec) -> ModelSpec:
     """``spec`` at tiny sizes with the same structure, for torch runs in milliseconds.
 
     Rule: specs with d_model <= 64 are kept as they are. Otherwise every option is kept (activation,
-    norm kind/placement/final, positional and rope_fraction, parallel residual, FFN options and
+    norm kind/placement/final, positional and rope_fraction, parallel residual and norm, FFN options and
     pruned layers, head, argmax, biases, tying) and so is the GQA group size n_heads / n_kv_heads;
-    n_kv_heads becomes min(n_kv_heads, 2), n_heads = group x n_kv_heads, head_dim = 8,
-    d_model = n_heads x 8, d_ff keeps its ratio to d_model (rounded), vocab_size = min(V, 97),
+    n_kv_heads becomes min(n_kv_heads, 2), n_heads = group x n_kv_heads, head_dim = 8 (with RoPE: the
+    smallest from 8 up that rope_fraction rotates evenly), d_model = n_heads x head_dim, d_ff keeps its ratio to d_model (rounded), vocab_size = min(V, 97),
     context_length = min(context_length, 64) (an image-patch input: a 6x6 image of 2x2 patches), and n_layers is kept when <= 12 or when FFNs are
     pruned (so pruned indices stay valid), else 4.
     """
@@ -87,13 +99,14 @@ def shrink(spec: ModelSpec) -> ModelSpec:
     group = spec.n_heads // spec.kv_heads
     kv_heads = min(spec.kv_heads, 2)
     n_heads = group * kv_heads
-    d = n_heads * SHRUNK_HEAD_DIM
+    head_dim = _shrunk_head_dim(spec)
+    d = n_heads * head_dim
     keep_layers = spec.n_layers <= SHRUNK_MAX_LAYERS or bool(spec.pruned_ffn_layers)
     return with_fields(
         spec,
         n_heads=n_heads,
         n_kv_heads=kv_heads if spec.n_kv_heads is not None else None,
-        head_dim=SHRUNK_HEAD_DIM if spec.head_dim is not None else None,
+        head_dim=head_dim if spec.head_dim is not None else None,
         d_model=d,
         d_ff=max(1, round(spec.ffn_width * d / spec.d_model)),
         d_ff_multiplier=None,

@@ -45,14 +45,54 @@ def test_flops_cli_on_each_new_config():
         assert json.loads(r.stdout)["total_flops"] == count_flops(load_spec(DATA / f"{config}-config.json"), 64).total
 
 
-@pytest.mark.parametrize("model_type,missing", [("qwen2_moe", "shared experts"), ("phi", "shared input LayerNorm"),
-                                                ("gemma2", "soft-capping")])
+@pytest.mark.parametrize("model_type,missing", [("qwen2_moe", "shared experts"), ("gemma2", "soft-capping")])
 def test_unexpressible_families_are_refused_saying_what_is_missing(model_type, missing, tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"model_type": model_type, "hidden_size": 64}, indent=1))
     with pytest.raises(UserError, match=missing) as info:
         load_spec(path)
     assert info.value.line == 2 and "cannot be expressed" in str(info.value)
+
+
+# distilbert-base-uncased/config.json's cost-bearing keys (DistilBertConfig's defaults are the same)
+DISTILBERT = {"activation": "gelu", "architectures": ["DistilBertForMaskedLM"], "dim": 768, "hidden_dim": 3072,
+              "max_position_embeddings": 512, "model_type": "distilbert", "n_heads": 12, "n_layers": 6,
+              "sinusoidal_pos_embds": False, "vocab_size": 30522}
+
+
+def test_distilbert_refusal_suggests_extending_bert_base(tmp_path):
+    """Exit 2 naming the file, line and key, and the spec to use instead: bert-base with 6 layers (the
+    sizes that differ from bert-base's and nothing else); saved as printed, it is bert-base's first 6 layers
+    (checked against DistilBertModel in tests/test_hf_transformers.py)."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(DISTILBERT, indent=1))
+    r = run_cli("flops", str(path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{path}:" in r.stderr and "field 'model_type'" in r.stderr
+    assert "{extends: bert-base, n_layers: 6}" in r.stderr
+    (tmp_path / "distilbert.yaml").write_text("{extends: bert-base, n_layers: 6}\n")
+    spec, base = load_spec(tmp_path / "distilbert.yaml"), load_spec("bert-base")
+    assert spec.n_layers == 6
+    assert count_flops(spec, 128).by_layer() == {k: v for k, v in count_flops(base, 128).by_layer().items()
+                                                 if not k.startswith("L") or int(k[1:]) < 6}
+
+
+@pytest.mark.parametrize("config,edit,words", [
+    ("phi-2", {"qk_layernorm": True}, "queries"),
+    ("gpt-j-6b", {"rotary_dim": "64"}, "unsupported value"),
+    ("distilbert", {"dim": 76.8}, "unsupported value"),
+])
+def test_new_family_keys_are_located(config, edit, words, tmp_path):
+    raw = dict(DISTILBERT) if config == "distilbert" else json.loads((DATA / f"{config}-config.json").read_text())
+    raw.update(edit)
+    (key,) = edit
+    path = tmp_path / "config.json"
+    text = json.dumps(raw, indent=1)
+    path.write_text(text)
+    with pytest.raises(UserError, match=words) as info:
+        load_spec(path)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if row.strip().startswith(f'"{key}"'))
+    assert (info.value.field, info.value.line) == (key, line)
 
 
 def test_opt_embedding_projection_refused(tmp_path):

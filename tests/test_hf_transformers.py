@@ -43,7 +43,9 @@ FAMILIES = {
     # model_type: (config class, extra reduced keys)
     "gpt2": ("GPT2Config", {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_inner": 96, "vocab_size": 101,
                             "n_positions": 64}),
-    "gpt_neox": ("GPTNeoXConfig", {**REDUCED, "rotary_pct": 0.25}),
+    "gptj": ("GPTJConfig", {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_inner": 96, "vocab_size": 101,
+                            "n_positions": 64, "rotary_dim": 8}),  # parallel block, one shared LayerNorm
+    "gpt_neox": ("GPTNeoXConfig", {**REDUCED, "rotary_pct": 0.25}),  # parallel block, a LayerNorm per branch
     "llama": ("LlamaConfig", {**REDUCED, "num_key_value_heads": 2}),
     "mistral": ("MistralConfig", {**REDUCED, "num_key_value_heads": 2, "sliding_window": None}),
     "bert": ("BertConfig", REDUCED),
@@ -51,12 +53,17 @@ FAMILIES = {
     "opt": ("OPTConfig", {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "ffn_dim": 96,
                           "vocab_size": 101, "max_position_embeddings": 64, "word_embed_proj_dim": 64}),
     "qwen2": ("Qwen2Config", {**REDUCED, "num_key_value_heads": 2}),
+    "phi": ("PhiConfig", {**REDUCED, "partial_rotary_factor": 0.5}),  # parallel block, one shared LayerNorm
     "phi3": ("Phi3Config", {**REDUCED, "num_key_value_heads": 4, "pad_token_id": 0}),
     "gemma": ("GemmaConfig", {**REDUCED, "num_key_value_heads": 1, "head_dim": 32}),
     "vit": ("ViTConfig", {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 96,
                           "image_size": 12, "patch_size": 4, "num_channels": 3}),  # 9 patches + CLS
     "mixtral": ("MixtralConfig", {**REDUCED, "num_key_value_heads": 2, "num_local_experts": 4, "num_experts_per_tok": 2,
                                   "sliding_window": None}),
+}
+REFUSED = {  # model_type: (config class, reduced keys) of families refused with a working spec to use instead
+    "distilbert": ("DistilBertConfig", {"n_layers": 2, "dim": 64, "n_heads": 4, "hidden_dim": 96, "vocab_size": 101,
+                                        "max_position_embeddings": 64}),
 }
 T = 9
 VIT_T = (12 // 4) ** 2 + 1
@@ -133,7 +140,7 @@ def _hf_counts(model_type: str, tmp_path: Path, head: str | None = None, **extra
     the base model (no head, no pooler), or the ``head`` class (``ForSequenceClassification``...)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    cls_name, keys = FAMILIES[model_type]
+    cls_name, keys = {**FAMILIES, **REFUSED}[model_type]
     config = getattr(transformers, cls_name)(**{**keys, **extra})
     config._attn_implementation = "eager"
     if head is not None:
@@ -260,3 +267,22 @@ def test_sliding_window_against_transformers(tmp_path):
     assert count_flops(full, T).by_group()["attn_scores_values"] == attention
     assert groups["attn_scores_values"] < attention
     assert nonlinear["softmax valid"] == _lowered_nonlinear(spec, T)["softmax valid"]
+
+
+def test_distilbert_refusal_names_a_spec_that_loads_and_equals_transformers(tmp_path):
+    """DistilBERT is refused (picost does not read its keys) with a one-line spec extending bert-base; that
+    spec, saved as it is printed, loads and has DistilBertModel's FLOPs and nonlinear counts."""
+    path, linear, attention, other, nonlinear = _hf_counts("distilbert", tmp_path)
+    assert other == {}, other
+    from picost.errors import UserError
+
+    with pytest.raises(UserError, match="distilbert") as refused:
+        load_spec(path)
+    assert refused.value.field == "model_type" and refused.value.line is not None
+    suggested = re.search(r"\{extends: bert-base[^}]*\}", refused.value.message).group(0)
+    assert "n_layers: 2" in suggested  # the config's 2 layers (bert-base has 12)
+    spec_file = tmp_path / "distilbert.yaml"
+    spec_file.write_text(suggested + "\n")
+    spec = load_spec(spec_file)
+    assert count_flops(spec, T).total == linear + attention
+    assert nonlinear == _lowered_nonlinear(spec, T)

@@ -91,6 +91,8 @@ def test_op_counts_scale_with_layers_heads_and_pruning(spec: ModelSpec, T: int) 
         with_ffn = L - len(pruned)
         if spec.parallel_residual and spec.norm.placement == "post":
             assert len(in_block) == L  # one norm after the joint residual
+        elif spec.parallel_norm == "shared":
+            assert len(in_block) == L  # one norm before both branches
         else:
             assert len(in_block) == L + with_ffn  # 2 * L when nothing is pruned
         rows = B if decode else B * T

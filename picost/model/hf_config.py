@@ -1,5 +1,5 @@
-"""Read a HuggingFace ``config.json`` (GPT-2, GPT-NeoX/Pythia, Llama/Mistral; BERT, RoBERTa, OPT, Qwen2,
-Phi-3, Gemma in :mod:`picost.model.hf_families`) into a ModelSpec.
+"""Read a HuggingFace ``config.json`` (GPT-2, GPT-J, GPT-NeoX/Pythia, Llama/Mistral; BERT, RoBERTa, OPT, Qwen2,
+Phi-1/2, Phi-3, Gemma, ViT, Mixtral in :mod:`picost.model.hf_families`) into a ModelSpec.
 
 No hub access: the user passes the file. Keys that do not bear on cost are ignored (HF configs
 carry many); the keys we need are required, and errors point at the HF key and its line.
@@ -13,7 +13,7 @@ from typing import Any, Callable
 from picost.errors import UserError
 from picost.model import limits
 from picost.model.spec import ModelSpec, Origins, validate_spec
-from picost.model import hf_families
+from picost.model import hf_families, hf_nearest
 from picost.model.located_yaml import load_located
 
 _GPT2_ACT = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
@@ -52,10 +52,14 @@ def load_hf_config(path: Path) -> ModelSpec:
     if not isinstance(raw, dict):
         raise UserError("a HuggingFace config must be a JSON object", file=file, line=1)
     model_type = raw.get("model_type")
-    builders = {"gpt2": _gpt2, "gpt_neox": _neox, "llama": _llama, "mistral": _llama, **hf_families.READERS}
+    builders = {"gpt2": _gpt2, "gptj": _gptj, "gpt_neox": _neox, "llama": _llama, "mistral": _llama,
+                **hf_families.READERS}
     if isinstance(model_type, str) and model_type in hf_families.UNSUPPORTED:
         raise UserError(f"model_type {model_type!r} cannot be expressed: {hf_families.UNSUPPORTED[model_type]}",
                         file=file, line=lines.get(("model_type",)), field="model_type")
+    if isinstance(model_type, str) and model_type in hf_nearest.SUGGESTERS:
+        message = hf_nearest.SUGGESTERS[model_type](_Reader(raw, lines, file))
+        raise UserError(message, file=file, line=lines.get(("model_type",)), field="model_type")
     if not isinstance(model_type, str) or model_type not in builders:
         raise UserError(
             f"unsupported model_type {model_type!r}; supported: {', '.join(builders)}",
@@ -78,13 +82,6 @@ def load_hf_config(path: Path) -> ModelSpec:
     return validate_spec(data, r.origins, default_file=file)
 
 
-def _fraction(value: Any) -> float:
-    """A number as a float (``rotary_pct: 1`` is 1.0); anything else is an unsupported value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(value)
-    return float(value)
-
-
 def _gpt2(r: _Reader) -> dict[str, Any]:
     d_model = r.take("d_model", "n_embd")
     inner = r.take("d_ff", "n_inner", default=None)
@@ -105,13 +102,30 @@ def _gpt2(r: _Reader) -> dict[str, Any]:
     }
 
 
+def _gptj(r: _Reader) -> dict[str, Any]:
+    """GPT-J: GPT-2's keys, a parallel block on one shared LayerNorm (``ln_1``), RoPE on the first
+    ``rotary_dim`` dims of each head (all of them when null), untied head."""
+    data = _gpt2(r)
+    d_model, heads = data["d_model"], data["n_heads"]
+    rotary = r.take("rope_fraction", "rotary_dim", default=None, convert=hf_families.count)
+    sizes_known = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (d_model, heads))
+    return {
+        **data,
+        "positional": "rope",
+        "rope_fraction": rotary / (d_model // heads) if rotary is not None and sizes_known else 1.0,
+        "tied_embeddings": r.take("tied_embeddings", "tie_word_embeddings", default=False),
+        "parallel_residual": True,
+        "parallel_norm": "shared",
+    }
+
+
 def _neox(r: _Reader) -> dict[str, Any]:
     return {
         **hf_families.sizes(r),
         "activation": r.take("activation", "hidden_act", default="gelu", convert=_NEOX_ACT.__getitem__),
         "norm": {"kind": "layernorm", "placement": "pre", "final": True},
         "positional": "rope",
-        "rope_fraction": r.take("rope_fraction", "rotary_pct", default=1.0, convert=_fraction),
+        "rope_fraction": r.take("rope_fraction", "rotary_pct", default=1.0, convert=hf_families.fraction),
         "tied_embeddings": r.take("tied_embeddings", "tie_word_embeddings", default=False),
         "parallel_residual": r.take("parallel_residual", "use_parallel_residual", default=True),
         "bias": True,

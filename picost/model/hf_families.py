@@ -1,5 +1,5 @@
 """More HuggingFace families for :mod:`picost.model.hf_config`: encoders (BERT, RoBERTa, ViT), OPT,
-Qwen2, Phi-3, Gemma, Mixtral -- and the families picost cannot express, refused with what is missing.
+Qwen2, Phi-1/2, Phi-3, Gemma, Mixtral -- and the families picost cannot express, refused with what is missing.
 
 Each reader maps a ``config.json`` to spec fields through the shared ``_Reader`` (errors name the
 HF key and its line). What a family has that does not bear on FLOPs or on any op picost counts
@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-_BERT_ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
+BERT_ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
 _OPT_ACT = {"relu": "relu", "gelu": "gelu", "gelu_new": "gelu_tanh"}
 _GATED_ACT = {"silu": "swiglu", "gelu": "geglu", "gelu_pytorch_tanh": "geglu", "gelu_new": "geglu"}
 
 #: model_type -> what picost lacks to express it (the refusal message).
 UNSUPPORTED: dict[str, str] = {
-    "phi": ("Phi-1/2 run attention and the MLP in parallel on ONE shared input LayerNorm, and picost's parallel "
-            "residual has one norm per branch; a shared-norm parallel block is not modelled"),
     "gemma2": ("Gemma 2 caps attention and final logits with tanh soft-capping (no tanh op kind), adds post-sublayer "
                "norms to the pre-norms and alternates sliding-window layers; none of these is modelled"),
     "qwen2_moe": ("a mixture of experts with shared experts and their own gate next to the routed ones; picost's "
@@ -44,7 +42,7 @@ def bert(r: Any) -> dict[str, Any]:
     and the token-type embedding add are not ops here (no FLOPs; noted in the description)."""
     data = {
         **sizes(r),
-        "activation": r.take("activation", "hidden_act", default="gelu", convert=_BERT_ACT.__getitem__),
+        "activation": r.take("activation", "hidden_act", default="gelu", convert=BERT_ACT.__getitem__),
         "norm": {"kind": "layernorm", "placement": "post", "final": False},
         "attention": {"causal": False},
         "positional": "learned",
@@ -99,9 +97,9 @@ def _gated(r: Any, default_act: str, tied_default: bool) -> dict[str, Any]:
     head_dim = r.take("head_dim", "head_dim", default=None)
     if head_dim is not None:
         data["head_dim"] = head_dim
-    fraction = r.take("rope_fraction", "partial_rotary_factor", default=None)
-    if fraction is not None:
-        data["rope_fraction"] = float(fraction)
+    rotated = r.take("rope_fraction", "partial_rotary_factor", default=None, convert=fraction)
+    if rotated is not None:
+        data["rope_fraction"] = rotated
     return data
 
 
@@ -110,6 +108,38 @@ def qwen2(r: Any) -> dict[str, Any]:
     data = _gated(r, "silu", tied_default=False)
     data["bias"] = True
     return data
+
+
+def phi(r: Any) -> dict[str, Any]:
+    """Phi-1/1.5/2: a parallel block on ONE shared input LayerNorm (``parallel_norm: shared``), partial
+    RoPE (``partial_rotary_factor``, HF's default 0.5), separate q/k/v projections (fused here: the same
+    products), biases on every linear, a GELU (``gelu_new``: tanh form) MLP ``fc1``/``fc2``, final
+    LayerNorm, untied head. ``qk_layernorm`` (LayerNorms on queries and keys) is refused."""
+    if r.raw.get("qk_layernorm"):
+        from picost.errors import UserError
+
+        raise UserError("qk_layernorm: true (a LayerNorm on the queries and one on the keys of every layer) is not "
+                        "modelled", file=r.file, line=r.lines.get(("qk_layernorm",)), field="qk_layernorm")
+    return {
+        **sizes(r),
+        "n_kv_heads": r.take("n_kv_heads", "num_key_value_heads", default=None),
+        "activation": r.take("activation", "hidden_act", default="gelu_new", convert=BERT_ACT.__getitem__),
+        "norm": {"kind": "layernorm", "placement": "pre", "final": True},
+        "positional": "rope",
+        "rope_fraction": r.take("rope_fraction", "partial_rotary_factor", default=0.5, convert=fraction),
+        "tied_embeddings": r.take("tied_embeddings", "tie_word_embeddings", default=False),
+        "bias": True,
+        "parallel_residual": True,
+        "parallel_norm": "shared",
+    }
+
+
+def fraction(value: Any) -> float:
+    """A number as a float (``rotary_pct: 1`` is 1.0); anything else (a bool, a string) is a
+    ``TypeError``, which the reader reports as an unsupported value at the key's line."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(value)
+    return float(value)
 
 
 def phi3(r: Any) -> dict[str, Any]:
@@ -142,11 +172,12 @@ def classifier_head(r: Any, pooler: bool) -> dict[str, Any]:
                for a in names):
         return {"head": "none", "argmax": False}
     labels = r.take("classifier.labels", "id2label", "num_labels", default=2,
-                    convert=lambda v: len(v) if isinstance(v, dict) else _count(v))
+                    convert=lambda v: len(v) if isinstance(v, dict) else count(v))
     return {"head": "classifier", "classifier": {"labels": labels, "pooler": pooler}, "argmax": False}
 
 
-def _count(value: Any) -> int:
+def count(value: Any) -> int:
+    """A whole number (not a bool); anything else is a ``TypeError`` (an unsupported value)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(value)
     return value
@@ -166,7 +197,7 @@ def vit(r: Any) -> dict[str, Any]:
         "context_length": tokens,
         "input": {"kind": "patches", "image_size": image, "patch_size": patch,
                   "channels": r.take("input.channels", "num_channels", default=3), "cls_token": True},
-        "activation": r.take("activation", "hidden_act", default="gelu", convert=_BERT_ACT.__getitem__),
+        "activation": r.take("activation", "hidden_act", default="gelu", convert=BERT_ACT.__getitem__),
         "norm": {"kind": "layernorm", "placement": "pre", "final": True},
         "attention": {"causal": False},
         "positional": "learned",
@@ -214,8 +245,8 @@ def sliding_window(r: Any, model_type: str, n_layers: Any) -> int | None:
 
 
 READERS: dict[str, Callable[[Any], dict[str, Any]]] = {
-    "bert": bert, "roberta": roberta, "opt": opt, "qwen2": qwen2, "phi3": phi3, "gemma": gemma, "vit": vit,
-    "mixtral": mixtral,
+    "bert": bert, "roberta": roberta, "opt": opt, "qwen2": qwen2, "phi": phi, "phi3": phi3, "gemma": gemma,
+    "vit": vit, "mixtral": mixtral,
 }
 
 NOTES: dict[str, str] = {
@@ -226,4 +257,7 @@ NOTES: dict[str, str] = {
     "mixtral": "oblivious routing: every token runs through all experts (set moe.routing: revealed for k)",
     "gemma": "the embedding's scaling by sqrt(hidden_size) is left out (a public constant, no FLOPs)",
     "qwen2": "Q, K and V carry biases (local adds, no FLOPs)",
+    "phi": "the head's bias is left out (a local add, no FLOPs)",
+    "gptj": ("the head's bias is left out and the attention projections (which have none in GPT-J) are costed with "
+             "biases, like the MLP's (local adds, no FLOPs)"),
 }

@@ -56,7 +56,6 @@ def lower(spec: ModelSpec, context: Any = None) -> Lowered:
     return found
 
 
-
 def lower_symbolic(spec: ModelSpec, T: Any, d: Any = None) -> Lowered:
     """Lower ``spec`` at context ``T`` (an int or a sympy symbol); with ``d`` (e.g. a sympy symbol)
     the model width is ``d``, and head_dim and the FFN width keep their ratio to the spec's width
@@ -142,9 +141,12 @@ class _Lowerer:
         s, L = self.s, f"L{layer}"
         pre = s.has_norm and s.norm.placement == "pre"
         post = s.has_norm and s.norm.placement == "post"
+        shared = pre and s.parallel_norm == "shared"  # one pre-norm read by both branches (GPT-J, Phi-2)
         branches = [("attn", self.attention)] + ([("ffn", self.ffn)] if has_ffn else [])
+        if shared:
+            self.norm(f"{L}.ln_in", layer, notes=("shared: attention and the FFN both read its output",))
         for part, body in branches:
-            if pre:
+            if pre and not shared:
                 self.norm(f"{L}.ln_{part}", layer)
             body(layer)
             if not s.parallel_residual:

@@ -119,7 +119,10 @@ class ModelSpec(_Strict):
     bias: bool = True
     """Whether linears carry biases (GPT-2: yes; Llama: no). Biases add no FLOPs here."""
     parallel_residual: bool = False
-    """Attention and FFN read the same input and are added together (GPT-NeoX/Pythia)."""
+    """Attention and FFN read the same input and are added together (GPT-NeoX/Pythia, GPT-J, Phi-2)."""
+    parallel_norm: Literal["separate", "shared"] = "separate"
+    """A parallel block's pre-norms: ``separate``, one per branch (GPT-NeoX), or ``shared``, one norm
+    whose output both branches read (GPT-J, Phi-2). Needs ``parallel_residual`` and pre-norm."""
     ffn: FFNSpec = Field(default_factory=FFNSpec)
     moe: MoESpec | None = None
     """Mixture-of-experts FFNs (every layer's FFN is ``experts`` FFNs of width ``d_ff``); None: dense."""
@@ -249,6 +252,10 @@ def check_rules(spec: ModelSpec) -> None:
                 f"RoPE rotates pairs of dimensions: rope_fraction x head_dim = {rotated} "
                 "must be an even whole number",
             )
+    if spec.parallel_norm == "shared" and not (spec.parallel_residual and spec.norm.placement == "pre"):
+        raise SpecRuleError("parallel_norm", "a shared norm is the one pre-norm both branches of a parallel block "
+                            "read: it needs parallel_residual: true and norm.placement: pre (or set "
+                            "parallel_norm: separate)")
     window = spec.attention.sliding_window
     if window is not None and not spec.attention.causal:
         raise SpecRuleError("attention.sliding_window", "a sliding window is modelled for causal attention only "

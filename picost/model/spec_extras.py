@@ -129,11 +129,14 @@ def _moe_problem(spec: Any) -> tuple[str, str] | None:
 
 def engine_gap(spec: Any) -> tuple[str, str] | None:
     """``(field, what)`` for the first section the engines (picost/mpc, SPU, CrypTen) do not run:
-    image patches, a classifier head, experts; they cost-model only (``picost estimate``)."""
+    image patches, a classifier head, experts, a parallel block's shared norm; they cost-model only
+    (``picost estimate``)."""
     if spec.input.kind == "patches":
         return "input.kind", "image-patch inputs"
     if spec.head == "classifier":
         return "head", "classifier heads"
     if spec.moe is not None:
         return "moe", "mixture-of-experts FFNs"
+    if spec.has_norm and spec.parallel_norm == "shared":
+        return "parallel_norm", "a parallel block's shared norm (GPT-J, Phi-2: one norm read by both branches)"
     return None

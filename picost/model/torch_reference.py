@@ -319,7 +319,8 @@ class FFN(nn.Module):
 
 class Block(nn.Module):
     """One transformer layer: norms (pre or post), attention, FFN (absent if pruned), residuals;
-    sequential, or parallel (attention and FFN read the same input, GPT-NeoX)."""
+    sequential, or parallel (attention and FFN read the same input, GPT-NeoX; normed once for both
+    with ``parallel_norm: shared``, GPT-J and Phi-2)."""
 
     def __init__(self, spec: ModelSpec, layer: int, has_ffn: bool) -> None:
         super().__init__()
@@ -327,7 +328,9 @@ class Block(nn.Module):
         self.parallel = spec.parallel_residual
         self.pre = spec.has_norm and spec.norm.placement == "pre"
         post = spec.has_norm and spec.norm.placement == "post"
-        in_block_norms = self.pre or (post and not self.parallel)
+        shared = self.pre and spec.parallel_norm == "shared"
+        in_block_norms = (self.pre and not shared) or (post and not self.parallel)
+        self.ln_in = _norm(spec, f"{L}.ln_in") if shared else None
         self.ln_attn = _norm(spec, f"{L}.ln_attn") if in_block_norms else None
         self.ln_ffn = _norm(spec, f"{L}.ln_ffn") if in_block_norms and has_ffn else None
         self.ln_out = _norm(spec, f"{L}.ln_out") if post and self.parallel else None
@@ -338,9 +341,10 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
         if self.parallel:
-            a = self.attn(self._pre(self.ln_attn, x), positions, cache)
+            h = self.ln_in(x) if self.ln_in is not None else x
+            a = self.attn(self._pre(self.ln_attn, h), positions, cache)
             if self.ffn is not None:
-                x = self.ffn.residual(x, self.ffn(self._pre(self.ln_ffn, x)))
+                x = self.ffn.residual(x, self.ffn(self._pre(self.ln_ffn, h)))
             x = self.attn.residual(x, a)
             return self.ln_out(x) if self.ln_out is not None else x
         x = self.attn.residual(x, self.attn(self._pre(self.ln_attn, x), positions, cache))

@@ -184,11 +184,13 @@ def test_shared_norm_needs_a_pre_norm_parallel_block(tmp_path):
 
 
 def test_engines_refuse_a_shared_norm():
+    """picost/mpc, SPU and CrypTen run no shared-norm block: a located refusal, not a mis-costed run."""
+    from picost.crypten_engine.bridge import model_payload
     from picost.mpc.model import check_supported
     from picost.spu.bridge import model_request
 
     spec = load_spec("phi-2")
-    for refuse in (check_supported, model_request):
+    for refuse in (check_supported, model_request, lambda s: model_payload(s, 8)):
         with pytest.raises(UserError, match="shared norm") as exc:
             refuse(spec)
         assert exc.value.field == "parallel_norm"

@@ -20,7 +20,8 @@ Conv2d, aten convolution) with picost's ``embed.patch`` linear. Mixtral is compa
 routing (transformers runs only the routed tokens through each expert; picost's default, oblivious,
 runs all E). The classifier heads (BERT/RoBERTa pooler + classifier, ViT's classifier) are compared
 against the HF ``*For*Classification`` classes, and Mistral with a sliding window W < T against
-transformers' masked full attention (see docs/spec.md). `transformers` is a test dependency only."""
+transformers' masked full attention (see docs/spec.md). DistilBERT, which picost refuses, is compared
+through the spec its refusal prints. `transformers` is a test dependency only."""
 
 from __future__ import annotations
 

@@ -36,11 +36,11 @@ def distilbert(r: Any) -> str:
         "context_length": r.take("context_length", "max_position_embeddings", convert=hf_families.count),
         "activation": r.take("activation", "activation", default="gelu", convert=hf_families.BERT_ACT.__getitem__),
     })
-    sinusoidal = (" Its sinusoidal positions (sinusoidal_pos_embds) are public: the spec's learned-position add "
-                  "costs them as server-held." if r.raw.get("sinusoidal_pos_embds") else "")
-    return ("model_type 'distilbert' is not read, but DistilBERT is BERT's post-LN encoder with its own config keys "
-            f"(the encoder's hidden states; its classifier head, dense + ReLU, is not modelled): this spec expresses "
-            f"it, save it as distilbert.yaml: {spec}.{sinusoidal}")
+    sinusoidal = ("; its sinusoidal positions (sinusoidal_pos_embds) are public, and the spec's learned-position "
+                  "add costs them as server-held" if r.raw.get("sinusoidal_pos_embds") else "")
+    return ("model_type 'distilbert' is not read; DistilBERT is BERT's post-LN encoder under other config keys, and "
+            "this spec expresses it (the encoder's hidden states; DistilBERT's dense + ReLU classifier head is not "
+            f"modelled{sinusoidal}). Save it as a .yaml file: {spec}")
 
 
 SUGGESTERS: dict[str, Callable[[Any], str]] = {"distilbert": distilbert}

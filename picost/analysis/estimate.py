@@ -218,7 +218,7 @@ def estimate_lowered(lowered: Lowered, table: ProtocolTable, network: Network,
     """Cost every op of ``lowered`` (int shapes) under ``table`` over ``network``."""
     rows = []
     times: dict[int, tuple[float, float]] = {}  # per shared cost-fields dict: (comm_s, latency_s)
-    for planned in table.plan(lowered.ops):
+    for planned in table.planned(lowered.ops):
         owner, op, name = planned.table, planned.op, planned.name
         c = owner.row_fields(planned, allow_uncosted)
         flops = op.flops if planned.row_class == op.op_class else 0

@@ -168,6 +168,9 @@ class ProtocolTable:
     """Compute factor per entry (``where``) for :attr:`machine`."""
     _costs: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
     """A costed row's fields per (entry, dims) on :attr:`machine` (:meth:`cost_row`)."""
+    _plans: dict[int, tuple[Any, tuple["PlannedRow", ...]]] = field(default_factory=dict, init=False, repr=False,
+                                                                    compare=False)
+    """Recent :meth:`planned` op tuples (held, so their ids stay theirs) and their rows."""
 
     def with_machine(self, machine: Any) -> "ProtocolTable":
         """This table with compute scaled to ``machine`` (a :class:`~picost.cost.machine.Machine`)."""
@@ -283,6 +286,16 @@ class ProtocolTable:
         """The estimate rows of ``ops`` in order, each with the table and entry that cost it."""
         return [PlannedRow(op, name, kind, TRUNCATION if trunc else op.op_class, self, entry, dims, trunc)
                 for op in ops for name, kind, entry, dims, trunc in self.rows_for(op)]
+
+    def planned(self, ops: tuple[Op, ...]) -> tuple["PlannedRow", ...]:
+        """:meth:`plan` of an op tuple, kept for the last 16 tuples (lowerings are shared per spec,
+        so a repeated estimate plans once)."""
+        found = self._plans.get(id(ops))
+        if found is None or found[0] is not ops:
+            if len(self._plans) >= 16:
+                self._plans.pop(next(iter(self._plans)))
+            found = self._plans[id(ops)] = (ops, tuple(self.plan(ops)))
+        return found[1]
 
     def cost_ops(self, ops: Any, allow_uncosted: bool = False) -> list[OpCost]:
         """Numeric costs of every row of ``ops`` (int dims), in order (see :meth:`cost`)."""

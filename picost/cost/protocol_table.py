@@ -171,6 +171,8 @@ class ProtocolTable:
     _plans: dict[int, tuple[Any, tuple["PlannedRow", ...]]] = field(default_factory=dict, init=False, repr=False,
                                                                     compare=False)
     """Recent :meth:`planned` op tuples (held, so their ids stay theirs) and their rows."""
+    _exprs: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """:meth:`row_exprs` per (entry, dims): a model's layers repeat the same symbolic shapes."""
 
     def with_machine(self, machine: Any) -> "ProtocolTable":
         """This table with compute scaled to ``machine`` (a :class:`~picost.cost.machine.Machine`)."""
@@ -360,7 +362,15 @@ class ProtocolTable:
         return [(row, None if row.entry is None else row.table.row_exprs(row)) for row in self.plan(ops)]
 
     def row_exprs(self, row: "PlannedRow") -> dict[str, Any]:
-        """``{field: sympy expression}`` of one planned row whose entry is this table's."""
+        """``{field: sympy expression}`` of one planned row whose entry is this table's (kept per
+        entry and dims; a new dict each call)."""
+        key = (row.entry.where, *row.dims.items())
+        found = self._exprs.get(key)
+        if found is None:
+            found = self._exprs[key] = self._row_exprs(row)
+        return dict(found)
+
+    def _row_exprs(self, row: "PlannedRow") -> dict[str, Any]:
         env = {**self._sympy_params(), **row.dims}
         out = {f: self._symbolic(row.entry, f, form, env, row.name) for f, form in row.entry.formulas.items()}
         if "compute_s" in out and self.machine is not None:

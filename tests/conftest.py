@@ -39,3 +39,15 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subpro
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: a second intra-op thread only adds contention on a shared 2-core machine
+    (modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

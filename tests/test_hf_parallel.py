@@ -41,12 +41,7 @@ SMALL = {  # model_type: (config class, reduced keys)
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _hf(model_type: str, tmp_path: Path, **extra):

@@ -32,13 +32,7 @@ T = 8
 HF_CONFIGS = sorted((Path(__file__).parent / "data" / "hf").glob("*.json"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: a second intra-op thread only adds contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def assert_matches_lowering(spec: ModelSpec, context: int) -> None:

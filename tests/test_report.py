@@ -212,3 +212,13 @@ def test_examples_accept_new_tokens(tmp_path):
     f.write_text("one:\n  specs: [tiny]\n  protocols: [crypten]\n  networks: [wan]\n  new_tokens: 1,4,16\n")
     (c,) = load_examples(f)
     assert c.new_tokens == "1,4,16" and "--new-tokens 1,4,16" in c.command()
+
+
+@pytest.mark.parametrize("seconds, text", [(0.25, "250.00 ms"), (59, "59.00 s"), (119.9, "119.90 s"),
+                                           (120, "2.00 min"), (7199, "119.98 min"), (7200, "2.00 h"),
+                                           (39182.39 * 60, "27.21 d")])
+def test_durations_print_in_the_largest_sensible_unit(seconds, text):
+    """Issue 23: 39,182.39 min (27 days) printed as minutes; two or more of a unit is that unit."""
+    from picost.report.render import human_seconds
+
+    assert human_seconds(seconds) == text

@@ -285,7 +285,12 @@ def human_bytes(x: Any) -> str:
 
 
 def human_seconds(x: Any) -> str:
+    """Seconds in the largest unit that keeps two or more of it: d, h, min, s or ms."""
     x = float(x)
+    if x >= 2 * 86400:
+        return f"{x / 86400:.2f} d"
+    if x >= 2 * 3600:
+        return f"{x / 3600:.2f} h"
     if x >= 120:
         return f"{x / 60:.2f} min"
     if x >= 1:

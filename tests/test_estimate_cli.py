@@ -166,3 +166,15 @@ def test_the_summary_names_the_kinds_whose_rows_have_no_compute(cli):
     assert without and with_compute  # plaintext times only its products
     named = re.search(r"the others\s+\(([^)]*)\)", " ".join(text.stdout.split())).group(1)
     assert named.split(", ") == without
+
+
+def test_the_transfer_time_column_is_not_called_comm():
+    """Issue 23: 'comm' was a time in estimate tables next to a bytes column and bytes elsewhere;
+    the time to move the bytes is 'transfer', the bytes are 'bytes'."""
+    for by in ("op", "class"):
+        res = run_cli("estimate", "tiny", "-p", "crypten", "-n", "wan", "--by", by, "-f", "md")
+        assert res.returncode == 0, res.stderr
+        header = res.stdout.splitlines()[2] if res.stdout.startswith("#") else next(
+            line for line in res.stdout.splitlines() if line.startswith("|"))
+        cells = [c.strip() for c in header.strip("|").split("|")]
+        assert "transfer" in cells and "bytes" in cells and "comm" not in cells, cells

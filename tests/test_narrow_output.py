@@ -85,7 +85,7 @@ def test_sweep_keeps_totals_with_units(width):
     assert [r[0] for r in rows] == ["64", "128", "256"]  # T first: one protocol and network go to the title
     assert "under bumblebee over wan" in " ".join(out.split())
     for r in rows:
-        assert re.fullmatch(r"\d+\.\d\d GB", r[1]) and re.fullmatch(r"\d+\.\d\d (min|s|ms)", r[3]), r
+        assert re.fullmatch(r"\d+\.\d\d GB", r[1]) and re.fullmatch(r"\d+\.\d\d (d|h|min|s|ms)", r[3]), r
         assert all(c.endswith("%") for c in r[4:]) and len(r) >= 6  # the top classes by share
     assert "softmax" in out and re.search(r"\bact(ivation)?\b", out)
     if width == 80:

@@ -96,8 +96,8 @@ def _row_dict(est: Estimate, r: Row) -> dict[str, Any]:
 
 # -- tables -----------------------------------------------------------------------------------
 
-_OP_HEADER = ("op", "kind", "class", "bytes", "rounds", "compute", "comm", "latency", "share", "source")
-_GROUP_HEADER = ("rows", "bytes", "rounds", "compute", "comm", "latency", "share")
+_OP_HEADER = ("op", "kind", "class", "bytes", "rounds", "compute", "transfer", "latency", "share", "source")
+_GROUP_HEADER = ("rows", "bytes", "rounds", "compute", "transfer", "latency", "share")
 _CSV_OP_HEADER = ("name", "kind", "class", "layer", "block", "flops", "comm_bytes", "bytes_client_to_server",
                   "bytes_server_to_client", "rounds", "compute_s", "comm_s", "latency_s", "offline_bytes",
                   "setup_bytes", "share", "costed", "source", "table")
@@ -271,14 +271,14 @@ def render(est: Estimate, by: str, fmt: str) -> Any:
 
 
 def _op_columns(header: tuple[str, ...]) -> list[Column]:
-    drop = {"kind": 7, "class": 4, "rounds": 5, "share": 3, "compute": 2, "comm": 6}
+    drop = {"kind": 7, "class": 4, "rounds": 5, "share": 3, "compute": 2, "transfer": 6}
     columns = [Column(h, numeric=h not in ("op", "kind", "class", "table", "source"), drop=drop.get(h, 0),
                       short=CLASS_LABELS if h == "class" else None) for h in header[:-1]]
     return columns + [Column("source", text=True, spill=True, drop=9, min_width=100)]
 
 
 def _group_columns(by: str) -> list[Column]:
-    drop = {"rows": 5, "rounds": 3, "share": 1, "compute": 2, "comm": 4}
+    drop = {"rows": 5, "rounds": 3, "share": 1, "compute": 2, "transfer": 4}
     return [Column(by, short=CLASS_LABELS if by == "class" else None)] + [
         Column(h, numeric=True, drop=drop.get(h, 0)) for h in _GROUP_HEADER]
 

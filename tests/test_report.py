@@ -222,3 +222,21 @@ def test_durations_print_in_the_largest_sensible_unit(seconds, text):
     from picost.report.render import human_seconds
 
     assert human_seconds(seconds) == text
+
+
+def test_report_without_matplotlib_says_which_extra_before_any_work(tmp_path):
+    """Issue 23: after the README's plain install, `picost report` crashed with a traceback only
+    after computing everything; now it names the extra at once (exit 2, nothing written)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, importlib.util\n"
+            "real = importlib.util.find_spec\n"
+            "importlib.util.find_spec = lambda name, *a: None if name == 'matplotlib' else real(name, *a)\n"
+            "from picost.cli.main import main\n"
+            f"sys.argv = ['picost', 'report', 'tiny', '-p', 'crypten', '-o', {str(tmp_path / 'r.md')!r}]\n"
+            "main()\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert ".[report]" in res.stderr and "matplotlib" in res.stderr and "Traceback" not in res.stderr
+    assert not list(tmp_path.iterdir())

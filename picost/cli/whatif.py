@@ -609,6 +609,12 @@ def report(
     --new-tokens a generation section, with --plan a deployment plan section, formulas and sources,
     uncosted ops). Files are written
     atomically; on error nothing is written."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:  # before any work, not after it
+        raise UserError("picost report draws its plots with matplotlib, which is not installed here: "
+                        "pip install -c constraints.txt -e '.[report]' (in the repository; "
+                        "`pip install 'picost[report]'` elsewhere)", field="report")
     from picost.report.markdown_report import ReportConfig, build_report, load_examples, write_report
 
     if all_examples:

@@ -79,7 +79,7 @@ def test_sweep_cli_json_keeps_the_schema_and_adds_the_generation(cli):
     assert set(plain) == {"schema", "spec", "share_of", "networks", "uncosted", "points"}
     assert "new_tokens" not in plain["points"][0] and set(plain["points"][0]) <= set(p)
     csv = cli("sweep", "tiny", "-p", "crypten", "-T", "4,8", "-N", "2", "-f", "csv")
-    assert csv.stdout.splitlines()[0].startswith("protocol,network,T,N,TTFT,per token,comm,rounds,latency")
+    assert csv.stdout.splitlines()[0].startswith("protocol,network,T_tokens,N_tokens,ttft_s,per_token_latency_s,comm_bytes,rounds,latency_s")
 
 
 @pytest.mark.parametrize("value", ["0", "x", "1,2,...,5000000", "1:2000000:1"])

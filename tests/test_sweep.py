@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from picost.cost.network import get_network
 from picost.cost.protocol_table import load_protocol
 from picost.model.load import load_spec
 from picost.analysis.sweep import parse_contexts, sweep
+from tests.conftest import run_cli
 
 FIXTURE = str(Path(__file__).parent / "data" / "protocols" / "sweepfix.yaml")
 CONTEXTS = [1, 2, 3, 7, 64, 100, 127, 128, 129, 1000, 2**13, 2**15]
@@ -113,7 +116,7 @@ def test_sweep_cli_formats_and_errors(cli):
     est = estimate_lowered(lower(load_spec("tiny"), 4), load_protocol(FIXTURE), get_network("lan"))
     assert p["comm_bytes"] == est.totals.comm_bytes and p["latency_s"] == pytest.approx(est.totals.latency_s)
     csv = cli("sweep", "tiny", "-p", FIXTURE, "-T", "4,8", "-f", "csv", "--bandwidth", "1Gbps", "--rtt", "1ms")
-    assert csv.returncode == 0 and csv.stdout.splitlines()[0].startswith("protocol,network,T,comm,rounds,latency")
+    assert csv.returncode == 0 and csv.stdout.splitlines()[0].startswith("protocol,network,T_tokens,comm_bytes,rounds,latency_s")
     assert len(csv.stdout.splitlines()) == 3
     md = cli("sweep", "tiny", "-p", FIXTURE, "-T", "4", "-f", "md", "-n", "wan")
     assert md.returncode == 0 and "| sweepfix | wan | 4 |" in md.stdout
@@ -166,3 +169,19 @@ def test_uncosted_rows_are_refused_or_listed(tmp_path):
         sweep(spec, [8], [table], nets)
     result = sweep(spec, [8], [table], nets, allow_uncosted=True)
     assert result.uncosted == {"noembed": ("embed.tok",)} and "embedding" not in result.classes
+
+
+@pytest.mark.parametrize("extra", [(), ("-N", "2,4"), ("--share", "comm")])
+def test_every_csv_column_says_its_unit(extra):
+    """Issue 23: the sweep CSV had `comm` and `latency` without units and `embedding %` columns
+    holding fractions. Every column is now a label, a count, or names its unit as the JSON does."""
+    res = run_cli("sweep", "tiny", "-p", "crypten,bumblebee", "-n", "lan,wan", "-T", "8,16", *extra, "-f", "csv")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.reader(io.StringIO(res.stdout)))
+    labels, counts = {"protocol", "network"}, {"rounds"}
+    units = ("_bytes", "_s", "_tokens", "_share_of_latency_s", "_share_of_comm_bytes")
+    for name in rows[0]:
+        assert name in labels | counts or name.endswith(units), name
+    share_cols = [i for i, name in enumerate(rows[0]) if "_share_of_" in name]
+    for row in rows[1:]:
+        assert abs(sum(float(row[i]) for i in share_cols) - 1) < 1e-6  # fractions, not percents

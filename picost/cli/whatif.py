@@ -417,7 +417,7 @@ def sweep(
     if fmt == "json":
         emit_table(fmt, "", (), (), sweep_output.json_obj(result, field, shares))
         return
-    header = sweep_output.header(result)
+    header = sweep_output.csv_header(result, field) if fmt == "csv" else sweep_output.header(result)
     rows = sweep_output.rows(result, shares, human=fmt in ("table", "md"))
     if fmt == "table":
         _print(sweep_output.terminal_table(result, share, shares, rows))

@@ -68,10 +68,20 @@ def json_obj(result: Any, field: str, shares: dict[str, Any]) -> dict[str, Any]:
 
 
 def header(result: Any) -> tuple[str, ...]:
+    """Column titles of the table and markdown views (values shown with their units)."""
     lead = ("protocol", "network", "T")
     if _generation(result):
         lead += ("N", "TTFT", "per token")
     return lead + ("comm", "rounds", "latency") + tuple(f"{c} %" for c in result.classes)
+
+
+def csv_header(result: Any, share_of: str) -> tuple[str, ...]:
+    """Column names of the CSV, each with its unit (the JSON's field names): the class shares are
+    fractions of ``share_of`` (``latency_s`` or ``comm_bytes``), named ``<class>_share_of_<field>``."""
+    lead = ("protocol", "network", "T_tokens")
+    if _generation(result):
+        lead += ("N_tokens", "ttft_s", "per_token_latency_s")
+    return lead + ("comm_bytes", "rounds", "latency_s") + tuple(f"{c}_share_of_{share_of}" for c in result.classes)
 
 
 def rows(result: Any, shares: dict[str, Any], human: bool) -> list[tuple[Any, ...]]:

@@ -181,3 +181,19 @@ def test_descriptions_say_what_the_model_started_from_and_each_step():
     base = load_spec("gpt2")
     text = remove_norms(gelu_to_relu(base)).description
     assert text == f"{base.description} — then: gelu_tanh replaced by ReLU; every layernorm removed"
+
+
+def test_aero_csv_names_its_columns_as_the_json_does():
+    """Issue 23: the CSV said `comm`, `latency` and `comm x`; now the JSON's names, with units."""
+    import csv
+    import io
+
+    from tests.conftest import run_cli
+
+    res = run_cli("aero", "gpt2", "-p", "bumblebee", "-n", "wan", "-T", "32", "-f", "csv")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert list(rows[0])[2:] == ["ffn_flops", "attention_flops", "total_flops", "total_flops_savings", "comm_bytes",
+                                 "comm_bytes_savings", "latency_s", "latency_s_savings"]
+    base, last = rows[0], rows[-1]
+    assert float(last["comm_bytes_savings"]) == pytest.approx(float(base["comm_bytes"]) / float(last["comm_bytes"]))

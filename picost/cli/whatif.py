@@ -142,6 +142,10 @@ def aero(
     columns = [Column("step", text=True, min_width=16),
                Column("nonlinear ops", text=True, spill=True, min_width=24, drop=drop["nonlinear ops"])]
     columns += [Column(h, numeric=True, drop=drop.get(h, 0)) for h in header[2:]]
+    if fmt == "csv":  # the JSON's names, each with its unit (savings: baseline / this step)
+        names = ["step", "nonlinear_ops", "ffn_flops", "attention_flops", "total_flops", "total_flops_savings",
+                 "comm_bytes", "comm_bytes_savings", "latency_s", "latency_s_savings"]
+        columns = [Column(n, text=i < 2, numeric=i >= 2) for i, n in enumerate(names[:len(header)])]
     emit_table(fmt, f"AERO ablation of {steps[0].spec.name} at T={ctx}{where}", columns, cells, obj,
                [False, False] + [True] * (len(header) - 2), hint="every column: -f csv or -f md")
     if human:

@@ -465,10 +465,23 @@ def lambdify_numpy(expr: Any, symbols: Any) -> Callable[..., Any]:
     ``log(x)/log(2)`` (how sympy writes ``log2``) is computed as ``numpy.log2(x)``, which is exact
     at powers of two (in floating point ``ceil(log(2**29)/log(2))`` is 30)."""
     import sympy
-    from sympy.codegen.rewriting import log2_opt, optimize
     from sympy.printing.numpy import NumPyPrinter
 
+    inv_log2 = sympy.Pow(sympy.log(2), -1)
+
     class _Printer(NumPyPrinter):
+        def _print_Mul(self, e: Any) -> str:
+            # log(x)/log(2) -> numpy.log2(x), what sympy.codegen's log2_opt rewrites, but while
+            # printing: its pattern search over a whole table's sum took most of a sweep
+            factors = list(e.args)
+            log = next((a for a in factors if isinstance(a, sympy.log)), None) if inv_log2 in factors else None
+            if log is None:
+                return super()._print_Mul(e)
+            factors.remove(inv_log2)
+            factors.remove(log)
+            out = f"{self._module_format('numpy.log2')}({self._print(log.args[0])})"
+            return out if not factors else f"{out}*{self.parenthesize(sympy.Mul(*factors), 50)}"
+
         def _nested(self, fn: str, args: Any) -> str:
             out = self._print(args[0])
             for arg in args[1:]:
@@ -482,4 +495,4 @@ def lambdify_numpy(expr: Any, symbols: Any) -> Callable[..., Any]:
             return self._nested("maximum", e.args)
 
     printer = _Printer({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True})
-    return sympy.lambdify(symbols, optimize(sympy.sympify(expr), [log2_opt]), modules="numpy", printer=printer)
+    return sympy.lambdify(symbols, sympy.sympify(expr), modules="numpy", printer=printer)

@@ -643,9 +643,11 @@ def main() -> None:
 # registered last so that they follow the core commands in `picost --help`.
 from picost.cli.whatif import register as _register_whatif  # noqa: E402
 from picost.cli.plan import plan as _plan  # noqa: E402
+from picost.cli.crossovers import crossovers as _crossovers  # noqa: E402
 
 _register_whatif(app)
 app.command()(_plan)
+app.command()(_crossovers)
 
 
 def _unwrap_help(typer_app: typer.Typer) -> None:

@@ -240,3 +240,21 @@ def test_report_without_matplotlib_says_which_extra_before_any_work(tmp_path):
     assert res.returncode == 2, res.stderr
     assert ".[report]" in res.stderr and "matplotlib" in res.stderr and "Traceback" not in res.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_report_lists_the_crossovers_of_attention_and_softmax(tmp_path):
+    """Issue 23: the example reports show where attention passes the linears and softmax the
+    activations; the rows are picost crossovers' at the sweep's range."""
+    from picost.analysis.class_crossovers import class_crossovers
+
+    md = tmp_path / "r.md"
+    r = build_report(config(protocols=("crypten",)), md, plots=False)
+    text = r.markdown
+    section = text[text.index("## Crossovers"):text.index("## Formulas")]
+    expected = [x for x in class_crossovers(load_spec("tiny"), [load_protocol("crypten")],
+                                            [get_network(n) for n in ("lan", "wan")], 64, allow_uncosted=True)
+                if {x.over, x.under} in ({"attention_matmul", "linear"}, {"softmax", "activation"})]
+    assert expected
+    for x in expected:
+        assert f"| {x.over} > {x.under} | {x.context} |" in section, x
+    assert section.count("\n| crypten |") == len(expected)

@@ -44,9 +44,9 @@ class ClassCrossover:
 
 
 def class_crossovers(spec: "ModelSpec", tables: Sequence["ProtocolTable"], networks: Sequence["Network"],
-                     max_context: int = DEFAULT_MAX_CONTEXT) -> list[ClassCrossover]:
+                     max_context: int = DEFAULT_MAX_CONTEXT, allow_uncosted: bool = False) -> list[ClassCrossover]:
     """Every crossover between two op classes at T = 2 .. ``max_context`` (module docstring),
-    ordered by protocol, quantity, network and T."""
+    ordered by protocol, quantity, network and T (uncosted rows, where allowed, count nothing)."""
     import numpy as np
 
     if isinstance(max_context, bool) or not isinstance(max_context, int) or not 2 <= max_context <= MAX_SWEEP_POINTS:
@@ -55,7 +55,7 @@ def class_crossovers(spec: "ModelSpec", tables: Sequence["ProtocolTable"], netwo
     if len(tables) * len(networks) * max_context > MAX_SWEEP_POINTS * 10:
         raise UserError("protocols x networks x contexts too many for one run; give fewer (see docs/limits.md)",
                         field="--max-context")
-    result = sweep(spec, list(range(1, max_context + 1)), tables, networks)
+    result = sweep(spec, list(range(1, max_context + 1)), tables, networks, allow_uncosted)
     out: list[ClassCrossover] = []
     for table in tables:
         for net_index, net in enumerate(networks):

@@ -161,6 +161,7 @@ def build_report(config: ReportConfig, markdown_path: str | Path, plots: bool = 
         out += _aero_section(config, models, tables, networks, asset_dir, md_path, report, plots)
     out += _breakdowns(models, tables, networks[0], estimates)
     out += _sweep_section(models, tables, networks, contexts, asset_dir, md_path, report, plots)
+    out += _crossover_section(models, tables, networks, max(contexts))
     if counts:
         out += _generation_section(models, tables, networks, config.context, counts, asset_dir, md_path, report, plots)
     if config.plan:
@@ -378,6 +379,34 @@ def _sweep_section(models: list[_Model], tables: list[Any], networks: list[Any],
                            plot_data.by_class_csv(result, "latency_s", n.name),
                            lambda text, title=title: figures.class_figure(text, "latency", title),
                            f"latency by op class vs T over {n.name}, {m.label}", plots)
+    return out
+
+
+#: The class pairs whose crossovers a report lists (either class overtaking the other).
+CROSSOVER_PAIRS = (("attention_matmul", "linear"), ("softmax", "activation"))
+
+
+def _crossover_section(models: list[_Model], tables: list[Any], networks: list[Any], max_context: int) -> list[str]:
+    """Where attention's products overtake the linears and softmax the activations (or back), at
+    every T up to the sweep's largest (`picost crossovers`)."""
+    from picost.analysis.class_crossovers import QUANTITIES, class_crossovers
+    from picost.report.render import human_bytes, human_seconds
+
+    out = ["## Crossovers", "",
+           f"Every T from 2 to {max_context:,} at which one class of a pair passes the other "
+           f"(`picost crossovers SPEC -p P -n N --max-context {max_context} --classes "
+           f"{','.join(c for pair in CROSSOVER_PAIRS for c in pair)}`); bytes do not depend on the network.", ""]
+    wanted = {frozenset(p) for p in CROSSOVER_PAIRS}
+    for m in models:
+        found = [x for x in class_crossovers(m.spec, tables, networks, max_context, allow_uncosted=True)
+                 if frozenset((x.over, x.under)) in wanted]
+        rows = [(x.protocol, QUANTITIES[x.quantity], x.network or "-", f"{x.over} > {x.under}", x.context,
+                 human_bytes(x.over_value) if x.quantity == "comm_bytes" else human_seconds(x.over_value))
+                for x in found]
+        out += [f"### {m.label}", ""]
+        out += (_md_table(["protocol", "quantity", "network", "crossover", "T", "value"], rows,
+                          [False, False, False, False, True, True]) if rows
+                else [f"No crossover of these pairs up to T = {max_context:,}.", ""])
     return out
 
 

@@ -180,7 +180,7 @@ def scaling() -> dict[str, dict]:
     """Per op kind timed in all three placements: the median serial and concurrent fractions of its
     cases (``spu_fit.scaling_point``: X from scaling.jsonl, Y the at-scale reference run of
     compute.jsonl, Z from scaling.jsonl), rounded to 2 digits, and the times behind them."""
-    from spu_fit import oversubscription, scaling_point
+    from spu_fit import kind_scaling, scaling_point
 
     times: dict[str, dict[str, float]] = {}
     for row in [r for r in _rows(OUT) if r.get("at_scale")] + _rows(SCALING_OUT):
@@ -189,15 +189,7 @@ def scaling() -> dict[str, dict]:
     for key, t in times.items():
         if set(t) >= set(PLACEMENTS):
             points.setdefault(json.loads(key)[0], []).append(scaling_point(t["X"], t["Y"], t["Z"]))
-    out = {}
-    for kind, pts in points.items():
-        serial = sorted(p["serial"] for p in pts if p["serial"] is not None)
-        concurrent = sorted(p["concurrent"] for p in pts)[len(pts) // 2]
-        s = round(serial[len(serial) // 2], 2) if serial and concurrent <= 0.9 else 1.0
-        rho = oversubscription(pts, s, round(concurrent, 2))
-        out[kind] = {"serial": s, "concurrent": round(concurrent, 2), "points": pts,
-                     **({"oversubscribed": rho} if rho != 1 else {})}
-    return out
+    return {kind: kind_scaling(pts) for kind, pts in points.items()}
 
 
 def compute_lines(kind: str, fit: dict | None) -> list[str]:

@@ -516,16 +516,20 @@ def load_scaling(protocol: str) -> dict[str, dict]:
             point = scaling_point(t["X"], t["Y"], t["Z"])
             by_kind[key[0]].append({"series": key[1], "dims": json.loads(key[2]), **point,
                                     "runs": sorted(meta[key]["runs"])})
-    out = {}
-    for kind, points in sorted(by_kind.items()):
-        c = float(np.median([p["concurrent"] for p in points]))
-        ss = [p["serial"] for p in points if p["serial"] is not None]
-        serial = round(float(np.median(ss)), 2) if ss and c <= 0.9 else 1.0
-        rho = oversubscription(points, serial, round(c, 2))
-        out[kind] = {"serial": serial, "concurrent": round(c, 2), "points": points,
-                     **({"oversubscribed": rho} if rho != 1 else {}),
-                     **({"note": "c > 0.9: s not determined, 1 used"} if not ss or c > 0.9 else {})}
-    return out
+    return {kind: kind_scaling(points) for kind, points in sorted(by_kind.items())}
+
+
+def kind_scaling(points: list[dict]) -> dict:
+    """One op kind's core scaling from its :func:`scaling_point` s: the median concurrent
+    fraction c and serial fraction s, rounded to 2 digits (s = 1 when every c is above 0.9, said
+    in ``note``), the :func:`oversubscription` rho where it is not 1, and the points."""
+    c = float(np.median([p["concurrent"] for p in points]))
+    ss = [p["serial"] for p in points if p["serial"] is not None]
+    serial = round(float(np.median(ss)), 2) if ss and c <= 0.9 else 1.0
+    rho = oversubscription(points, serial, round(c, 2))
+    return {"serial": serial, "concurrent": round(c, 2), "points": points,
+            **({"oversubscribed": rho} if rho != 1 else {}),
+            **({"note": "c > 0.9: s not determined, 1 used"} if not ss or c > 0.9 else {})}
 
 
 def load_runs(protocol: str) -> dict[str, list[dict]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from picost.model.load import load_spec
-from picost.netlab.engine_latency import ENGINE_TOLERANCE, WHOLE_MODEL_COMPUTE, modeled_compute_s
+from picost.netlab.engine_latency import ENGINE_TOLERANCE, WHOLE_MODEL_COMPUTE, EngineRun
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,7 +38,7 @@ def test_gpt2_shaped_whole_models_were_run_under_semi2k_and_cheetah():
 def test_table_compute_of_the_whole_model_is_within_25_percent_of_the_run(record):
     spec = record["spec"]
     model = load_spec(REPO / spec if (REPO / spec).is_file() else spec)
-    modeled = modeled_compute_s(record["engine"], model, record["context"])
+    modeled = EngineRun(record["engine"], model, record["context"]).compute_s()
     measured = record["measured"]["min_wall_s"]
     assert abs(modeled / measured - 1) <= ENGINE_TOLERANCE, (
         f"{record['engine']} {spec} T={record['context']}: table {modeled:.1f} s, run {measured:.1f} s "

@@ -11,6 +11,7 @@ the network, so byte crossovers are listed once per protocol.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -56,24 +57,19 @@ def class_crossovers(spec: "ModelSpec", tables: Sequence["ProtocolTable"], netwo
         raise UserError("protocols x networks x contexts too many for one run; give fewer (see docs/limits.md)",
                         field="--max-context")
     result = sweep(spec, list(range(1, max_context + 1)), tables, networks, allow_uncosted)
+    # bytes do not depend on the network: once per protocol, from its first network's points
+    curves = [(table, net if quantity == "latency_s" else None, quantity)
+              for table in tables for quantity in QUANTITIES
+              for net in (networks if quantity == "latency_s" else networks[:1])]
     out: list[ClassCrossover] = []
-    for table in tables:
-        for net_index, net in enumerate(networks):
-            at = np.flatnonzero((result.protocol == table.label) & (result.network == net.name))
-            T = result.context[at]
-            for quantity in QUANTITIES:
-                if quantity == "comm_bytes" and net_index > 0:
-                    continue
-                values = {c: result.by_class[c][quantity][at] for c in result.classes}
-                for a in result.classes:
-                    for b in result.classes:
-                        if a == b:
-                            continue
-                        ahead = values[a] > values[b]
-                        for i in np.flatnonzero(ahead[1:] & ~ahead[:-1]) + 1:
-                            out.append(ClassCrossover(table.label, None if quantity == "comm_bytes" else net.name,
-                                                      quantity, a, b, int(T[i]), float(values[a][i]),
-                                                      float(values[b][i])))
+    for table, net, quantity in curves:
+        at = np.flatnonzero((result.protocol == table.label) & (result.network == (net or networks[0]).name))
+        T, values = result.context[at], {c: result.by_class[c][quantity][at] for c in result.classes}
+        for a, b in itertools.permutations(result.classes, 2):
+            ahead = values[a] > values[b]
+            out += [ClassCrossover(table.label, net.name if net else None, quantity, a, b, int(T[i]),
+                                   float(values[a][i]), float(values[b][i]))
+                    for i in np.flatnonzero(ahead[1:] & ~ahead[:-1]) + 1]
     order = {t.label: i for i, t in enumerate(tables)}
     return sorted(out, key=lambda x: (order[x.protocol], list(QUANTITIES).index(x.quantity), x.network or "",
                                       x.context, x.over, x.under))

@@ -270,9 +270,11 @@ def row_latency_s(cost: Any, network: Network, table: ProtocolTable) -> float:
 
 def latency_s_of(compute_s: float | None, comm_bytes: Any, rounds: Any, network: Network,
                  table: ProtocolTable) -> float:
-    """:func:`row_latency_s` of a row's compute (seconds or None), bytes and rounds."""
+    """:func:`row_latency_s` of a row's compute (seconds or None), bytes and rounds (numbers, or
+    numpy arrays over decode steps)."""
     round_s = network.round_s * table.setting.delays_per_round
-    return (compute_s or 0) + network.transfer_s(comm_bytes) / table.setting.transfer_links + rounds * round_s
+    compute = 0 if compute_s is None else compute_s
+    return compute + network.transfer_s(comm_bytes) / table.setting.transfer_links + rounds * round_s
 
 
 def estimate(spec: "ModelSpec | str | Path", protocol: str | Path | ProtocolTable,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from picost.analysis.estimate import ROW_CLASSES, Estimate, _spec, estimate_lowered, with_machine
+from picost.analysis.estimate import ROW_CLASSES, Estimate, _spec, estimate_lowered, latency_s_of, with_machine
 from picost.analysis.estimate import estimate as _one_pass
 from picost.cost.network import Network, get_network
 from picost.cost.hybrid import load_costing
@@ -218,10 +218,7 @@ def step_latency(fields: Mapping[str, Any], link: Network, table: ProtocolTable)
     """The estimate's latency model on arrays of one class's fields (``None`` without bytes)."""
     if fields["comm_bytes"] is None:
         return None
-    round_s = link.round_s * table.setting.delays_per_round
-    compute = fields["compute_s"] if fields["compute_s"] is not None else 0
-    return (compute + fields["comm_bytes"] * 8 / (link.bandwidth_bps * table.setting.transfer_links)
-            + fields["rounds"] * round_s)
+    return latency_s_of(fields["compute_s"], fields["comm_bytes"], fields["rounds"], link, table)
 
 
 #: Cache lengths lowered and costed at once: the lowering's per-op dim arrays and the formulas'

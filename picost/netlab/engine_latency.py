@@ -46,6 +46,11 @@ class EngineRun:
 
         return estimate_lowered(lower(self.spec, self.context), load_protocol(self.engine), setting.network).totals
 
+    def compute_s(self) -> float:
+        """Today's table compute of one whole forward pass (no delay, unshaped: what
+        :func:`compute_check` compares)."""
+        return float(self.modeled(Setting(1e12, 0.0)).compute_s)
+
     def compare(self, setting: Setting, measured_s: float) -> tuple[Comparison, Any]:
         """Today's model of this run on ``setting`` against ``measured_s``: the comparison and the totals."""
         totals = self.modeled(setting)
@@ -97,13 +102,7 @@ def check(run: EngineRun, setting: Setting, repeats: int = 3) -> tuple[Compariso
 def compute_check(run: EngineRun, repeats: int = 3) -> tuple[float, dict]:
     """``(modeled compute_s, measurement)`` of the whole model with no delay and unshaped links:
     the table's compute summed over the rows against one forward pass's time (``min_wall_s``)."""
-    modeled = run.modeled(Setting(1e12, 0.0)).compute_s
-    return float(modeled), run.measure(None, repeats)
-
-
-def modeled_compute_s(engine: str, spec: Any, context: int) -> float:
-    """Today's table compute of a whole forward pass (what :func:`compute_check` compares)."""
-    return float(EngineRun(engine, spec, context).modeled(Setting(1e12, 0.0)).compute_s)
+    return run.compute_s(), run.measure(None, repeats)
 
 
 def latest_records(path: Path = RECORDS) -> dict[tuple, dict]:
